@@ -1,0 +1,198 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The ``nova-snapshot-ext`` command.
+
+::
+
+    nova-snapshot-ext snapshot DOMAIN --name NAME [--method auto|live|cold]
+        [--format qcow2|raw] [--connect URI] [--store STORE] [--json]
+        [--config-file F]
+    nova-snapshot-ext check [DOMAIN] [--connect URI] [--json]
+
+Exit status: 0 done, 1 the snapshot failed (one line on stderr says why),
+2 bad usage.
+"""
+
+import argparse
+import json
+import logging as std_logging
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from oslo_log import log as logging
+
+from nova_snapshot_ext.cmd import progress as progress_mod
+from nova_snapshot_ext import conf as nse_conf
+from nova_snapshot_ext import exception
+from nova_snapshot_ext import inspect as inspect_mod
+from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext import snapshot
+
+PROG = 'nova-snapshot-ext'
+LOG = logging.getLogger(__name__)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line too."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, '%s: error: %s (see %s --help)\n' % (
+            self.prog, message, self.prog))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description='Snapshot libvirt guests into '
+                                            'images.')
+    parser.add_argument('--config-file', action='append', default=[],
+                        metavar='F', help='configuration file (repeatable)')
+    parser.add_argument('--connect', metavar='URI',
+                        help='libvirt URI (default: [libvirt] '
+                             'connection_uri)')
+    parser.add_argument('--json', action='store_true',
+                        help='print one JSON object')
+    parser.add_argument('-v', '--verbose', action='store_true',
+                        help='log progress on stderr')
+    parser.add_argument('--debug', action='store_true',
+                        help='log everything, tracebacks included')
+    sub = parser.add_subparsers(dest='command', required=True,
+                                parser_class=_Parser)
+
+    snap = sub.add_parser('snapshot', help='snapshot a guest into an image')
+    snap.add_argument('domain', metavar='DOMAIN', help='name or UUID')
+    snap.add_argument('--name', required=True, help='image name')
+    snap.add_argument('--method', choices=('auto', 'live', 'cold'))
+    snap.add_argument('--format', dest='image_format',
+                      choices=('qcow2', 'raw'))
+    snap.add_argument('--store', metavar='STORE',
+                      help='file:///abs/dir (default: [snapshot] '
+                           'default_store)')
+    snap.add_argument('--quiesce', choices=('never', 'auto', 'required'))
+
+    check = sub.add_parser('check', help='host facts, and the method a '
+                                         'snapshot of each guest would use')
+    check.add_argument('domain', metavar='DOMAIN', nargs='?')
+
+    # Global options may also follow the subcommand.
+    for p in (snap, check):
+        p.add_argument('--config-file', action='append',
+                       dest='sub_config_file', default=[], metavar='F',
+                       help=argparse.SUPPRESS)
+        p.add_argument('--connect', dest='sub_connect', metavar='URI',
+                       help=argparse.SUPPRESS)
+        p.add_argument('--json', dest='sub_json', action='store_true',
+                       help=argparse.SUPPRESS)
+    return parser
+
+
+def _setup(args: argparse.Namespace) -> None:
+    conf = nse_conf.CONF
+    files = args.config_file + args.sub_config_file
+    conf_args = []
+    for f in files:
+        conf_args += ['--config-file', f]
+    # Without --config-file, oslo.config reads the default locations.
+    conf(conf_args, project='nova-snapshot-ext', prog=PROG)
+    conf.set_override('use_stderr', True)
+    if args.debug:
+        conf.set_override('debug', True)
+    logging.setup(conf, 'nova-snapshot-ext')
+    if not (args.verbose or args.debug):
+        std_logging.getLogger().setLevel(std_logging.WARNING)
+    connect = args.sub_connect or args.connect
+    if connect:
+        conf.set_override('connection_uri', connect, group='libvirt')
+
+
+def _summary(result: snapshot.SnapshotResult) -> str:
+    return ('%(method)s snapshot of %(guest)s: %(image)s (%(format)s, '
+            '%(size)s, sha256 %(sha)s..., %(secs).2f s%(down)s): %(reason)s'
+            % {'method': result.method, 'guest': result.guest,
+               'image': result.image, 'format': result.format,
+               'size': progress_mod.human_size(result.size),
+               'sha': result.sha256[:12], 'secs': result.seconds,
+               'down': (', guest paused %.2f s' % result.downtime
+                        if result.downtime else ''),
+               'reason': result.reason})
+
+
+def cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
+    request = snapshot.SnapshotRequest(
+        guest=args.domain, name=args.name, method=args.method,
+        image_format=args.image_format, store=args.store,
+        quiesce=args.quiesce)
+    with progress_mod.bar(sys.stderr) as report:
+        result = snapshot.take_snapshot(request, progress=report)
+    if args.json or args.sub_json:
+        json.dump(result.as_dict(), out, sort_keys=True)
+        out.write('\n')
+    else:
+        out.write(_summary(result) + '\n')
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    conf = nse_conf.CONF
+    host = host_mod.Host(conf.libvirt.connection_uri)
+    try:
+        report = inspect_mod.check(conf, host, args.domain)
+    finally:
+        host.close()
+    if args.json or args.sub_json:
+        json.dump(report, out, sort_keys=True)
+        out.write('\n')
+        return 0
+    h = report['host']
+    out.write('host: %s, libvirt %s, QEMU %s, live snapshots %s\n' % (
+        h['uri'], h['libvirt_version'], h['qemu_version'],
+        'possible' if h['live_possible'] else 'off: ' + h['live_off']))
+    for g in report['guests']:
+        if 'error' in g:
+            out.write('%s: %s\n' % (g['name'], g['error']))
+            continue
+        out.write('%(name)s: %(state)s, %(backend)s disk %(disk)s -> '
+                  '%(method)s: %(reason)s\n' % g)
+    return 0
+
+
+COMMANDS = {'snapshot': cmd_snapshot, 'check': cmd_check}
+
+
+def main(argv: Sequence[str] | None = None,
+         out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    try:
+        _setup(args)
+        return COMMANDS[args.command](args, out)
+    except exception.SnapshotError as e:
+        sys.stderr.write('%s: error: %s\n' % (PROG, e))
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write('%s: interrupted; the guest and the store were '
+                         'left as they were\n' % PROG)
+        return 130
+    except Exception as e:  # noqa: B902 - the last line of defence
+        if args.debug:
+            raise
+        LOG.debug('Unexpected error', exc_info=True)
+        sys.stderr.write('%s: error: unexpected %s: %s (run with --debug '
+                         'for details)\n' % (PROG, type(e).__name__,
+                                             ' '.join(str(e).split())))
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,63 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The progress bar of the command line (only on a terminal)."""
+
+import contextlib
+from collections.abc import Iterator
+from typing import TextIO
+
+import tqdm
+
+from nova_snapshot_ext.model import Progress
+
+STAGES = {'copy': 'live copy', 'convert': 'convert', 'upload': 'store'}
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ('B', 'KiB', 'MiB', 'GiB'):
+        if value < 1024 or unit == 'GiB':
+            return '%.1f %s' % (value, unit) if unit != 'B' else \
+                '%d B' % size
+        value /= 1024
+    return '%d B' % size
+
+
+@contextlib.contextmanager
+def bar(stream: TextIO) -> Iterator[Progress]:
+    """Yield a progress callback that draws a bar on ``stream`` when it is
+    a terminal, and does nothing otherwise."""
+    if not stream.isatty():
+        yield lambda stage, fraction: None
+        return
+    state: dict = {'stage': None, 'bar': None}
+
+    def report(stage: str, fraction: float) -> None:
+        if state['stage'] != stage:
+            if state['bar'] is not None:
+                state['bar'].close()
+            state['stage'] = stage
+            state['bar'] = tqdm.tqdm(
+                total=100, desc=STAGES.get(stage, stage), file=stream,
+                unit='%', bar_format='{desc:>9}: {percentage:3.0f}%|{bar}| '
+                                     '{elapsed}', leave=False)
+        b = state['bar']
+        b.update(max(0.0, fraction * 100 - b.n))
+
+    try:
+        yield report
+    finally:
+        if state['bar'] is not None:
+            state['bar'].close()

@@ -1,0 +1,43 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""All options of nova-snapshot-ext, registered on one ConfigOpts."""
+
+from oslo_concurrency import lockutils
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from nova_snapshot_ext.conf import file_store
+from nova_snapshot_ext.conf import libvirt
+from nova_snapshot_ext.conf import qemu_img
+from nova_snapshot_ext.conf import snapshot
+from nova_snapshot_ext.conf import workarounds
+
+CONF = cfg.CONF
+
+MODULES = (snapshot, libvirt, workarounds, qemu_img, file_store)
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register every option of the project on ``conf``.
+
+    Safe to call more than once.
+    """
+    for module in MODULES:
+        module.register_opts(conf)
+    lockutils.set_defaults('$state_path/locks')
+
+
+register_opts(CONF)
+logging.register_options(CONF)

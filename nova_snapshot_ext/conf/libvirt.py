@@ -1,0 +1,78 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Options of the libvirt connection and of live snapshots ([libvirt])."""
+
+from oslo_config import cfg
+
+libvirt_group = cfg.OptGroup(
+    'libvirt',
+    title='libvirt options',
+    help='The libvirt connection and how live snapshots copy the disk.')
+
+libvirt_opts = [
+    cfg.StrOpt(
+        'connection_uri',
+        default='qemu:///system',
+        help='libvirt URI of the hypervisor that runs the guests.'),
+    cfg.StrOpt(
+        'min_libvirt_version',
+        default='8.0.0',
+        help="""
+Oldest libvirt with which live snapshots are taken. With an older libvirt,
+``auto`` takes a cold snapshot and ``live`` fails.
+"""),
+    cfg.StrOpt(
+        'min_qemu_version',
+        default='6.2.0',
+        help="""
+Oldest QEMU with which live snapshots are taken. With an older QEMU,
+``auto`` takes a cold snapshot and ``live`` fails.
+"""),
+    cfg.StrOpt(
+        'live_copy_style',
+        default='auto',
+        choices=[
+            ('auto', 'blockcopy where libvirt has the transient-job flag, '
+                     'rebase otherwise'),
+            ('blockcopy', 'virDomainBlockCopy with TRANSIENT_JOB: the '
+                          'domain stays persistent throughout'),
+            ('rebase', 'Nova\'s way: the domain is made transient for the '
+                       'copy (blockRebase COPY) and defined again after'),
+        ],
+        help="""
+How a live snapshot copies the disk while the guest runs.
+
+Related options:
+
+* ``[libvirt] live_copy_bandwidth``
+"""),
+    cfg.IntOpt(
+        'live_copy_bandwidth',
+        default=0,
+        min=0,
+        help="""
+Bandwidth limit of the live disk copy in MiB/s, to spare the guest's I/O.
+0 means no limit.
+"""),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_group(libvirt_group)
+    conf.register_opts(libvirt_opts, group=libvirt_group)
+
+
+def list_opts() -> dict:
+    return {libvirt_group: libvirt_opts}

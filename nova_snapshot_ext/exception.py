@@ -1,0 +1,132 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""One exception hierarchy, with messages an operator can act on.
+
+Every error the engine raises on purpose is a :class:`SnapshotError`. Its
+message is a single line that says what is wrong and, where there is one,
+what to do about it. The command line prints it as it is.
+"""
+
+
+class SnapshotError(Exception):
+    """Base class: a snapshot could not be taken."""
+
+    msg_fmt = 'The snapshot failed.'
+
+    def __init__(self, message: str | None = None, **kwargs: object) -> None:
+        self.kwargs = kwargs
+        if message is None:
+            message = self.msg_fmt % kwargs
+        # One line, always: libvirt and qemu-img like multi-line messages.
+        message = ' '.join(str(message).split())
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(SnapshotError):
+    msg_fmt = 'Invalid input: %(reason)s'
+
+
+class InvalidName(InvalidInput):
+    msg_fmt = 'Invalid image name %(name)r: %(reason)s'
+
+
+class InvalidFormat(InvalidInput):
+    msg_fmt = ('Unsupported image format %(format)r: use one of '
+               '%(choices)s.')
+
+
+class UnknownBackend(SnapshotError):
+    msg_fmt = ('No image backend %(name)r is installed; known backends: '
+               '%(known)s.')
+
+
+class UnknownStore(SnapshotError):
+    msg_fmt = ('Unknown image store %(spec)r; use one of %(known)s.')
+
+
+class StoreUnavailable(SnapshotError):
+    msg_fmt = 'Image store %(store)s cannot be used: %(reason)s'
+
+
+class StoreWriteFailed(SnapshotError):
+    msg_fmt = 'Writing the image to %(store)s failed: %(reason)s'
+
+
+class HypervisorUnavailable(SnapshotError):
+    msg_fmt = ('Cannot connect to libvirt at %(uri)s: %(reason)s. Is '
+               'libvirtd running, and may this user use it?')
+
+
+class GuestNotFound(SnapshotError):
+    msg_fmt = ('No guest named %(guest)s on %(uri)s. See '
+               '"virsh list --all" for the names.')
+
+
+class GuestGone(SnapshotError):
+    msg_fmt = ('Guest %(guest)s stopped or vanished during the snapshot: '
+               '%(reason)s')
+
+
+class UnsupportedDisk(SnapshotError):
+    msg_fmt = 'Cannot snapshot the root disk of %(guest)s: %(reason)s'
+
+
+class UnsafeImage(SnapshotError):
+    msg_fmt = 'Refusing to read %(path)s: %(reason)s'
+
+
+class SnapshotInProgress(SnapshotError):
+    msg_fmt = ('Another snapshot of guest %(guest)s is running; wait for it '
+               'to finish and try again.')
+
+
+class BlockJobActive(SnapshotError):
+    msg_fmt = ('Disk %(disk)s of guest %(guest)s already has a block job '
+               '(%(job)s); wait for it to end or abort it with "virsh '
+               'blockjob %(guest)s %(disk)s --abort".')
+
+
+class BlockJobFailed(SnapshotError):
+    msg_fmt = 'The block copy of %(disk)s on %(guest)s failed: %(reason)s'
+
+
+class LiveSnapshotImpossible(SnapshotError):
+    msg_fmt = ('A live snapshot of %(guest)s is not possible: %(reason)s. '
+               'Use --method cold or --method auto.')
+
+
+class ColdSnapshotImpossible(SnapshotError):
+    msg_fmt = 'A cold snapshot of %(guest)s is not possible: %(reason)s.'
+
+
+class QuiesceFailed(SnapshotError):
+    msg_fmt = ('Cannot quiesce %(guest)s, and quiesce is required: '
+               '%(reason)s. Start the QEMU guest agent in the guest, or '
+               'set [snapshot] quiesce = auto.')
+
+
+class ConversionFailed(SnapshotError):
+    msg_fmt = 'qemu-img could not write the image: %(reason)s'
+
+
+class GuestRestoreFailed(SnapshotError):
+    msg_fmt = ('Could not bring %(guest)s back to its %(state)s state '
+               'after the snapshot: %(reason)s. Check it with "virsh '
+               'domstate %(guest)s".')
+
+
+class LibvirtFailed(SnapshotError):
+    msg_fmt = 'libvirt could not %(action)s %(guest)s: %(reason)s'

@@ -1,0 +1,100 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The data that crosses layers: a snapshot request, its job, its result."""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from oslo_config import cfg
+
+    from nova_snapshot_ext.libvirt import guest as guest_mod
+    from nova_snapshot_ext.libvirt import host as host_mod
+    from nova_snapshot_ext.stores import base as store_base
+
+#: ``progress(stage, fraction)``; stages are ``copy`` (live copy of the
+#: disk), ``convert`` (writing the image) and ``upload``.
+Progress = Callable[[str, float], None]
+
+
+def no_progress(stage: str, fraction: float) -> None:
+    """A progress callback that ignores progress."""
+
+
+@dataclasses.dataclass
+class SnapshotRequest:
+    """What the caller asks for."""
+
+    #: Domain name or UUID.
+    guest: str
+    #: Name of the image.
+    name: str
+    #: ``auto``, ``live`` or ``cold``; None means ``[snapshot] method``.
+    method: str | None = None
+    #: ``qcow2`` or ``raw``; None means ``[snapshot] image_format``, or
+    #: the format of the guest's disk.
+    image_format: str | None = None
+    #: Store spec; None means ``[snapshot] default_store``.
+    store: str | None = None
+    #: ``never``, ``auto`` or ``required``; None means ``[snapshot]
+    #: quiesce``.
+    quiesce: str | None = None
+    #: Backend name; None means chosen from the guest's root disk.
+    backend: str | None = None
+    #: Fill this existing image record (Nova creates it first).
+    image_id: str | None = None
+    #: Extra image properties stored with the image.
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class SnapshotJob:
+    """A request resolved against the host: what a backend works on."""
+
+    conf: 'cfg.ConfigOpts'
+    request: SnapshotRequest
+    host: 'host_mod.Host'
+    guest: 'guest_mod.Guest'
+    disk: 'guest_mod.Disk'
+    store: 'store_base.ImageStore'
+    method: str
+    image_format: str
+    quiesce: str
+    progress: Progress = no_progress
+
+
+@dataclasses.dataclass
+class SnapshotResult:
+    """What a snapshot produced. The CLI prints it as JSON."""
+
+    method: str
+    reason: str
+    image: str
+    image_id: str
+    location: str
+    format: str
+    size: int
+    virtual_size: int
+    sha256: str
+    seconds: float
+    guest: str
+    backend: str
+    quiesced: bool = False
+    #: Seconds the guest's CPUs were stopped (cold snapshots).
+    downtime: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

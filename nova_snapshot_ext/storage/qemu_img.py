@@ -1,0 +1,160 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""qemu-img, run safely.
+
+* The input format is always given (``-f``): qemu-img never guesses, so a
+  guest cannot make its disk be read as something else (OSSA-2016-001).
+* ``qemu-img info`` runs under CPU-time and address-space limits.
+* Commands run through :func:`oslo_concurrency.processutils.execute`, never
+  through a shell.
+"""
+
+import json
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from oslo_concurrency import processutils
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from nova_snapshot_ext import exception
+
+LOG = logging.getLogger(__name__)
+
+FORMATS = ('qcow2', 'raw')
+_PROGRESS = re.compile(rb'\((\d+(?:\.\d+)?)/100%\)')
+
+Progress = Callable[[float], None]
+
+
+def _check_format(fmt: str | None) -> str:
+    if fmt not in FORMATS:
+        raise exception.InvalidFormat(format=fmt, choices=', '.join(FORMATS))
+    return fmt
+
+
+def info(conf: cfg.ConfigOpts, path: str, fmt: str,
+         force_share: bool = False) -> dict[str, Any]:
+    """``qemu-img info`` of ``path`` read as ``fmt``, as a dict.
+
+    :param force_share: read an image that a running QEMU has open (``-U``);
+        only metadata is read, which is safe.
+    :raises UnsafeImage: qemu-img failed or hit its resource limits.
+    """
+    cmd = ['qemu-img', 'info', '-f', _check_format(fmt), '--output=json']
+    if force_share:
+        cmd.append('-U')
+    cmd.append(path)
+    limits = processutils.ProcessLimits(
+        cpu_time=conf.qemu_img.info_cpu_time_limit,
+        address_space=conf.qemu_img.info_address_space_limit * 1024 * 1024)
+    try:
+        out, _err = processutils.execute(*cmd, prlimit=limits)
+    except processutils.ProcessExecutionError as e:
+        raise exception.UnsafeImage(path=path, reason=_stderr(e))
+    data = json.loads(out)
+    backing = data.get('full-backing-filename') or data.get('backing-filename')
+    if backing and not data.get('backing-filename-format'):
+        # NOTE: without a recorded backing format qemu-img would probe the
+        # backing file's format, which is exactly the guess we refuse.
+        raise exception.UnsafeImage(
+            path=path, reason='its backing file %s has no recorded format '
+                              '(rebase it with -F)' % backing)
+    return data
+
+
+def backing_of(data: dict[str, Any]) -> tuple[str, str] | None:
+    """The (path, format) of an image's backing file, if it has one."""
+    backing = data.get('full-backing-filename') or data.get('backing-filename')
+    if not backing:
+        return None
+    return backing, data['backing-filename-format']
+
+
+def create_qcow2(path: str, size: int,
+                 backing: tuple[str, str] | None = None) -> None:
+    """Create an empty qcow2 image, optionally over a backing file."""
+    cmd = ['qemu-img', 'create', '-q', '-f', 'qcow2']
+    if backing:
+        cmd += ['-b', backing[0], '-F', _check_format(backing[1])]
+    cmd += [path, str(size)]
+    try:
+        processutils.execute(*cmd)
+    except processutils.ProcessExecutionError as e:
+        raise exception.ConversionFailed(reason=_stderr(e))
+
+
+def convert_cmd(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
+                dst_fmt: str, compress: bool = False) -> list[str]:
+    """The ``qemu-img convert`` command line for a snapshot image."""
+    cmd = ['qemu-img', 'convert', '-p', '-f', _check_format(src_fmt),
+           '-O', _check_format(dst_fmt),
+           '-m', str(conf.qemu_img.convert_coroutines), '-W']
+    if compress and dst_fmt == 'qcow2':
+        cmd.append('-c')
+    cmd += [src, dst]
+    return cmd
+
+
+def convert(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
+            dst_fmt: str, compress: bool = False,
+            progress: Progress | None = None) -> None:
+    """Write ``src`` (with its backing chain) as a standalone image.
+
+    :param progress: called with the fraction done, 0.0 to 1.0, as qemu-img
+        reports it.
+    :raises ConversionFailed: qemu-img failed or was killed; ``dst`` may
+        hold a partial image, which the caller removes.
+    """
+    cmd = convert_cmd(conf, src, src_fmt, dst, dst_fmt, compress)
+
+    def follow(proc: Any) -> None:
+        # NOTE: processutils calls this right after starting qemu-img and
+        # before it collects the output, so reading the progress here
+        # leaves nothing for communicate() but the exit status.
+        _read_progress(proc.stdout.fileno(), progress)
+
+    LOG.debug('Converting %(src)s (%(sf)s) to %(dst)s (%(df)s)',
+              {'src': src, 'sf': src_fmt, 'dst': dst, 'df': dst_fmt})
+    try:
+        processutils.execute(*cmd, on_execute=follow)
+    except processutils.ProcessExecutionError as e:
+        raise exception.ConversionFailed(reason=_stderr(e))
+
+
+def _read_progress(fd: int, progress: Progress | None) -> None:
+    buf = b''
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return
+        buf = (buf + chunk)[-256:]
+        found = _PROGRESS.findall(buf)
+        if found and progress is not None:
+            progress(min(float(found[-1]) / 100.0, 1.0))
+        if b'\r' in buf:
+            buf = buf[buf.rindex(b'\r') + 1:]
+
+
+def _stderr(error: processutils.ProcessExecutionError) -> str:
+    text = (error.stderr or '').strip()
+    if not text:
+        code = error.exit_code
+        if isinstance(code, int) and code < 0:
+            return 'qemu-img was killed by signal %d' % -code
+        return 'qemu-img exited with status %s' % code
+    return text.splitlines()[-1]

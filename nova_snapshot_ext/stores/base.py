@@ -1,0 +1,165 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Image stores: where finished snapshot images go.
+
+A store is a stevedore plugin in the ``nova_snapshot_ext.image_stores``
+namespace. A snapshot writes its image into a :class:`PendingImage` that the
+store hands out, then commits it; until the commit succeeds, nothing is
+visible in the store, and :meth:`PendingImage.abort` removes every trace.
+"""
+
+import abc
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from oslo_config import cfg
+from stevedore import driver
+from stevedore import exception as stevedore_exc
+from stevedore import extension
+
+from nova_snapshot_ext import exception
+
+NAMESPACE = 'nova_snapshot_ext.image_stores'
+
+Progress = Callable[[float], None]
+
+
+@dataclasses.dataclass
+class ImageMeta:
+    """What a store records about an image besides its bytes."""
+
+    name: str
+    disk_format: str
+    container_format: str = 'bare'
+    #: Free-form properties, e.g. ``method``, ``reason``, ``source_domain``.
+    properties: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class StoredImage:
+    """An image that is complete in its store."""
+
+    id: str
+    #: Where the image is: a file path, or a URL for remote stores.
+    location: str
+    disk_format: str
+    size: int
+    virtual_size: int
+    sha256: str
+    #: How a user names the image: its id, or for a file store its path.
+    reference: str = ''
+
+    def __post_init__(self) -> None:
+        self.reference = self.reference or self.id
+
+
+class PendingImage(metaclass=abc.ABCMeta):
+    """An image being written. Use it as a context manager: leaving the
+    block with an exception aborts it."""
+
+    #: Local file the snapshot writes the image into.
+    path: str
+
+    @abc.abstractmethod
+    def commit(self, progress: Progress | None = None) -> StoredImage:
+        """Make the image complete and visible in the store."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Remove everything this pending image created. Idempotent."""
+
+    def __enter__(self) -> 'PendingImage':
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+class ImageStore(metaclass=abc.ABCMeta):
+    """Base class of image store plugins.
+
+    :param conf: the configuration.
+    :param spec: the store as the user named it, e.g. ``file:///srv/img``.
+    """
+
+    #: The store can register an image that already exists in shared
+    #: storage (see :meth:`add_location`).
+    SUPPORTS_LOCATION = False
+
+    def __init__(self, conf: cfg.ConfigOpts, spec: str) -> None:
+        self.conf = conf
+        self.spec = spec
+
+    def __str__(self) -> str:
+        return self.spec
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Fail fast, before any guest is touched, when the store cannot
+        take an image.
+
+        :raises StoreUnavailable: with the reason.
+        """
+
+    @abc.abstractmethod
+    def begin(self, meta: ImageMeta, image_id: str | None = None,
+              workdir: str | None = None) -> PendingImage:
+        """Start an image.
+
+        :param image_id: fill this existing record (e.g. the one Nova
+            created) instead of making a new one.
+        :param workdir: directory for temporary files, if the store needs
+            any.
+        """
+
+    def add_location(self, image_id: str, url: str,
+                     meta: ImageMeta) -> StoredImage:
+        """Register data already in shared storage as the image.
+
+        Optional: stores that cannot do it raise NotImplementedError.
+        """
+        raise NotImplementedError('this store cannot add locations')
+
+    @abc.abstractmethod
+    def delete(self, image_id: str) -> None:
+        """Delete a complete image. Missing images are not an error."""
+
+
+def known_stores() -> list[str]:
+    return sorted(extension.ExtensionManager(NAMESPACE).names())
+
+
+def load(conf: cfg.ConfigOpts, spec: str | None = None) -> ImageStore:
+    """Load the store named by ``spec``.
+
+    ``spec`` is a plugin name (``file``, ``glance``) or a URL whose scheme
+    starts with one (``file:///dir``, ``glance+http://host:9292``). When
+    None, ``[snapshot] default_store`` is used.
+
+    :raises UnknownStore: no plugin of that name.
+    """
+    spec = spec or conf.snapshot.default_store
+    name = spec.split(':', 1)[0].split('+', 1)[0]
+    try:
+        # NOTE: load the class only and build it here, so that the
+        # store's own errors (a bad path, say) reach the user instead of
+        # being logged and swallowed by stevedore.
+        mgr = driver.DriverManager(NAMESPACE, name)
+    except stevedore_exc.NoMatches:
+        raise exception.UnknownStore(
+            spec=spec, known=', '.join(known_stores()) or 'none')
+    return mgr.driver(conf, spec)

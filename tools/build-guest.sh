@@ -1,0 +1,249 @@
+#!/bin/bash
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+# Build the tiny counter-writing test guest used by the functional tests.
+#
+# Output, in $GUEST_DIR (default $STACK_DIR/guest):
+#   vmlinuz    the Debian generic amd64 kernel (from the linux-image-*-amd64
+#              package that linux-image-amd64 depends on; downloaded with
+#              apt-get download, never installed)
+#   initrd.gz  busybox-static + the virtio block modules; its /init prints
+#                TINYGUEST READY vda_sectors=<S> ctr_off=<OFF> slots=<K>
+#              on the console, then loops forever writing the 512-byte
+#              sector "CTR %012d\n" (zero padded, fsync'ed) for n = 1, 2, ...
+#              at sector OFF + n % K of /dev/vda, where OFF = S - K, and
+#              prints "CTR <n>" on the console every 500 writes.
+#
+# Boot it with direct kernel boot and "console=ttyS0" on the command line.
+#
+# Environment:
+#   STACK_DIR   default /var/tmp/nova-snapshot-ext-stack
+#   GUEST_DIR   default $STACK_DIR/guest
+#   CTR_SLOTS   K, the number of counter sectors at the end of vda
+#               (default 256)
+#
+# The .deb files are cached in $STACK_DIR/cache and checked against the
+# apt index, so rebuilding on the same machine does not download again.
+# Both outputs are written under temporary names and renamed at the end
+# (vmlinuz last), so an interrupted build never leaves a pair that looks
+# complete but is not.
+
+set -euo pipefail
+
+STACK_DIR=${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}
+GUEST_DIR=${GUEST_DIR:-$STACK_DIR/guest}
+CACHE_DIR=$STACK_DIR/cache
+CTR_SLOTS=${CTR_SLOTS:-256}
+
+# Load order matters: each module depends on the ones before it.
+MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev"
+MODULES+=" virtio_pci virtio_blk"
+
+function log {
+    echo "build-guest: $*"
+}
+
+function die {
+    echo "build-guest: ERROR: $*" >&2
+    exit 1
+}
+
+function kernel_package {
+    apt-cache depends linux-image-amd64 2>/dev/null \
+        | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ {
+                   print $2; exit }'
+}
+
+# fetch_deb PACKAGE: make sure $CACHE_DIR holds the .deb of the candidate
+# version of PACKAGE (verified against the apt index); sets DEB to its path.
+function fetch_deb {
+    local pkg=$1 uri="" file="" size="" hash=""
+    DEB=
+    read -r uri file size hash < <(
+        apt-get download --print-uris "$pkg" 2>/dev/null) || true
+    [ -n "$file" ] || return 1
+    if ! deb_ok "$CACHE_DIR/$file" "$size" "$hash"; then
+        rm -f "$CACHE_DIR/$file"
+        # The sandbox user _apt cannot write to the cache dir; download
+        # as root instead of getting a warning for it.
+        (cd "$CACHE_DIR" &&
+            apt-get -q -o APT::Sandbox::User=root download "$pkg" \
+                >/dev/null) || return 1
+        deb_ok "$CACHE_DIR/$file" "$size" "$hash" || return 1
+        log "downloaded $file"
+    fi
+    DEB=$CACHE_DIR/$file
+}
+
+function deb_ok {
+    local path=$1 size=$2 hash=$3
+    [ -f "$path" ] || return 1
+    [ "$(stat -c %s "$path")" = "$size" ] || return 1
+    case "$hash" in
+        SHA256:*)
+            echo "${hash#SHA256:}  $path" | sha256sum --status -c -
+            ;;
+    esac
+}
+
+# fetch_all: resolve the kernel package and fetch both .debs into KDEB and
+# BBDEB.  Resolving or downloading fails without apt lists, or with stale
+# ones (the mirror drops old kernel ABI packages): then refresh the lists
+# once and retry.
+function fetch_all {
+    local attempt
+    for attempt in 1 2; do
+        if [ $attempt = 2 ]; then
+            [ "$(id -u)" = 0 ] || die "cannot download the guest packages"
+            log "refreshing the apt lists"
+            apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null
+        fi
+        KPKG=$(kernel_package) || true
+        [ -n "$KPKG" ] && fetch_deb "$KPKG" || continue
+        KDEB=$DEB
+        fetch_deb busybox-static || continue
+        BBDEB=$DEB
+        return 0
+    done
+    die "cannot download ${KPKG:-the linux-image-amd64 kernel}" \
+        "and busybox-static"
+}
+
+[[ "$CTR_SLOTS" =~ ^[1-9][0-9]*$ ]] \
+    || die "CTR_SLOTS must be a positive integer, got '$CTR_SLOTS'"
+for tool in apt-get dpkg-deb cpio gzip; do
+    command -v "$tool" >/dev/null || die "$tool not found (install-deps.sh)"
+done
+
+start=$SECONDS
+mkdir -p "$GUEST_DIR" "$CACHE_DIR"
+chmod 0755 "$STACK_DIR" "$GUEST_DIR"
+GUEST_DIR=$(cd "$GUEST_DIR" && pwd)
+
+work=$(mktemp -d)
+tmp_kernel=$GUEST_DIR/.vmlinuz.tmp.$$
+tmp_initrd=$GUEST_DIR/.initrd.gz.tmp.$$
+trap 'rm -rf "$work" "$tmp_kernel" "$tmp_initrd"' EXIT
+trap 'exit 130' INT TERM HUP
+
+fetch_all
+KVER=${KPKG#linux-image-}
+
+dpkg-deb -x "$KDEB" "$work/kernel"
+dpkg-deb -x "$BBDEB" "$work/busybox"
+
+moddir=
+for d in lib/modules usr/lib/modules; do
+    if [ -d "$work/kernel/$d/$KVER" ]; then
+        moddir=$work/kernel/$d/$KVER
+    fi
+done
+[ -n "$moddir" ] || die "no modules for $KVER in $KPKG"
+[ -f "$work/kernel/boot/vmlinuz-$KVER" ] || die "no vmlinuz in $KPKG"
+
+root=$work/root
+mkdir -p "$root"/{bin,dev,proc,sys,lib/modules}
+cp "$work/busybox/bin/busybox" "$root/bin/busybox"
+
+# Modules may be shipped compressed (.ko.xz/.ko.zst/.ko.gz); busybox insmod
+# only takes plain .ko files, so decompress them here.  Modules that are
+# built into the kernel are skipped.
+for mod in $MODULES; do
+    src=$(find "$moddir/kernel" \( -name "$mod.ko" -o -name "$mod.ko.*" \) \
+        -print -quit)
+    dst=$root/lib/modules/$mod.ko
+    case "$src" in
+        "")
+            if grep -q "/$mod\.ko$" "$moddir/modules.builtin" 2>/dev/null
+            then
+                continue
+            fi
+            die "module $mod not found in $KPKG"
+            ;;
+        *.ko) cp "$src" "$dst" ;;
+        *.ko.xz) xz -dc "$src" > "$dst" ;;
+        *.ko.zst) zstd -qdc "$src" > "$dst" ;;
+        *.ko.gz) gzip -dc "$src" > "$dst" ;;
+        *) die "unsupported module file $src" ;;
+    esac
+done
+
+# Everything not escaped below is expanded now: $MODULES and $CTR_SLOTS.
+cat > "$root/init" <<INIT
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+
+for m in $MODULES; do
+    if [ -f /lib/modules/\$m.ko ]; then
+        insmod /lib/modules/\$m.ko || echo "TINYGUEST insmod \$m failed"
+    fi
+done
+
+i=0
+while [ ! -b /dev/vda ] && [ \$i -lt 100 ]; do
+    sleep 0.1
+    i=\$((i + 1))
+done
+if [ ! -b /dev/vda ]; then
+    echo "TINYGUEST NO-VDA"
+    poweroff -f
+fi
+
+K=$CTR_SLOTS
+SZ=\$(blockdev --getsz /dev/vda)
+OFF=\$((SZ - K))
+if [ \$OFF -lt 0 ]; then
+    echo "TINYGUEST VDA-TOO-SMALL vda_sectors=\$SZ slots=\$K"
+    poweroff -f
+fi
+echo "TINYGUEST READY vda_sectors=\$SZ ctr_off=\$OFF slots=\$K"
+
+n=0
+while true; do
+    n=\$((n + 1))
+    printf 'CTR %012d\n' \$n | dd of=/dev/vda bs=512 \\
+        seek=\$((OFF + n % K)) conv=notrunc,sync,fsync 2>/dev/null
+    if [ \$((n % 500)) -eq 0 ]; then
+        echo "CTR \$n"
+    fi
+done
+INIT
+chmod 0755 "$root/init"
+
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
+    | gzip -9 > "$tmp_initrd"
+cp "$work/kernel/boot/vmlinuz-$KVER" "$tmp_kernel"
+chmod 0644 "$tmp_kernel" "$tmp_initrd"
+
+# Install: drop the old kernel first and put the new one in place last, so
+# "vmlinuz and initrd.gz both exist" always means a complete, matching pair.
+rm -f "$GUEST_DIR/vmlinuz"
+mv -f "$tmp_initrd" "$GUEST_DIR/initrd.gz"
+mv -f "$tmp_kernel" "$GUEST_DIR/vmlinuz"
+
+# Drop .debs of older versions from the cache.
+for f in "$CACHE_DIR"/*.deb; do
+    case "$f" in
+        "$KDEB" | "$BBDEB") ;;
+        */linux-image-[0-9]*_*.deb | */busybox-static_*.deb) rm -f "$f" ;;
+    esac
+done
+
+log "$GUEST_DIR/vmlinuz ($KVER), $GUEST_DIR/initrd.gz" \
+    "($(stat -c %s "$GUEST_DIR/initrd.gz") bytes, slots=$CTR_SLOTS)" \
+    "built in $((SECONDS - start)) s"

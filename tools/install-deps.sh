@@ -1,0 +1,84 @@
+#!/bin/bash
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+# Install the Debian 12 packages needed by the functional test stack
+# (tools/stack.sh, tools/build-guest.sh) and by building libvirt-python.
+#
+# Idempotent and fast on a warm machine: when every package is already
+# installed nothing is run (not even apt-get update).  Must run as root
+# otherwise.
+#
+# --no-install-recommends is safe here: everything the stack needs is in
+# the Depends closure.  The Recommends that are skipped (dnsmasq-base,
+# iproute2, dmidecode, lvm2, parted, mdevctl, swtpm, ovmf, qemu-system-gui,
+# qemu-block-extra, the lxc/vbox/xen libvirt drivers, ...) are only used
+# for libvirt networks, storage pools, TPM, UEFI, graphical displays and
+# remote block backends, none of which the test domains use.
+
+set -euo pipefail
+
+PACKAGES=(
+    # libvirtd + virtlogd (monolithic daemon on Debian 12) and virsh
+    libvirt-daemon-system
+    libvirt-clients
+    # TCG guests and qemu-img
+    qemu-system-x86
+    qemu-utils
+    # building libvirt-python (sdist only on PyPI) in a venv
+    libvirt-dev
+    pkg-config
+    gcc
+    python3-dev
+    python3-venv
+    # tools/build-guest.sh
+    busybox-static
+    cpio
+    gzip
+    xz-utils
+)
+
+function log {
+    echo "install-deps: $*"
+}
+
+function is_installed {
+    local status
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) \
+        || return 1
+    [ "$status" = installed ]
+}
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if ! is_installed "$pkg"; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    log "all ${#PACKAGES[@]} packages already installed"
+    exit 0
+fi
+
+if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: must run as root to install: ${missing[*]}" >&2
+    exit 1
+fi
+
+log "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+APT_OPTS=(-q -o DPkg::Lock::Timeout=600)
+apt-get "${APT_OPTS[@]}" update
+apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${missing[@]}"
+log "done"

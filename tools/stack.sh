@@ -1,0 +1,259 @@
+#!/bin/bash
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+# Run a real libvirtd + virtlogd (Debian 12, monolithic libvirtd) for the
+# functional tests, without systemd or D-Bus.  Run as root.
+#
+#   tools/stack.sh up       install packages (tools/install-deps.sh), start
+#                           virtlogd and libvirtd, wait for qemu:///system,
+#                           build the test guest (tools/build-guest.sh)
+#   tools/stack.sh down     destroy + undefine the nse-* test domains, stop
+#                           libvirtd and virtlogd, TERM leftover nse-* QEMUs
+#   tools/stack.sh status   exit 0 if both daemons run, 3 otherwise
+#
+# up and down are idempotent; down exits 0 when nothing is running.
+#
+# Environment:
+#   STACK_DIR         state dir (default /var/tmp/nova-snapshot-ext-stack),
+#                     made world-traversable (0755): QEMU runs as
+#                     libvirt-qemu and must reach the guest files and the
+#                     test images below it
+#   GUEST_DIR         default $STACK_DIR/guest
+#   NSE_SKIP_INSTALL  1 = do not run tools/install-deps.sh
+#
+# Layout: $STACK_DIR/libvirt/{libvirtd,virtlogd}.{pid,log}, libvirtd.conf,
+# $STACK_DIR/guest/{vmlinuz,initrd.gz}, $STACK_DIR/cache/*.deb.
+#
+# Notes:
+# - libvirtd uses its own (empty) config file; /etc/libvirt/libvirtd.conf
+#   and qemu.conf are not modified.  Only root can connect: the default
+#   polkit auth for other users needs D-Bus.
+# - virtlogd must run before any domain starts (qemu.conf stdio_handler
+#   defaults to "logd").
+# - Stopping libvirtd does not stop QEMU, hence the order in "down".
+# - Processes are only ever signalled by recorded PID.
+
+set -euo pipefail
+
+TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
+GUEST_DIR=$(realpath -m -- "${GUEST_DIR:-$STACK_DIR/guest}")
+LV_DIR=$STACK_DIR/libvirt
+URI=qemu:///system
+DOMAIN_PREFIX=nse-
+QEMU_RUN_DIR=/run/libvirt/qemu
+READY_TIMEOUT=20
+STOP_TIMEOUT=10
+
+export STACK_DIR GUEST_DIR
+
+function log {
+    echo "stack: $*"
+}
+
+function die {
+    echo "stack: ERROR: $*" >&2
+    exit 1
+}
+
+function require_root {
+    [ "$(id -u)" = 0 ] || die "must run as root"
+}
+
+# alive PID NAME: PID is a running (not zombie) process called NAME*.
+function alive {
+    local pid=$1 name=$2 stat comm
+    [[ "$pid" =~ ^[1-9][0-9]*$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || [ -d "/proc/$pid" ] || return 1
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ] || return 1
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    [[ "$comm" == "$name"* ]]
+}
+
+# daemon_pid NAME: print the recorded PID of NAME if it is running.
+function daemon_pid {
+    local pidfile=$LV_DIR/$1.pid pid
+    [ -s "$pidfile" ] || return 1
+    pid=$(cat "$pidfile" 2>/dev/null) || return 1
+    alive "$pid" "$1" || return 1
+    echo "$pid"
+}
+
+# start_daemon NAME [ARGS...]: start NAME daemonized unless it runs.
+function start_daemon {
+    local name=$1 pidfile=$LV_DIR/$1.pid pid
+    shift
+    if pid=$(daemon_pid "$name"); then
+        log "$name already running (pid $pid)"
+        return 0
+    fi
+    rm -f "$pidfile"
+    # The daemon does chdir / first, so the pid file path must be
+    # absolute.  With -d the parent returns once the daemon is set up.
+    if ! LIBVIRT_LOG_OUTPUTS="3:file:$LV_DIR/$name.log" \
+            "$name" -d -p "$pidfile" "$@"; then
+        show_log "$name"
+        die "could not start $name"
+    fi
+    local deadline=$((SECONDS + 5))
+    until pid=$(daemon_pid "$name"); do
+        if [ $SECONDS -ge $deadline ]; then
+            show_log "$name"
+            die "$name did not come up (no live pid in $pidfile)"
+        fi
+        sleep 0.1
+    done
+    log "$name started (pid $pid)"
+}
+
+function show_log {
+    local f=$LV_DIR/$1.log
+    if [ -s "$f" ]; then
+        echo "stack: last lines of $f:" >&2
+        tail -n 20 "$f" >&2
+    fi
+}
+
+function virsh_ok {
+    timeout 10 virsh -q -c "$URI" version >/dev/null 2>&1
+}
+
+function cmd_up {
+    require_root
+    if [ "${NSE_SKIP_INSTALL:-0}" != 1 ]; then
+        "$TOOLS_DIR/install-deps.sh"
+    fi
+    command -v libvirtd >/dev/null || die "libvirtd not installed"
+    command -v virtlogd >/dev/null || die "virtlogd not installed"
+
+    mkdir -p "$LV_DIR"
+    chmod 0755 "$STACK_DIR"
+    # Guests have no NIC: never start the NAT network (dnsmasq, iptables).
+    rm -f /etc/libvirt/qemu/networks/autostart/default.xml
+
+    start_daemon virtlogd
+    if [ ! -e "$LV_DIR/libvirtd.conf" ]; then
+        echo "# nova-snapshot-ext test stack: built-in defaults" \
+            > "$LV_DIR/libvirtd.conf"
+    fi
+    start_daemon libvirtd -f "$LV_DIR/libvirtd.conf"
+
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    until virsh_ok; do
+        if [ $SECONDS -ge $deadline ]; then
+            show_log libvirtd
+            die "libvirtd does not answer on $URI after ${READY_TIMEOUT}s"
+        fi
+        sleep 0.2
+    done
+    log "libvirt ready on $URI ($(virsh -q -c "$URI" version \
+        | sed -n 's/^Using library: //p; s/^Running hypervisor: //p' \
+        | paste -sd, - | sed 's/,/, /g'))"
+
+    if [ -s "$GUEST_DIR/vmlinuz" ] && [ -s "$GUEST_DIR/initrd.gz" ]; then
+        log "guest already built in $GUEST_DIR"
+    else
+        "$TOOLS_DIR/build-guest.sh"
+    fi
+}
+
+function remove_test_domains {
+    local dom
+    daemon_pid libvirtd >/dev/null || return 0
+    virsh_ok || return 0
+    for dom in $(timeout 30 virsh -q -c "$URI" list --all --name \
+            || true); do
+        [[ "$dom" == "$DOMAIN_PREFIX"* ]] || continue
+        timeout 60 virsh -q -c "$URI" destroy "$dom" >/dev/null 2>&1 || true
+        # --nvram is refused for some domains: fall back to fewer flags.
+        timeout 60 virsh -q -c "$URI" undefine "$dom" --managed-save \
+                --snapshots-metadata --nvram >/dev/null 2>&1 \
+            || timeout 60 virsh -q -c "$URI" undefine "$dom" --managed-save \
+                --snapshots-metadata >/dev/null 2>&1 \
+            || timeout 60 virsh -q -c "$URI" undefine "$dom" >/dev/null 2>&1 \
+            || true
+        log "removed domain $dom"
+    done
+}
+
+# stop_pid PID NAME: TERM, wait up to $STOP_TIMEOUT s, then KILL.
+function stop_pid {
+    local pid=$1 name=$2 deadline=$((SECONDS + STOP_TIMEOUT))
+    kill -TERM "$pid" 2>/dev/null || true
+    while alive "$pid" "$name"; do
+        if [ $SECONDS -ge $deadline ]; then
+            log "$name (pid $pid) ignored SIGTERM, sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 0.5
+            break
+        fi
+        sleep 0.1
+    done
+}
+
+function stop_daemon {
+    local name=$1 pid
+    if pid=$(daemon_pid "$name"); then
+        stop_pid "$pid" "$name"
+        log "$name stopped (pid $pid)"
+    fi
+    rm -f "$LV_DIR/$name.pid"
+}
+
+function stop_leftover_qemu {
+    local pidfile pid dom
+    for pidfile in "$QEMU_RUN_DIR/$DOMAIN_PREFIX"*.pid; do
+        [ -e "$pidfile" ] || continue
+        dom=$(basename "$pidfile" .pid)
+        pid=$(cat "$pidfile" 2>/dev/null) || continue
+        if alive "$pid" qemu; then
+            log "stopping leftover qemu of $dom (pid $pid)"
+            stop_pid "$pid" qemu
+        fi
+    done
+}
+
+function cmd_down {
+    require_root
+    remove_test_domains
+    stop_daemon libvirtd
+    stop_daemon virtlogd
+    stop_leftover_qemu
+    return 0
+}
+
+function cmd_status {
+    local name pid rc=0
+    for name in virtlogd libvirtd; do
+        if pid=$(daemon_pid "$name"); then
+            log "$name running (pid $pid)"
+        else
+            log "$name not running"
+            rc=3
+        fi
+    done
+    return $rc
+}
+
+case "${1:-}" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    *)
+        echo "usage: $0 up|down|status" >&2
+        exit 2
+        ;;
+esac
