@@ -14,8 +14,8 @@
 
 """The data that crosses layers: a snapshot request, its job, its result."""
 
-import dataclasses
 from collections.abc import Callable
+import dataclasses
 from typing import Any, TYPE_CHECKING
 
 if TYPE_CHECKING:

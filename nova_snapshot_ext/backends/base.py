@@ -33,12 +33,12 @@ behind.
 """
 
 import abc
+from collections.abc import Iterator
 import contextlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from typing import ClassVar
 
 from oslo_config import cfg
@@ -179,7 +179,8 @@ class ImageBackend(metaclass=abc.ABCMeta):
     def live_extract(self, job: model.SnapshotJob, out_path: str,
                      outcome: '_Outcome') -> None:
         """Copy the running guest's disk to ``out_path``, one point in
-        time, without stopping the guest."""
+        time, without stopping the guest.
+        """
         guest, disk, conf = job.guest, job.disk, self.conf
         guest.check_no_block_job(disk.target)
         if job.quiesce == 'required' and not guest.agent_connected():
@@ -265,7 +266,8 @@ class ImageBackend(metaclass=abc.ABCMeta):
     def cold_extract(self, job: model.SnapshotJob, out_path: str,
                      outcome: '_Outcome') -> None:
         """Copy the disk while the guest's memory is saved; bring the guest
-        back to the state it was in, whatever happens."""
+        back to the state it was in, whatever happens.
+        """
         guest = job.guest
         state = guest.power_state()
         with contextlib.ExitStack() as undo:
@@ -356,7 +358,8 @@ def load(conf: cfg.ConfigOpts, name: str) -> ImageBackend:
 
 def backend_name_for(disk: guest_mod.Disk) -> str:
     """The backend that reads ``disk``: its protocol for network disks
-    (``rbd``), its format otherwise (``qcow2``, ``raw``)."""
+    (``rbd``), its format otherwise (``qcow2``, ``raw``).
+    """
     if disk.source_type == 'network':
         return disk.protocol or 'network'
     return disk.format

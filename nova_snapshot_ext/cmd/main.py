@@ -26,10 +26,10 @@ Exit status: 0 done, 1 the snapshot failed (one line on stderr says why),
 """
 
 import argparse
+from collections.abc import Sequence
 import json
 import logging as std_logging
 import sys
-from collections.abc import Sequence
 from typing import TextIO
 
 from oslo_log import log as logging
@@ -37,7 +37,7 @@ from oslo_log import log as logging
 from nova_snapshot_ext.cmd import progress as progress_mod
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import inspect as inspect_mod
+from nova_snapshot_ext import explain
 from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext import snapshot
 
@@ -147,7 +147,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     conf = nse_conf.CONF
     host = host_mod.Host(conf.libvirt.connection_uri)
     try:
-        report = inspect_mod.check(conf, host, args.domain)
+        report = explain.check(conf, host, args.domain)
     finally:
         host.close()
     if args.json or args.sub_json:

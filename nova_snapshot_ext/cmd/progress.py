@@ -14,8 +14,8 @@
 
 """The progress bar of the command line (only on a terminal)."""
 
-import contextlib
 from collections.abc import Iterator
+import contextlib
 from typing import TextIO
 
 import tqdm
@@ -38,7 +38,8 @@ def human_size(size: int) -> str:
 @contextlib.contextmanager
 def bar(stream: TextIO) -> Iterator[Progress]:
     """Yield a progress callback that draws a bar on ``stream`` when it is
-    a terminal, and does nothing otherwise."""
+    a terminal, and does nothing otherwise.
+    """
     if not stream.isatty():
         yield lambda stage, fraction: None
         return
@@ -52,7 +53,7 @@ def bar(stream: TextIO) -> Iterator[Progress]:
             state['bar'] = tqdm.tqdm(
                 total=100, desc=STAGES.get(stage, stage), file=stream,
                 unit='%', bar_format='{desc:>9}: {percentage:3.0f}%|{bar}| '
-                                     '{elapsed}', leave=False)
+                                     '{elapsed}', leave=True)
         b = state['bar']
         b.update(max(0.0, fraction * 100 - b.n))
 

@@ -14,7 +14,7 @@
 
 """All options of nova-snapshot-ext, registered on one ConfigOpts."""
 
-from oslo_concurrency import lockutils
+from oslo_concurrency import opts as concurrency_opts
 from oslo_config import cfg
 from oslo_log import log as logging
 
@@ -36,7 +36,10 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     """
     for module in MODULES:
         module.register_opts(conf)
-    lockutils.set_defaults('$state_path/locks')
+    for group, opts in concurrency_opts.list_opts():
+        conf.register_opts(opts, group=group)
+    conf.set_default('lock_path', '$state_path/locks',
+                     group='oslo_concurrency')
 
 
 register_opts(CONF)

@@ -19,10 +19,10 @@ Every libvirt error is turned into an exception of
 needs to know libvirt's error codes.
 """
 
-import dataclasses
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
+import dataclasses
 from typing import Any, TYPE_CHECKING
+import xml.etree.ElementTree as ET
 
 import libvirt
 from oslo_log import log as logging
@@ -267,7 +267,8 @@ class Guest:
 
     def abort_copy(self, dev: str) -> None:
         """Stop the mirror without pivoting: the copy keeps its data as of
-        this moment and the guest keeps using its own disk."""
+        this moment and the guest keeps using its own disk.
+        """
         self._call('stop the block copy of', self.dom.blockJobAbort, dev, 0)
 
     # -- definition ----------------------------------------------------
@@ -286,7 +287,8 @@ class Guest:
     # -- managed save --------------------------------------------------
     def managed_save(self, paused: bool) -> None:
         """Save the guest's memory and stop it; :meth:`restore` brings it
-        back running, or paused when ``paused``."""
+        back running, or paused when ``paused``.
+        """
         flags = (libvirt.VIR_DOMAIN_SAVE_PAUSED if paused
                  else libvirt.VIR_DOMAIN_SAVE_RUNNING)
         self._call('save', self.dom.managedSave, flags)
@@ -311,4 +313,3 @@ class Guest:
 
     def thaw(self) -> None:
         self._call('thaw the filesystems of', self.dom.fsThaw, None, 0)
-

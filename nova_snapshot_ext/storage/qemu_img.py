@@ -21,10 +21,10 @@
   through a shell.
 """
 
+from collections.abc import Callable
 import json
 import os
 import re
-from collections.abc import Callable
 from typing import Any
 
 from oslo_concurrency import processutils

@@ -21,8 +21,8 @@ visible in the store, and :meth:`PendingImage.abort` removes every trace.
 """
 
 import abc
-import dataclasses
 from collections.abc import Callable
+import dataclasses
 from typing import Any
 
 from oslo_config import cfg
@@ -68,7 +68,8 @@ class StoredImage:
 
 class PendingImage(metaclass=abc.ABCMeta):
     """An image being written. Use it as a context manager: leaving the
-    block with an exception aborts it."""
+    block with an exception aborts it.
+    """
 
     #: Local file the snapshot writes the image into.
     path: str

@@ -13,7 +13,8 @@
 # under the License.
 
 """Explain, without changing anything, how each guest would be
-snapshotted: the facts behind ``nova-snapshot-ext check``."""
+snapshotted: the facts behind ``nova-snapshot-ext check``.
+"""
 
 from typing import Any
 

@@ -1,0 +1,123 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Fixtures of the functional tests: a real libvirtd and real guests.
+
+The stack is started by ``tools/stack.sh up``. A missing stack is a test
+failure, never a skip.
+"""
+
+import os
+import shutil
+import uuid
+
+import libvirt
+from oslo_config import cfg
+import pytest
+
+from nova_snapshot_ext import conf as nse_conf
+from nova_snapshot_ext.libvirt import host as host_mod
+from tests.functional import guest as guest_mod
+
+URI = 'qemu:///system'
+
+
+@pytest.fixture(scope='session')
+def conn():
+    try:
+        c = libvirt.open(URI)
+    except libvirt.libvirtError as e:
+        pytest.fail('libvirtd is not reachable at %s (%s): run '
+                    '"tools/stack.sh up" as root first' % (URI, e))
+    gdir = guest_mod.guest_dir()
+    for name in ('vmlinuz', 'initrd.gz'):
+        if not os.path.exists(os.path.join(gdir, name)):
+            pytest.fail('the test guest is missing in %s: run '
+                        '"tools/stack.sh up"' % gdir)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope='session')
+def workroot():
+    root = os.path.join(guest_mod.stack_dir(), 'work')
+    os.makedirs(root, exist_ok=True)
+    for path in (guest_mod.stack_dir(), root):
+        os.chmod(path, 0o755)
+    return root
+
+
+@pytest.fixture
+def workdir(workroot, request):
+    path = os.path.join(workroot, 't-%s' % uuid.uuid4().hex[:8])
+    os.makedirs(path)
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def make_conf(root: str) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    nse_conf.register_opts(conf)
+    conf([], project='nova-snapshot-ext-tests', default_config_files=[],
+         default_config_dirs=[])
+    conf.set_override('state_path', os.path.join(root, 'state'))
+    conf.set_override('connection_uri', URI, group='libvirt')
+    return conf
+
+
+@pytest.fixture
+def conf(workdir):
+    return make_conf(workdir)
+
+
+@pytest.fixture
+def host():
+    h = host_mod.Host(URI)
+    yield h
+    h.close()
+
+
+def _guest(conn, workroot, name, fmt):
+    path = os.path.join(workroot, name)
+    g = guest_mod.TestGuest(conn, path, name, fmt=fmt)
+    g.start()
+    return g, path
+
+
+@pytest.fixture(scope='module')
+def qcow2_guest(conn, workroot):
+    g, path = _guest(conn, workroot, 'qcow2-%s' % uuid.uuid4().hex[:6],
+                     'qcow2')
+    yield g
+    g.remove()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope='module')
+def raw_guest(conn, workroot):
+    g, path = _guest(conn, workroot, 'raw-%s' % uuid.uuid4().hex[:6], 'raw')
+    yield g
+    g.remove()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_guest(conn, workdir):
+    """A guest of its own, for tests that may break it."""
+    g = guest_mod.TestGuest(conn, os.path.join(workdir, 'guest'),
+                            'own-%s' % uuid.uuid4().hex[:6])
+    g.start()
+    yield g
+    g.remove()

@@ -1,0 +1,272 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The counter-writing test guest, and how to check an image of it.
+
+The guest (built by ``tools/build-guest.sh``) writes ``CTR n`` into sector
+``n % 256`` of the last 256 sectors of its disk, one fsync'ed write at a
+time, about a hundred a second. An image is one point in time exactly when
+its counter region holds ``m-255 .. m``, each in its own slot. The rest of
+the disk is random data written on the host before boot, so an image must
+hold exactly that data.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+import libvirt
+
+SECTOR = 512
+SLOTS = 256
+#: The tail that holds the counter region (the guest writes its last
+#: SLOTS sectors); random data fills the disk before it.
+TAIL = 1024 * 1024
+MiB = 1024 * 1024
+PREFIX = 'nse-'
+
+
+def stack_dir() -> str:
+    return os.environ.get('STACK_DIR', '/var/tmp/nova-snapshot-ext-stack')
+
+
+def guest_dir() -> str:
+    return os.environ.get('GUEST_DIR', os.path.join(stack_dir(), 'guest'))
+
+
+def run(*cmd: str) -> str:
+    return subprocess.run(cmd, check=True, capture_output=True,
+                          text=True).stdout
+
+
+@dataclasses.dataclass
+class Disks:
+    path: str
+    format: str
+    size: int
+    data_sha256: str
+    base: str | None = None
+
+
+def _random_file(path: str, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'wb') as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 4 * MiB))
+            digest.update(chunk)
+            f.write(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+def make_disks(workdir: str, fmt: str, data_mb: int = 64) -> Disks:
+    """A disk of ``data_mb`` MiB random data plus the counter tail.
+
+    ``qcow2``: base.raw holds the first half of the data, the qcow2
+    overlay disk.qcow2 (backed by it) the second half. ``raw``: one raw
+    file.
+    """
+    data = data_mb * MiB
+    size = data + TAIL
+    digest = hashlib.sha256()
+    if fmt == 'raw':
+        path = os.path.join(workdir, 'disk.raw')
+        sha = _random_file(path, data)
+        with open(path, 'r+b') as f:
+            f.truncate(size)
+        return Disks(path=path, format='raw', size=size, data_sha256=sha)
+    base = os.path.join(workdir, 'base.raw')
+    path = os.path.join(workdir, 'disk.qcow2')
+    half = data // 2
+    _random_file(base, half)
+    with open(base, 'rb') as f:
+        digest.update(f.read())
+    with open(base, 'r+b') as f:
+        f.truncate(size)
+    run('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'raw',
+        path, str(size))
+    with tempfile.NamedTemporaryFile(dir=workdir) as rnd:
+        chunk = os.urandom(data - half)
+        digest.update(chunk)
+        rnd.write(chunk)
+        rnd.flush()
+        run('qemu-io', '-f', 'qcow2', path, '-c',
+            'write -q -s %s %d %d' % (rnd.name, half, data - half))
+    return Disks(path=path, format='qcow2', size=size,
+                 data_sha256=digest.hexdigest(), base=base)
+
+
+def domain_xml(name: str, disks: Disks, serial: str,
+               agent_channel: bool = True) -> str:
+    gdir = guest_dir()
+    dom = ET.Element('domain', type='qemu')
+    ET.SubElement(dom, 'name').text = name
+    ET.SubElement(dom, 'memory', unit='MiB').text = '256'
+    ET.SubElement(dom, 'vcpu').text = '1'
+    os_el = ET.SubElement(dom, 'os')
+    ET.SubElement(os_el, 'type', arch='x86_64', machine='pc').text = 'hvm'
+    ET.SubElement(os_el, 'kernel').text = os.path.join(gdir, 'vmlinuz')
+    ET.SubElement(os_el, 'initrd').text = os.path.join(gdir, 'initrd.gz')
+    ET.SubElement(os_el, 'cmdline').text = ('console=ttyS0 loglevel=4 '
+                                            'panic=-1')
+    ET.SubElement(dom, 'on_reboot').text = 'destroy'
+    devices = ET.SubElement(dom, 'devices')
+    disk = ET.SubElement(devices, 'disk', type='file', device='disk')
+    ET.SubElement(disk, 'driver', name='qemu', type=disks.format,
+                  cache='none')
+    ET.SubElement(disk, 'source', file=disks.path)
+    ET.SubElement(disk, 'target', dev='vda', bus='virtio')
+    for tag in ('serial', 'console'):
+        el = ET.SubElement(devices, tag, type='file')
+        ET.SubElement(el, 'source', path=serial, append='on')
+        if tag == 'console':
+            ET.SubElement(el, 'target', type='serial')
+    if agent_channel:
+        chan = ET.SubElement(devices, 'channel', type='unix')
+        ET.SubElement(chan, 'target', type='virtio',
+                      name='org.qemu.guest_agent.0')
+    return ET.tostring(dom, encoding='unicode')
+
+
+class TestGuest:
+    """A running counter-writing guest on a real libvirtd."""
+
+    def __init__(self, conn: libvirt.virConnect, workdir: str, name: str,
+                 fmt: str = 'qcow2', data_mb: int = 64,
+                 agent_channel: bool = True) -> None:
+        self.conn = conn
+        self.workdir = workdir
+        self.name = PREFIX + name
+        os.makedirs(workdir, exist_ok=True)
+        os.chmod(workdir, 0o755)
+        self.disks = make_disks(workdir, fmt, data_mb)
+        self.serial = os.path.join(workdir, 'serial.log')
+        self.remove()
+        self.dom = conn.defineXML(domain_xml(self.name, self.disks,
+                                             self.serial, agent_channel))
+
+    # -- lifecycle -----------------------------------------------------
+    def start(self, timeout: float = 120) -> float:
+        """Boot and wait for the guest to say READY and start counting."""
+        started = time.monotonic()
+        ready_before = self.serial_text().count('TINYGUEST READY')
+        self.dom.create()
+        while time.monotonic() - started < timeout:
+            if self.serial_text().count('TINYGUEST READY') > ready_before:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError('guest %s did not boot:\n%s' % (
+                self.name, self.serial_text()[-2000:]))
+        boot = time.monotonic() - started
+        self.wait_counter(self.last_counter() + 1)
+        return boot
+
+    def wait_counter(self, value: int, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = self.last_counter()
+            if now >= value:
+                return now
+            time.sleep(0.2)
+        raise RuntimeError('guest %s counter stuck at %d' % (
+            self.name, self.last_counter()))
+
+    def remove(self) -> None:
+        try:
+            dom = self.conn.lookupByName(self.name)
+        except libvirt.libvirtError:
+            return
+        if dom.isActive():
+            dom.destroy()
+        if dom.isPersistent():
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+
+    # -- observation ---------------------------------------------------
+    def serial_text(self) -> str:
+        try:
+            with open(self.serial, 'rb') as f:
+                return f.read().decode(errors='replace')
+        except FileNotFoundError:
+            return ''
+
+    def boots(self) -> int:
+        return self.serial_text().count('TINYGUEST READY')
+
+    def last_counter(self) -> int:
+        """The last counter the guest printed (it prints every 500)."""
+        found = re.findall(r'^CTR (\d+)', self.serial_text(), re.M)
+        return int(found[-1]) if found else 0
+
+    def state(self) -> int:
+        return self.dom.state()[0]
+
+    def inactive_xml(self) -> str:
+        return self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+
+
+@dataclasses.dataclass
+class ImageCheck:
+    data_sha256: str
+    counters: list[tuple[int, int]]
+    point_in_time: bool
+    last: int
+
+
+def check_image(path: str, fmt: str, size: int) -> ImageCheck:
+    """Read an image as the guest would see it: data hash and counters."""
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
+        raw = os.path.join(tmp, 'check.raw')
+        run('qemu-img', 'convert', '-f', fmt, '-O', 'raw', path, raw)
+        digest = hashlib.sha256()
+        with open(raw, 'rb') as f:
+            left = size - TAIL
+            while left:
+                chunk = f.read(min(left, 8 * MiB))
+                digest.update(chunk)
+                left -= len(chunk)
+            f.seek(size - SLOTS * SECTOR)
+            tail = f.read(SLOTS * SECTOR)
+    counters = []
+    for slot in range(SLOTS):
+        sector = tail[slot * SECTOR:(slot + 1) * SECTOR]
+        if sector.startswith(b'CTR '):
+            counters.append((slot, int(sector[4:16])))
+    ok, last = counters_consistent(counters)
+    return ImageCheck(digest.hexdigest(), counters, ok, last)
+
+
+def counters_consistent(counters: list[tuple[int, int]]) -> tuple[bool, int]:
+    """True when the counters are one point in time of the guest's
+    sequential writes: exactly ``m-255 .. m``, each in slot ``n % 256``.
+    """
+    if not counters:
+        return False, 0
+    if any(n % SLOTS != slot for slot, n in counters):
+        return False, 0
+    values = sorted(n for _, n in counters)
+    last = values[-1]
+    return values == list(range(max(1, last - SLOTS + 1), last + 1)), last
+
+
+def image_info(path: str, fmt: str) -> dict:
+    return json.loads(run('qemu-img', 'info', '-f', fmt, '--output=json',
+                          path))

@@ -1,0 +1,340 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Live and cold snapshots of a real, running, counter-writing guest."""
+
+import json
+import os
+import signal
+import subprocess
+
+import libvirt
+from oslo_concurrency import lockutils
+import pytest
+
+from nova_snapshot_ext import exception
+from nova_snapshot_ext import snapshot
+from tests.functional import guest as guest_mod
+
+
+class GuestBefore:
+    """What a user would compare after a snapshot."""
+
+    def __init__(self, g: guest_mod.TestGuest) -> None:
+        self.state = g.state()
+        self.persistent = g.dom.isPersistent()
+        self.xml = g.inactive_xml()
+        self.boots = g.boots()
+        self.counter = g.last_counter()
+
+
+def store_url(conf) -> str:
+    return 'file://' + os.path.join(conf.state_path, 'images')
+
+
+def take(conf, g, progress=None, **kwargs):
+    kwargs.setdefault('store', store_url(conf))
+    kwargs.setdefault('name', 'snap')
+    request = snapshot.SnapshotRequest(guest=g.name, **kwargs)
+    return snapshot.take_snapshot(request, conf=conf,
+                                  progress=progress or (lambda s, f: None))
+
+
+def assert_guest_as_before(g, before, running_expected=True):
+    assert g.dom.isPersistent() == before.persistent
+    assert g.inactive_xml() == before.xml
+    assert g.state() == before.state
+    assert not g.dom.blockJobInfo('vda', 0)
+    assert not g.dom.hasManagedSaveImage(0)
+    assert g.boots() == before.boots, 'the guest was rebooted'
+    if running_expected:
+        g.wait_counter(max(before.counter, g.last_counter()) + 1)
+
+
+def assert_nothing_left(conf):
+    tmp = conf.snapshot.temp_directory
+    assert not os.path.isdir(tmp) or os.listdir(tmp) == []
+    images = os.path.join(conf.state_path, 'images')
+    if os.path.isdir(images):
+        assert os.listdir(images) == []
+
+
+def assert_good_image(result, g, conf, fmt='qcow2'):
+    assert result.format == fmt
+    path = result.image
+    assert os.path.isfile(path)
+    info = guest_mod.image_info(path, fmt)
+    assert 'backing-filename' not in info, 'the image is not standalone'
+    assert info['virtual-size'] == g.disks.size
+    check = guest_mod.check_image(path, fmt, g.disks.size)
+    assert check.data_sha256 == g.disks.data_sha256
+    assert check.point_in_time, check.counters
+    assert check.last > 0
+    with open(os.path.join(os.path.dirname(path), 'metadata.json')) as f:
+        meta = json.load(f)
+    assert meta['method'] == result.method
+    assert meta['reason'] == result.reason
+    assert meta['source_domain'] == g.name
+    assert meta['sha256'] == result.sha256
+    assert meta['size'] == os.path.getsize(path) == result.size
+    assert meta['virtual_size'] == g.disks.size
+    assert meta['format'] == fmt
+    assert meta['name'] == 'snap'
+    tmp = conf.snapshot.temp_directory
+    assert os.listdir(tmp) == [] if os.path.isdir(tmp) else True
+    return check
+
+
+@pytest.mark.parametrize('style', ['blockcopy', 'rebase'])
+def test_live_qcow2(conf, qcow2_guest, style):
+    conf.set_override('live_copy_style', style, group='libvirt')
+    before = GuestBefore(qcow2_guest)
+    result = take(conf, qcow2_guest, method='live')
+    assert result.method == 'live'
+    assert result.downtime == 0
+    assert not result.quiesced  # the channel exists, no agent answers
+    assert_good_image(result, qcow2_guest, conf)
+    assert_guest_as_before(qcow2_guest, before)
+
+
+@pytest.mark.parametrize('style,fmt', [('blockcopy', 'raw'),
+                                       ('rebase', 'qcow2')])
+def test_live_raw(conf, raw_guest, style, fmt):
+    conf.set_override('live_copy_style', style, group='libvirt')
+    before = GuestBefore(raw_guest)
+    result = take(conf, raw_guest, image_format=fmt)
+    assert result.method == 'live'
+    assert_good_image(result, raw_guest, conf, fmt=fmt)
+    assert_guest_as_before(raw_guest, before)
+
+
+def test_live_compressed_qcow2_is_smaller_and_equal(conf, qcow2_guest):
+    conf.set_override('compress', True, group='snapshot')
+    result = take(conf, qcow2_guest)
+    check = assert_good_image(result, qcow2_guest, conf)
+    assert check.point_in_time
+
+
+def test_cold_running(conf, qcow2_guest):
+    before = GuestBefore(qcow2_guest)
+    result = take(conf, qcow2_guest, method='cold')
+    assert result.method == 'cold'
+    assert result.downtime > 0
+    assert_good_image(result, qcow2_guest, conf)
+    # Restored from its saved memory, not rebooted: same boot count and
+    # the counter goes on.
+    assert_guest_as_before(qcow2_guest, before)
+
+
+def test_cold_paused_stays_paused(conf, qcow2_guest):
+    qcow2_guest.dom.suspend()
+    try:
+        before = GuestBefore(qcow2_guest)
+        result = take(conf, qcow2_guest, method='cold')
+        assert qcow2_guest.state() == libvirt.VIR_DOMAIN_PAUSED
+        assert_good_image(result, qcow2_guest, conf)
+        assert_guest_as_before(qcow2_guest, before, running_expected=False)
+    finally:
+        qcow2_guest.dom.resume()
+    qcow2_guest.wait_counter(before.counter + 1)
+
+
+def test_live_paused_stays_paused(conf, raw_guest):
+    raw_guest.dom.suspend()
+    try:
+        before = GuestBefore(raw_guest)
+        result = take(conf, raw_guest)
+        assert result.method == 'live'
+        assert_good_image(result, raw_guest, conf, fmt='raw')
+        assert_guest_as_before(raw_guest, before, running_expected=False)
+    finally:
+        raw_guest.dom.resume()
+
+
+def test_shut_off_guest_auto_is_cold_and_starts_nothing(conf, fresh_guest):
+    fresh_guest.dom.destroy()
+    before = GuestBefore(fresh_guest)
+    result = take(conf, fresh_guest)
+    assert result.method == 'cold'
+    assert 'shutoff' in result.reason
+    assert result.downtime == 0
+    assert_good_image(result, fresh_guest, conf)
+    assert fresh_guest.state() == libvirt.VIR_DOMAIN_SHUTOFF
+    assert_guest_as_before(fresh_guest, before, running_expected=False)
+
+
+def test_forced_live_on_shut_off_guest_fails(conf, fresh_guest):
+    fresh_guest.dom.destroy()
+    before = GuestBefore(fresh_guest)
+    with pytest.raises(exception.LiveSnapshotImpossible,
+                       match='the guest is shutoff'):
+        take(conf, fresh_guest, method='live')
+    assert_guest_as_before(fresh_guest, before, running_expected=False)
+    assert_nothing_left(conf)
+
+
+def test_forced_live_with_live_disabled_fails(conf, qcow2_guest):
+    conf.set_override('disable_live_snapshot', True, group='workarounds')
+    before = GuestBefore(qcow2_guest)
+    with pytest.raises(exception.LiveSnapshotImpossible,
+                       match='disable_live_snapshot'):
+        take(conf, qcow2_guest, method='live')
+    assert_guest_as_before(qcow2_guest, before)
+    assert_nothing_left(conf)
+    # auto falls back to cold, and says why
+    result = take(conf, qcow2_guest)
+    assert result.method == 'cold'
+    assert 'disable_live_snapshot' in result.reason
+
+
+def test_forced_live_with_too_old_qemu_fails(conf, qcow2_guest):
+    conf.set_override('min_qemu_version', '99.0', group='libvirt')
+    with pytest.raises(exception.LiveSnapshotImpossible,
+                       match='older than the minimum 99.0'):
+        take(conf, qcow2_guest, method='live')
+    assert_nothing_left(conf)
+
+
+def test_quiesce_required_without_agent_leaves_guest_untouched(
+        conf, qcow2_guest):
+    before = GuestBefore(qcow2_guest)
+    with pytest.raises(exception.QuiesceFailed,
+                       match='no QEMU guest agent is connected'):
+        take(conf, qcow2_guest, quiesce='required')
+    assert_guest_as_before(qcow2_guest, before)
+    assert_nothing_left(conf)
+
+
+def test_unknown_guest(conf, conn):
+    with pytest.raises(exception.GuestNotFound, match='nse-no-such'):
+        take(conf, _Named('nse-no-such-guest'))
+    assert_nothing_left(conf)
+
+
+class _Named:
+    def __init__(self, name):
+        self.name = name
+
+
+def test_one_snapshot_per_guest(conf, qcow2_guest):
+    lock_path = conf.oslo_concurrency.lock_path
+    os.makedirs(lock_path, exist_ok=True)
+    with lockutils.external_lock('snapshot-%s' % qcow2_guest.dom.UUIDString(),
+                                 lock_path=lock_path) as held:
+        del held
+        before = GuestBefore(qcow2_guest)
+        with pytest.raises(exception.SnapshotInProgress):
+            take(conf, qcow2_guest)
+        assert_guest_as_before(qcow2_guest, before)
+    assert_nothing_left(conf)
+
+
+# -- faults --------------------------------------------------------------
+def _kill_qemu_img(stage, fraction, fired=[]):
+    """Progress callback that SIGKILLs our qemu-img convert once."""
+    if stage != 'convert' or fired:
+        return
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                cmd = f.read().split(b'\0')
+            with open('/proc/%s/stat' % pid) as f:
+                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+        except OSError:
+            continue
+        if cmd[:2] == [b'qemu-img', b'convert'] and ppid == os.getpid():
+            os.kill(int(pid), signal.SIGKILL)
+            fired.append(pid)
+
+
+@pytest.mark.parametrize('method', ['live', 'cold'])
+def test_conversion_killed(conf, qcow2_guest, method):
+    before = GuestBefore(qcow2_guest)
+    fired = []
+    with pytest.raises(exception.ConversionFailed, match='killed|signal'):
+        take(conf, qcow2_guest, method=method,
+             progress=lambda s, f: _kill_qemu_img(s, f, fired))
+    assert fired, 'qemu-img was not running'
+    assert_guest_as_before(qcow2_guest, before)
+    assert_nothing_left(conf)
+
+
+@pytest.fixture
+def tmpfs(workdir):
+    mounts = []
+
+    def mount(name, size='1m', readonly=False):
+        path = os.path.join(workdir, name)
+        os.makedirs(path)
+        opts = 'size=%s,mode=0755' % size
+        subprocess.run(['mount', '-t', 'tmpfs', '-o', opts, 'tmpfs', path],
+                       check=True)
+        mounts.append(path)
+        if readonly:
+            subprocess.run(['mount', '-o', 'remount,ro', path], check=True)
+        return path
+
+    yield mount
+    for path in reversed(mounts):
+        subprocess.run(['umount', path], check=True)
+
+
+def test_store_not_writable(conf, qcow2_guest, tmpfs):
+    store = tmpfs('ro-store', readonly=True)
+    before = GuestBefore(qcow2_guest)
+    with pytest.raises(exception.StoreUnavailable, match='not writable'):
+        take(conf, qcow2_guest, store='file://' + store)
+    assert_guest_as_before(qcow2_guest, before)
+    assert os.listdir(store) == []
+    assert_nothing_left(conf)
+
+
+@pytest.mark.parametrize('method', ['live', 'cold'])
+def test_store_full(conf, qcow2_guest, tmpfs, method):
+    store = tmpfs('full-store', size='2m')
+    before = GuestBefore(qcow2_guest)
+    with pytest.raises(exception.ConversionFailed, match='No space'):
+        take(conf, qcow2_guest, store='file://' + store, method=method)
+    assert_guest_as_before(qcow2_guest, before)
+    assert os.listdir(store) == []
+    assert_nothing_left(conf)
+
+
+@pytest.mark.parametrize('style', ['blockcopy', 'rebase'])
+def test_guest_destroyed_mid_copy(conf, fresh_guest, style):
+    conf.set_override('live_copy_style', style, group='libvirt')
+    conf.set_override('live_copy_bandwidth', 1, group='libvirt')
+    xml = fresh_guest.inactive_xml()
+    disk_info = guest_mod.image_info(fresh_guest.disks.path, 'qcow2')
+
+    def destroy(stage, fraction):
+        if stage == 'copy' and fresh_guest.dom.isActive() and \
+                fresh_guest.dom.blockJobInfo('vda', 0):
+            fresh_guest.dom.destroy()
+
+    with pytest.raises(exception.GuestGone):
+        take(conf, fresh_guest, method='live', progress=destroy)
+    # The domain is still defined, with its own XML, on its own disk.
+    assert fresh_guest.dom.isPersistent()
+    assert fresh_guest.inactive_xml() == xml
+    assert fresh_guest.state() == libvirt.VIR_DOMAIN_SHUTOFF
+    after = guest_mod.image_info(fresh_guest.disks.path, 'qcow2')
+    assert after.get('backing-filename') == disk_info.get('backing-filename')
+    guest_mod.run('qemu-img', 'check', '-q', '-f', 'qcow2',
+                  fresh_guest.disks.path)
+    assert_nothing_left(conf)
+    # and it boots again
+    fresh_guest.start()

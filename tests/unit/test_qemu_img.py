@@ -1,0 +1,122 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""qemu-img command building: the input format is never left to guess."""
+
+import os
+import threading
+import time
+from unittest import mock
+
+from oslo_concurrency import processutils
+from oslo_config import cfg
+import pytest
+
+from nova_snapshot_ext import conf as nse_conf
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.storage import qemu_img
+
+
+@pytest.fixture
+def conf():
+    c = cfg.ConfigOpts()
+    nse_conf.register_opts(c)
+    c([], default_config_files=[], default_config_dirs=[])
+    return c
+
+
+@pytest.mark.parametrize('src_fmt,dst_fmt,compress,extra', [
+    ('qcow2', 'qcow2', False, []),
+    ('qcow2', 'qcow2', True, ['-c']),
+    ('raw', 'raw', True, []),     # raw cannot be compressed
+    ('raw', 'qcow2', False, []),
+])
+def test_convert_cmd(conf, src_fmt, dst_fmt, compress, extra):
+    cmd = qemu_img.convert_cmd(conf, '/s', src_fmt, '/d', dst_fmt, compress)
+    assert cmd[:2] == ['qemu-img', 'convert']
+    assert cmd[cmd.index('-f') + 1] == src_fmt
+    assert cmd[cmd.index('-O') + 1] == dst_fmt
+    assert cmd[-2:] == ['/s', '/d']
+    assert ('-c' in cmd) == bool(extra)
+    assert '-p' in cmd
+
+
+@pytest.mark.parametrize('fmt', [None, '', 'vmdk', 'qcow2 -o x'])
+def test_unknown_formats_are_refused(conf, fmt):
+    with pytest.raises(exception.InvalidFormat):
+        qemu_img.convert_cmd(conf, '/s', fmt, '/d', 'raw')
+    with pytest.raises(exception.InvalidFormat):
+        qemu_img.info(conf, '/s', fmt)
+
+
+def test_info_runs_under_prlimit_with_format(conf):
+    out = '{"virtual-size": 1048576, "format": "raw"}'
+    with mock.patch.object(processutils, 'execute',
+                           return_value=(out, '')) as execute:
+        data = qemu_img.info(conf, '/img', 'raw', force_share=True)
+    assert data['virtual-size'] == 1048576
+    args, kwargs = execute.call_args
+    assert args[:5] == ('qemu-img', 'info', '-f', 'raw', '--output=json')
+    assert '-U' in args
+    limits = kwargs['prlimit']
+    assert limits.cpu_time == 30
+    assert limits.address_space == 1024 * 1024 * 1024
+    assert 'shell' not in kwargs
+
+
+def test_info_refuses_unrecorded_backing_format(conf):
+    out = '{"virtual-size": 1, "backing-filename": "/b"}'
+    with mock.patch.object(processutils, 'execute', return_value=(out, '')):
+        with pytest.raises(exception.UnsafeImage, match='no recorded'):
+            qemu_img.info(conf, '/img', 'qcow2')
+
+
+def test_info_failure_is_one_line(conf):
+    err = processutils.ProcessExecutionError(
+        stderr='qemu-img: Could not open\nqemu-img: /img: bad magic\n',
+        exit_code=1)
+    with mock.patch.object(processutils, 'execute', side_effect=err):
+        with pytest.raises(exception.UnsafeImage) as e:
+            qemu_img.info(conf, '/img', 'qcow2')
+    assert '\n' not in str(e.value)
+    assert 'bad magic' in str(e.value)
+
+
+def test_killed_convert_says_so(conf):
+    err = processutils.ProcessExecutionError(stderr='', exit_code=-9)
+    with mock.patch.object(processutils, 'execute', side_effect=err):
+        with pytest.raises(exception.ConversionFailed, match='signal 9'):
+            qemu_img.convert(conf, '/s', 'raw', '/d', 'raw')
+
+
+def test_progress_is_read_as_qemu_img_writes_it():
+    seen = []
+    r, w = os.pipe()
+
+    def writer():
+        for chunk in (b'    (0.00/100%)\r', b'    (12.', b'50/100%)\r',
+                      b'    (100.00/100%)\r\n'):
+            os.write(w, chunk)
+            time.sleep(0.02)  # let the reader see each write on its own
+        os.close(w)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    qemu_img._read_progress(r, seen.append)
+    t.join()
+    os.close(r)
+    assert seen[0] == 0.0
+    assert 0.125 in seen
+    assert seen[-1] == 1.0
+    assert seen == sorted(seen)
