@@ -33,6 +33,10 @@
 #   CTR_SLOTS   K, the number of counter sectors at the end of vda
 #               (default 256)
 #
+# Needs apt-get (download only), dpkg-deb, cpio and gzip; run
+# tools/install-deps.sh first.  Root is only needed when the apt lists
+# must be refreshed.
+#
 # The .deb files are cached in $STACK_DIR/cache and checked against the
 # apt index, so rebuilding on the same machine does not download again.
 # Both outputs are written under temporary names and renamed at the end
@@ -61,8 +65,7 @@ function die {
 
 function kernel_package {
     apt-cache depends linux-image-amd64 2>/dev/null \
-        | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ {
-                   print $2; exit }'
+        | awk '/^ *Depends: linux-image-[0-9]/ { print $2; exit }'
 }
 
 # fetch_deb PACKAGE: make sure $CACHE_DIR holds the .deb of the candidate
@@ -131,11 +134,20 @@ mkdir -p "$GUEST_DIR" "$CACHE_DIR"
 chmod 0755 "$STACK_DIR" "$GUEST_DIR"
 GUEST_DIR=$(cd "$GUEST_DIR" && pwd)
 
-work=$(mktemp -d)
+# Leftovers of a build that was killed (SIGKILL, power loss).  Builds of
+# one STACK_DIR must not run concurrently.
+rm -rf "$STACK_DIR"/.build-guest.* "$GUEST_DIR"/.vmlinuz.tmp.* \
+    "$GUEST_DIR"/.initrd.gz.tmp.*
+
+# The kernel package unpacks to about 400 MB: keep that off /tmp, which
+# may be a tmpfs.
+work=$(mktemp -d "$STACK_DIR/.build-guest.XXXXXX")
 tmp_kernel=$GUEST_DIR/.vmlinuz.tmp.$$
 tmp_initrd=$GUEST_DIR/.initrd.gz.tmp.$$
 trap 'rm -rf "$work" "$tmp_kernel" "$tmp_initrd"' EXIT
-trap 'exit 130' INT TERM HUP
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 fetch_all
 KVER=${KPKG#linux-image-}

@@ -53,7 +53,9 @@ LV_DIR=$STACK_DIR/libvirt
 URI=qemu:///system
 DOMAIN_PREFIX=nse-
 QEMU_RUN_DIR=/run/libvirt/qemu
-READY_TIMEOUT=20
+# The first start after an install (or a QEMU/libvirt upgrade) probes the
+# QEMU binaries before answering: about 8 s on a 2-core CI VM.
+READY_TIMEOUT=30
 STOP_TIMEOUT=10
 
 export STACK_DIR GUEST_DIR
@@ -92,7 +94,8 @@ function daemon_pid {
     echo "$pid"
 }
 
-# start_daemon NAME [ARGS...]: start NAME daemonized unless it runs.
+# start_daemon NAME [ARGS...]: start NAME daemonized unless it runs,
+# prefixed with the command in the LAUNCH array (if any).
 function start_daemon {
     local name=$1 pidfile=$LV_DIR/$1.pid pid
     shift
@@ -102,13 +105,15 @@ function start_daemon {
     fi
     rm -f "$pidfile"
     # The daemon does chdir / first, so the pid file path must be
-    # absolute.  With -d the parent returns once the daemon is set up.
+    # absolute.  With -d the parent returns once the pid file is written
+    # and the socket is listening; the drivers may still be initialising.
     if ! LIBVIRT_LOG_OUTPUTS="3:file:$LV_DIR/$name.log" \
-            "$name" -d -p "$pidfile" "$@"; then
+            "${LAUNCH[@]}" "$name" -d -p "$pidfile" "$@"; then
         show_log "$name"
         die "could not start $name"
     fi
-    local deadline=$((SECONDS + 5))
+    local deadline
+    deadline=$((SECONDS + 5))
     until pid=$(daemon_pid "$name"); do
         if [ $SECONDS -ge $deadline ]; then
             show_log "$name"
@@ -144,14 +149,25 @@ function cmd_up {
     # Guests have no NIC: never start the NAT network (dnsmasq, iptables).
     rm -f /etc/libvirt/qemu/networks/autostart/default.xml
 
+    LAUNCH=()
     start_daemon virtlogd
     if [ ! -e "$LV_DIR/libvirtd.conf" ]; then
         echo "# nova-snapshot-ext test stack: built-in defaults" \
             > "$LV_DIR/libvirtd.conf"
     fi
+    # libvirtd keeps the QEMU capabilities in /var/cache/libvirt/qemu and
+    # re-probes every QEMU binary (about 8 s under TCG) when the host CPUID
+    # differs from the cached one.  On CPUs with CPUID leaf 0x1f that data
+    # includes the x2APIC ID of the CPU libvirtd happens to run on, so pin
+    # it to one CPU.  QEMU is not affected: libvirt resets its affinity.
+    local cpu
+    cpu=$(awk '$1 == "Cpus_allowed_list:" { sub(/[-,].*/, "", $2);
+                                            print $2 }' /proc/self/status)
+    LAUNCH=(taskset -c "$cpu")
     start_daemon libvirtd -f "$LV_DIR/libvirtd.conf"
 
-    local deadline=$((SECONDS + READY_TIMEOUT))
+    local deadline
+    deadline=$((SECONDS + READY_TIMEOUT))
     until virsh_ok; do
         if [ $SECONDS -ge $deadline ]; then
             show_log libvirtd
@@ -178,20 +194,31 @@ function remove_test_domains {
             || true); do
         [[ "$dom" == "$DOMAIN_PREFIX"* ]] || continue
         timeout 60 virsh -q -c "$URI" destroy "$dom" >/dev/null 2>&1 || true
-        # --nvram is refused for some domains: fall back to fewer flags.
-        timeout 60 virsh -q -c "$URI" undefine "$dom" --managed-save \
-                --snapshots-metadata --nvram >/dev/null 2>&1 \
-            || timeout 60 virsh -q -c "$URI" undefine "$dom" --managed-save \
-                --snapshots-metadata >/dev/null 2>&1 \
-            || timeout 60 virsh -q -c "$URI" undefine "$dom" >/dev/null 2>&1 \
-            || true
-        log "removed domain $dom"
+        if undefine_domain "$dom"; then
+            log "removed domain $dom"
+        else
+            log "could not undefine domain $dom"
+        fi
+    done
+}
+
+# undefine_domain NAME: with all the cleanup flags this libvirt accepts.
+function undefine_domain {
+    local -a flags=(--managed-save --snapshots-metadata --nvram)
+    while true; do
+        if timeout 60 virsh -q -c "$URI" undefine "$1" "${flags[@]}" \
+                >/dev/null 2>&1; then
+            return 0
+        fi
+        [ ${#flags[@]} -gt 0 ] || return 1
+        unset "flags[-1]"
     done
 }
 
 # stop_pid PID NAME: TERM, wait up to $STOP_TIMEOUT s, then KILL.
 function stop_pid {
-    local pid=$1 name=$2 deadline=$((SECONDS + STOP_TIMEOUT))
+    local pid=$1 name=$2 deadline
+    deadline=$((SECONDS + STOP_TIMEOUT))
     kill -TERM "$pid" 2>/dev/null || true
     while alive "$pid" "$name"; do
         if [ $SECONDS -ge $deadline ]; then
