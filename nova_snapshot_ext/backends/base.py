@@ -183,9 +183,16 @@ class ImageBackend(metaclass=abc.ABCMeta):
         """
         guest, disk, conf = job.guest, job.disk, self.conf
         guest.check_no_block_job(disk.target)
-        if job.quiesce == 'required' and not guest.agent_connected():
-            raise exception.QuiesceFailed(
-                guest=guest.name, reason='no QEMU guest agent is connected')
+        paused = guest.power_state() == policy.PAUSED
+        if job.quiesce == 'required':
+            if paused:
+                raise exception.QuiesceFailed(
+                    guest=guest.name, reason='the guest is paused, so its '
+                                             'agent cannot answer')
+            if not guest.agent_connected():
+                raise exception.QuiesceFailed(
+                    guest=guest.name,
+                    reason='no QEMU guest agent is connected')
         info = qemu_img.info(conf, disk.path, disk.format, force_share=True)
         backing = qemu_img.backing_of(info)
         transient_job = self._transient_job(job)
@@ -205,7 +212,8 @@ class ImageBackend(metaclass=abc.ABCMeta):
                     lambda f: job.progress('copy', f))
                 # NOTE: freeze only now that the mirror is in sync, so the
                 # guest's filesystems are frozen for the cut alone.
-                outcome.quiesced = self._freeze(job)
+                # A paused guest does no I/O and its agent cannot answer.
+                outcome.quiesced = not paused and self._freeze(job)
                 try:
                     guest.abort_copy(disk.target)
                 finally:

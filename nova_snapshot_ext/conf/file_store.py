@@ -16,6 +16,8 @@
 
 from oslo_config import cfg
 
+from nova_snapshot_ext.conf.base import register_group
+
 file_store_group = cfg.OptGroup(
     'file_store',
     title='Directory image store',
@@ -38,8 +40,7 @@ Related options:
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(file_store_group)
-    conf.register_opts(file_store_opts, group=file_store_group)
+    register_group(conf, file_store_group, file_store_opts)
 
 
 def list_opts() -> dict:

@@ -16,6 +16,8 @@
 
 from oslo_config import cfg
 
+from nova_snapshot_ext.conf.base import register_group
+
 libvirt_group = cfg.OptGroup(
     'libvirt',
     title='libvirt options',
@@ -70,8 +72,7 @@ Bandwidth limit of the live disk copy in MiB/s, to spare the guest's I/O.
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(libvirt_group)
-    conf.register_opts(libvirt_opts, group=libvirt_group)
+    register_group(conf, libvirt_group, libvirt_opts)
 
 
 def list_opts() -> dict:

@@ -16,6 +16,8 @@
 
 from oslo_config import cfg
 
+from nova_snapshot_ext.conf.base import register_group
+
 qemu_img_group = cfg.OptGroup(
     'qemu_img',
     title='qemu-img options',
@@ -48,8 +50,7 @@ out-of-order writes (``-W``) this keeps both disks busy.
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(qemu_img_group)
-    conf.register_opts(qemu_img_opts, group=qemu_img_group)
+    register_group(conf, qemu_img_group, qemu_img_opts)
 
 
 def list_opts() -> dict:

@@ -16,6 +16,8 @@
 
 from oslo_config import cfg
 
+from nova_snapshot_ext.conf.base import register_group
+
 default_opts = [
     cfg.StrOpt(
         'state_path',
@@ -127,8 +129,7 @@ before the snapshot is abandoned (the guest is left as it was).
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(default_opts)
-    conf.register_group(snapshot_group)
-    conf.register_opts(snapshot_opts, group=snapshot_group)
+    register_group(conf, snapshot_group, snapshot_opts)
 
 
 def list_opts() -> dict:

@@ -16,6 +16,8 @@
 
 from oslo_config import cfg
 
+from nova_snapshot_ext.conf.base import register_group
+
 workarounds_group = cfg.OptGroup(
     'workarounds',
     title='Workarounds',
@@ -38,8 +40,7 @@ Related options:
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(workarounds_group)
-    conf.register_opts(workarounds_opts, group=workarounds_group)
+    register_group(conf, workarounds_group, workarounds_opts)
 
 
 def list_opts() -> dict:

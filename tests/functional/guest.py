@@ -267,6 +267,7 @@ def counters_consistent(counters: list[tuple[int, int]]) -> tuple[bool, int]:
     return values == list(range(max(1, last - SLOTS + 1), last + 1)), last
 
 
-def image_info(path: str, fmt: str) -> dict:
+def image_info(path: str, fmt: str, force_share: bool = False) -> dict:
+    share = ['-U'] if force_share else []
     return json.loads(run('qemu-img', 'info', '-f', fmt, '--output=json',
-                          path))
+                          *share, path))

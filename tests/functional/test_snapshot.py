@@ -18,9 +18,9 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 import libvirt
-from oslo_concurrency import lockutils
 import pytest
 
 from nova_snapshot_ext import exception
@@ -55,7 +55,8 @@ def assert_guest_as_before(g, before, running_expected=True):
     assert g.dom.isPersistent() == before.persistent
     assert g.inactive_xml() == before.xml
     assert g.state() == before.state
-    assert not g.dom.blockJobInfo('vda', 0)
+    if g.dom.isActive():
+        assert not g.dom.blockJobInfo('vda', 0)
     assert not g.dom.hasManagedSaveImage(0)
     assert g.boots() == before.boots, 'the guest was rebooted'
     if running_expected:
@@ -227,17 +228,35 @@ class _Named:
         self.name = name
 
 
+HOLD_LOCK = '''
+import sys
+from oslo_concurrency import lockutils
+with lockutils.lock(sys.argv[1], external=True, lock_path=sys.argv[2]):
+    print('held', flush=True)
+    sys.stdin.read()
+'''
+
+
 def test_one_snapshot_per_guest(conf, qcow2_guest):
+    # Another process (another CLI run, or nova-compute) snapshots the
+    # same guest: it holds the guest's lock.
     lock_path = conf.oslo_concurrency.lock_path
     os.makedirs(lock_path, exist_ok=True)
-    with lockutils.external_lock('snapshot-%s' % qcow2_guest.dom.UUIDString(),
-                                 lock_path=lock_path) as held:
-        del held
+    other = subprocess.Popen(
+        [sys.executable, '-c', HOLD_LOCK,
+         'snapshot-%s' % qcow2_guest.dom.UUIDString(), lock_path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == 'held\n'
         before = GuestBefore(qcow2_guest)
         with pytest.raises(exception.SnapshotInProgress):
             take(conf, qcow2_guest)
         assert_guest_as_before(qcow2_guest, before)
-    assert_nothing_left(conf)
+        assert_nothing_left(conf)
+    finally:
+        other.communicate('')
+    # Once the other one is done, a snapshot goes through.
+    assert take(conf, qcow2_guest).method == 'live'
 
 
 # -- faults --------------------------------------------------------------
@@ -318,7 +337,8 @@ def test_guest_destroyed_mid_copy(conf, fresh_guest, style):
     conf.set_override('live_copy_style', style, group='libvirt')
     conf.set_override('live_copy_bandwidth', 1, group='libvirt')
     xml = fresh_guest.inactive_xml()
-    disk_info = guest_mod.image_info(fresh_guest.disks.path, 'qcow2')
+    disk_info = guest_mod.image_info(fresh_guest.disks.path, 'qcow2',
+                                     force_share=True)
 
     def destroy(stage, fraction):
         if stage == 'copy' and fresh_guest.dom.isActive() and \
