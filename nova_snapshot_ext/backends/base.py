@@ -44,7 +44,6 @@ from typing import ClassVar
 from oslo_config import cfg
 from oslo_log import log as logging
 from stevedore import driver
-from stevedore import exception as stevedore_exc
 from stevedore import extension
 
 from nova_snapshot_ext import exception
@@ -258,17 +257,31 @@ class ImageBackend(metaclass=abc.ABCMeta):
             pass
 
     def _freeze(self, job: model.SnapshotJob) -> bool:
+        """Freeze the guest's filesystems if asked to and able to.
+
+        :returns: whether they are frozen.
+        :raises QuiesceFailed: quiesce is required and failed.
+        """
         if job.quiesce == 'never':
             return False
-        try:
-            job.guest.freeze()
-            return True
-        except exception.QuiesceFailed as e:
-            if job.quiesce == 'required':
-                raise
-            LOG.warning('Snapshot of %(guest)s is crash-consistent only: '
-                        '%(err)s', {'guest': job.guest.name, 'err': e})
-            return False
+        reason = None
+        if not job.guest.agent_connected():
+            reason = 'no QEMU guest agent is connected'
+        else:
+            try:
+                job.guest.freeze()
+                return True
+            except exception.QuiesceFailed as e:
+                reason = e.kwargs.get('reason', str(e))
+        if job.quiesce == 'required':
+            raise exception.QuiesceFailed(guest=job.guest.name,
+                                          reason=reason)
+        # NOTE: most guests run no agent; that is worth a note, not a
+        # warning. An agent that fails to freeze is worth a warning.
+        log = LOG.info if reason.startswith('no QEMU') else LOG.warning
+        log('Snapshot of %(guest)s is crash-consistent, not quiesced: '
+            '%(reason)s', {'guest': job.guest.name, 'reason': reason})
+        return False
 
     # -- cold ----------------------------------------------------------
     def cold_extract(self, job: model.SnapshotJob, out_path: str,
@@ -356,12 +369,11 @@ def load(conf: cfg.ConfigOpts, name: str) -> ImageBackend:
 
     :raises UnknownBackend: naming the installed ones.
     """
-    try:
-        mgr = driver.DriverManager(NAMESPACE, name)
-    except stevedore_exc.NoMatches:
-        raise exception.UnknownBackend(
-            name=name, known=', '.join(known_backends()) or 'none')
-    return mgr.driver(conf)
+    known = known_backends()
+    if name not in known:
+        raise exception.UnknownBackend(name=name,
+                                       known=', '.join(known) or 'none')
+    return driver.DriverManager(NAMESPACE, name).driver(conf)
 
 
 def backend_name_for(disk: guest_mod.Disk) -> str:

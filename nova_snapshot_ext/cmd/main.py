@@ -106,6 +106,9 @@ def _setup(args: argparse.Namespace) -> None:
     # Without --config-file, oslo.config reads the default locations.
     conf(conf_args, project='nova-snapshot-ext', prog=PROG)
     conf.set_override('use_stderr', True)
+    for opt in ('logging_default_format_string',
+                'logging_context_format_string'):
+        conf.set_default(opt, '%(levelname)s: %(message)s')
     if args.debug:
         conf.set_override('debug', True)
     logging.setup(conf, 'nova-snapshot-ext')

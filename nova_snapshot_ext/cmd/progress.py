@@ -16,6 +16,7 @@
 
 from collections.abc import Iterator
 import contextlib
+import os
 from typing import TextIO
 
 import tqdm
@@ -44,6 +45,13 @@ def bar(stream: TextIO) -> Iterator[Progress]:
         yield lambda stage, fraction: None
         return
     state: dict = {'stage': None, 'bar': None}
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        size = os.terminal_size((0, 0))
+    # A terminal that reports no size (a bare pty) still gets a bar.
+    shape = {'ncols': min(size.columns or 80, 100),
+             'nrows': size.lines or 24}
 
     def report(stage: str, fraction: float) -> None:
         if state['stage'] != stage:
@@ -52,8 +60,8 @@ def bar(stream: TextIO) -> Iterator[Progress]:
             state['stage'] = stage
             state['bar'] = tqdm.tqdm(
                 total=100, desc=STAGES.get(stage, stage), file=stream,
-                unit='%', bar_format='{desc:>9}: {percentage:3.0f}%|{bar}| '
-                                     '{elapsed}', leave=True)
+                unit='%', leave=True, **shape,
+                bar_format='{desc:>9}: {percentage:3.0f}%|{bar}| {elapsed}')
         b = state['bar']
         b.update(max(0.0, fraction * 100 - b.n))
 

@@ -26,6 +26,15 @@ from nova_snapshot_ext import policy
 LOG = logging.getLogger(__name__)
 
 
+def _quiet(ctx: object, error: object) -> None:
+    # NOTE: by default libvirt prints every error on stderr, even those
+    # we handle; we report errors ourselves, once.
+    pass
+
+
+libvirt.registerErrorHandler(_quiet, None)
+
+
 class Host:
     """One libvirt connection, opened on first use and then reused."""
 

@@ -27,7 +27,6 @@ from typing import Any
 
 from oslo_config import cfg
 from stevedore import driver
-from stevedore import exception as stevedore_exc
 from stevedore import extension
 
 from nova_snapshot_ext import exception
@@ -155,12 +154,11 @@ def load(conf: cfg.ConfigOpts, spec: str | None = None) -> ImageStore:
     """
     spec = spec or conf.snapshot.default_store
     name = spec.split(':', 1)[0].split('+', 1)[0]
-    try:
-        # NOTE: load the class only and build it here, so that the
-        # store's own errors (a bad path, say) reach the user instead of
-        # being logged and swallowed by stevedore.
-        mgr = driver.DriverManager(NAMESPACE, name)
-    except stevedore_exc.NoMatches:
-        raise exception.UnknownStore(
-            spec=spec, known=', '.join(known_stores()) or 'none')
-    return mgr.driver(conf, spec)
+    known = known_stores()
+    if name not in known:
+        raise exception.UnknownStore(spec=spec,
+                                     known=', '.join(known) or 'none')
+    # NOTE: load the class only and build it here, so that the store's own
+    # errors (a bad path, say) reach the user instead of being logged and
+    # swallowed by stevedore.
+    return driver.DriverManager(NAMESPACE, name).driver(conf, spec)

@@ -1,0 +1,45 @@
+#!/bin/bash
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+# The test command of the README: on a fresh Debian 12 machine, as root,
+# install what the tests need, bring the real stack up, run the style,
+# unit and functional tests, and take the stack down again.
+#
+#   tools/run-tests.sh [TOX ENVS]     default: pep8,py3,functional
+#
+# Environment: STACK_DIR (see tools/stack.sh), TOX_VENV (where tox itself
+# is installed, default .venv-tox in the repository).
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+ENVS=${1:-pep8,py3,functional}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "run-tests: run as root (the functional tests drive libvirtd)" >&2
+    exit 1
+fi
+
+bash tools/install-deps.sh
+
+TOX_VENV=${TOX_VENV:-$ROOT/.venv-tox}
+if [ ! -x "$TOX_VENV/bin/tox" ]; then
+    python3 -m venv "$TOX_VENV"
+    "$TOX_VENV/bin/pip" install -q 'tox>=4.0.0'
+fi
+
+trap 'bash tools/stack.sh down' EXIT
+NSE_SKIP_INSTALL=1 bash tools/stack.sh up
+"$TOX_VENV/bin/tox" -e "$ENVS"
