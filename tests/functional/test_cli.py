@@ -30,8 +30,8 @@ from tests.functional import guest as guest_mod
 def conf_file(workdir):
     path = os.path.join(workdir, 'nse.conf')
     with open(path, 'w') as f:
-        f.write('[DEFAULT]\nstate_path = %s\n' % os.path.join(workdir,
-                                                               'state'))
+        state = os.path.join(workdir, 'state')
+        f.write('[DEFAULT]\nstate_path = %s\n' % state)
     return path
 
 
