@@ -177,22 +177,25 @@ def test_shut_off_guest_auto_is_cold_and_starts_nothing(conf, fresh_guest):
 
 def test_forced_live_on_shut_off_guest_fails(conf, fresh_guest):
     fresh_guest.dom.destroy()
-    before = GuestBefore(fresh_guest)
-    with pytest.raises(exception.LiveSnapshotImpossible,
-                       match='the guest is shutoff'):
-        take(conf, fresh_guest, method='live')
-    assert_guest_as_before(fresh_guest, before, running_expected=False)
+    assert_refused(conf, fresh_guest, exception.LiveSnapshotImpossible,
+                   'the guest is shutoff', method='live')
+
+
+def assert_refused(conf, g, error, match, **kwargs):
+    """The snapshot fails with ``error`` and changes nothing at all."""
+    before = GuestBefore(g)
+    with pytest.raises(error, match=match):
+        take(conf, g, **kwargs)
+    assert_guest_as_before(g, before,
+                           running_expected=before.state ==
+                           libvirt.VIR_DOMAIN_RUNNING)
     assert_nothing_left(conf)
 
 
 def test_forced_live_with_live_disabled_fails(conf, qcow2_guest):
     conf.set_override('disable_live_snapshot', True, group='workarounds')
-    before = GuestBefore(qcow2_guest)
-    with pytest.raises(exception.LiveSnapshotImpossible,
-                       match='disable_live_snapshot'):
-        take(conf, qcow2_guest, method='live')
-    assert_guest_as_before(qcow2_guest, before)
-    assert_nothing_left(conf)
+    assert_refused(conf, qcow2_guest, exception.LiveSnapshotImpossible,
+                   'disable_live_snapshot', method='live')
     # auto falls back to cold, and says why
     result = take(conf, qcow2_guest)
     assert result.method == 'cold'
@@ -201,20 +204,14 @@ def test_forced_live_with_live_disabled_fails(conf, qcow2_guest):
 
 def test_forced_live_with_too_old_qemu_fails(conf, qcow2_guest):
     conf.set_override('min_qemu_version', '99.0', group='libvirt')
-    with pytest.raises(exception.LiveSnapshotImpossible,
-                       match='older than the minimum 99.0'):
-        take(conf, qcow2_guest, method='live')
-    assert_nothing_left(conf)
+    assert_refused(conf, qcow2_guest, exception.LiveSnapshotImpossible,
+                   'older than the minimum 99.0', method='live')
 
 
 def test_quiesce_required_without_agent_leaves_guest_untouched(
         conf, qcow2_guest):
-    before = GuestBefore(qcow2_guest)
-    with pytest.raises(exception.QuiesceFailed,
-                       match='no QEMU guest agent is connected'):
-        take(conf, qcow2_guest, quiesce='required')
-    assert_guest_as_before(qcow2_guest, before)
-    assert_nothing_left(conf)
+    assert_refused(conf, qcow2_guest, exception.QuiesceFailed,
+                   'no QEMU guest agent is connected', quiesce='required')
 
 
 def test_unknown_guest(conf, conn):
