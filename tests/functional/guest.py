@@ -42,6 +42,9 @@ TAIL = 1024 * 1024
 MiB = 1024 * 1024
 PREFIX = 'nse-'
 
+# Errors are asserted or handled here; libvirt need not print them too.
+libvirt.registerErrorHandler(lambda ctx, err: None, None)
+
 
 def stack_dir() -> str:
     return os.environ.get('STACK_DIR', '/var/tmp/nova-snapshot-ext-stack')
