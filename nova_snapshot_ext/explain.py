@@ -29,15 +29,7 @@ from nova_snapshot_ext.stores import base as store_base
 
 
 def host_facts(conf: cfg.ConfigOpts, host: host_mod.Host) -> dict[str, Any]:
-    facts = policy.Facts(
-        guest='', hypervisor=host.hypervisor(),
-        libvirt_version=host.libvirt_version(),
-        qemu_version=host.qemu_version(),
-        min_libvirt_version=policy.parse_version(
-            conf.libvirt.min_libvirt_version),
-        min_qemu_version=policy.parse_version(conf.libvirt.min_qemu_version),
-        power_state=policy.RUNNING,
-        live_disabled=conf.workarounds.disable_live_snapshot)
+    facts = backend_base.host_facts(conf, host)
     blockers = policy.live_blockers(facts)
     return {
         'uri': host.uri,
@@ -53,6 +45,7 @@ def host_facts(conf: cfg.ConfigOpts, host: host_mod.Host) -> dict[str, Any]:
 
 
 def explain_guest(conf: cfg.ConfigOpts, host: host_mod.Host,
+                  store: store_base.ImageStore,
                   guest_name: str) -> dict[str, Any]:
     guest = host.get_guest(guest_name)
     entry: dict[str, Any] = {'name': guest.name, 'uuid': guest.uuid}
@@ -62,7 +55,7 @@ def explain_guest(conf: cfg.ConfigOpts, host: host_mod.Host,
         job = model.SnapshotJob(
             conf=conf, request=model.SnapshotRequest(guest.name, 'check'),
             host=host, guest=guest, disk=disk,
-            store=store_base.load(conf), method=conf.snapshot.method,
+            store=store, method=conf.snapshot.method,
             image_format=disk.format, quiesce=conf.snapshot.quiesce)
         backend.check_disk(job)
         plan = backend.plan(job)
@@ -79,5 +72,6 @@ def check(conf: cfg.ConfigOpts, host: host_mod.Host,
     """The host facts and, per guest, the method and its reason."""
     names = ([guest_name] if guest_name else
              sorted(g.name for g in host.list_guests()))
+    store = store_base.load(conf)
     return {'host': host_facts(conf, host),
-            'guests': [explain_guest(conf, host, n) for n in names]}
+            'guests': [explain_guest(conf, host, store, n) for n in names]}

@@ -74,6 +74,15 @@ def from_libvirt_number(number: int) -> tuple[int, int, int]:
     return number // 1000000, number // 1000 % 1000, number % 1000
 
 
+def check_method(method: str) -> str:
+    """:raises InvalidInput: ``method`` is not auto, live or cold."""
+    if method not in METHODS:
+        raise exception.InvalidInput(
+            reason='method %r is not one of %s' % (method,
+                                                   ', '.join(METHODS)))
+    return method
+
+
 def live_blockers(facts: Facts) -> list[str]:
     """Every reason why a live snapshot is impossible, in plain words."""
     reasons = []
@@ -108,10 +117,7 @@ def choose(facts: Facts, requested: str = AUTO) -> Plan:
     :raises ColdSnapshotImpossible: a running transient guest cannot be
         saved and restored.
     """
-    if requested not in METHODS:
-        raise exception.InvalidInput(
-            reason='method %r is not one of %s' % (
-                requested, ', '.join(METHODS)))
+    check_method(requested)
     if requested == COLD:
         return _cold(facts, 'a cold snapshot was requested')
 

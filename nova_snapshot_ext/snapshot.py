@@ -68,11 +68,7 @@ def validate_name(name: str) -> str:
 
 
 def _resolve(conf: cfg.ConfigOpts, request: SnapshotRequest) -> dict:
-    method = request.method or conf.snapshot.method
-    if method not in policy.METHODS:
-        raise exception.InvalidInput(
-            reason='method %r is not one of %s' % (
-                method, ', '.join(policy.METHODS)))
+    method = policy.check_method(request.method or conf.snapshot.method)
     quiesce = request.quiesce or conf.snapshot.quiesce
     if quiesce not in ('never', 'auto', 'required'):
         raise exception.InvalidInput(

@@ -63,12 +63,13 @@ import uuid
 import libvirt
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import policy
 from nova_snapshot_ext import snapshot
 from tests.functional import conftest
 from tests.functional import guest as guest_mod
 
 MiB = 1024 * 1024
-URI = conftest.URI
+URI = guest_mod.URI
 BUFFER = 8 * MiB
 
 RAW_READ = 'raw read (disk chain)'
@@ -140,11 +141,6 @@ def sync_and_hash(path: str, sync: bool = True) -> tuple[float, float]:
     return synced - started, time.monotonic() - synced
 
 
-def _version(number: int) -> str:
-    return '%d.%d.%d' % (number // 1000000, number // 1000 % 1000,
-                         number % 1000)
-
-
 def host_facts(conn: libvirt.virConnect) -> dict:
     model = platform.machine()
     try:
@@ -157,8 +153,10 @@ def host_facts(conn: libvirt.virConnect) -> dict:
         pass
     qemu_img = run('qemu-img', '--version').split('\n', 1)[0]
     return {
-        'libvirt': _version(conn.getLibVersion()),
-        'qemu': _version(conn.getVersion()),
+        'libvirt': policy.version_str(
+            policy.from_libvirt_number(conn.getLibVersion())),
+        'qemu': policy.version_str(
+            policy.from_libvirt_number(conn.getVersion())),
         'qemu_img': qemu_img.split()[2] if qemu_img else 'unknown',
         'cores': os.cpu_count(),
         'cpu': model,
@@ -504,30 +502,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def connect() -> libvirt.virConnect:
-    # NOTE: libvirt prints every error on stderr by default; ours are
-    # reported in one line.
-    libvirt.registerErrorHandler(lambda ctx, err: None, None)
     try:
-        conn = libvirt.open(URI)
-    except libvirt.libvirtError as e:
-        raise BenchError('libvirtd is not reachable at %s (%s): run '
-                         '"tools/stack.sh up" as root first' % (
-                             URI, e.get_error_message() or e))
-    gdir = guest_mod.guest_dir()
-    for name in ('vmlinuz', 'initrd.gz'):
-        if not os.path.exists(os.path.join(gdir, name)):
-            conn.close()
-            raise BenchError('the test guest is missing in %s: run '
-                             '"tools/stack.sh up"' % gdir)
-    return conn
+        return guest_mod.connect()
+    except guest_mod.StackMissing as e:
+        raise BenchError(str(e))
 
 
 def bench(args: argparse.Namespace) -> dict:
     conn = connect()
-    root = os.path.join(guest_mod.stack_dir(), 'work')
-    os.makedirs(root, exist_ok=True)
-    for path in (guest_mod.stack_dir(), root):
-        os.chmod(path, 0o755)
+    root = guest_mod.work_root()
     tag = 'bench-%s' % uuid.uuid4().hex[:8]
     workdir = os.path.join(root, tag)
     guest = None

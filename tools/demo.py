@@ -54,7 +54,7 @@ def main() -> int:
     with open(conf_file, 'w') as f:
         f.write('[DEFAULT]\nstate_path = %s\n\n[file_store]\n'
                 'directory = %s\n' % (os.path.join(root, 'state'), images))
-    conn = libvirt.open('qemu:///system')
+    conn = guest_mod.connect()
     data_mb = int(os.environ.get('DATA_MB', '256'))
     print('demo: booting the test guest (%d MiB of data on its disk)' %
           data_mb, flush=True)

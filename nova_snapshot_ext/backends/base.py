@@ -39,19 +39,21 @@ import os
 import shutil
 import tempfile
 import time
-from typing import ClassVar
+from typing import Any, ClassVar, TYPE_CHECKING
 
 from oslo_config import cfg
 from oslo_log import log as logging
-from stevedore import driver
-from stevedore import extension
 
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext import model
+from nova_snapshot_ext import plugins
 from nova_snapshot_ext import policy
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
+
+if TYPE_CHECKING:
+    from nova_snapshot_ext.libvirt import host as host_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -107,21 +109,13 @@ class ImageBackend(metaclass=abc.ABCMeta):
         raise NotImplementedError('direct_snapshot() is not implemented')
 
     def facts(self, job: model.SnapshotJob) -> policy.Facts:
-        host, guest, conf = job.host, job.guest, self.conf
-        return policy.Facts(
-            guest=guest.name,
-            hypervisor=host.hypervisor(),
-            libvirt_version=host.libvirt_version(),
-            qemu_version=host.qemu_version(),
-            min_libvirt_version=policy.parse_version(
-                conf.libvirt.min_libvirt_version),
-            min_qemu_version=policy.parse_version(
-                conf.libvirt.min_qemu_version),
+        guest = job.guest
+        return host_facts(
+            self.conf, job.host, guest=guest.name,
             power_state=guest.power_state(),
             persistent=guest.is_persistent(),
             backend=self.name,
             backend_supports_live=self.SUPPORTS_LIVE,
-            live_disabled=conf.workarounds.disable_live_snapshot,
             direct_unavailable=self.direct_unavailable(job))
 
     def plan(self, job: model.SnapshotJob) -> policy.Plan:
@@ -360,8 +354,27 @@ def _check_traversable(path: str) -> None:
         path = parent
 
 
+def host_facts(conf: cfg.ConfigOpts, host: 'host_mod.Host',
+               **guest_facts: Any) -> policy.Facts:
+    """The facts of ``host`` and its configuration, completed with the
+    facts of one guest (for a host alone: a running guest).
+    """
+    guest_facts.setdefault('guest', '')
+    guest_facts.setdefault('power_state', policy.RUNNING)
+    return policy.Facts(
+        hypervisor=host.hypervisor(),
+        libvirt_version=host.libvirt_version(),
+        qemu_version=host.qemu_version(),
+        min_libvirt_version=policy.parse_version(
+            conf.libvirt.min_libvirt_version),
+        min_qemu_version=policy.parse_version(
+            conf.libvirt.min_qemu_version),
+        live_disabled=conf.workarounds.disable_live_snapshot,
+        **guest_facts)
+
+
 def known_backends() -> list[str]:
-    return sorted(extension.ExtensionManager(NAMESPACE).names())
+    return plugins.names(NAMESPACE)
 
 
 def load(conf: cfg.ConfigOpts, name: str) -> ImageBackend:
@@ -369,11 +382,11 @@ def load(conf: cfg.ConfigOpts, name: str) -> ImageBackend:
 
     :raises UnknownBackend: naming the installed ones.
     """
-    known = known_backends()
-    if name not in known:
-        raise exception.UnknownBackend(name=name,
-                                       known=', '.join(known) or 'none')
-    return driver.DriverManager(NAMESPACE, name).driver(conf)
+    cls = plugins.load_class(NAMESPACE, name)
+    if cls is None:
+        raise exception.UnknownBackend(
+            name=name, known=', '.join(known_backends()) or 'none')
+    return cls(conf)
 
 
 def backend_name_for(disk: guest_mod.Disk) -> str:

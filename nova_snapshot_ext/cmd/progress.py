@@ -27,13 +27,14 @@ STAGES = {'copy': 'live copy', 'convert': 'convert', 'upload': 'store'}
 
 
 def human_size(size: int) -> str:
+    if size < 1024:
+        return '%d B' % size
     value = float(size)
-    for unit in ('B', 'KiB', 'MiB', 'GiB'):
-        if value < 1024 or unit == 'GiB':
-            return '%.1f %s' % (value, unit) if unit != 'B' else \
-                '%d B' % size
+    for unit in ('KiB', 'MiB', 'GiB'):
         value /= 1024
-    return '%d B' % size
+        if value < 1024 or unit == 'GiB':
+            break
+    return '%.1f %s' % (value, unit)
 
 
 @contextlib.contextmanager

@@ -35,7 +35,17 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     Safe to call more than once.
     """
     for module in MODULES:
-        module.register_opts(conf)
+        for group, opts in module.list_opts().items():
+            if group == 'DEFAULT':
+                conf.register_opts(opts)
+                continue
+            # NOTE: ConfigOpts keeps overrides inside the OptGroup it is
+            # given and copies groups only shallowly: a module-level
+            # OptGroup registered on two ConfigOpts would make them share
+            # overrides, so each gets a fresh one.
+            conf.register_group(cfg.OptGroup(group.name, title=group.title,
+                                             help=group.help))
+            conf.register_opts(opts, group=group.name)
     for group, opts in concurrency_opts.list_opts():
         conf.register_opts(opts, group=group)
     conf.set_default('lock_path', '$state_path/locks',

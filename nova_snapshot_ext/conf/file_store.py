@@ -16,8 +16,6 @@
 
 from oslo_config import cfg
 
-from nova_snapshot_ext.conf.base import register_group
-
 file_store_group = cfg.OptGroup(
     'file_store',
     title='Directory image store',
@@ -37,10 +35,6 @@ Related options:
 * ``[snapshot] default_store``
 """),
 ]
-
-
-def register_opts(conf: cfg.ConfigOpts) -> None:
-    register_group(conf, file_store_group, file_store_opts)
 
 
 def list_opts() -> dict:

@@ -16,8 +16,6 @@
 
 from oslo_config import cfg
 
-from nova_snapshot_ext.conf.base import register_group
-
 libvirt_group = cfg.OptGroup(
     'libvirt',
     title='libvirt options',
@@ -69,10 +67,6 @@ Bandwidth limit of the live disk copy in MiB/s, to spare the guest's I/O.
 0 means no limit.
 """),
 ]
-
-
-def register_opts(conf: cfg.ConfigOpts) -> None:
-    register_group(conf, libvirt_group, libvirt_opts)
 
 
 def list_opts() -> dict:

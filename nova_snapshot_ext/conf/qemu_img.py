@@ -16,8 +16,6 @@
 
 from oslo_config import cfg
 
-from nova_snapshot_ext.conf.base import register_group
-
 qemu_img_group = cfg.OptGroup(
     'qemu_img',
     title='qemu-img options',
@@ -47,10 +45,6 @@ Parallel coroutines of ``qemu-img convert`` (``-m``). Together with
 out-of-order writes (``-W``) this keeps both disks busy.
 """),
 ]
-
-
-def register_opts(conf: cfg.ConfigOpts) -> None:
-    register_group(conf, qemu_img_group, qemu_img_opts)
 
 
 def list_opts() -> dict:

@@ -16,8 +16,6 @@
 
 from oslo_config import cfg
 
-from nova_snapshot_ext.conf.base import register_group
-
 default_opts = [
     cfg.StrOpt(
         'state_path',
@@ -125,11 +123,6 @@ before the snapshot is abandoned (the guest is left as it was).
         min=0.01,
         help='Seconds between two checks of a running block copy job.'),
 ]
-
-
-def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_opts(default_opts)
-    register_group(conf, snapshot_group, snapshot_opts)
 
 
 def list_opts() -> dict:

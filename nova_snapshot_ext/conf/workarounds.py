@@ -16,8 +16,6 @@
 
 from oslo_config import cfg
 
-from nova_snapshot_ext.conf.base import register_group
-
 workarounds_group = cfg.OptGroup(
     'workarounds',
     title='Workarounds',
@@ -37,10 +35,6 @@ Related options:
 * ``[snapshot] method``
 """),
 ]
-
-
-def register_opts(conf: cfg.ConfigOpts) -> None:
-    register_group(conf, workarounds_group, workarounds_opts)
 
 
 def list_opts() -> dict:

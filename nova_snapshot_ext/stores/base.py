@@ -26,10 +26,9 @@ import dataclasses
 from typing import Any
 
 from oslo_config import cfg
-from stevedore import driver
-from stevedore import extension
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import plugins
 
 NAMESPACE = 'nova_snapshot_ext.image_stores'
 
@@ -140,7 +139,7 @@ class ImageStore(metaclass=abc.ABCMeta):
 
 
 def known_stores() -> list[str]:
-    return sorted(extension.ExtensionManager(NAMESPACE).names())
+    return plugins.names(NAMESPACE)
 
 
 def load(conf: cfg.ConfigOpts, spec: str | None = None) -> ImageStore:
@@ -154,11 +153,8 @@ def load(conf: cfg.ConfigOpts, spec: str | None = None) -> ImageStore:
     """
     spec = spec or conf.snapshot.default_store
     name = spec.split(':', 1)[0].split('+', 1)[0]
-    known = known_stores()
-    if name not in known:
-        raise exception.UnknownStore(spec=spec,
-                                     known=', '.join(known) or 'none')
-    # NOTE: load the class only and build it here, so that the store's own
-    # errors (a bad path, say) reach the user instead of being logged and
-    # swallowed by stevedore.
-    return driver.DriverManager(NAMESPACE, name).driver(conf, spec)
+    cls = plugins.load_class(NAMESPACE, name)
+    if cls is None:
+        raise exception.UnknownStore(
+            spec=spec, known=', '.join(known_stores()) or 'none')
+    return cls(conf, spec)

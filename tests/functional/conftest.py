@@ -22,7 +22,6 @@ import os
 import shutil
 import uuid
 
-import libvirt
 from oslo_config import cfg
 import pytest
 
@@ -30,32 +29,22 @@ from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext.libvirt import host as host_mod
 from tests.functional import guest as guest_mod
 
-URI = 'qemu:///system'
+URI = guest_mod.URI
 
 
 @pytest.fixture(scope='session')
 def conn():
     try:
-        c = libvirt.open(URI)
-    except libvirt.libvirtError as e:
-        pytest.fail('libvirtd is not reachable at %s (%s): run '
-                    '"tools/stack.sh up" as root first' % (URI, e))
-    gdir = guest_mod.guest_dir()
-    for name in ('vmlinuz', 'initrd.gz'):
-        if not os.path.exists(os.path.join(gdir, name)):
-            pytest.fail('the test guest is missing in %s: run '
-                        '"tools/stack.sh up"' % gdir)
+        c = guest_mod.connect()
+    except guest_mod.StackMissing as e:
+        pytest.fail(str(e))
     yield c
     c.close()
 
 
 @pytest.fixture(scope='session')
 def workroot():
-    root = os.path.join(guest_mod.stack_dir(), 'work')
-    os.makedirs(root, exist_ok=True)
-    for path in (guest_mod.stack_dir(), root):
-        os.chmod(path, 0o755)
-    return root
+    return guest_mod.work_root()
 
 
 @pytest.fixture

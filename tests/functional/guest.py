@@ -54,6 +54,42 @@ def guest_dir() -> str:
     return os.environ.get('GUEST_DIR', os.path.join(stack_dir(), 'guest'))
 
 
+URI = 'qemu:///system'
+
+
+class StackMissing(Exception):
+    """The real stack is not up."""
+
+
+def connect() -> libvirt.virConnect:
+    """Connect to the stack's libvirtd, checking the test guest is built.
+
+    :raises StackMissing: with what to run.
+    """
+    try:
+        conn = libvirt.open(URI)
+    except libvirt.libvirtError as e:
+        raise StackMissing('libvirtd is not reachable at %s (%s): run '
+                           '"tools/stack.sh up" as root first' % (
+                               URI, e.get_error_message() or e))
+    gdir = guest_dir()
+    for name in ('vmlinuz', 'initrd.gz'):
+        if not os.path.exists(os.path.join(gdir, name)):
+            conn.close()
+            raise StackMissing('the test guest is missing in %s: run '
+                               '"tools/stack.sh up"' % gdir)
+    return conn
+
+
+def work_root() -> str:
+    """A directory for guest disks that QEMU (not root) can reach."""
+    root = os.path.join(stack_dir(), 'work')
+    os.makedirs(root, exist_ok=True)
+    for path in (stack_dir(), root):
+        os.chmod(path, 0o755)
+    return root
+
+
 def run(*cmd: str) -> str:
     return subprocess.run(cmd, check=True, capture_output=True,
                           text=True).stdout
@@ -68,8 +104,8 @@ class Disks:
     base: str | None = None
 
 
-def _random_file(path: str, size: int) -> str:
-    digest = hashlib.sha256()
+def _random_file(path: str, size: int, digest) -> None:
+    """Write ``size`` random bytes to ``path``, adding them to ``digest``."""
     with open(path, 'wb') as f:
         left = size
         while left:
@@ -77,7 +113,6 @@ def _random_file(path: str, size: int) -> str:
             digest.update(chunk)
             f.write(chunk)
             left -= len(chunk)
-    return digest.hexdigest()
 
 
 def make_disks(workdir: str, fmt: str, data_mb: int = 64) -> Disks:
@@ -92,16 +127,15 @@ def make_disks(workdir: str, fmt: str, data_mb: int = 64) -> Disks:
     digest = hashlib.sha256()
     if fmt == 'raw':
         path = os.path.join(workdir, 'disk.raw')
-        sha = _random_file(path, data)
+        _random_file(path, data, digest)
         with open(path, 'r+b') as f:
             f.truncate(size)
-        return Disks(path=path, format='raw', size=size, data_sha256=sha)
+        return Disks(path=path, format='raw', size=size,
+                     data_sha256=digest.hexdigest())
     base = os.path.join(workdir, 'base.raw')
     path = os.path.join(workdir, 'disk.qcow2')
     half = data // 2
-    _random_file(base, half)
-    with open(base, 'rb') as f:
-        digest.update(f.read())
+    _random_file(base, half, digest)
     with open(base, 'r+b') as f:
         f.truncate(size)
     run('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'raw',

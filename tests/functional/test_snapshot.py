@@ -63,9 +63,13 @@ def assert_guest_as_before(g, before, running_expected=True):
         g.wait_counter(max(before.counter, g.last_counter()) + 1)
 
 
-def assert_nothing_left(conf):
+def assert_no_temp_files(conf):
     tmp = conf.snapshot.temp_directory
     assert not os.path.isdir(tmp) or os.listdir(tmp) == []
+
+
+def assert_nothing_left(conf):
+    assert_no_temp_files(conf)
     images = os.path.join(conf.state_path, 'images')
     if os.path.isdir(images):
         assert os.listdir(images) == []
@@ -92,8 +96,7 @@ def assert_good_image(result, g, conf, fmt='qcow2'):
     assert meta['virtual_size'] == g.disks.size
     assert meta['format'] == fmt
     assert meta['name'] == 'snap'
-    tmp = conf.snapshot.temp_directory
-    assert os.listdir(tmp) == [] if os.path.isdir(tmp) else True
+    assert_no_temp_files(conf)
     return check
 
 
