@@ -61,8 +61,26 @@ class StoreUnavailable(SnapshotError):
     msg_fmt = 'Image store %(store)s cannot be used: %(reason)s'
 
 
+class StoreAuthFailed(StoreUnavailable):
+    msg_fmt = ('%(store)s refused the credentials: %(reason)s. Check the '
+               'auth options of [glance].')
+
+
 class StoreWriteFailed(SnapshotError):
     msg_fmt = 'Writing the image to %(store)s failed: %(reason)s'
+
+
+class StoreRejected(StoreWriteFailed):
+    msg_fmt = '%(store)s refused the image: %(reason)s'
+
+
+class ImageNotFound(StoreWriteFailed):
+    msg_fmt = 'Image %(image)s does not exist in %(store)s.'
+
+
+class ImageNotQueued(StoreWriteFailed):
+    msg_fmt = ('Image %(image)s in %(store)s is %(status)s, not queued: '
+               'it cannot take new data.')
 
 
 class HypervisorUnavailable(SnapshotError):

@@ -19,6 +19,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.conf import file_store
+from nova_snapshot_ext.conf import glance
 from nova_snapshot_ext.conf import libvirt
 from nova_snapshot_ext.conf import qemu_img
 from nova_snapshot_ext.conf import snapshot
@@ -26,7 +27,7 @@ from nova_snapshot_ext.conf import workarounds
 
 CONF = cfg.CONF
 
-MODULES = (snapshot, libvirt, workarounds, qemu_img, file_store)
+MODULES = (snapshot, libvirt, workarounds, qemu_img, file_store, glance)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -35,6 +36,9 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     Safe to call more than once.
     """
     for module in MODULES:
+        if hasattr(module, 'register_opts'):
+            module.register_opts(conf)
+            continue
         for group, opts in module.list_opts().items():
             if group == 'DEFAULT':
                 conf.register_opts(opts)

@@ -1,0 +1,425 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The Glance store: images streamed into Glance with python-glanceclient.
+
+``spec`` is ``glance`` (Glance as ``[glance]`` configures it: keystoneauth
+auth and the service catalog, or ``endpoint_override``) or
+``glance+http://HOST:PORT`` / ``glance+https://...`` (that endpoint, with
+``[glance]``'s auth if any, none otherwise: a Glance without Keystone).
+
+The record is made when the snapshot begins (or, for Nova, found queued),
+so that Glance validates name and properties before the guest is touched.
+The data is streamed from the local image file in chunks while its hashes
+are computed, and Glance's own hash is checked against them at the end.
+From the moment the record exists until the image is active, any failure
+deletes it.
+"""
+
+from collections.abc import Iterator
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, BinaryIO
+
+import glanceclient
+from glanceclient import exc as glance_exc
+from keystoneauth1 import exceptions as ksa_exc
+from keystoneauth1 import loading as ks_loading
+from keystoneauth1.loading import adapter as ks_adapter
+from keystoneauth1 import noauth
+from keystoneauth1 import session as ks_session
+from oslo_config import cfg
+from oslo_log import log as logging
+from oslo_utils import uuidutils
+import tenacity
+
+from nova_snapshot_ext.conf import glance as glance_conf
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.storage import qemu_img
+from nova_snapshot_ext.stores import base
+
+LOG = logging.getLogger(__name__)
+
+GROUP = glance_conf.GROUP
+#: Glance's limit on the length of a property value.
+MAX_PROPERTY_LENGTH = 255
+#: Properties of the engine's ImageMeta, as Glance names them.
+PROPERTY_NAMES = {
+    'method': 'snapshot_method',
+    'reason': 'snapshot_reason',
+    'quiesced': 'snapshot_quiesced',
+    'source_domain': 'source_domain',
+    'source_uuid': 'instance_uuid',
+}
+#: Image attributes that are not free-form properties.
+CORE_ATTRIBUTES = ('name', 'disk_format', 'container_format', 'visibility')
+#: How many seconds abort() keeps trying to reach Glance to delete a
+#: failed image when Glance went away mid-upload.
+CLEANUP_TIMEOUT = 30
+
+
+def glance_properties(meta: base.ImageMeta) -> dict[str, str]:
+    """The image properties Glance gets for ``meta``: those Nova sets on
+    a snapshot, the engine's own, and the caller's, all as strings.
+    """
+    props = {'image_type': 'snapshot'}
+    for key, value in meta.properties.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = 'true' if value else 'false'
+        props[PROPERTY_NAMES.get(key, key)] = str(
+            value)[:MAX_PROPERTY_LENGTH]
+    return props
+
+
+def _one_line(e: BaseException) -> str:
+    text = getattr(e, 'details', None) or str(e) or type(e).__name__
+    return ' '.join(str(text).split())
+
+
+class _HashingReader:
+    """A file object for glanceclient: reads the image in the chunks
+    glanceclient asks for, hashes them and reports progress.
+
+    The image must be exactly ``size`` bytes: a file that ends early is an
+    error, not a short image.
+    """
+
+    ALGORITHMS = ('sha256', 'sha512')
+
+    def __init__(self, f: BinaryIO, size: int,
+                 progress: base.Progress | None) -> None:
+        self.f = f
+        self.size = size
+        self.sent = 0
+        self.progress = progress
+        self.hashes = {name: hashlib.new(name) for name in self.ALGORITHMS}
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        if not data and self.sent < self.size:
+            raise OSError('the image file ended after %d of %d bytes' % (
+                self.sent, self.size))
+        for h in self.hashes.values():
+            h.update(data)
+        self.sent += len(data)
+        if self.progress is not None and self.size:
+            self.progress(min(1.0, self.sent / self.size))
+        return data
+
+    def hexdigest(self, name: str) -> str:
+        return self.hashes[name].hexdigest()
+
+
+class GlancePendingImage(base.PendingImage):
+
+    def __init__(self, store: 'GlanceStore', meta: base.ImageMeta,
+                 image_id: str | None, workdir: str | None) -> None:
+        self.store = store
+        self.meta = meta
+        self.image_id: str | None = None
+        if workdir:
+            os.makedirs(workdir, exist_ok=True)
+        self.tmpdir = tempfile.mkdtemp(prefix='glance-', dir=workdir)
+        self.path = os.path.join(self.tmpdir, 'image.%s' % meta.disk_format)
+        try:
+            if image_id is None:
+                self.image_id = store.create(meta)['id']
+            else:
+                image = store.get(image_id)
+                self.image_id = image_id
+                if image['status'] != 'queued':
+                    raise exception.ImageNotQueued(
+                        image=image_id, store=store, status=image['status'])
+        except BaseException:
+            self.abort()
+            raise
+
+    def commit(self, progress: base.Progress | None = None
+               ) -> base.StoredImage:
+        try:
+            return self._commit(progress)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _commit(self, progress: base.Progress | None) -> base.StoredImage:
+        store, image_id = self.store, self.image_id
+        assert image_id is not None
+        store.update(image_id, self.meta)
+        size = os.path.getsize(self.path)
+        info = qemu_img.info(store.conf, self.path, self.meta.disk_format)
+        started = time.monotonic()
+        with open(self.path, 'rb') as f:
+            reader = _HashingReader(f, size, progress)
+            store.upload(image_id, reader, size)
+        seconds = time.monotonic() - started
+        LOG.info('Uploaded %(size)d bytes to image %(id)s in %(s).1f s',
+                 {'size': size, 'id': image_id, 's': seconds})
+        image = store.wait_active(image_id)
+        if image.get('size') != size:
+            raise exception.StoreWriteFailed(
+                store=store, reason='image %s has %s bytes, %d were sent' % (
+                    image_id, image.get('size'), size))
+        if store.conf[GROUP].verify_hash:
+            self._verify_hash(image, reader)
+        return base.StoredImage(
+            id=image_id,
+            location=store.image_url(image_id),
+            disk_format=self.meta.disk_format,
+            size=size,
+            virtual_size=int(image.get('virtual_size')
+                             or info['virtual-size']),
+            sha256=reader.hexdigest('sha256'))
+
+    def _verify_hash(self, image: dict[str, Any],
+                     reader: _HashingReader) -> None:
+        algo, value = image.get('os_hash_algo'), image.get('os_hash_value')
+        if not algo or not value:
+            LOG.warning('Glance reports no hash for image %s; its data '
+                        'cannot be verified', image['id'])
+            return
+        if algo in reader.ALGORITHMS:
+            ours = reader.hexdigest(algo)
+        else:
+            with open(self.path, 'rb') as f:
+                ours = hashlib.file_digest(f, algo).hexdigest()
+        if ours != value:
+            raise exception.StoreWriteFailed(
+                store=self.store,
+                reason='Glance has a different %s of image %s than the '
+                       'data sent: %s, not %s' % (algo, image['id'], value,
+                                                  ours))
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        if self.image_id is not None:
+            image_id, self.image_id = self.image_id, None
+            self.store.delete_failed(image_id)
+
+
+class GlanceStore(base.ImageStore):
+    """Images in Glance (image API v2).
+
+    :param session: a keystoneauth session to use instead of one built
+        from ``[glance]`` (the Nova driver passes the request's).
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts, spec: str,
+                 session: ks_session.Session | None = None) -> None:
+        super().__init__(conf, spec)
+        self.endpoint: str | None = None
+        if spec != 'glance':
+            scheme, sep, rest = spec.partition('://')
+            if scheme not in ('glance+http', 'glance+https') or not rest:
+                raise exception.UnknownStore(
+                    spec=spec, known='glance, glance+http://HOST:PORT, '
+                                     'glance+https://HOST:PORT')
+            self.endpoint = '%s://%s' % (scheme.split('+', 1)[1],
+                                         rest.rstrip('/'))
+        self._session = session
+        self._clients: dict[bool, Any] = {}
+
+    def __str__(self) -> str:
+        if self.endpoint:
+            return 'Glance at %s' % self.endpoint
+        return 'Glance'
+
+    # -- clients -------------------------------------------------------
+    def client(self, retries: bool = True) -> Any:
+        """A glanceclient v2 client. Without ``retries``, a request is
+        sent once: the upload's body is a stream that cannot be replayed.
+        """
+        if retries not in self._clients:
+            with self._errors():
+                self._clients[retries] = self._make_client(retries)
+        return self._clients[retries]
+
+    def _make_client(self, retries: bool) -> Any:
+        group = self.conf[GROUP]
+        kwargs: dict[str, Any] = {}
+        ks_adapter.process_conf_options(group, kwargs)
+        # NOTE: glanceclient picks the API version itself.
+        for key in ('version', 'min_version', 'max_version'):
+            kwargs.pop(key, None)
+        if self.endpoint:
+            kwargs['endpoint_override'] = self.endpoint
+        if not retries:
+            kwargs.update(connect_retries=0, status_code_retries=0)
+        session = self._session
+        if session is None:
+            try:
+                auth = ks_loading.load_auth_from_conf_options(self.conf,
+                                                              GROUP)
+            except ksa_exc.MissingRequiredOptions as e:
+                raise exception.InvalidInput(
+                    reason='[glance] auth_type %s needs %s' % (
+                        group.auth_type,
+                        ', '.join(o.dest for o in e.options)))
+            if auth is None:
+                if not kwargs.get('endpoint_override'):
+                    raise exception.StoreUnavailable(
+                        store=self,
+                        reason='no endpoint: set [glance] auth_type (with '
+                               'Keystone) or endpoint_override, or use '
+                               '--store glance+http://HOST:PORT')
+                auth = noauth.NoAuth()
+            session = ks_loading.load_session_from_conf_options(
+                self.conf, GROUP, auth=auth)
+        return glanceclient.Client('2', session=session, **kwargs)
+
+    def image_url(self, image_id: str) -> str:
+        with self._errors():
+            endpoint = self.client().http_client.get_endpoint()
+        return '%s/v2/images/%s' % (endpoint.rstrip('/'), image_id)
+
+    @contextlib.contextmanager
+    def _errors(self, image_id: str | None = None) -> Iterator[None]:
+        """Translate glanceclient's and keystoneauth's errors into ours."""
+        try:
+            yield
+        except (glance_exc.CommunicationError, glance_exc.InvalidEndpoint,
+                ksa_exc.ConnectionError, ksa_exc.EndpointNotFound,
+                ksa_exc.DiscoveryFailure) as e:
+            raise exception.StoreUnavailable(
+                store=self, reason='unreachable (%s)' % _one_line(e))
+        except (glance_exc.HTTPUnauthorized, glance_exc.HTTPForbidden,
+                ksa_exc.Unauthorized, ksa_exc.Forbidden) as e:
+            code = getattr(e, 'code', None) or getattr(e, 'http_status', '')
+            raise exception.StoreAuthFailed(
+                store=self, reason='HTTP %s %s' % (code, _one_line(e)))
+        except glance_exc.HTTPNotFound as e:
+            if image_id is None:
+                raise exception.StoreUnavailable(store=self,
+                                                 reason=_one_line(e))
+            raise exception.ImageNotFound(image=image_id, store=self)
+        except glance_exc.HTTPConflict as e:
+            raise exception.StoreRejected(
+                store=self, reason='HTTP 409 %s' % _one_line(e))
+        except glance_exc.HTTPOverLimit as e:
+            raise exception.StoreRejected(
+                store=self, reason='over a size limit or quota (HTTP 413 '
+                                   '%s)' % _one_line(e))
+        except glance_exc.HTTPException as e:
+            code = getattr(e, 'code', '')
+            if code == 415:
+                reason = 'its data is not what its disk_format says (HTTP ' \
+                         '415 %s)' % _one_line(e)
+                raise exception.StoreRejected(store=self, reason=reason)
+            if code == 503 or code == 502:
+                raise exception.StoreUnavailable(
+                    store=self, reason='HTTP %s %s' % (code, _one_line(e)))
+            raise exception.StoreWriteFailed(
+                store=self, reason='HTTP %s %s' % (code, _one_line(e)))
+        except ksa_exc.ClientException as e:
+            raise exception.StoreUnavailable(store=self,
+                                             reason=_one_line(e))
+
+    # -- the ImageStore interface --------------------------------------
+    def check(self) -> None:
+        with self._errors():
+            next(iter(self.client().images.list(limit=1, page_size=1)),
+                 None)
+
+    def begin(self, meta: base.ImageMeta, image_id: str | None = None,
+              workdir: str | None = None) -> GlancePendingImage:
+        if image_id is not None and not uuidutils.is_uuid_like(image_id):
+            raise exception.InvalidInput(
+                reason='image id %r is not a UUID' % image_id)
+        return GlancePendingImage(self, meta, image_id, workdir)
+
+    def delete(self, image_id: str) -> None:
+        try:
+            with self._errors(image_id):
+                self.client().images.delete(image_id)
+        except exception.ImageNotFound:
+            pass
+
+    # -- Glance calls --------------------------------------------------
+    def get(self, image_id: str) -> dict[str, Any]:
+        with self._errors(image_id):
+            return dict(self.client().images.get(image_id))
+
+    def create(self, meta: base.ImageMeta) -> dict[str, Any]:
+        attrs = dict(glance_properties(meta), name=meta.name,
+                     disk_format=meta.disk_format,
+                     container_format=meta.container_format,
+                     visibility=self.conf[GROUP].visibility)
+        with self._errors():
+            image = dict(self.client().images.create(**attrs))
+        LOG.info('Created image %(id)s (%(name)s) in %(store)s',
+                 {'id': image['id'], 'name': meta.name, 'store': self})
+        return image
+
+    def update(self, image_id: str, meta: base.ImageMeta) -> None:
+        """Set what ``meta`` says on the record, where it differs."""
+        image = self.get(image_id)
+        want = dict(glance_properties(meta), disk_format=meta.disk_format,
+                    container_format=meta.container_format)
+        if image.get('name') is None:
+            want['name'] = meta.name
+        changes = {k: v for k, v in want.items() if image.get(k) != v}
+        if changes:
+            with self._errors(image_id):
+                self.client().images.update(image_id, **changes)
+
+    def upload(self, image_id: str, data: _HashingReader, size: int) -> None:
+        with self._errors(image_id):
+            self.client(retries=False).images.upload(image_id, data,
+                                                     image_size=size)
+
+    def wait_active(self, image_id: str) -> dict[str, Any]:
+        """The image once it is active.
+
+        :raises StoreWriteFailed: it went to another final state, or is
+            still not active after ``[glance] active_timeout`` seconds.
+        """
+        deadline = time.monotonic() + self.conf[GROUP].active_timeout
+        while True:
+            image = self.get(image_id)
+            status = image['status']
+            if status == 'active':
+                return image
+            if status not in ('queued', 'saving', 'importing'):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        raise exception.StoreWriteFailed(
+            store=self, reason='image %s is %s after the upload' % (
+                image_id, status))
+
+    def delete_failed(self, image_id: str) -> None:
+        """Delete an image whose snapshot failed, waiting a while for a
+        Glance that went away to come back. Logs, never raises.
+        """
+        retry = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(
+                exception.StoreUnavailable),
+            stop=tenacity.stop_after_delay(CLEANUP_TIMEOUT),
+            wait=tenacity.wait_exponential(multiplier=0.25, max=4),
+            reraise=True)
+        try:
+            retry(self.delete, image_id)
+            LOG.info('Deleted image %(id)s from %(store)s after the '
+                     'failure', {'id': image_id, 'store': self})
+        except exception.SnapshotError as e:
+            LOG.error('Could not delete image %(id)s from %(store)s: '
+                      '%(err)s. Delete it with "openstack image delete '
+                      '%(id)s".', {'id': image_id, 'store': self, 'err': e})

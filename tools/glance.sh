@@ -1,0 +1,306 @@
+#!/bin/bash
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+# Run a real Glance image API (no Keystone, SQLite, file store) under
+# uWSGI, bound to 127.0.0.1 on a free port.
+#
+#   tools/glance.sh install        venv with glance, python-glanceclient,
+#                                  pyuwsgi and the openstack client
+#                                  (tools/glance-requirements.txt)
+#   tools/glance.sh start [NAME]   start instance NAME (default: main)
+#   tools/glance.sh stop [NAME]    stop it by its recorded PID
+#   tools/glance.sh stop-all       stop every instance
+#   tools/glance.sh endpoint [NAME]  print its URL
+#
+# Each instance lives in $STACK_DIR/glance/NAME/: conf/, images/, the
+# SQLite DB, log/, glance.pid and endpoint (its URL). start wipes the
+# instance's images and DB first, so every start is a fresh Glance.
+#
+# Environment:
+#   STACK_DIR              see tools/stack.sh
+#   GLANCE_VENV            default $STACK_DIR/glance/venv
+#   GLANCE_FLAVOR          '' (default): no auth, every request is admin;
+#                          'trusted': the request context comes from the
+#                          X-Identity-Status/X-Roles/X-Project-Id headers
+#                          (as behind keystonemiddleware); a request
+#                          without them gets 401
+#   GLANCE_IMAGE_SIZE_CAP  bytes (default Glance's own, 1 TiB)
+#   GLANCE_EXTRA_BACKENDS  e.g. "rbd1:rbd", added to enabled_backends
+#   GLANCE_EXTRA_CONF      a file appended to glance-api.conf
+#
+# Glance's check that uploaded data matches the image's disk_format
+# ([image_format] require_image_format_match) stays on.
+
+set -euo pipefail
+
+TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
+GLANCE_TOP=$STACK_DIR/glance
+GLANCE_VENV=$(realpath -m -- "${GLANCE_VENV:-$GLANCE_TOP/venv}")
+REQUIREMENTS=$TOOLS_DIR/glance-requirements.txt
+READY_TIMEOUT=60
+STOP_TIMEOUT=10
+
+function log {
+    echo "glance: $*"
+}
+
+function die {
+    echo "glance: ERROR: $*" >&2
+    exit 1
+}
+
+function check_name {
+    [[ "$1" =~ ^[a-z][a-z0-9-]*$ ]] || die "bad instance name '$1'"
+}
+
+function cmd_install {
+    local stamp=$GLANCE_VENV/.requirements
+    if [ -x "$GLANCE_VENV/bin/uwsgi" ] && cmp -s "$REQUIREMENTS" "$stamp"
+    then
+        log "venv up to date in $GLANCE_VENV"
+        return 0
+    fi
+    rm -rf "$GLANCE_VENV"
+    mkdir -p "$(dirname "$GLANCE_VENV")"
+    log "installing into $GLANCE_VENV"
+    python3 -m venv "$GLANCE_VENV"
+    "$GLANCE_VENV/bin/pip" install -q -r "$REQUIREMENTS"
+    cp "$REQUIREMENTS" "$stamp"
+    log "installed"
+}
+
+function free_port {
+    "$GLANCE_VENV/bin/python" -c '
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# http_code URL: the HTTP status of GET URL, 000 when nothing answers.
+function http_code {
+    "$GLANCE_VENV/bin/python" - "$1" <<'PY'
+import sys
+import urllib.error
+import urllib.request
+
+req = urllib.request.Request(sys.argv[1], headers={
+    'X-Identity-Status': 'Confirmed', 'X-Roles': 'admin',
+    'X-Project-Id': 'probe'})
+try:
+    with urllib.request.urlopen(req, timeout=2) as r:
+        print(r.status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except OSError:
+    print('000')
+PY
+}
+
+function write_config {
+    local d=$1 port=$2 backends="file1:file"
+    rm -rf "$d/conf" "$d/images" "$d/staging" "$d/tasks" "$d/cache" \
+        "$d/glance.sqlite"
+    mkdir -p "$d/conf" "$d/images" "$d/staging" "$d/tasks" "$d/cache" \
+        "$d/log"
+    cp "$GLANCE_VENV/etc/glance/glance-api-paste.ini" "$d/conf/"
+    sed -i "s#^disable_by_file_path = .*#disable_by_file_path = $d/disabled#" \
+        "$d/conf/glance-api-paste.ini"
+    # The 'trusted' pipeline: Glance's context middleware without
+    # keystonemiddleware in front of it.
+    sed -i 's#^default = \(.*\) unauthenticated-context rootapp$#&\ntrusted = \1 context rootapp#' \
+        "$d/conf/glance-api-paste.ini"
+    grep -q '^trusted = ' "$d/conf/glance-api-paste.ini" \
+        || die "glance-api-paste.ini has no default pipeline to adapt"
+    cat >> "$d/conf/glance-api-paste.ini" <<'PASTE'
+
+[composite:glance-api-trusted]
+paste.composite_factory = glance.api:root_app_factory
+/: api
+/healthcheck: healthcheck
+PASTE
+    if [ -n "${GLANCE_EXTRA_BACKENDS:-}" ]; then
+        backends="$backends,$GLANCE_EXTRA_BACKENDS"
+    fi
+    cat > "$d/conf/glance-api.conf" <<CONF
+[DEFAULT]
+enabled_backends = $backends
+show_image_direct_url = true
+show_multiple_locations = true
+image_cache_dir = $d/cache
+enabled_import_methods = [glance-direct]
+worker_self_reference_url = http://127.0.0.1:$port
+public_endpoint = http://127.0.0.1:$port
+image_size_cap = ${GLANCE_IMAGE_SIZE_CAP:-1099511627776}
+log_file = $d/log/glance-api.log
+
+[database]
+connection = sqlite:///$d/glance.sqlite
+
+[glance_store]
+default_backend = file1
+
+[file1]
+filesystem_store_datadir = $d/images
+store_description = local file store
+
+[os_glance_staging_store]
+filesystem_store_datadir = $d/staging
+
+[os_glance_tasks_store]
+filesystem_store_datadir = $d/tasks
+
+[paste_deploy]
+flavor = ${GLANCE_FLAVOR:-}
+config_file = $d/conf/glance-api-paste.ini
+
+[oslo_policy]
+# Glance's new defaults refuse the no-auth context (it has no roles).
+enforce_new_defaults = false
+enforce_scope = false
+CONF
+    if [ -n "${GLANCE_EXTRA_CONF:-}" ]; then
+        { echo; cat "$GLANCE_EXTRA_CONF"; } >> "$d/conf/glance-api.conf"
+    fi
+    # Glance reads chunked request bodies itself under uWSGI; these are
+    # the settings devstack uses for it.
+    cat > "$d/conf/uwsgi.ini" <<UWSGI
+[uwsgi]
+http-socket = 127.0.0.1:$port
+module = glance.wsgi.api:application
+master = true
+processes = 1
+threads = 4
+enable-threads = true
+lazy-apps = true
+die-on-term = true
+need-app = true
+http-chunked-input = true
+http-auto-chunked = true
+http-raw-body = true
+chunked-input-limit = 4096000
+buffer-size = 65535
+add-header = Connection: close
+logto = $d/log/uwsgi.log
+UWSGI
+}
+
+# instance_pid NAME: print the PID of running instance NAME.
+function instance_pid {
+    local pidfile=$GLANCE_TOP/$1/glance.pid pid
+    [ -s "$pidfile" ] || return 1
+    pid=$(cat "$pidfile")
+    [[ "$pid" =~ ^[1-9][0-9]*$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = uwsgi ]
+    echo "$pid"
+}
+
+function cmd_start {
+    local name=${1:-main} d pid port code deadline
+    check_name "$name"
+    d=$GLANCE_TOP/$name
+    if pid=$(instance_pid "$name"); then
+        log "$name already running (pid $pid) at $(cat "$d/endpoint")"
+        return 0
+    fi
+    [ -x "$GLANCE_VENV/bin/uwsgi" ] || cmd_install
+    mkdir -p "$d"
+    port=${GLANCE_PORT:-$(free_port)}
+    write_config "$d" "$port"
+    export OS_GLANCE_CONFIG_DIR=$d/conf
+    if ! "$GLANCE_VENV/bin/glance-manage" --config-dir "$d/conf" db_sync \
+            > "$d/log/db_sync.log" 2>&1; then
+        tail -n 20 "$d/log/db_sync.log" >&2
+        die "glance-manage db_sync failed"
+    fi
+    "$GLANCE_VENV/bin/uwsgi" --ini "$d/conf/uwsgi.ini" \
+        < /dev/null > "$d/log/uwsgi.stdout" 2>&1 &
+    echo $! > "$d/glance.pid"
+    echo "http://127.0.0.1:$port" > "$d/endpoint"
+    deadline=$((SECONDS + READY_TIMEOUT))
+    while true; do
+        if ! pid=$(instance_pid "$name"); then
+            tail -n 30 "$d/log/uwsgi.log" "$d/log/glance-api.log" >&2 || true
+            die "$name died while starting"
+        fi
+        code=$(http_code "http://127.0.0.1:$port/v2/images?limit=1")
+        if [ "$code" = 200 ]; then
+            break
+        elif [ "$code" != 000 ]; then
+            tail -n 10 "$d/log/glance-api.log" >&2 || true
+            cmd_stop "$name"
+            die "$name answers HTTP $code to GET /v2/images"
+        elif [ $SECONDS -ge $deadline ]; then
+            cmd_stop "$name"
+            die "$name does not answer after ${READY_TIMEOUT}s"
+        fi
+        sleep 0.2
+    done
+    log "$name ready at http://127.0.0.1:$port (pid $pid)"
+}
+
+function cmd_stop {
+    local name=${1:-main} pid workers deadline
+    check_name "$name"
+    if pid=$(instance_pid "$name"); then
+        workers=$(pgrep -P "$pid" || true)
+        # die-on-term: the uWSGI master stops its workers and exits.
+        kill -TERM "$pid"
+        deadline=$((SECONDS + STOP_TIMEOUT))
+        while kill -0 "$pid" 2>/dev/null; do
+            if [ $SECONDS -ge $deadline ]; then
+                log "$name (pid $pid) ignored SIGTERM, sending SIGKILL"
+                kill -KILL "$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.1
+        done
+        for w in $workers; do
+            if [ "$(cat "/proc/$w/comm" 2>/dev/null)" = uwsgi ]; then
+                kill -KILL "$w" 2>/dev/null || true
+            fi
+        done
+        log "$name stopped (pid $pid)"
+    fi
+    rm -f "$GLANCE_TOP/$name/glance.pid"
+}
+
+function cmd_stop_all {
+    local pidfile
+    for pidfile in "$GLANCE_TOP"/*/glance.pid; do
+        [ -e "$pidfile" ] || continue
+        cmd_stop "$(basename "$(dirname "$pidfile")")"
+    done
+}
+
+function cmd_endpoint {
+    local name=${1:-main}
+    check_name "$name"
+    instance_pid "$name" > /dev/null || die "$name is not running"
+    cat "$GLANCE_TOP/$name/endpoint"
+}
+
+case "${1:-}" in
+    install) cmd_install ;;
+    start) cmd_start "${2:-main}" ;;
+    stop) cmd_stop "${2:-main}" ;;
+    stop-all) cmd_stop_all ;;
+    endpoint) cmd_endpoint "${2:-main}" ;;
+    *)
+        echo "usage: $0 install|start|stop|stop-all|endpoint [NAME]" >&2
+        exit 2
+        ;;
+esac
