@@ -84,11 +84,16 @@ def _resolve(conf: cfg.ConfigOpts, request: SnapshotRequest) -> dict:
 def take_snapshot(request: SnapshotRequest,
                   conf: cfg.ConfigOpts | None = None,
                   host: host_mod.Host | None = None,
-                  progress: Progress = no_progress) -> SnapshotResult:
+                  progress: Progress = no_progress,
+                  store: store_base.ImageStore | None = None
+                  ) -> SnapshotResult:
     """Take one snapshot.
 
     Input is checked and the store is tried before the guest is touched.
     Only one snapshot of a guest runs at a time, across processes.
+
+    :param store: a store to use instead of the one ``request.store``
+        names (e.g. a Glance store with the caller's session).
 
     :raises SnapshotError: with a message for the operator; the guest is
         as it was and nothing is left in the store or on disk.
@@ -96,7 +101,7 @@ def take_snapshot(request: SnapshotRequest,
     conf = conf or nse_conf.CONF
     validate_name(request.name)
     options = _resolve(conf, request)
-    store = store_base.load(conf, request.store)
+    store = store or store_base.load(conf, request.store)
     store.check()
     own_host = host is None
     host = host or host_mod.Host(conf.libvirt.connection_uri)

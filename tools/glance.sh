@@ -20,6 +20,8 @@
 #                                  (tools/glance-requirements.txt)
 #   tools/glance.sh start [NAME]   start instance NAME (default: main)
 #   tools/glance.sh stop [NAME]    stop it by its recorded PID
+#   tools/glance.sh restart [NAME] start it again on the same port, with
+#                                  its images and DB
 #   tools/glance.sh stop-all       stop every instance
 #   tools/glance.sh endpoint [NAME]  print its URL
 #
@@ -209,7 +211,7 @@ function instance_pid {
 }
 
 function cmd_start {
-    local name=${1:-main} d pid port code deadline
+    local name=${1:-main} d pid port
     check_name "$name"
     d=$GLANCE_TOP/$name
     if pid=$(instance_pid "$name"); then
@@ -220,23 +222,39 @@ function cmd_start {
     mkdir -p "$d"
     port=${GLANCE_PORT:-$(free_port)}
     write_config "$d" "$port"
-    export OS_GLANCE_CONFIG_DIR=$d/conf
-    if ! "$GLANCE_VENV/bin/glance-manage" --config-dir "$d/conf" db_sync \
-            > "$d/log/db_sync.log" 2>&1; then
+    if ! OS_GLANCE_CONFIG_DIR=$d/conf "$GLANCE_VENV/bin/glance-manage" \
+            --config-dir "$d/conf" db_sync > "$d/log/db_sync.log" 2>&1; then
         tail -n 20 "$d/log/db_sync.log" >&2
         die "glance-manage db_sync failed"
     fi
+    echo "http://127.0.0.1:$port" > "$d/endpoint"
+    run_uwsgi "$name"
+}
+
+function cmd_restart {
+    local name=${1:-main}
+    check_name "$name"
+    [ -s "$GLANCE_TOP/$name/endpoint" ] || die "$name was never started"
+    cmd_stop "$name"
+    run_uwsgi "$name"
+}
+
+# run_uwsgi NAME: start the configured instance NAME, wait until it
+# answers.
+function run_uwsgi {
+    local name=$1 d=$GLANCE_TOP/$1 pid endpoint code deadline
+    endpoint=$(cat "$d/endpoint")
+    export OS_GLANCE_CONFIG_DIR=$d/conf
     "$GLANCE_VENV/bin/uwsgi" --ini "$d/conf/uwsgi.ini" \
         < /dev/null > "$d/log/uwsgi.stdout" 2>&1 &
     echo $! > "$d/glance.pid"
-    echo "http://127.0.0.1:$port" > "$d/endpoint"
     deadline=$((SECONDS + READY_TIMEOUT))
     while true; do
         if ! pid=$(instance_pid "$name"); then
             tail -n 30 "$d/log/uwsgi.log" "$d/log/glance-api.log" >&2 || true
             die "$name died while starting"
         fi
-        code=$(http_code "http://127.0.0.1:$port/v2/images?limit=1")
+        code=$(http_code "$endpoint/v2/images?limit=1")
         if [ "$code" = 200 ]; then
             break
         elif [ "$code" != 000 ]; then
@@ -249,7 +267,7 @@ function cmd_start {
         fi
         sleep 0.2
     done
-    log "$name ready at http://127.0.0.1:$port (pid $pid)"
+    log "$name ready at $endpoint (pid $pid)"
 }
 
 function cmd_stop {
@@ -297,10 +315,11 @@ case "${1:-}" in
     install) cmd_install ;;
     start) cmd_start "${2:-main}" ;;
     stop) cmd_stop "${2:-main}" ;;
+    restart) cmd_restart "${2:-main}" ;;
     stop-all) cmd_stop_all ;;
     endpoint) cmd_endpoint "${2:-main}" ;;
     *)
-        echo "usage: $0 install|start|stop|stop-all|endpoint [NAME]" >&2
+        echo "usage: $0 install|start|stop|restart|stop-all|endpoint [NAME]" >&2
         exit 2
         ;;
 esac

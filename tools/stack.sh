@@ -17,9 +17,11 @@
 #
 #   tools/stack.sh up       install packages (tools/install-deps.sh), start
 #                           virtlogd and libvirtd, wait for qemu:///system,
-#                           build the test guest (tools/build-guest.sh)
-#   tools/stack.sh down     destroy + undefine the nse-* test domains, stop
-#                           libvirtd and virtlogd, TERM leftover nse-* QEMUs
+#                           build the test guest (tools/build-guest.sh),
+#                           start Glance (tools/glance.sh start main)
+#   tools/stack.sh down     stop every Glance, destroy + undefine the nse-*
+#                           test domains, stop libvirtd and virtlogd, TERM
+#                           leftover nse-* QEMUs
 #   tools/stack.sh status   exit 0 if both daemons run, 3 otherwise
 #
 # up and down are idempotent; down exits 0 when nothing is running.
@@ -184,6 +186,9 @@ function cmd_up {
     else
         "$TOOLS_DIR/build-guest.sh"
     fi
+
+    "$TOOLS_DIR/glance.sh" install
+    "$TOOLS_DIR/glance.sh" start main
 }
 
 function remove_test_domains {
@@ -255,6 +260,7 @@ function stop_leftover_qemu {
 
 function cmd_down {
     require_root
+    "$TOOLS_DIR/glance.sh" stop-all
     remove_test_domains
     stop_daemon libvirtd
     stop_daemon virtlogd

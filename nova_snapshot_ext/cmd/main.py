@@ -18,7 +18,7 @@
 
     nova-snapshot-ext snapshot DOMAIN --name NAME [--method auto|live|cold]
         [--format qcow2|raw] [--connect URI] [--store STORE] [--json]
-        [--config-file F]
+        [--property KEY=VALUE ...] [--image-id ID] [--config-file F]
     nova-snapshot-ext check [DOMAIN] [--connect URI] [--json]
 
 Exit status: 0 done, 1 the snapshot failed (one line on stderr says why),
@@ -53,6 +53,14 @@ class _Parser(argparse.ArgumentParser):
             self.prog, message, self.prog))
 
 
+def _property(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition('=')
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            'expected KEY=VALUE, got %r' % text)
+    return key.strip(), value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description='Snapshot libvirt guests into '
                                             'images.')
@@ -77,8 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument('--format', dest='image_format',
                       choices=('qcow2', 'raw'))
     snap.add_argument('--store', metavar='STORE',
-                      help='file:///abs/dir (default: [snapshot] '
-                           'default_store)')
+                      help='file, file:///abs/dir, glance (as [glance] '
+                           'configures it), glance+http://HOST:PORT (a '
+                           'Glance without Keystone); default: [snapshot] '
+                           'default_store')
+    snap.add_argument('--property', dest='properties', action='append',
+                      default=[], type=_property, metavar='KEY=VALUE',
+                      help='image property (repeatable), e.g. '
+                           'base_image_ref=UUID')
+    snap.add_argument('--image-id', metavar='ID',
+                      help='fill this existing queued image record '
+                           'instead of creating one')
     snap.add_argument('--quiesce', choices=('never', 'auto', 'required'))
 
     check = sub.add_parser('check', help='host facts, and the method a '
@@ -135,7 +152,8 @@ def cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
     request = snapshot.SnapshotRequest(
         guest=args.domain, name=args.name, method=args.method,
         image_format=args.image_format, store=args.store,
-        quiesce=args.quiesce)
+        quiesce=args.quiesce, image_id=args.image_id,
+        metadata=dict(args.properties))
     with progress_mod.bar(sys.stderr) as report:
         result = snapshot.take_snapshot(request, progress=report)
     if args.json or args.sub_json:

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -93,6 +94,24 @@ def _one_line(e: BaseException) -> str:
     return ' '.join(str(text).split())
 
 
+def _status_code(e: glance_exc.HTTPException) -> int | None:
+    """The HTTP status of ``e``. glanceclient has classes for some codes
+    only; for the others (415 among them) the code leads the details.
+    """
+    code = getattr(e, 'code', None)
+    if isinstance(code, int):
+        return code
+    match = re.match(r'\s*(\d{3})\b', str(getattr(e, 'details', '')))
+    return int(match.group(1)) if match else None
+
+
+def _http_reason(e: glance_exc.HTTPException, code: int | None) -> str:
+    details = _one_line(e)
+    if code is None or details.startswith(str(code)):
+        return 'HTTP %s' % details
+    return 'HTTP %s %s' % (code, details)
+
+
 class _HashingReader:
     """A file object for glanceclient: reads the image in the chunks
     glanceclient asks for, hashes them and reports progress.
@@ -103,8 +122,9 @@ class _HashingReader:
 
     ALGORITHMS = ('sha256', 'sha512')
 
-    def __init__(self, f: BinaryIO, size: int,
+    def __init__(self, store: 'GlanceStore', f: BinaryIO, size: int,
                  progress: base.Progress | None) -> None:
+        self.store = store
         self.f = f
         self.size = size
         self.sent = 0
@@ -112,10 +132,19 @@ class _HashingReader:
         self.hashes = {name: hashlib.new(name) for name in self.ALGORITHMS}
 
     def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
+        # NOTE: an OSError raised here would reach the caller disguised by
+        # requests as a connection error; raise our own instead.
+        try:
+            data = self.f.read(n)
+        except OSError as e:
+            raise exception.StoreWriteFailed(
+                store=self.store, reason='cannot read the image file: %s' %
+                                         (e.strerror or e))
         if not data and self.sent < self.size:
-            raise OSError('the image file ended after %d of %d bytes' % (
-                self.sent, self.size))
+            raise exception.StoreWriteFailed(
+                store=self.store,
+                reason='the image file ended after %d of %d bytes' % (
+                    self.sent, self.size))
         for h in self.hashes.values():
             h.update(data)
         self.sent += len(data)
@@ -143,10 +172,12 @@ class GlancePendingImage(base.PendingImage):
                 self.image_id = store.create(meta)['id']
             else:
                 image = store.get(image_id)
-                self.image_id = image_id
+                # NOTE: only a queued record is ours to fill, and to
+                # delete on failure; never touch an active image.
                 if image['status'] != 'queued':
                     raise exception.ImageNotQueued(
                         image=image_id, store=store, status=image['status'])
+                self.image_id = image_id
         except BaseException:
             self.abort()
             raise
@@ -154,10 +185,13 @@ class GlancePendingImage(base.PendingImage):
     def commit(self, progress: base.Progress | None = None
                ) -> base.StoredImage:
         try:
-            return self._commit(progress)
+            stored = self._commit(progress)
         except BaseException:
             self.abort()
             raise
+        # NOTE: the local file was only the upload's source.
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        return stored
 
     def _commit(self, progress: base.Progress | None) -> base.StoredImage:
         store, image_id = self.store, self.image_id
@@ -167,8 +201,8 @@ class GlancePendingImage(base.PendingImage):
         info = qemu_img.info(store.conf, self.path, self.meta.disk_format)
         started = time.monotonic()
         with open(self.path, 'rb') as f:
-            reader = _HashingReader(f, size, progress)
-            store.upload(image_id, reader, size)
+            reader = _HashingReader(store, f, size, progress)
+            store.upload(image_id, reader, size, self.meta.disk_format)
         seconds = time.monotonic() - started
         LOG.info('Uploaded %(size)d bytes to image %(id)s in %(s).1f s',
                  {'size': size, 'id': image_id, 's': seconds})
@@ -290,7 +324,8 @@ class GlanceStore(base.ImageStore):
         return '%s/v2/images/%s' % (endpoint.rstrip('/'), image_id)
 
     @contextlib.contextmanager
-    def _errors(self, image_id: str | None = None) -> Iterator[None]:
+    def _errors(self, image_id: str | None = None,
+                disk_format: str | None = None) -> Iterator[None]:
         """Translate glanceclient's and keystoneauth's errors into ours."""
         try:
             yield
@@ -299,34 +334,37 @@ class GlanceStore(base.ImageStore):
                 ksa_exc.DiscoveryFailure) as e:
             raise exception.StoreUnavailable(
                 store=self, reason='unreachable (%s)' % _one_line(e))
-        except (glance_exc.HTTPUnauthorized, glance_exc.HTTPForbidden,
-                ksa_exc.Unauthorized, ksa_exc.Forbidden) as e:
-            code = getattr(e, 'code', None) or getattr(e, 'http_status', '')
+        except (ksa_exc.Unauthorized, ksa_exc.Forbidden) as e:
+            # NOTE: keystone itself refused (wrong password, ...).
             raise exception.StoreAuthFailed(
-                store=self, reason='HTTP %s %s' % (code, _one_line(e)))
-        except glance_exc.HTTPNotFound as e:
-            if image_id is None:
-                raise exception.StoreUnavailable(store=self,
-                                                 reason=_one_line(e))
-            raise exception.ImageNotFound(image=image_id, store=self)
-        except glance_exc.HTTPConflict as e:
-            raise exception.StoreRejected(
-                store=self, reason='HTTP 409 %s' % _one_line(e))
-        except glance_exc.HTTPOverLimit as e:
-            raise exception.StoreRejected(
-                store=self, reason='over a size limit or quota (HTTP 413 '
-                                   '%s)' % _one_line(e))
+                store=self, reason='HTTP %s %s' % (e.http_status,
+                                                   _one_line(e)))
         except glance_exc.HTTPException as e:
-            code = getattr(e, 'code', '')
+            code = _status_code(e)
+            reason = _http_reason(e, code)
+            if code in (401, 403):
+                raise exception.StoreAuthFailed(store=self, reason=reason)
+            if code == 404:
+                if image_id is None:
+                    raise exception.StoreUnavailable(store=self,
+                                                     reason=reason)
+                raise exception.ImageNotFound(image=image_id, store=self)
+            if code == 413:
+                raise exception.StoreRejected(
+                    store=self, reason='over a size limit or quota (%s)' %
+                                       reason)
             if code == 415:
-                reason = 'its data is not what its disk_format says (HTTP ' \
-                         '415 %s)' % _one_line(e)
+                raise exception.StoreRejected(
+                    store=self, reason='Glance does not accept its data '
+                                       'as %s (%s)' % (
+                                           disk_format or 'its disk_format',
+                                           reason))
+            if code == 409:
                 raise exception.StoreRejected(store=self, reason=reason)
-            if code == 503 or code == 502:
-                raise exception.StoreUnavailable(
-                    store=self, reason='HTTP %s %s' % (code, _one_line(e)))
-            raise exception.StoreWriteFailed(
-                store=self, reason='HTTP %s %s' % (code, _one_line(e)))
+            if code is not None and code >= 500:
+                # NOTE: a server-side error; worth retrying a delete.
+                raise exception.StoreUnavailable(store=self, reason=reason)
+            raise exception.StoreWriteFailed(store=self, reason=reason)
         except ksa_exc.ClientException as e:
             raise exception.StoreUnavailable(store=self,
                                              reason=_one_line(e))
@@ -379,8 +417,9 @@ class GlanceStore(base.ImageStore):
             with self._errors(image_id):
                 self.client().images.update(image_id, **changes)
 
-    def upload(self, image_id: str, data: _HashingReader, size: int) -> None:
-        with self._errors(image_id):
+    def upload(self, image_id: str, data: _HashingReader, size: int,
+               disk_format: str) -> None:
+        with self._errors(image_id, disk_format):
             self.client(retries=False).images.upload(image_id, data,
                                                      image_size=size)
 

@@ -27,6 +27,7 @@ import pytest
 
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext.libvirt import host as host_mod
+from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
 
 URI = guest_mod.URI
@@ -110,3 +111,29 @@ def fresh_guest(conn, workdir):
     g.start()
     yield g
     g.remove()
+
+
+@pytest.fixture(scope='session')
+def glance_url():
+    """The stack's Glance (no auth, file store)."""
+    try:
+        return glance_stack.endpoint('main')
+    except guest_mod.StackMissing as e:
+        pytest.fail(str(e))
+
+
+@pytest.fixture(scope='module')
+def glance_instances():
+    """Start extra Glance instances: ``start(name, **env)`` returns the
+    URL; all are stopped at the end of the module.
+    """
+    started = []
+
+    def start(name, **env):
+        glance_stack.glance_sh('start', name, **env)
+        started.append(name)
+        return glance_stack.endpoint(name)
+
+    yield start
+    for name in started:
+        glance_stack.glance_sh('stop', name)

@@ -23,6 +23,7 @@ import sys
 import libvirt
 import pytest
 
+from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
 
 
@@ -158,3 +159,38 @@ def test_check(conf_file, qcow2_guest):
     assert done.returncode == 0
     assert '%s: running, qcow2 disk vda -> live' % qcow2_guest.name in \
         done.stdout
+
+
+def test_snapshot_into_glance(conf_file, workdir, glance_url, qcow2_guest):
+    done = cli(conf_file, 'snapshot', qcow2_guest.name, '--name', 'cli-g',
+               '--store', 'glance+' + glance_url, '--property',
+               'base_image_ref=b-1', '--json')
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    listed = glance_stack.openstack(glance_url, 'image', 'list', '-f',
+                                    'json')
+    assert {'ID': doc['image'], 'Name': 'cli-g', 'Status': 'active'} in \
+        json.loads(listed)
+    shown = json.loads(glance_stack.openstack(
+        glance_url, 'image', 'show', '-f', 'json', doc['image']))
+    assert shown['properties']['base_image_ref'] == 'b-1'
+    assert shown['properties']['snapshot_method'] == doc['method']
+    assert shown['size'] == doc['size']
+
+
+def test_refused_token_is_one_line_and_leaves_nothing(
+        conf_file, workdir, glance_instances, qcow2_guest):
+    url = glance_instances('guarded', GLANCE_FLAVOR='trusted')
+    with open(conf_file, 'a') as f:
+        f.write('[glance]\nauth_type = admin_token\nendpoint = %s\n'
+                'token = not-a-valid-token\n' % url)
+    done = cli(conf_file, 'snapshot', qcow2_guest.name, '--name', 'x',
+               '--store', 'glance')
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        'nova-snapshot-ext: error: Glance refused the credentials: HTTP 401')
+    assert done.stderr.count('\n') == 1
+    assert 'not-a-valid-token' not in done.stderr
+    assert glance_stack.image_ids(url, glance_stack.MEMBER_HEADERS) == []
+    tmp = os.path.join(workdir, 'state', 'tmp')
+    assert not os.path.isdir(tmp) or os.listdir(tmp) == []

@@ -44,10 +44,15 @@ def store_url(conf) -> str:
 
 
 def take(conf, g, progress=None, **kwargs):
+    """Snapshot ``g``; ``store`` may be a spec or an ImageStore."""
     kwargs.setdefault('store', store_url(conf))
     kwargs.setdefault('name', 'snap')
+    store = kwargs.pop('store')
+    if isinstance(store, str):
+        kwargs['store'] = store
+        store = None
     request = snapshot.SnapshotRequest(guest=g.name, **kwargs)
-    return snapshot.take_snapshot(request, conf=conf,
+    return snapshot.take_snapshot(request, conf=conf, store=store,
                                   progress=progress or (lambda s, f: None))
 
 

@@ -1,0 +1,259 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Snapshots into a real Glance (Glance 33 under uWSGI, no Keystone)."""
+
+import hashlib
+import io
+import os
+import socket
+import threading
+import uuid
+
+import pytest
+
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.stores import glance as glance_store
+from tests.functional import glance_stack
+from tests.functional import guest as guest_mod
+from tests.functional.test_snapshot import assert_guest_as_before
+from tests.functional.test_snapshot import assert_no_temp_files
+from tests.functional.test_snapshot import GuestBefore
+from tests.functional.test_snapshot import take
+
+
+def sha(path, algo):
+    with open(path, 'rb') as f:
+        return hashlib.file_digest(f, algo).hexdigest()
+
+
+def assert_good_glance_image(url, result, g, workdir, fmt, headers=None):
+    """The image is active in Glance, with the snapshot's properties, and
+    its bytes are one point in time of the guest's disk.
+    """
+    image = glance_stack.client(url, headers).images.get(result.image)
+    assert result.image == result.image_id == image['id']
+    assert image['status'] == 'active'
+    assert image['disk_format'] == fmt == result.format
+    assert image['container_format'] == 'bare'
+    assert image['visibility'] == 'private'
+    assert image['image_type'] == 'snapshot'
+    assert image['instance_uuid'] == g.dom.UUIDString()
+    assert image['source_domain'] == g.name
+    assert image['snapshot_method'] == result.method
+    assert image['snapshot_reason'] == result.reason[:255]
+    assert image['size'] == result.size
+    assert image['virtual_size'] == g.disks.size == result.virtual_size
+    assert result.location.endswith('/v2/images/%s' % image['id'])
+    path = os.path.join(workdir, 'download.%s' % fmt)
+    glance_stack.download(url, image['id'], path, headers)
+    assert os.path.getsize(path) == result.size
+    assert sha(path, 'sha256') == result.sha256
+    assert sha(path, image['os_hash_algo']) == image['os_hash_value']
+    assert 'backing-filename' not in guest_mod.image_info(path, fmt)
+    check = guest_mod.check_image(path, fmt, g.disks.size)
+    assert check.data_sha256 == g.disks.data_sha256
+    assert check.point_in_time, check.counters
+    return image
+
+
+def test_live_snapshot_into_glance(conf, workdir, glance_url, qcow2_guest):
+    before = GuestBefore(qcow2_guest)
+    base_ref = str(uuid.uuid4())
+    result = take(conf, qcow2_guest, store='glance+' + glance_url,
+                  method='live', metadata={'base_image_ref': base_ref,
+                                           'user_id': 'u-1'})
+    assert result.method == 'live'
+    image = assert_good_glance_image(glance_url, result, qcow2_guest,
+                                     workdir, 'qcow2')
+    assert image['base_image_ref'] == base_ref
+    assert image['user_id'] == 'u-1'
+    assert image['snapshot_quiesced'] == 'false'
+    assert_no_temp_files(conf)
+    assert_guest_as_before(qcow2_guest, before)
+
+
+def test_cold_raw_snapshot_into_configured_glance(conf, workdir, glance_url,
+                                                  qcow2_guest):
+    conf.set_override('endpoint_override', glance_url, group='glance')
+    before = GuestBefore(qcow2_guest)
+    result = take(conf, qcow2_guest, store='glance', method='cold',
+                  image_format='raw')
+    assert result.method == 'cold'
+    assert_good_glance_image(glance_url, result, qcow2_guest, workdir, 'raw')
+    assert_no_temp_files(conf)
+    assert_guest_as_before(qcow2_guest, before)
+
+
+def test_precreated_record_is_filled(conf, workdir, glance_url, qcow2_guest):
+    # As Nova's compute API does before it calls the driver.
+    record = glance_stack.client(glance_url).images.create(
+        name='nova-made', container_format='bare', disk_format='qcow2',
+        visibility='private', image_type='snapshot', owner_specified='x')
+    result = take(conf, qcow2_guest, store='glance+' + glance_url,
+                  image_id=record['id'])
+    assert result.image == record['id']
+    image = assert_good_glance_image(glance_url, result, qcow2_guest,
+                                     workdir, 'qcow2')
+    assert image['name'] == 'nova-made'
+    assert image['owner_specified'] == 'x'
+
+
+def test_active_record_is_refused_and_kept(conf, glance_url, qcow2_guest):
+    gc = glance_stack.client(glance_url)
+    record = gc.images.create(name='done', container_format='bare',
+                              disk_format='raw')
+    gc.images.upload(record['id'], io.BytesIO(b'x' * 512))
+    before = GuestBefore(qcow2_guest)
+    with pytest.raises(exception.ImageNotQueued) as e:
+        take(conf, qcow2_guest, store='glance+' + glance_url,
+             image_id=record['id'])
+    assert 'is active, not queued' in str(e.value)
+    assert gc.images.get(record['id'])['status'] == 'active'
+    assert_no_temp_files(conf)
+    assert_guest_as_before(qcow2_guest, before)
+
+
+def test_missing_record(conf, glance_url, qcow2_guest):
+    missing = str(uuid.uuid4())
+    with pytest.raises(exception.ImageNotFound) as e:
+        take(conf, qcow2_guest, store='glance+' + glance_url,
+             image_id=missing)
+    assert missing in str(e.value)
+    assert_no_temp_files(conf)
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize('fault', ['raise', 'truncate'])
+def test_stream_error_leaves_nothing(conf, glance_url, qcow2_guest, fault):
+    """The data source fails mid-upload: Ctrl-C (an exception out of the
+    progress callback), or the image file ending early.
+    """
+    known = set(glance_stack.image_ids(glance_url))
+    before = GuestBefore(qcow2_guest)
+    seen = []
+
+    def progress(stage, fraction):
+        if stage != 'upload' or not 0 < fraction < 1 or seen:
+            return
+        seen.append(fraction)
+        if fault == 'raise':
+            raise Interrupt()
+        (path,) = [os.path.join(d, f)
+                   for d, _, files in os.walk(conf.snapshot.temp_directory)
+                   for f in files]
+        os.truncate(path, 4 * guest_mod.MiB)
+
+    expected = Interrupt if fault == 'raise' else exception.StoreWriteFailed
+    with pytest.raises(expected) as e:
+        take(conf, qcow2_guest, store='glance+' + glance_url,
+             progress=progress)
+    if fault == 'truncate':
+        assert 'ended after' in str(e.value)
+    assert seen
+    assert set(glance_stack.image_ids(glance_url)) == known
+    assert_no_temp_files(conf)
+    assert_guest_as_before(qcow2_guest, before)
+
+
+def test_glance_stopped_mid_upload(conf, glance_instances, qcow2_guest):
+    """Glance goes away during the upload and comes back: the image the
+    snapshot made is deleted once it is back.
+    """
+    url = glance_instances('victim')
+    before = GuestBefore(qcow2_guest)
+    restarted = []
+
+    def restart():
+        glance_stack.glance_sh('restart', 'victim')
+        restarted.append(True)
+
+    def progress(stage, fraction):
+        if stage == 'upload' and 0 < fraction < 1 and not restarted:
+            glance_stack.glance_sh('stop', 'victim')
+            threading.Timer(1.0, restart).start()
+            restarted.append(False)
+
+    with pytest.raises(exception.StoreUnavailable) as e:
+        take(conf, qcow2_guest, store='glance+' + url, progress=progress)
+    assert 'unreachable' in str(e.value)
+    assert restarted == [False, True]
+    assert glance_stack.image_ids(url) == []
+    assert_no_temp_files(conf)
+    assert_guest_as_before(qcow2_guest, before)
+
+
+def test_unreachable_endpoint_touches_nothing(conf, qcow2_guest):
+    conf.set_override('connect_retries', 1, group='glance')
+    before = GuestBefore(qcow2_guest)
+    # A port nothing listens on: bound, never listening.
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        url = 'http://127.0.0.1:%d' % s.getsockname()[1]
+        with pytest.raises(exception.StoreUnavailable) as e:
+            take(conf, qcow2_guest, store='glance+' + url)
+    assert str(e.value).startswith('Image store Glance at %s cannot be '
+                                   'used: unreachable' % url)
+    assert '\n' not in str(e.value)
+    assert_no_temp_files(conf)
+    assert_guest_as_before(qcow2_guest, before)
+
+
+@pytest.fixture(scope='module')
+def guarded_url(glance_instances):
+    """A Glance that wants credentials, as behind keystonemiddleware, and
+    takes images of at most 16 MiB.
+    """
+    return glance_instances('guarded', GLANCE_FLAVOR='trusted',
+                            GLANCE_IMAGE_SIZE_CAP=str(16 * guest_mod.MiB))
+
+
+def test_size_limit_deletes_the_image(conf, guarded_url, qcow2_guest):
+    store = glance_store.GlanceStore(
+        conf, 'glance+' + guarded_url,
+        session=glance_stack.session(guarded_url,
+                                     glance_stack.MEMBER_HEADERS))
+    before = GuestBefore(qcow2_guest)
+    with pytest.raises(exception.StoreRejected) as e:
+        take(conf, qcow2_guest, store=store)
+    assert 'over a size limit or quota (HTTP 413' in str(e.value)
+    assert glance_stack.image_ids(guarded_url,
+                                  glance_stack.MEMBER_HEADERS) == []
+    assert_no_temp_files(conf)
+    assert_guest_as_before(qcow2_guest, before)
+
+
+def test_unsafe_data_is_refused(conf, workdir, glance_url):
+    """Glance's format checks stay on: a qcow2 that points at a backing
+    file is refused, and the record is deleted.
+    """
+    known = set(glance_stack.image_ids(glance_url))
+    store = glance_store.GlanceStore(conf, 'glance+' + glance_url)
+    meta = glance_store.base.ImageMeta(name='unsafe', disk_format='qcow2')
+    backing = os.path.join(workdir, 'base.raw')
+    guest_mod.run('qemu-img', 'create', '-f', 'raw', backing, '1M')
+    with pytest.raises(exception.StoreRejected) as e:
+        with store.begin(meta, workdir=conf.snapshot.temp_directory) as p:
+            guest_mod.run('qemu-img', 'create', '-f', 'qcow2', '-F', 'raw',
+                          '-b', backing, p.path)
+            p.commit()
+    assert str(e.value).startswith(
+        'Glance at %s refused the image: Glance does not accept its data as '
+        'qcow2 (HTTP 415 Unsupported Media Type' % glance_url)
+    assert 'safety checks' in str(e.value)
+    assert set(glance_stack.image_ids(glance_url)) == known
+    assert_no_temp_files(conf)
