@@ -15,10 +15,10 @@
 """The README's main job: snapshot a running guest live and cold.
 
 Run through ``tools/demo.sh``, which brings the stack up first. It boots
-the counter-writing test guest, runs ``nova-snapshot-ext check`` and two
+the counter-writing test guest, runs ``nova-snapshot-ext check`` and four
 ``nova-snapshot-ext snapshot`` commands (live, then cold) into a directory
-store, checks that each image is one consistent point in time, and prints
-the results.
+store and into the stack's Glance, checks that each image is one
+consistent point in time, and prints the results and the Glance image ids.
 """
 
 import json
@@ -29,6 +29,7 @@ import sys
 
 import libvirt
 
+from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
 
 DEMO = 'demo'
@@ -65,25 +66,43 @@ def main() -> int:
         print('demo: %s is running (booted in %.1f s), writing its counter'
               % (guest.name, boot), flush=True)
         print(cli(conf_file, 'check', guest.name), end='')
-        for method in ('live', 'cold'):
-            out = cli(conf_file, 'snapshot', guest.name, '--name',
-                      'demo-%s' % method, '--method', method, '--json')
-            result = json.loads(out)
-            check = guest_mod.check_image(result['image'], result['format'],
-                                          guest.disks.size)
-            print(json.dumps(result, indent=2, sort_keys=True))
-            print('demo: %s image: data %s, counter region one point in '
-                  'time: %s (last counter %d), guest still running: %s' % (
-                      method,
-                      'identical' if check.data_sha256 ==
-                      guest.disks.data_sha256 else 'DIFFERENT',
-                      'yes' if check.point_in_time else 'NO', check.last,
-                      'yes' if guest.state() == libvirt.VIR_DOMAIN_RUNNING
-                      else 'NO'), flush=True)
-            if not check.point_in_time or \
-                    check.data_sha256 != guest.disks.data_sha256:
-                return 1
-        print('demo: images are in %s' % images)
+        glance_url = glance_stack.endpoint()
+        glance_ids = []
+        for store in ('file', 'glance+' + glance_url):
+            for method in ('live', 'cold'):
+                out = cli(conf_file, 'snapshot', guest.name, '--name',
+                          'demo-%s' % method, '--method', method,
+                          '--store', store, '--json')
+                result = json.loads(out)
+                print(json.dumps(result, indent=2, sort_keys=True))
+                path = result['image']
+                if store != 'file':
+                    glance_ids.append(result['image'])
+                    path = os.path.join(root, 'download')
+                    glance_stack.download(glance_url, result['image'], path)
+                try:
+                    check = guest_mod.check_image(path, result['format'],
+                                                  guest.disks.size)
+                finally:
+                    if store != 'file':
+                        os.unlink(path)
+                same = check.data_sha256 == guest.disks.data_sha256
+                print('demo: %s image in %s: data %s, counter region one '
+                      'point in time: %s (last counter %d), guest still '
+                      'running: %s' % (
+                          method, store.split('+')[0],
+                          'identical' if same else 'DIFFERENT',
+                          'yes' if check.point_in_time else 'NO',
+                          check.last,
+                          'yes' if guest.state() ==
+                          libvirt.VIR_DOMAIN_RUNNING else 'NO'), flush=True)
+                if not check.point_in_time or not same:
+                    return 1
+        print('$ openstack --os-auth-type none --os-endpoint %s image list'
+              % glance_url)
+        print(glance_stack.openstack(glance_url, 'image', 'list'), end='')
+        print('demo: Glance image ids: %s' % ', '.join(glance_ids))
+        print('demo: directory images are in %s' % images)
         return 0
     finally:
         guest.remove()

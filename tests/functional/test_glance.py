@@ -18,6 +18,8 @@ import hashlib
 import io
 import os
 import socket
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -257,3 +259,39 @@ def test_unsafe_data_is_refused(conf, workdir, glance_url):
     assert 'safety checks' in str(e.value)
     assert set(glance_stack.image_ids(glance_url)) == known
     assert_no_temp_files(conf)
+
+
+UPLOAD_SCRIPT = '''
+import resource, sys
+from oslo_config import cfg
+from nova_snapshot_ext import conf as nse_conf
+from nova_snapshot_ext.stores import base
+conf = cfg.ConfigOpts()
+nse_conf.register_opts(conf)
+conf([], default_config_files=[], default_config_dirs=[])
+url, workdir, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = base.load(conf, 'glance+' + url)
+with store.begin(base.ImageMeta(name='mem', disk_format='raw'),
+                 workdir=workdir) as pending:
+    with open(pending.path, 'wb') as f:
+        f.truncate(size)
+    image = pending.commit()
+store.delete(image.id)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+'''
+
+
+def peak_rss_mib(url, workdir, size):
+    out = subprocess.run([sys.executable, '-c', UPLOAD_SCRIPT, url, workdir,
+                          str(size)], check=True, capture_output=True,
+                         text=True).stdout
+    return int(out)
+
+
+def test_upload_memory_stays_flat(workdir, glance_url):
+    """The peak memory of an upload does not grow with the image: 512 MiB
+    costs no more than 16 MiB does, give or take a few chunks.
+    """
+    small = peak_rss_mib(glance_url, workdir, 16 * guest_mod.MiB)
+    large = peak_rss_mib(glance_url, workdir, 512 * guest_mod.MiB)
+    assert large - small < 16, (small, large)

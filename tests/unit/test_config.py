@@ -42,5 +42,5 @@ def test_sample_config_documents_every_group():
     with open(SAMPLE) as f:
         text = f.read()
     for group in ('[snapshot]', '[libvirt]', '[workarounds]', '[qemu_img]',
-                  '[file_store]'):
+                  '[file_store]', '[glance]'):
         assert group in text
