@@ -92,8 +92,6 @@ cafile = /etc/ssl/ca.pem
     assert http.region_name == 'RegionTwo'
     assert http.interface == ['internal']
     assert http.connect_retries == 3
-    # The upload is never retried: its body is a stream.
-    assert store.client(retries=False).http_client.connect_retries == 0
 
 
 def test_incomplete_auth_names_what_is_missing(tmp_path):
@@ -136,9 +134,9 @@ class FakeStore(glance.GlanceStore):
     def update(self, image_id, meta):
         pass
 
-    def upload(self, image_id, data, size, disk_format):
-        while data.read(1024):
-            pass
+    def upload(self, image_id, body, disk_format):
+        assert len(body) == 4
+        assert b''.join(body) == b'data'
 
     def wait_active(self, image_id):
         return self.image
@@ -164,11 +162,14 @@ def test_hash_mismatch_deletes_the_image(conf, tmp_path):
     assert list((tmp_path / 'w').iterdir()) == []
 
 
-def test_reader_refuses_a_short_file(conf):
-    reader = glance._HashingReader(glance.GlanceStore(conf, 'glance'),
-                                   io.BytesIO(b'abc'), 10, None)
-    assert reader.read(2) == b'ab'
-    assert reader.read(2) == b'c'
+def test_upload_body_refuses_a_short_file(conf):
+    body = glance._UploadBody(glance.GlanceStore(conf, 'glance'),
+                              io.BytesIO(b'abc'), 10, None)
+    body.CHUNK = 2
+    chunks = iter(body)
+    assert next(chunks) == b'ab'
+    assert next(chunks) == b'c'
     with pytest.raises(exception.StoreWriteFailed) as e:
-        reader.read(2)
+        next(chunks)
     assert 'the image file ended after 3 of 10 bytes' in str(e.value)
+    body.close()
