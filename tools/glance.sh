@@ -69,8 +69,8 @@ function check_name {
 
 function cmd_install {
     local stamp=$GLANCE_VENV/.requirements
-    if [ -x "$GLANCE_VENV/bin/uwsgi" ] && cmp -s "$REQUIREMENTS" "$stamp"
-    then
+    if [ -x "$GLANCE_VENV/bin/uwsgi" ] \
+            && cmp -s "$REQUIREMENTS" "$stamp"; then
         log "venv up to date in $GLANCE_VENV"
         return 0
     fi
