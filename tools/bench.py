@@ -48,6 +48,7 @@ end, whatever happens (``--keep`` keeps the directory).
 """
 
 import argparse
+from collections.abc import Callable
 import hashlib
 import json
 import os
@@ -476,20 +477,52 @@ def report(bench: Bench, facts: dict, args: argparse.Namespace) -> dict:
     }
 
 
+def add_common_arguments(parser: argparse.ArgumentParser,
+                         where: str) -> None:
+    """--data-mb, --repeat and --json, shared by the benchmarks."""
+    parser.add_argument('--data-mb', type=int, default=1024,
+                        help='MiB of random data %s (default: '
+                             '%%(default)s)' % where)
+    parser.add_argument('--repeat', type=int, default=3,
+                        help='runs of each variant; the median is '
+                             'reported (default: %(default)s)')
+    parser.add_argument('--json', metavar='FILE',
+                        help='also write the figures to FILE as JSON')
+
+
+def write_json(path: str | None, figures: dict) -> None:
+    if path:
+        with open(path, 'w') as f:
+            json.dump(figures, f, indent=2, sort_keys=True)
+            f.write('\n')
+
+
+def run_main(measure: Callable[[], object]) -> int:
+    """Run a benchmark: one line and a status for every way it can end.
+    SIGTERM unwinds like Ctrl-C, so that its cleanups run.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        measure()
+    except BenchError as e:
+        print('bench: error: %s' % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('bench: interrupted', file=sys.stderr)
+        return 130
+    except Terminated:
+        print('bench: terminated', file=sys.stderr)
+        return 143
+    return 0
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='python -m tools.bench',
         description='Benchmark live and cold snapshots of a running '
                     'guest against a raw read, a plain qemu-img convert '
                     'and the manual blockcopy procedure.')
-    parser.add_argument('--data-mb', type=int, default=1024,
-                        help='MiB of random data on the guest disk '
-                             '(default: %(default)s)')
-    parser.add_argument('--repeat', type=int, default=3,
-                        help='runs of each variant; the median is '
-                             'reported (default: %(default)s)')
-    parser.add_argument('--json', metavar='FILE',
-                        help='also write the figures to FILE as JSON')
+    add_common_arguments(parser, 'on the guest disk')
     parser.add_argument('--keep', action='store_true',
                         help='keep the work directory (disks, serial log, '
                              'state) for debugging')
@@ -537,29 +570,13 @@ def bench(args: argparse.Namespace) -> dict:
                 print('kept %s' % workdir, file=sys.stderr)
             else:
                 shutil.rmtree(workdir, ignore_errors=True)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(figures, f, indent=2, sort_keys=True)
-            f.write('\n')
+    write_json(args.json, figures)
     return figures
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # NOTE: SIGTERM unwinds like Ctrl-C, so the guest and the files go.
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        bench(args)
-    except BenchError as e:
-        print('bench: error: %s' % e, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('bench: interrupted', file=sys.stderr)
-        return 130
-    except Terminated:
-        print('bench: terminated', file=sys.stderr)
-        return 143
-    return 0
+    return run_main(lambda: bench(args))
 
 
 if __name__ == '__main__':

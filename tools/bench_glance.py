@@ -49,6 +49,9 @@ import time
 
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
+from tools import bench
+
+BenchError = bench.BenchError
 
 MiB = 1024 * 1024
 
@@ -76,10 +79,6 @@ with store.begin(base.ImageMeta(name='bench-ours', disk_format='qcow2'),
 print(json.dumps({'id': stored.id, 'seconds': time.monotonic() - started,
                   'size': stored.size}))
 '''
-
-
-class BenchError(Exception):
-    """A failure to report in one line."""
 
 
 def run_wait4(cmd: list[str]) -> tuple[str, float, int]:
@@ -217,27 +216,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog='python -m tools.bench_glance',
         description='Benchmark the upload of a snapshot image into Glance '
                     'against openstack image create --file.')
-    parser.add_argument('--data-mb', type=int, default=1024,
-                        help='MiB of random data in the image (default: '
-                             '%(default)s)')
-    parser.add_argument('--repeat', type=int, default=3,
-                        help='runs of each; the median is reported '
-                             '(default: %(default)s)')
-    parser.add_argument('--json', metavar='FILE',
-                        help='also write the figures to FILE as JSON')
+    bench.add_common_arguments(parser, 'in the image')
     args = parser.parse_args(argv)
     if args.data_mb < 1 or args.repeat < 1:
         parser.error('--data-mb and --repeat must be at least 1')
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def measure(args: argparse.Namespace) -> None:
     try:
         url = glance_stack.endpoint()
     except guest_mod.StackMissing as e:
-        print('bench: error: %s' % e, file=sys.stderr)
-        return 1
+        raise BenchError(str(e))
     workdir = tempfile.mkdtemp(prefix='bench-glance-',
                                dir=guest_mod.work_root())
     try:
@@ -247,19 +237,14 @@ def main(argv: list[str] | None = None) -> int:
         runner = Bench(args, url, image, workdir)
         runner.run()
         figures = report(runner, args)
-    except BenchError as e:
-        print('bench: error: %s' % e, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('bench: interrupted', file=sys.stderr)
-        return 130
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(figures, f, indent=2, sort_keys=True)
-            f.write('\n')
-    return 0
+    bench.write_json(args.json, figures)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return bench.run_main(lambda: measure(args))
 
 
 if __name__ == '__main__':
