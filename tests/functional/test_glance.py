@@ -202,17 +202,44 @@ def test_glance_stopped_mid_upload(conf, glance_instances, qcow2_guest):
 def test_unreachable_endpoint_touches_nothing(conf, qcow2_guest):
     conf.set_override('connect_retries', 1, group='glance')
     before = GuestBefore(qcow2_guest)
-    # A port nothing listens on: bound, never listening.
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        url = 'http://127.0.0.1:%d' % s.getsockname()[1]
-        with pytest.raises(exception.StoreUnavailable) as e:
-            take(conf, qcow2_guest, store='glance+' + url)
+    url = 'http://127.0.0.1:%d' % free_port()
+    with pytest.raises(exception.StoreUnavailable) as e:
+        take(conf, qcow2_guest, store='glance+' + url)
     assert str(e.value).startswith('Image store Glance at %s cannot be '
                                    'used: unreachable' % url)
     assert '\n' not in str(e.value)
     assert_no_temp_files(conf)
     assert_guest_as_before(qcow2_guest, before)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_connection_errors_are_retried(conf, workdir, qcow2_guest):
+    """Glance is still starting when the snapshot begins: the store's
+    retries with backoff reach it.
+    """
+    conf.set_override('connect_retries', 6, group='glance')
+    port = free_port()
+    starter = threading.Thread(target=glance_stack.glance_sh,
+                               args=('start', 'late'),
+                               kwargs={'GLANCE_PORT': str(port)})
+    starter.start()
+    try:
+        result = take(conf, qcow2_guest,
+                      store='glance+http://127.0.0.1:%d' % port)
+        starter.join()
+        url = glance_stack.endpoint('late')
+        assert url == 'http://127.0.0.1:%d' % port
+        assert glance_stack.image_ids(url) == [result.image]
+        assert_good_glance_image(url, result, qcow2_guest, workdir,
+                                 'qcow2')
+    finally:
+        starter.join()
+        glance_stack.glance_sh('stop', 'late')
 
 
 @pytest.fixture(scope='module')
