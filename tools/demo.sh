@@ -20,7 +20,8 @@
 #   tools/demo.sh
 #
 # Environment: STACK_DIR (see tools/stack.sh), DEMO_VENV (the venv the
-# package is installed in, default .venv in the repository), DATA_MB (the
+# package is installed in, default .venv-demo in the repository; newer tox
+# versions write a file named .venv), DATA_MB (the
 # data written on the guest's disk, default 256).
 
 set -euo pipefail
@@ -34,7 +35,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 bash tools/install-deps.sh
-VENV=${DEMO_VENV:-$ROOT/.venv}
+VENV=${DEMO_VENV:-$ROOT/.venv-demo}
 if [ ! -x "$VENV/bin/nova-snapshot-ext" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q -e "$ROOT"

@@ -178,22 +178,26 @@ def test_glance_stopped_mid_upload(conf, glance_instances, qcow2_guest):
     """
     url = glance_instances('victim')
     before = GuestBefore(qcow2_guest)
-    restarted = []
+    restart = threading.Timer(1.0, glance_stack.glance_sh,
+                              args=('restart', 'victim'))
 
-    def restart():
-        glance_stack.glance_sh('restart', 'victim')
-        restarted.append(True)
+    stopped = []
 
     def progress(stage, fraction):
-        if stage == 'upload' and 0 < fraction < 1 and not restarted:
+        if stage == 'upload' and 0 < fraction < 1 and not stopped:
             glance_stack.glance_sh('stop', 'victim')
-            threading.Timer(1.0, restart).start()
-            restarted.append(False)
+            stopped.append(fraction)
+            restart.start()
 
-    with pytest.raises(exception.StoreUnavailable) as e:
-        take(conf, qcow2_guest, store='glance+' + url, progress=progress)
+    try:
+        with pytest.raises(exception.StoreUnavailable) as e:
+            take(conf, qcow2_guest, store='glance+' + url,
+                 progress=progress)
+    finally:
+        if stopped:
+            restart.join()
+    assert stopped, 'the upload ended before Glance could be stopped'
     assert 'unreachable' in str(e.value)
-    assert restarted == [False, True]
     assert glance_stack.image_ids(url) == []
     assert_no_temp_files(conf)
     assert_guest_as_before(qcow2_guest, before)
