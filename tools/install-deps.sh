@@ -22,9 +22,9 @@
 # --no-install-recommends is safe here: everything the stack needs is in
 # the Depends closure.  The Recommends that are skipped (dnsmasq-base,
 # iproute2, dmidecode, lvm2, parted, mdevctl, swtpm, ovmf, qemu-system-gui,
-# qemu-block-extra, the lxc/vbox/xen libvirt drivers, ...) are only used
-# for libvirt networks, storage pools, TPM, UEFI, graphical displays and
-# remote block backends, none of which the test domains use.
+# the lxc/vbox/xen libvirt drivers, ...) are only used for libvirt
+# networks, storage pools, TPM, UEFI and graphical displays, none of which
+# the test domains use.
 
 set -euo pipefail
 
@@ -41,6 +41,15 @@ PACKAGES=(
     gcc
     python3-dev
     python3-venv
+    # tools/ceph.sh: one mon, one OSD; the rados and rbd Python modules
+    # (not on PyPI: tools/link-ceph-bindings.sh links them into venvs);
+    # QEMU's rbd block driver
+    ceph-mon
+    ceph-osd
+    ceph-common
+    python3-rados
+    python3-rbd
+    qemu-block-extra
     # tools/build-guest.sh
     busybox-static
     cpio

@@ -18,10 +18,11 @@
 #   tools/stack.sh up       install packages (tools/install-deps.sh), start
 #                           virtlogd and libvirtd, wait for qemu:///system,
 #                           build the test guest (tools/build-guest.sh),
-#                           start Glance (tools/glance.sh start main)
-#   tools/stack.sh down     stop every Glance, destroy + undefine the nse-*
-#                           test domains, stop libvirtd and virtlogd, TERM
-#                           leftover nse-* QEMUs
+#                           start a fresh Ceph cluster (tools/ceph.sh up)
+#                           and Glance (tools/glance.sh start main)
+#   tools/stack.sh down     stop every Glance and Ceph, destroy + undefine
+#                           the nse-* test domains, stop libvirtd and
+#                           virtlogd, TERM leftover nse-* QEMUs
 #   tools/stack.sh status   exit 0 if both daemons run, 3 otherwise
 #
 # up and down are idempotent; down exits 0 when nothing is running.
@@ -187,6 +188,7 @@ function cmd_up {
         "$TOOLS_DIR/build-guest.sh"
     fi
 
+    "$TOOLS_DIR/ceph.sh" up
     "$TOOLS_DIR/glance.sh" install
     "$TOOLS_DIR/glance.sh" start main
 }
@@ -261,6 +263,7 @@ function stop_leftover_qemu {
 function cmd_down {
     require_root
     "$TOOLS_DIR/glance.sh" stop-all
+    "$TOOLS_DIR/ceph.sh" down
     remove_test_domains
     stop_daemon libvirtd
     stop_daemon virtlogd

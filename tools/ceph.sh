@@ -1,0 +1,260 @@
+#!/bin/bash
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+# Run a real one-node Ceph cluster (Debian's Ceph 16): one mon and one
+# memstore OSD on 127.0.0.1, cephx on, pools "vms" and "images" for RBD,
+# without systemd.  Run as root.
+#
+#   tools/ceph.sh up       start a fresh cluster (the data of an old one is
+#                          removed), wait for HEALTH_OK
+#   tools/ceph.sh down     stop it by its recorded PIDs, remove its data
+#   tools/ceph.sh status   exit 0 if it runs, 3 otherwise
+#
+# Clients use $STACK_DIR/ceph/ceph.conf; its [client] section names the
+# client.admin keyring next to it.  memstore keeps the data in RAM (about
+# twice what is written), and a stop loses it: this cluster is for tests.
+#
+# Environment: STACK_DIR (see tools/stack.sh), CEPH_OSD_BYTES (OSD
+# capacity, default 4 GiB), CEPH_POOLS (default "vms images").
+
+set -euo pipefail
+
+STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
+DIR=$STACK_DIR/ceph
+CONF=$DIR/ceph.conf
+POOLS=${CEPH_POOLS:-vms images}
+STOP_TIMEOUT=10
+
+function log {
+    echo "ceph: $*"
+}
+
+function die {
+    echo "ceph: ERROR: $*" >&2
+    exit 1
+}
+
+function free_port {
+    python3 -c '
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# alive PID: running and not a zombie (PID 1 may reap orphans late).
+function alive {
+    local st
+    [[ "$1" =~ ^[1-9][0-9]*$ ]] || return 1
+    st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+
+# ours PID: alive, and its command line names this cluster's ceph.conf.
+function ours {
+    alive "$1" && tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null \
+        | grep -qF -- "$CONF"
+}
+
+# wait_for SECONDS WHAT COMMAND...
+function wait_for {
+    local deadline what=$2
+    deadline=$((SECONDS + $1))
+    shift 2
+    until "$@" > /dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || die "timed out waiting for $what"
+        sleep 0.2
+    done
+}
+
+function start_daemon {
+    local type=$1 id=$2 pidfile=$DIR/run/$1.$2.pid
+    "ceph-$type" -c "$CONF" -i "$id" 2>> "$DIR/log/$type.$id.stderr"
+    wait_for 20 "the $type.$id pid file" test -s "$pidfile"
+    alive "$(cat "$pidfile")" || die "ceph-$type $id died; see $DIR/log"
+}
+
+function write_conf {
+    local fsid=$1 p1=$2 p2=$3
+    cat > "$CONF" <<CONF
+[global]
+fsid = $fsid
+mon host = [v2:127.0.0.1:$p2,v1:127.0.0.1:$p1]
+public addr = 127.0.0.1
+cluster addr = 127.0.0.1
+auth cluster required = cephx
+auth service required = cephx
+auth client required = cephx
+run dir = $DIR/run
+crash dir = $DIR/crash
+pid file = $DIR/run/\$type.\$id.pid
+log file = $DIR/log/\$type.\$id.log
+mon cluster log file = $DIR/log/cluster.log
+# One OSD: pools of size 1, few placement groups.
+osd pool default size = 1
+osd pool default min size = 1
+mon allow pool size one = true
+osd crush chooseleaf type = 0
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+mon warn on pool no redundancy = false
+mon warn on insecure global id reclaim allowed = false
+mon data avail warn = 1
+mon data avail crit = 0
+# No mgr: pools and RBD do not need one.
+mon mgr mkfs grace = 31536000
+# Every osdmap change (pool, snapshot) waits for a paxos round, 1 s by
+# default.
+paxos propose interval = 0.01
+paxos min wait = 0.01
+
+[mon]
+admin socket = $DIR/run/\$cluster-\$name.asok
+mon data = $DIR/mon/\$cluster-\$id
+keyring = $DIR/mon/\$cluster-\$id/keyring
+
+[osd]
+admin socket = $DIR/run/\$cluster-\$name.asok
+osd data = $DIR/osd/\$cluster-\$id
+keyring = $DIR/osd/\$cluster-\$id/keyring
+osd objectstore = memstore
+memstore device bytes = ${CEPH_OSD_BYTES:-4294967296}
+osd memory target = 1073741824
+# A weight from the tiny memstore size would round to 0.
+osd crush initial weight = 1
+
+[client]
+keyring = $DIR/ceph.client.admin.keyring
+CONF
+}
+
+function start_failed {
+    if [ "$1" != 0 ]; then
+        log "start failed, see $DIR/log"
+        KEEP=1 cmd_down
+    fi
+}
+
+function cmd_up {
+    local fsid p1 p2 osd_uuid osd_key osd_id pool
+    [ "$(id -u)" = 0 ] || die "must run as root"
+    command -v ceph-mon > /dev/null || die "ceph-mon is not installed"
+    cmd_down > /dev/null
+    mkdir -p "$DIR"/{run,log,crash,mon/ceph-a,osd/ceph-0}
+    chmod 0755 "$DIR"
+    # A failed start stops what it started.
+    trap 'start_failed $?' EXIT
+    fsid=$(cat /proc/sys/kernel/random/uuid)
+    p1=$(free_port)
+    p2=$(free_port)
+    [ "$p2" != "$p1" ] || p2=$(free_port)
+    write_conf "$fsid" "$p1" "$p2"
+    export CEPH_CONF=$CONF
+
+    ceph-authtool --create-keyring "$DIR/mon.keyring" --gen-key -n mon. \
+        --cap mon 'allow *' > /dev/null
+    ceph-authtool --create-keyring "$DIR/ceph.client.admin.keyring" \
+        --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' \
+        --cap mgr 'allow *' > /dev/null
+    chmod 0600 "$DIR/ceph.client.admin.keyring"
+    ceph-authtool "$DIR/mon.keyring" \
+        --import-keyring "$DIR/ceph.client.admin.keyring" > /dev/null
+    monmaptool --create --fsid "$fsid" \
+        --addv a "[v2:127.0.0.1:$p2,v1:127.0.0.1:$p1]" "$DIR/monmap" \
+        > /dev/null
+    ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" \
+        --keyring "$DIR/mon.keyring"
+    start_daemon mon a
+    wait_for 30 "the mon" timeout 10 ceph --connect-timeout 5 mon stat
+
+    osd_uuid=$(cat /proc/sys/kernel/random/uuid)
+    osd_key=$(ceph-authtool --gen-print-key)
+    printf '{"cephx_secret": "%s"}\n' "$osd_key" > "$DIR/osd-secret.json"
+    osd_id=$(ceph osd new "$osd_uuid" 0 -i "$DIR/osd-secret.json")
+    rm -f "$DIR/osd-secret.json"
+    [ "$osd_id" = 0 ] || die "unexpected OSD id '$osd_id'"
+    ceph-authtool --create-keyring "$DIR/osd/ceph-0/keyring" -n osd.0 \
+        --add-key "$osd_key" > /dev/null
+    ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$osd_uuid" \
+        2>> "$DIR/log/osd.0.mkfs.log" || die "ceph-osd --mkfs failed"
+    start_daemon osd 0
+    wait_for 60 "osd.0" sh -c 'ceph osd dump --format=json \
+        | grep -q "\"up\":1"'
+
+    for pool in $POOLS; do
+        ceph osd pool create "$pool" 8 8 replicated --size 1 2> /dev/null
+        rbd pool init "$pool"
+    done
+    # A librados call on a pool returns once its placement groups are
+    # active.
+    for pool in $POOLS; do
+        wait_for 60 "pool $pool" timeout 10 rados -p "$pool" ls
+    done
+    wait_for 60 HEALTH_OK sh -c 'ceph health | grep -q HEALTH_OK'
+    trap - EXIT
+    log "cluster $fsid ready (mon 127.0.0.1:$p1, pools: $POOLS)," \
+        "CEPH_CONF=$CONF"
+}
+
+function cmd_down {
+    local group name pid deadline
+    [ -f "$CONF" ] || return 0
+    # The OSD first: it tells the mon it is going down.
+    for group in osd.0 mon.a; do
+        for name in $group; do
+            [ -s "$DIR/run/$name.pid" ] || continue
+            pid=$(cat "$DIR/run/$name.pid")
+            ours "$pid" || continue
+            kill -TERM "$pid" 2> /dev/null || true
+            deadline=$((SECONDS + STOP_TIMEOUT))
+            while alive "$pid"; do
+                if [ $SECONDS -ge $deadline ]; then
+                    log "$name (pid $pid) ignored SIGTERM, sending SIGKILL"
+                    kill -KILL "$pid" 2> /dev/null || true
+                    break
+                fi
+                sleep 0.1
+            done
+            log "$name stopped (pid $pid)"
+        done
+    done
+    if [ "${KEEP:-0}" != 1 ]; then
+        rm -rf "$DIR"
+    fi
+}
+
+function cmd_status {
+    local name pid rc=0
+    for name in mon.a osd.0; do
+        pid=$(cat "$DIR/run/$name.pid" 2> /dev/null || true)
+        if ours "$pid"; then
+            log "$name running (pid $pid)"
+        else
+            log "$name not running"
+            rc=3
+        fi
+    done
+    return $rc
+}
+
+case "${1:-}" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    *)
+        echo "usage: $0 up|down|status" >&2
+        exit 2
+        ;;
+esac
