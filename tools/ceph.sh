@@ -30,11 +30,13 @@
 
 set -euo pipefail
 
+TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tools/functions.sh
+source "$TOOLS_DIR/functions.sh"
 STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
 DIR=$STACK_DIR/ceph
 CONF=$DIR/ceph.conf
 POOLS=${CEPH_POOLS:-vms images}
-STOP_TIMEOUT=10
 
 function log {
     echo "ceph: $*"
@@ -51,14 +53,6 @@ import socket
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
-}
-
-# alive PID: running and not a zombie (PID 1 may reap orphans late).
-function alive {
-    local st
-    [[ "$1" =~ ^[1-9][0-9]*$ ]] || return 1
-    st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
-    [ -n "$st" ] && [ "$st" != Z ]
 }
 
 # ours PID: alive, and its command line names this cluster's ceph.conf.
@@ -209,7 +203,7 @@ function cmd_up {
 }
 
 function cmd_down {
-    local group name pid deadline
+    local group name pid
     [ -f "$CONF" ] || return 0
     # The OSD first: it tells the mon it is going down.
     for group in osd.0 mon.a; do
@@ -217,16 +211,7 @@ function cmd_down {
             [ -s "$DIR/run/$name.pid" ] || continue
             pid=$(cat "$DIR/run/$name.pid")
             ours "$pid" || continue
-            kill -TERM "$pid" 2> /dev/null || true
-            deadline=$((SECONDS + STOP_TIMEOUT))
-            while alive "$pid"; do
-                if [ $SECONDS -ge $deadline ]; then
-                    log "$name (pid $pid) ignored SIGTERM, sending SIGKILL"
-                    kill -KILL "$pid" 2> /dev/null || true
-                    break
-                fi
-                sleep 0.1
-            done
+            stop_pid "$pid" "ceph-${name%.*}"
             log "$name stopped (pid $pid)"
         done
     done

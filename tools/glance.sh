@@ -47,12 +47,13 @@
 set -euo pipefail
 
 TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tools/functions.sh
+source "$TOOLS_DIR/functions.sh"
 STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
 GLANCE_TOP=$STACK_DIR/glance
 GLANCE_VENV=$(realpath -m -- "${GLANCE_VENV:-$GLANCE_TOP/venv}")
 REQUIREMENTS=$TOOLS_DIR/glance-requirements.txt
 READY_TIMEOUT=60
-STOP_TIMEOUT=10
 
 function log {
     echo "glance: $*"
@@ -271,23 +272,14 @@ function run_uwsgi {
 }
 
 function cmd_stop {
-    local name=${1:-main} pid workers deadline
+    local name=${1:-main} pid workers
     check_name "$name"
     if pid=$(instance_pid "$name"); then
         workers=$(pgrep -P "$pid" || true)
         # die-on-term: the uWSGI master stops its workers and exits.
-        kill -TERM "$pid"
-        deadline=$((SECONDS + STOP_TIMEOUT))
-        while kill -0 "$pid" 2>/dev/null; do
-            if [ $SECONDS -ge $deadline ]; then
-                log "$name (pid $pid) ignored SIGTERM, sending SIGKILL"
-                kill -KILL "$pid" 2>/dev/null || true
-                break
-            fi
-            sleep 0.1
-        done
+        stop_pid "$pid" uwsgi
         for w in $workers; do
-            if [ "$(cat "/proc/$w/comm" 2>/dev/null)" = uwsgi ]; then
+            if alive "$w" uwsgi; then
                 kill -KILL "$w" 2>/dev/null || true
             fi
         done

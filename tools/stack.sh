@@ -50,6 +50,8 @@
 set -euo pipefail
 
 TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tools/functions.sh
+source "$TOOLS_DIR/functions.sh"
 STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
 GUEST_DIR=$(realpath -m -- "${GUEST_DIR:-$STACK_DIR/guest}")
 LV_DIR=$STACK_DIR/libvirt
@@ -74,18 +76,6 @@ function die {
 
 function require_root {
     [ "$(id -u)" = 0 ] || die "must run as root"
-}
-
-# alive PID NAME: PID is a running (not zombie) process called NAME*.
-function alive {
-    local pid=$1 name=$2 stat comm
-    [[ "$pid" =~ ^[1-9][0-9]*$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || [ -d "/proc/$pid" ] || return 1
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [ "${stat%% *}" != Z ] || return 1
-    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-    [[ "$comm" == "$name"* ]]
 }
 
 # daemon_pid NAME: print the recorded PID of NAME if it is running.
@@ -219,22 +209,6 @@ function undefine_domain {
         fi
         [ ${#flags[@]} -gt 0 ] || return 1
         unset "flags[-1]"
-    done
-}
-
-# stop_pid PID NAME: TERM, wait up to $STOP_TIMEOUT s, then KILL.
-function stop_pid {
-    local pid=$1 name=$2 deadline
-    deadline=$((SECONDS + STOP_TIMEOUT))
-    kill -TERM "$pid" 2>/dev/null || true
-    while alive "$pid" "$name"; do
-        if [ $SECONDS -ge $deadline ]; then
-            log "$name (pid $pid) ignored SIGTERM, sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.5
-            break
-        fi
-        sleep 0.1
     done
 }
 
