@@ -48,7 +48,7 @@ end, whatever happens (``--keep`` keeps the directory).
 """
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 import hashlib
 import json
 import os
@@ -101,15 +101,20 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def command_failed(cmd: Sequence[str], status: int, stdout: str,
+                   stderr: str) -> BenchError:
+    """The error for a command that failed: its last line of output."""
+    lines = (stderr or stdout or '').strip().splitlines()
+    return BenchError('%s failed (status %s): %s' % (
+        ' '.join(cmd[:2]), status, lines[-1] if lines else 'no output'))
+
+
 def run(*cmd: str) -> str:
     try:
         return subprocess.run(cmd, check=True, capture_output=True,
                               text=True).stdout
     except subprocess.CalledProcessError as e:
-        lines = (e.stderr or e.stdout or '').strip().splitlines()
-        raise BenchError('%s failed (status %s): %s' % (
-            ' '.join(cmd[:2]), e.returncode,
-            lines[-1] if lines else 'no output'))
+        raise command_failed(cmd, e.returncode, e.stdout, e.stderr)
 
 
 def timed(*cmd: str) -> float:

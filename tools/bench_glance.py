@@ -89,15 +89,13 @@ def run_wait4(cmd: list[str]) -> tuple[str, float, int]:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
+        # NOTE: wait4() reaped the child; tell Popen, or it waits again.
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     if proc.returncode:
-        lines = (stderr or stdout).strip().splitlines()
-        raise BenchError('%s failed (status %d): %s' % (
-            ' '.join(cmd[:3]), proc.returncode,
-            lines[-1] if lines else 'no output'))
+        raise bench.command_failed(cmd, proc.returncode, stdout, stderr)
     return stdout, wall, usage.ru_maxrss
 
 

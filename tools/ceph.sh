@@ -143,7 +143,7 @@ function start_failed {
 
 function cmd_up {
     local fsid p1 p2 osd_uuid osd_key osd_id pool
-    [ "$(id -u)" = 0 ] || die "must run as root"
+    require_root ceph "it starts the Ceph daemons"
     command -v ceph-mon > /dev/null || die "ceph-mon is not installed"
     cmd_down > /dev/null
     mkdir -p "$DIR"/{run,log,crash,mon/ceph-a,osd/ceph-0}

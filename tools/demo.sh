@@ -29,17 +29,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-if [ "$(id -u)" != 0 ]; then
-    echo "demo: run as root (it starts libvirtd)" >&2
-    exit 1
-fi
+# shellcheck source=tools/functions.sh
+source tools/functions.sh
+require_root demo "it starts libvirtd, Ceph and Glance"
 
 bash tools/install-deps.sh
 VENV=${DEMO_VENV:-$ROOT/.venv-demo}
-if [ ! -x "$VENV/bin/nova-snapshot-ext" ]; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q -e "$ROOT"
-fi
+ensure_venv "$VENV" nova-snapshot-ext -e "$ROOT"
 
 trap 'bash tools/stack.sh down' EXIT
 NSE_SKIP_INSTALL=1 bash tools/stack.sh up

@@ -12,8 +12,27 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-# Process handling shared by the stack scripts (sourced; the script
-# defines log).  Daemons are only ever signalled by recorded PID.
+# Helpers shared by the scripts under tools/ (sourced; stop_pid needs the
+# script's log).  Daemons are only ever signalled by recorded PID.
+
+# require_root PROG WHY: exit unless run as root.
+function require_root {
+    if [ "$(id -u)" != 0 ]; then
+        echo "$1: run as root ($2)" >&2
+        exit 1
+    fi
+}
+
+# ensure_venv VENV COMMAND PIP_ARGS...: create VENV and pip install
+# PIP_ARGS into it, unless VENV/bin/COMMAND already exists.
+function ensure_venv {
+    local venv=$1 command=$2
+    shift 2
+    if [ ! -x "$venv/bin/$command" ]; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q "$@"
+    fi
+}
 
 # alive PID [NAME]: PID is a running process, called NAME* if NAME is
 # given.  A zombie counts as dead: PID 1 may reap orphans a second late.

@@ -27,18 +27,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 ENVS=${1:-pep8,py3,functional}
 
-if [ "$(id -u)" != 0 ]; then
-    echo "run-tests: run as root (the functional tests drive libvirtd)" >&2
-    exit 1
-fi
+# shellcheck source=tools/functions.sh
+source tools/functions.sh
+require_root run-tests "the tests drive libvirtd, Ceph and Glance"
 
 bash tools/install-deps.sh
 
 TOX_VENV=${TOX_VENV:-$ROOT/.venv-tox}
-if [ ! -x "$TOX_VENV/bin/tox" ]; then
-    python3 -m venv "$TOX_VENV"
-    "$TOX_VENV/bin/pip" install -q 'tox>=4.0.0'
-fi
+ensure_venv "$TOX_VENV" tox 'tox>=4.0.0'
 
 trap 'bash tools/stack.sh down' EXIT
 NSE_SKIP_INSTALL=1 bash tools/stack.sh up

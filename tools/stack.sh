@@ -74,10 +74,6 @@ function die {
     exit 1
 }
 
-function require_root {
-    [ "$(id -u)" = 0 ] || die "must run as root"
-}
-
 # daemon_pid NAME: print the recorded PID of NAME if it is running.
 function daemon_pid {
     local pidfile=$LV_DIR/$1.pid pid
@@ -130,7 +126,7 @@ function virsh_ok {
 }
 
 function cmd_up {
-    require_root
+    require_root stack "it starts libvirtd, Ceph and Glance"
     if [ "${NSE_SKIP_INSTALL:-0}" != 1 ]; then
         "$TOOLS_DIR/install-deps.sh"
     fi
@@ -235,7 +231,7 @@ function stop_leftover_qemu {
 }
 
 function cmd_down {
-    require_root
+    require_root stack "it stops libvirtd, Ceph and Glance"
     "$TOOLS_DIR/glance.sh" stop-all
     "$TOOLS_DIR/ceph.sh" down
     remove_test_domains

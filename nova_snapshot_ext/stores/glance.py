@@ -69,8 +69,6 @@ PROPERTY_NAMES = {
     'source_domain': 'source_domain',
     'source_uuid': 'instance_uuid',
 }
-#: Image attributes that are not free-form properties.
-CORE_ATTRIBUTES = ('name', 'disk_format', 'container_format', 'visibility')
 #: How many seconds abort() keeps trying to reach Glance to delete a
 #: failed image when Glance went away mid-upload.
 CLEANUP_TIMEOUT = 30
@@ -192,21 +190,24 @@ class GlancePendingImage(base.PendingImage):
         self.store = store
         self.meta = meta
         self.image_id: str | None = None
+        #: The record as Glance last returned it.
+        self.record: dict[str, Any] = {}
         if workdir:
             os.makedirs(workdir, exist_ok=True)
         self.tmpdir = tempfile.mkdtemp(prefix='glance-', dir=workdir)
         self.path = os.path.join(self.tmpdir, 'image.%s' % meta.disk_format)
         try:
             if image_id is None:
-                self.image_id = store.create(meta)['id']
+                self.record = store.create(meta)
             else:
-                image = store.get(image_id)
+                self.record = store.get(image_id)
                 # NOTE: only a queued record is ours to fill, and to
                 # delete on failure; never touch an active image.
-                if image['status'] != 'queued':
+                if self.record['status'] != 'queued':
                     raise exception.ImageNotQueued(
-                        image=image_id, store=store, status=image['status'])
-                self.image_id = image_id
+                        image=image_id, store=store,
+                        status=self.record['status'])
+            self.image_id = self.record['id']
         except BaseException:
             self.abort()
             raise
@@ -225,14 +226,12 @@ class GlancePendingImage(base.PendingImage):
     def _commit(self, progress: base.Progress | None) -> base.StoredImage:
         store, image_id = self.store, self.image_id
         assert image_id is not None
-        store.update(image_id, self.meta)
+        store.update(image_id, self.meta, self.record)
         size = os.path.getsize(self.path)
-        info = qemu_img.info(store.conf, self.path, self.meta.disk_format)
         started = time.monotonic()
         with open(self.path, 'rb') as f, contextlib.closing(
                 _UploadBody(store, f, size, progress)) as reader:
             store.upload(image_id, reader, self.meta.disk_format)
-            reader.hexdigest('sha256')
         seconds = time.monotonic() - started
         LOG.info('Uploaded %(size)d bytes to image %(id)s in %(s).1f s',
                  {'size': size, 'id': image_id, 's': seconds})
@@ -243,13 +242,18 @@ class GlancePendingImage(base.PendingImage):
                     image_id, image.get('size'), size))
         if store.conf[GROUP].verify_hash:
             self._verify_hash(image, reader)
+        virtual_size = image.get('virtual_size')
+        if not virtual_size:
+            # NOTE: Glance fills it in for the formats it inspects.
+            virtual_size = qemu_img.info(store.conf, self.path,
+                                         self.meta.disk_format)[
+                'virtual-size']
         return base.StoredImage(
             id=image_id,
             location=store.image_url(image_id),
             disk_format=self.meta.disk_format,
             size=size,
-            virtual_size=int(image.get('virtual_size')
-                             or info['virtual-size']),
+            virtual_size=int(virtual_size),
             sha256=reader.hexdigest('sha256'))
 
     def _verify_hash(self, image: dict[str, Any],
@@ -431,9 +435,11 @@ class GlanceStore(base.ImageStore):
                  {'id': image['id'], 'name': meta.name, 'store': self})
         return image
 
-    def update(self, image_id: str, meta: base.ImageMeta) -> None:
-        """Set what ``meta`` says on the record, where it differs."""
-        image = self.get(image_id)
+    def update(self, image_id: str, meta: base.ImageMeta,
+               image: dict[str, Any]) -> None:
+        """Set what ``meta`` says on the record ``image`` (as Glance last
+        returned it), where it differs.
+        """
         want = dict(glance_properties(meta), disk_format=meta.disk_format,
                     container_format=meta.container_format)
         if image.get('name') is None:

@@ -131,7 +131,7 @@ class FakeStore(glance.GlanceStore):
     def create(self, meta):
         return {'id': self.image['id']}
 
-    def update(self, image_id, meta):
+    def update(self, image_id, meta, image):
         pass
 
     def upload(self, image_id, body, disk_format):
