@@ -148,3 +148,26 @@ class GuestRestoreFailed(SnapshotError):
 
 class LibvirtFailed(SnapshotError):
     msg_fmt = 'libvirt could not %(action)s %(guest)s: %(reason)s'
+
+
+class CephUnavailable(SnapshotError):
+    msg_fmt = ('Cannot use Ceph as client.%(user)s with %(conf)s: '
+               '%(reason)s. Check [rbd] ceph_conf, user and the keyring.')
+
+
+class RbdFailed(SnapshotError):
+    msg_fmt = 'RBD could not %(action)s %(target)s: %(reason)s'
+
+
+class DirectSnapshotImpossible(SnapshotError):
+    """The direct path turned out impossible before anything was kept;
+    the backend falls back to an export.
+    """
+
+    msg_fmt = 'A direct snapshot of %(guest)s is not possible: %(reason)s'
+
+
+class RbdForbidden(RbdFailed):
+    msg_fmt = ('RBD could not %(action)s %(target)s: permission denied '
+               '(%(reason)s). The Ceph client of [rbd] user needs write '
+               'access to that pool.')

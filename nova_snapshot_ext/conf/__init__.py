@@ -22,12 +22,14 @@ from nova_snapshot_ext.conf import file_store
 from nova_snapshot_ext.conf import glance
 from nova_snapshot_ext.conf import libvirt
 from nova_snapshot_ext.conf import qemu_img
+from nova_snapshot_ext.conf import rbd
 from nova_snapshot_ext.conf import snapshot
 from nova_snapshot_ext.conf import workarounds
 
 CONF = cfg.CONF
 
-MODULES = (snapshot, libvirt, workarounds, qemu_img, file_store, glance)
+MODULES = (snapshot, libvirt, workarounds, qemu_img, file_store, glance,
+           rbd)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

@@ -1,0 +1,403 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Ceph RBD through the ``rados`` and ``rbd`` bindings.
+
+One cluster connection per :class:`RBDDriver`, opened on first use and
+kept until :meth:`RBDDriver.close`; pools and images are opened per
+operation, in context managers that always close them. An operation that
+fails because the image is busy is retried a bounded number of times
+(``[rbd] busy_retries``). Every Ceph error leaves this module as one of
+:mod:`nova_snapshot_ext.exception`'s.
+
+The bindings are Ceph's own (Debian: python3-rados, python3-rbd); they are
+not on PyPI, so a missing module is an error at connect time, not at
+import time.
+"""
+
+from collections.abc import Callable, Iterator
+import contextlib
+import dataclasses
+import datetime
+import threading
+from typing import Any
+import urllib.parse
+
+from oslo_config import cfg
+from oslo_log import log as logging
+import tenacity
+
+from nova_snapshot_ext import exception
+
+try:
+    import rados
+    import rbd
+except ImportError:  # pragma: no cover - depends on the host
+    rados = rbd = None
+
+LOG = logging.getLogger(__name__)
+
+SCHEME = 'rbd://'
+
+Progress = Callable[[float], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """An RBD snapshot as Glance names it: ``rbd://fsid/pool/image/snap``."""
+
+    fsid: str
+    pool: str
+    image: str
+    snap: str
+
+    @property
+    def url(self) -> str:
+        return SCHEME + '/'.join(
+            urllib.parse.quote(part, safe='')
+            for part in (self.fsid, self.pool, self.image, self.snap))
+
+    @classmethod
+    def parse(cls, url: str) -> 'Location | None':
+        """The location ``url`` names; None unless it is a complete
+        four-part ``rbd://`` URL.
+        """
+        if not url or not url.startswith(SCHEME):
+            return None
+        parts = [urllib.parse.unquote(p)
+                 for p in url[len(SCHEME):].split('/')]
+        if len(parts) != 4 or not all(parts):
+            return None
+        return cls(*parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Snap:
+    name: str
+    protected: bool
+    created: datetime.datetime
+
+
+def _reason(e: BaseException) -> str:
+    return ' '.join(str(e).split()) or type(e).__name__
+
+
+class RBDDriver:
+    """The Ceph cluster of ``[rbd]``."""
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.conf = conf
+        self._cluster: Any = None
+        self._lock = threading.Lock()
+
+    def __str__(self) -> str:
+        return 'Ceph (%s)' % self.conf.rbd.ceph_conf
+
+    # -- connection ----------------------------------------------------
+    def cluster(self) -> Any:
+        """The connected ``rados.Rados``, connecting on first use.
+
+        :raises CephUnavailable: the bindings are missing, or the cluster
+            cannot be reached with the configured conf, user and keyring.
+        """
+        with self._lock:
+            if self._cluster is None:
+                self._cluster = self._connect()
+            return self._cluster
+
+    def _connect(self) -> Any:
+        group = self.conf.rbd
+        failed = dict(user=group.user, conf=group.ceph_conf)
+        if rados is None:
+            raise exception.CephUnavailable(
+                reason='the rados and rbd Python modules are not installed '
+                       '(Debian and Ubuntu: python3-rados, python3-rbd)',
+                **failed)
+        try:
+            client = rados.Rados(conffile=group.ceph_conf,
+                                 rados_id=group.user)
+        except rados.Error as e:
+            raise exception.CephUnavailable(reason=_reason(e), **failed)
+        try:
+            client.connect(timeout=group.connect_timeout)
+        except (rados.Error, OSError) as e:
+            client.shutdown()
+            if isinstance(e, rados.TimedOut):
+                reason = 'no monitor answered within %d s' % (
+                    group.connect_timeout)
+            else:
+                reason = _reason(e)
+            raise exception.CephUnavailable(reason=reason, **failed)
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cluster is not None:
+                self._cluster.shutdown()
+                self._cluster = None
+
+    def fsid(self) -> str:
+        with self._errors('read the fsid of', 'the cluster'):
+            fsid = self.cluster().get_fsid()
+        return fsid.decode() if isinstance(fsid, bytes) else fsid
+
+    # -- handles -------------------------------------------------------
+    @contextlib.contextmanager
+    def _errors(self, action: str, target: str) -> Iterator[None]:
+        try:
+            yield
+        except exception.SnapshotError:
+            raise
+        except (rbd.PermissionError, rados.PermissionError) as e:
+            raise exception.RbdForbidden(action=action, target=target,
+                                         reason=_reason(e))
+        except (rbd.Error, rados.Error) as e:
+            raise exception.RbdFailed(action=action, target=target,
+                                      reason=_reason(e))
+
+    @contextlib.contextmanager
+    def ioctx(self, pool: str) -> Iterator[Any]:
+        cluster = self.cluster()
+        with self._errors('open the pool', pool):
+            try:
+                ctx = cluster.open_ioctx(pool)
+            except rados.ObjectNotFound:
+                raise exception.RbdFailed(action='open the pool',
+                                          target=pool,
+                                          reason='it does not exist')
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+
+    @contextlib.contextmanager
+    def image(self, pool: str, name: str, snapshot: str | None = None,
+              read_only: bool = False) -> Iterator[Any]:
+        """An open ``rbd.Image``; ``rbd.ImageNotFound`` passes through."""
+        with self.ioctx(pool) as ctx:
+            img = self._busy(rbd.Image, ctx, name, snapshot=snapshot,
+                             read_only=read_only)
+            try:
+                yield img
+            finally:
+                img.close()
+
+    def _busy(self, fn: Callable[..., Any], *args: Any,
+              **kwargs: Any) -> Any:
+        """Call ``fn``, retrying while it fails with ImageBusy."""
+        group = self.conf.rbd
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(rbd.ImageBusy),
+            stop=tenacity.stop_after_attempt(group.busy_retries + 1),
+            wait=tenacity.wait_exponential(multiplier=0.1,
+                                           max=group.busy_retry_interval),
+            before_sleep=lambda state: LOG.debug(
+                'RBD image busy, retrying %s', getattr(fn, '__name__', fn)),
+            reraise=True)
+        return retrying(fn, *args, **kwargs)
+
+    # -- queries -------------------------------------------------------
+    def pools(self) -> list[str]:
+        with self._errors('list the pools of', 'the cluster'):
+            return list(self.cluster().list_pools())
+
+    def images(self, pool: str) -> list[str]:
+        with self.ioctx(pool) as ctx, self._errors('list the images of',
+                                                   pool):
+            return sorted(rbd.RBD().list(ctx))
+
+    def exists(self, pool: str, name: str) -> bool:
+        target = '%s/%s' % (pool, name)
+        with self._errors('open', target):
+            try:
+                with self.image(pool, name, read_only=True):
+                    return True
+            except rbd.ImageNotFound:
+                return False
+
+    def info(self, pool: str, name: str) -> dict[str, Any]:
+        """Size, features, parent ``(pool, image, snap)`` or None,
+        creation time and metadata of an image.
+        """
+        target = '%s/%s' % (pool, name)
+        with self._errors('read', target), self.image(
+                pool, name, read_only=True) as img:
+            try:
+                parent = img.get_parent_image_spec()
+                parent = (parent['pool_name'], parent['image_name'],
+                          parent['snap_name'])
+            except rbd.ImageNotFound:
+                parent = None
+            return {
+                'size': img.size(),
+                'features': img.features(),
+                'parent': parent,
+                'created': img.create_timestamp(),
+                'metadata': dict(img.metadata_list()),
+            }
+
+    def snaps(self, pool: str, name: str) -> list[Snap]:
+        """The user snapshots of an image."""
+        target = '%s/%s' % (pool, name)
+        with self._errors('list the snapshots of', target), self.image(
+                pool, name, read_only=True) as img:
+            return [Snap(s['name'], bool(img.is_protected_snap(s['name'])),
+                         img.get_snap_timestamp(s['id']))
+                    for s in img.list_snaps()
+                    if s.get('namespace',
+                             rbd.RBD_SNAP_NAMESPACE_TYPE_USER) ==
+                    rbd.RBD_SNAP_NAMESPACE_TYPE_USER]
+
+    def children(self, pool: str, name: str,
+                 snap: str) -> list[tuple[str, str]]:
+        """The clones of ``pool/name@snap``, as (pool, image)."""
+        target = '%s/%s@%s' % (pool, name, snap)
+        with self._errors('list the clones of', target), self.image(
+                pool, name, snapshot=snap, read_only=True) as img:
+            return [(c['pool'], c['image']) for c in img.list_children2()]
+
+    # -- changes -------------------------------------------------------
+    def set_metadata(self, pool: str, name: str,
+                     values: dict[str, str]) -> None:
+        with self._errors('set metadata on', '%s/%s' % (pool, name)), \
+                self.image(pool, name) as img:
+            for key, value in values.items():
+                img.metadata_set(key, value)
+
+    def create_snap(self, pool: str, name: str, snap: str,
+                    protect: bool = False) -> None:
+        """Snapshot an image, and protect the snapshot if asked to; a
+        snapshot that cannot be protected is removed again.
+        """
+        target = '%s/%s@%s' % (pool, name, snap)
+        with self._errors('create the snapshot', target), self.image(
+                pool, name) as img:
+            self._busy(img.create_snap, snap)
+            if not protect:
+                return
+            try:
+                self._busy(img.protect_snap, snap)
+            except BaseException:
+                with contextlib.suppress(rbd.Error):
+                    img.remove_snap(snap)
+                raise
+
+    def remove_snap(self, pool: str, name: str, snap: str) -> bool:
+        """Unprotect and remove a snapshot.
+
+        :returns: False when there was no such snapshot (or image).
+        :raises RbdFailed: it still has clones, or Ceph refused.
+        """
+        target = '%s/%s@%s' % (pool, name, snap)
+        with self._errors('remove the snapshot', target):
+            try:
+                with self.image(pool, name) as img:
+                    return self._remove_snap(img, target, snap)
+            except rbd.ImageNotFound:
+                return False
+
+    def _remove_snap(self, img: Any, target: str, snap: str) -> bool:
+        if snap not in {s['name'] for s in img.list_snaps()}:
+            return False
+        if img.is_protected_snap(snap):
+            clones = ['%s/%s' % (c['pool'], c['image'])
+                      for c in self._snap_children(img, snap)]
+            if clones:
+                raise exception.RbdFailed(
+                    action='remove the snapshot', target=target,
+                    reason='it has clones: %s' % ', '.join(clones))
+            self._busy(img.unprotect_snap, snap)
+        self._busy(img.remove_snap, snap)
+        return True
+
+    @staticmethod
+    def _snap_children(img: Any, snap: str) -> list[dict[str, Any]]:
+        img.set_snap(snap)
+        try:
+            return list(img.list_children2())
+        finally:
+            img.set_snap(None)
+
+    def clone(self, pool: str, name: str, snap: str, dest_pool: str,
+              dest_name: str) -> None:
+        """Clone ``pool/name@snap`` (protected) as ``dest_pool/dest_name``
+        with the parent's features.
+        """
+        target = '%s/%s@%s' % (pool, name, snap)
+        with self._errors('clone %s into' % target,
+                          '%s/%s' % (dest_pool, dest_name)):
+            with self.image(pool, name, read_only=True) as img:
+                features = img.features()
+            with self.ioctx(pool) as src, self.ioctx(dest_pool) as dst:
+                rbd.RBD().clone(src, name, snap, dst, dest_name,
+                                features=features)
+
+    def flatten(self, pool: str, name: str,
+                progress: Progress | None = None) -> None:
+        """Copy the parent's data into a clone, so it has no parent."""
+        def report(offset: int, total: int) -> int:
+            if progress is not None and total:
+                progress(min(1.0, offset / total))
+            return 0
+
+        with self._errors('flatten', '%s/%s' % (pool, name)), self.image(
+                pool, name) as img:
+            try:
+                img.get_parent_image_spec()
+            except rbd.ImageNotFound:
+                return
+            self._busy(img.flatten, on_progress=report)
+
+    def rename(self, pool: str, name: str, new_name: str) -> None:
+        with self._errors('rename', '%s/%s' % (pool, name)), \
+                self.ioctx(pool) as ctx:
+            self._busy(rbd.RBD().rename, ctx, name, new_name)
+
+    def remove_image(self, pool: str, name: str) -> bool:
+        """Remove an image and its snapshots (unprotecting them).
+
+        :returns: False when there was no such image.
+        :raises RbdFailed: a snapshot has clones, or Ceph refused.
+        """
+        target = '%s/%s' % (pool, name)
+        with self._errors('remove', target):
+            try:
+                with self.image(pool, name) as img:
+                    for snap in list(img.list_snaps()):
+                        self._remove_snap(img, '%s@%s' % (
+                            target, snap['name']), snap['name'])
+            except rbd.ImageNotFound:
+                return False
+            with self.ioctx(pool) as ctx:
+                try:
+                    self._busy(rbd.RBD().remove, ctx, name)
+                except rbd.ImageNotFound:
+                    return False
+        return True
+
+    # -- qemu ----------------------------------------------------------
+    def qemu_image_opts(self, fmt: str, pool: str, name: str,
+                        snap: str | None = None) -> str:
+        """QEMU ``--image-opts`` that read an RBD image (or snapshot) as
+        ``fmt``. The key comes from the keyring that ceph.conf names,
+        never from the command line.
+        """
+        opts = [('driver', fmt), ('file.driver', 'rbd'),
+                ('file.pool', pool), ('file.image', name)]
+        if snap:
+            opts.append(('file.snapshot', snap))
+        opts += [('file.user', self.conf.rbd.user),
+                 ('file.conf', self.conf.rbd.ceph_conf)]
+        return ','.join('%s=%s' % (k, str(v).replace(',', ',,'))
+                        for k, v in opts)
