@@ -88,7 +88,8 @@ class SnapshotResult:
     format: str
     size: int
     virtual_size: int
-    sha256: str
+    #: None for a direct snapshot, whose data the engine does not read.
+    sha256: str | None
     seconds: float
     guest: str
     backend: str

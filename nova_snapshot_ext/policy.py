@@ -43,6 +43,8 @@ class Facts:
     persistent: bool = True
     backend: str = ''
     backend_supports_live: bool = True
+    #: The backend has a direct path (so not taking it needs a reason).
+    backend_supports_direct: bool = False
     live_disabled: bool = False
     #: Why the backend's direct path cannot be used; None when it can.
     direct_unavailable: str | None = 'the backend has no direct path'
@@ -124,7 +126,14 @@ def choose(facts: Facts, requested: str = AUTO) -> Plan:
     if facts.direct_unavailable is None:
         return Plan(DIRECT, 'the %s backend copies the disk inside the '
                             'storage, the guest keeps running' % facts.backend)
+    plan = _choose_copy(facts, requested)
+    if facts.backend_supports_direct:
+        return Plan(plan.method, 'no direct snapshot: %s; %s' % (
+            facts.direct_unavailable, plan.reason))
+    return plan
 
+
+def _choose_copy(facts: Facts, requested: str) -> Plan:
     blockers = live_blockers(facts)
     if not blockers:
         if requested == LIVE:

@@ -24,6 +24,12 @@
 #              sector "CTR %012d\n" (zero padded, fsync'ed) for n = 1, 2, ...
 #              at sector OFF + n % K of /dev/vda, where OFF = S - K, and
 #              prints "CTR <n>" on the console every 500 writes.
+#              With "tinyguest.readback" on the kernel command line it
+#              first prints "TINYGUEST DATA <sha256 of sectors 0..OFF-1>"
+#              and "TINYGUEST TAIL <sha256 of sectors OFF..S-1>", i.e.
+#              what it reads from the disk it was given.
+#   recipe     the sha256 of this script and CTR_SLOTS: tools/stack.sh
+#              rebuilds the guest when it changes
 #
 # Boot it with direct kernel boot and "console=ttyS0" on the command line.
 #
@@ -57,6 +63,15 @@ MODULES+=" virtio_pci virtio_blk"
 function log {
     echo "build-guest: $*"
 }
+
+function recipe {
+    echo "$(sha256sum < "${BASH_SOURCE[0]}" | cut -d' ' -f1) $CTR_SLOTS"
+}
+
+if [ "${1:-}" = recipe ]; then
+    recipe
+    exit 0
+fi
 
 function die {
     echo "build-guest: ERROR: $*" >&2
@@ -223,6 +238,13 @@ if [ \$OFF -lt 0 ]; then
     echo "TINYGUEST VDA-TOO-SMALL vda_sectors=\$SZ slots=\$K"
     poweroff -f
 fi
+if grep -q tinyguest.readback /proc/cmdline; then
+    set -- \$(head -c \$((OFF * 512)) /dev/vda | sha256sum)
+    echo "TINYGUEST DATA \$1"
+    set -- \$(dd if=/dev/vda bs=512 skip=\$OFF count=\$K 2>/dev/null \
+        | sha256sum)
+    echo "TINYGUEST TAIL \$1"
+fi
 echo "TINYGUEST READY vda_sectors=\$SZ ctr_off=\$OFF slots=\$K"
 
 n=0
@@ -247,6 +269,7 @@ chmod 0644 "$tmp_kernel" "$tmp_initrd"
 rm -f "$GUEST_DIR/vmlinuz"
 mv -f "$tmp_initrd" "$GUEST_DIR/initrd.gz"
 mv -f "$tmp_kernel" "$GUEST_DIR/vmlinuz"
+recipe > "$GUEST_DIR/recipe"
 
 # Drop .debs of older versions from the cache.
 for f in "$CACHE_DIR"/*.deb; do

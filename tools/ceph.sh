@@ -16,13 +16,16 @@
 # memstore OSD on 127.0.0.1, cephx on, pools "vms" and "images" for RBD,
 # without systemd.  Run as root.
 #
-#   tools/ceph.sh up       start a fresh cluster (the data of an old one is
-#                          removed), wait for HEALTH_OK
-#   tools/ceph.sh down     stop it by its recorded PIDs, remove its data
-#   tools/ceph.sh status   exit 0 if it runs, 3 otherwise
+#   tools/ceph.sh up [NAME]      start a fresh cluster (the data of an
+#                                old one is removed), wait for HEALTH_OK
+#   tools/ceph.sh down [NAME]    stop it by its recorded PIDs, remove its
+#                                data
+#   tools/ceph.sh status [NAME]  exit 0 if it runs, 3 otherwise
 #
-# Clients use $STACK_DIR/ceph/ceph.conf; its [client] section names the
-# client.admin keyring next to it.  memstore keeps the data in RAM (about
+# NAME (default "main") tells clusters apart: "main" lives in
+# $STACK_DIR/ceph, any other in $STACK_DIR/ceph-NAME.  Clients use the
+# ceph.conf there; its [client] section names the client.admin keyring
+# next to it.  memstore keeps the data in RAM (about
 # twice what is written), and a stop loses it: this cluster is for tests.
 #
 # Environment: STACK_DIR (see tools/stack.sh), CEPH_OSD_BYTES (OSD
@@ -34,7 +37,16 @@ TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tools/functions.sh
 source "$TOOLS_DIR/functions.sh"
 STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
-DIR=$STACK_DIR/ceph
+NAME=${2:-main}
+[[ "$NAME" =~ ^[a-z][a-z0-9-]*$ ]] || {
+    echo "ceph: ERROR: bad cluster name '$NAME'" >&2
+    exit 2
+}
+if [ "$NAME" = main ]; then
+    DIR=$STACK_DIR/ceph
+else
+    DIR=$STACK_DIR/ceph-$NAME
+fi
 CONF=$DIR/ceph.conf
 POOLS=${CEPH_POOLS:-vms images}
 
@@ -239,7 +251,7 @@ case "${1:-}" in
     down) cmd_down ;;
     status) cmd_status ;;
     *)
-        echo "usage: $0 up|down|status" >&2
+        echo "usage: $0 up|down|status [NAME]" >&2
         exit 2
         ;;
 esac

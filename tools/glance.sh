@@ -12,7 +12,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-# Run a real Glance image API (no Keystone, SQLite, file store) under
+# Run a real Glance image API (no Keystone, SQLite, file or rbd store) under
 # uWSGI, bound to 127.0.0.1 on a free port.
 #
 #   tools/glance.sh install        venv with glance, python-glanceclient,
@@ -36,7 +36,16 @@
 #                          'trusted': the request context comes from the
 #                          X-Identity-Status/X-Roles/X-Project-Id headers
 #                          (as behind keystonemiddleware); a request
-#                          without them gets 401
+#                          without them gets 401;
+#                          'service': as 'trusted', but a request without
+#                          them is a service user's (roles admin, member,
+#                          service role 'service', project nse-stack), as
+#                          Nova's calls with a service token are
+#                          (tools/glance_identity.py)
+#   GLANCE_CEPH_CONF       a ceph.conf: add the rbd store 'rbd1' (pool
+#                          GLANCE_CEPH_POOL, default images, client
+#                          GLANCE_CEPH_USER, default admin) and make it
+#                          the default store
 #   GLANCE_IMAGE_SIZE_CAP  bytes (default Glance's own, 1 TiB)
 #   GLANCE_EXTRA_BACKENDS  e.g. "rbd1:rbd", added to enabled_backends
 #   GLANCE_EXTRA_CONF      a file appended to glance-api.conf
@@ -113,7 +122,7 @@ PY
 }
 
 function write_config {
-    local d=$1 port=$2 backends="file1:file"
+    local d=$1 port=$2 backends="file1:file" default=file1
     rm -rf "$d/conf" "$d/images" "$d/staging" "$d/tasks" "$d/cache" \
         "$d/glance.sqlite"
     mkdir -p "$d/conf" "$d/images" "$d/staging" "$d/tasks" "$d/cache" \
@@ -125,15 +134,32 @@ function write_config {
     # keystonemiddleware in front of it.
     sed -i 's#^default = \(.*\) unauthenticated-context rootapp$#&\ntrusted = \1 context rootapp#' \
         "$d/conf/glance-api-paste.ini"
-    grep -q '^trusted = ' "$d/conf/glance-api-paste.ini" \
+    # The 'service' pipeline: every request without identity headers is
+    # a service user's (tools/glance_identity.py).
+    sed -i 's#^trusted = \(.*\) context rootapp$#&\nservice = \1 serviceidentity context rootapp#' \
+        "$d/conf/glance-api-paste.ini"
+    grep -q '^service = ' "$d/conf/glance-api-paste.ini" \
         || die "glance-api-paste.ini has no default pipeline to adapt"
+    cp "$TOOLS_DIR/glance_identity.py" "$d/conf/"
     cat >> "$d/conf/glance-api-paste.ini" <<'PASTE'
 
 [composite:glance-api-trusted]
 paste.composite_factory = glance.api:root_app_factory
 /: api
 /healthcheck: healthcheck
+
+[composite:glance-api-service]
+paste.composite_factory = glance.api:root_app_factory
+/: api
+/healthcheck: healthcheck
+
+[filter:serviceidentity]
+paste.filter_factory = glance_identity:filter_factory
 PASTE
+    if [ -n "${GLANCE_CEPH_CONF:-}" ]; then
+        backends="$backends,rbd1:rbd"
+        default=rbd1
+    fi
     if [ -n "${GLANCE_EXTRA_BACKENDS:-}" ]; then
         backends="$backends,$GLANCE_EXTRA_BACKENDS"
     fi
@@ -153,7 +179,7 @@ log_file = $d/log/glance-api.log
 connection = sqlite:///$d/glance.sqlite
 
 [glance_store]
-default_backend = file1
+default_backend = $default
 
 [file1]
 filesystem_store_datadir = $d/images
@@ -174,6 +200,18 @@ config_file = $d/conf/glance-api-paste.ini
 enforce_new_defaults = false
 enforce_scope = false
 CONF
+    if [ -n "${GLANCE_CEPH_CONF:-}" ]; then
+        cat >> "$d/conf/glance-api.conf" <<CONF
+
+[rbd1]
+rbd_store_pool = ${GLANCE_CEPH_POOL:-images}
+rbd_store_user = ${GLANCE_CEPH_USER:-admin}
+rbd_store_ceph_conf = $GLANCE_CEPH_CONF
+rbd_store_chunk_size = 8
+rados_connect_timeout = 5
+store_description = Ceph RBD
+CONF
+    fi
     if [ -n "${GLANCE_EXTRA_CONF:-}" ]; then
         { echo; cat "$GLANCE_EXTRA_CONF"; } >> "$d/conf/glance-api.conf"
     fi
@@ -182,6 +220,7 @@ CONF
     cat > "$d/conf/uwsgi.ini" <<UWSGI
 [uwsgi]
 http-socket = 127.0.0.1:$port
+pythonpath = $d/conf
 module = glance.wsgi.api:application
 master = true
 processes = 1
@@ -220,6 +259,11 @@ function cmd_start {
         return 0
     fi
     [ -x "$GLANCE_VENV/bin/uwsgi" ] || cmd_install
+    if [ -n "${GLANCE_CEPH_CONF:-}" ]; then
+        bash "$TOOLS_DIR/link-ceph-bindings.sh" \
+            "$("$GLANCE_VENV/bin/python" -c \
+                'import sysconfig; print(sysconfig.get_path("purelib"))')"
+    fi
     mkdir -p "$d"
     port=${GLANCE_PORT:-$(free_port)}
     write_config "$d" "$port"

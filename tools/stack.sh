@@ -19,7 +19,9 @@
 #                           virtlogd and libvirtd, wait for qemu:///system,
 #                           build the test guest (tools/build-guest.sh),
 #                           start a fresh Ceph cluster (tools/ceph.sh up)
-#                           and Glance (tools/glance.sh start main)
+#                           and two Glances (tools/glance.sh): "main"
+#                           (file store, no auth) and "ceph" (rbd store
+#                           on that cluster, every caller a service user)
 #   tools/stack.sh down     stop every Glance and Ceph, destroy + undefine
 #                           the nse-* test domains, stop libvirtd and
 #                           virtlogd, TERM leftover nse-* QEMUs
@@ -168,7 +170,9 @@ function cmd_up {
         | sed -n 's/^Using library: //p; s/^Running hypervisor: //p' \
         | paste -sd, - | sed 's/,/, /g'))"
 
-    if [ -s "$GUEST_DIR/vmlinuz" ] && [ -s "$GUEST_DIR/initrd.gz" ]; then
+    if [ -s "$GUEST_DIR/vmlinuz" ] && [ -s "$GUEST_DIR/initrd.gz" ] \
+            && [ "$(cat "$GUEST_DIR/recipe" 2>/dev/null)" \
+                 = "$("$TOOLS_DIR/build-guest.sh" recipe)" ]; then
         log "guest already built in $GUEST_DIR"
     else
         "$TOOLS_DIR/build-guest.sh"
@@ -177,6 +181,9 @@ function cmd_up {
     "$TOOLS_DIR/ceph.sh" up
     "$TOOLS_DIR/glance.sh" install
     "$TOOLS_DIR/glance.sh" start main
+    # Glance on the same Ceph cluster, as Nova's direct snapshots need it.
+    GLANCE_FLAVOR=service GLANCE_CEPH_CONF=$STACK_DIR/ceph/ceph.conf \
+        "$TOOLS_DIR/glance.sh" start ceph
 }
 
 function remove_test_domains {
@@ -233,6 +240,12 @@ function stop_leftover_qemu {
 function cmd_down {
     require_root stack "it stops libvirtd, Ceph and Glance"
     "$TOOLS_DIR/glance.sh" stop-all
+    local conf
+    for conf in "$STACK_DIR"/ceph-*/ceph.conf; do
+        [ -e "$conf" ] || continue
+        conf=$(dirname "$conf")
+        "$TOOLS_DIR/ceph.sh" down "${conf##*/ceph-}"
+    done
     "$TOOLS_DIR/ceph.sh" down
     remove_test_domains
     stop_daemon libvirtd

@@ -35,6 +35,7 @@ behind.
 import abc
 from collections.abc import Iterator
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -100,11 +101,16 @@ class ImageBackend(metaclass=abc.ABCMeta):
         return 'the %s backend has no direct path' % self.name
 
     def direct_snapshot(self, job: model.SnapshotJob,
-                        meta: store_base.ImageMeta
-                        ) -> store_base.StoredImage:
-        """Copy the disk inside the storage and register it in the store.
+                        pending: store_base.PendingImage,
+                        outcome: '_Outcome') -> store_base.StoredImage:
+        """Copy the disk inside the storage and register the copy as the
+        image ``pending`` (:meth:`PendingImage.add_location`).
 
         Optional. Backends without a direct path raise NotImplementedError.
+
+        :raises DirectSnapshotImpossible: the direct path turned out
+            impossible and everything it made is undone; the snapshot
+            falls back to a copy.
         """
         raise NotImplementedError('direct_snapshot() is not implemented')
 
@@ -116,6 +122,7 @@ class ImageBackend(metaclass=abc.ABCMeta):
             persistent=guest.is_persistent(),
             backend=self.name,
             backend_supports_live=self.SUPPORTS_LIVE,
+            backend_supports_direct=self.SUPPORTS_DIRECT,
             direct_unavailable=self.direct_unavailable(job))
 
     def plan(self, job: model.SnapshotJob) -> policy.Plan:
@@ -131,10 +138,9 @@ class ImageBackend(metaclass=abc.ABCMeta):
         """
         started = time.monotonic()
         self.check_disk(job)
-        plan = self.plan(job)
-        LOG.info('Snapshot of %(guest)s: %(method)s, because %(reason)s',
-                 {'guest': job.guest.name, 'method': plan.method,
-                  'reason': plan.reason})
+        facts = self.facts(job)
+        plan = policy.choose(facts, job.method)
+        self._log_plan(job, plan)
         meta = store_base.ImageMeta(
             name=job.request.name,
             disk_format=job.image_format,
@@ -143,12 +149,20 @@ class ImageBackend(metaclass=abc.ABCMeta):
                             source_domain=job.guest.name,
                             source_uuid=job.guest.uuid))
         outcome = _Outcome()
-        if plan.method == policy.DIRECT:
-            stored = self.direct_snapshot(job, meta)
-        else:
-            with job.store.begin(meta, job.request.image_id,
-                                 self.conf.snapshot.temp_directory
-                                 ) as pending:
+        with job.store.begin(meta, job.request.image_id,
+                             self.conf.snapshot.temp_directory) as pending:
+            stored = None
+            if plan.method == policy.DIRECT:
+                try:
+                    stored = self.direct_snapshot(job, pending, outcome)
+                except exception.DirectSnapshotImpossible as e:
+                    plan = policy.choose(dataclasses.replace(
+                        facts, direct_unavailable=e.kwargs['reason']),
+                        job.method)
+                    self._log_plan(job, plan)
+                    meta.properties.update(method=plan.method,
+                                           reason=plan.reason)
+            if stored is None:
                 if plan.method == policy.LIVE:
                     self.live_extract(job, pending.path, outcome)
                 else:
@@ -168,6 +182,15 @@ class ImageBackend(metaclass=abc.ABCMeta):
             quiesced=outcome.quiesced,
             downtime=round(outcome.downtime, 3))
 
+    def _log_plan(self, job: model.SnapshotJob, plan: policy.Plan) -> None:
+        # NOTE: a backend with a direct path that does not take it copies
+        # the whole disk: the operator should hear of it.
+        loud = self.SUPPORTS_DIRECT and plan.method != policy.DIRECT
+        (LOG.warning if loud else LOG.info)(
+            'Snapshot of %(guest)s: %(method)s, because %(reason)s',
+            {'guest': job.guest.name, 'method': plan.method,
+             'reason': plan.reason})
+
     # -- live ----------------------------------------------------------
     def live_extract(self, job: model.SnapshotJob, out_path: str,
                      outcome: '_Outcome') -> None:
@@ -176,16 +199,7 @@ class ImageBackend(metaclass=abc.ABCMeta):
         """
         guest, disk, conf = job.guest, job.disk, self.conf
         guest.check_no_block_job(disk.target)
-        paused = guest.power_state() == policy.PAUSED
-        if job.quiesce == 'required':
-            if paused:
-                raise exception.QuiesceFailed(
-                    guest=guest.name, reason='the guest is paused, so its '
-                                             'agent cannot answer')
-            if not guest.agent_connected():
-                raise exception.QuiesceFailed(
-                    guest=guest.name,
-                    reason='no QEMU guest agent is connected')
+        paused = self._check_quiesce(job)
         info = qemu_img.info(conf, disk.path, disk.format, force_share=True)
         backing = qemu_img.backing_of(info)
         transient_job = self._transient_job(job)
@@ -205,13 +219,8 @@ class ImageBackend(metaclass=abc.ABCMeta):
                     lambda f: job.progress('copy', f))
                 # NOTE: freeze only now that the mirror is in sync, so the
                 # guest's filesystems are frozen for the cut alone.
-                # A paused guest does no I/O and its agent cannot answer.
-                outcome.quiesced = not paused and self._freeze(job)
-                try:
+                with self._quiesced(job, paused, outcome):
                     guest.abort_copy(disk.target)
-                finally:
-                    if outcome.quiesced:
-                        guest.thaw()
             job.progress('copy', 1.0)
             self._convert(job, delta, 'qcow2', out_path)
 
@@ -249,6 +258,38 @@ class ImageBackend(metaclass=abc.ABCMeta):
                 guest.abort_copy(dev)
         except exception.GuestGone:
             pass
+
+    def _check_quiesce(self, job: model.SnapshotJob) -> bool:
+        """Fail early when quiesce is required and cannot work.
+
+        :returns: whether the guest is paused.
+        """
+        guest = job.guest
+        paused = guest.power_state() == policy.PAUSED
+        if job.quiesce == 'required':
+            if paused:
+                raise exception.QuiesceFailed(
+                    guest=guest.name, reason='the guest is paused, so its '
+                                             'agent cannot answer')
+            if not guest.agent_connected():
+                raise exception.QuiesceFailed(
+                    guest=guest.name,
+                    reason='no QEMU guest agent is connected')
+        return paused
+
+    @contextlib.contextmanager
+    def _quiesced(self, job: model.SnapshotJob, paused: bool,
+                  outcome: '_Outcome') -> Iterator[None]:
+        """The guest's filesystems frozen, when asked to and able to, for
+        the duration of the block. A paused guest does no I/O and its
+        agent cannot answer: it is not frozen.
+        """
+        outcome.quiesced = not paused and self._freeze(job)
+        try:
+            yield
+        finally:
+            if outcome.quiesced:
+                job.guest.thaw()
 
     def _freeze(self, job: model.SnapshotJob) -> bool:
         """Freeze the guest's filesystems if asked to and able to.
@@ -290,7 +331,11 @@ class ImageBackend(metaclass=abc.ABCMeta):
                 stopped = time.monotonic()
                 guest.managed_save(paused=state == policy.PAUSED)
                 undo.callback(self._restore, guest, state, stopped, outcome)
-            self._convert(job, job.disk.path, job.disk.format, out_path)
+            self.copy_stopped(job, out_path)
+
+    def copy_stopped(self, job: model.SnapshotJob, out_path: str) -> None:
+        """Copy the disk of a guest that does not run."""
+        self._convert(job, job.disk.path, job.disk.format, out_path)
 
     @staticmethod
     def _restore(guest: guest_mod.Guest, state: str, stopped: float,
@@ -308,11 +353,12 @@ class ImageBackend(metaclass=abc.ABCMeta):
 
     # -- shared --------------------------------------------------------
     def _convert(self, job: model.SnapshotJob, src: str, src_fmt: str,
-                 out_path: str) -> None:
+                 out_path: str, image_opts: bool = False) -> None:
         job.progress('convert', 0.0)
         qemu_img.convert(self.conf, src, src_fmt, out_path, job.image_format,
                          compress=self.conf.snapshot.compress,
-                         progress=lambda f: job.progress('convert', f))
+                         progress=lambda f: job.progress('convert', f),
+                         image_opts=image_opts)
         job.progress('convert', 1.0)
 
     @contextlib.contextmanager

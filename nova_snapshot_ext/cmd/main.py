@@ -138,11 +138,13 @@ def _setup(args: argparse.Namespace) -> None:
 
 def _summary(result: snapshot.SnapshotResult) -> str:
     return ('%(method)s snapshot of %(guest)s: %(image)s (%(format)s, '
-            '%(size)s, sha256 %(sha)s..., %(secs).2f s%(down)s): %(reason)s'
+            '%(size)s%(sha)s, %(secs).2f s%(down)s): %(reason)s'
             % {'method': result.method, 'guest': result.guest,
                'image': result.image, 'format': result.format,
                'size': progress_mod.human_size(result.size),
-               'sha': result.sha256[:12], 'secs': result.seconds,
+               'sha': (', sha256 %s...' % result.sha256[:12]
+                       if result.sha256 else ''),
+               'secs': result.seconds,
                'down': (', guest paused %.2f s' % result.downtime
                         if result.downtime else ''),
                'reason': result.reason})

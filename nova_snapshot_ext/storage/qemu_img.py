@@ -47,15 +47,33 @@ def _check_format(fmt: str | None) -> str:
     return fmt
 
 
+def _source_args(src: str, fmt: str, image_opts: bool) -> list[str]:
+    """How qemu-img is told the source and its format: ``-f FMT`` for a
+    file, or ``--image-opts`` whose ``driver`` is the format.
+    """
+    _check_format(fmt)
+    if not image_opts:
+        return ['-f', fmt]
+    if not src.startswith('driver=%s,' % fmt):
+        raise exception.InvalidInput(
+            reason='image options %r do not start with driver=%s' % (
+                src, fmt))
+    return ['--image-opts']
+
+
 def info(conf: cfg.ConfigOpts, path: str, fmt: str,
-         force_share: bool = False) -> dict[str, Any]:
+         force_share: bool = False,
+         image_opts: bool = False) -> dict[str, Any]:
     """``qemu-img info`` of ``path`` read as ``fmt``, as a dict.
 
     :param force_share: read an image that a running QEMU has open (``-U``);
         only metadata is read, which is safe.
+    :param image_opts: ``path`` is QEMU image options starting with
+        ``driver=FMT`` (e.g. an RBD image), not a file name.
     :raises UnsafeImage: qemu-img failed or hit its resource limits.
     """
-    cmd = ['qemu-img', 'info', '-f', _check_format(fmt), '--output=json']
+    cmd = ['qemu-img', 'info', *_source_args(path, fmt, image_opts),
+           '--output=json']
     if force_share:
         cmd.append('-U')
     cmd.append(path)
@@ -99,9 +117,11 @@ def create_qcow2(path: str, size: int,
 
 
 def convert_cmd(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
-                dst_fmt: str, compress: bool = False) -> list[str]:
+                dst_fmt: str, compress: bool = False,
+                image_opts: bool = False) -> list[str]:
     """The ``qemu-img convert`` command line for a snapshot image."""
-    cmd = ['qemu-img', 'convert', '-p', '-f', _check_format(src_fmt),
+    cmd = ['qemu-img', 'convert', '-p',
+           *_source_args(src, src_fmt, image_opts),
            '-O', _check_format(dst_fmt),
            '-m', str(conf.qemu_img.convert_coroutines), '-W']
     if compress and dst_fmt == 'qcow2':
@@ -112,15 +132,18 @@ def convert_cmd(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
 
 def convert(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
             dst_fmt: str, compress: bool = False,
-            progress: Progress | None = None) -> None:
+            progress: Progress | None = None,
+            image_opts: bool = False) -> None:
     """Write ``src`` (with its backing chain) as a standalone image.
 
     :param progress: called with the fraction done, 0.0 to 1.0, as qemu-img
         reports it.
+    :param image_opts: ``src`` is QEMU image options (see :func:`info`).
     :raises ConversionFailed: qemu-img failed or was killed; ``dst`` may
         hold a partial image, which the caller removes.
     """
-    cmd = convert_cmd(conf, src, src_fmt, dst, dst_fmt, compress)
+    cmd = convert_cmd(conf, src, src_fmt, dst, dst_fmt, compress,
+                      image_opts)
 
     def follow(proc: Any) -> None:
         # NOTE: processutils calls this right after starting qemu-img and

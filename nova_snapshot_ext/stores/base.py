@@ -56,7 +56,8 @@ class StoredImage:
     disk_format: str
     size: int
     virtual_size: int
-    sha256: str
+    #: None when the store registered data it did not read (a location).
+    sha256: str | None
     #: How a user names the image: its id, or for a file store its path.
     reference: str = ''
 
@@ -71,10 +72,29 @@ class PendingImage(metaclass=abc.ABCMeta):
 
     #: Local file the snapshot writes the image into.
     path: str
+    #: The image's id in the store.
+    image_id: str | None
+    #: What the store records about the image; changes made before the
+    #: commit are recorded.
+    meta: ImageMeta
 
     @abc.abstractmethod
     def commit(self, progress: Progress | None = None) -> StoredImage:
         """Make the image complete and visible in the store."""
+
+    def add_location(self, url: str, store_id: str | None = None
+                     ) -> StoredImage:
+        """Complete the image with data already in the store's storage
+        (instead of writing :attr:`path` and calling :meth:`commit`).
+
+        Optional: stores without :attr:`ImageStore.SUPPORTS_LOCATION`
+        raise NotImplementedError.
+
+        :param url: where the data is, e.g. ``rbd://fsid/pool/image/snap``.
+        :param store_id: the store backend that holds it, if the store
+            has several.
+        """
+        raise NotImplementedError('this store cannot add locations')
 
     @abc.abstractmethod
     def abort(self) -> None:
@@ -95,8 +115,8 @@ class ImageStore(metaclass=abc.ABCMeta):
     :param spec: the store as the user named it, e.g. ``file:///srv/img``.
     """
 
-    #: The store can register an image that already exists in shared
-    #: storage (see :meth:`add_location`).
+    #: The store can register an image whose data already exists in
+    #: shared storage (see :meth:`PendingImage.add_location`).
     SUPPORTS_LOCATION = False
 
     def __init__(self, conf: cfg.ConfigOpts, spec: str) -> None:
@@ -117,21 +137,14 @@ class ImageStore(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def begin(self, meta: ImageMeta, image_id: str | None = None,
               workdir: str | None = None) -> PendingImage:
-        """Start an image.
+        """Start an image. Its record (if the store keeps records) exists
+        from now on, and :attr:`PendingImage.image_id` is its id.
 
         :param image_id: fill this existing record (e.g. the one Nova
             created) instead of making a new one.
         :param workdir: directory for temporary files, if the store needs
             any.
         """
-
-    def add_location(self, image_id: str, url: str,
-                     meta: ImageMeta) -> StoredImage:
-        """Register data already in shared storage as the image.
-
-        Optional: stores that cannot do it raise NotImplementedError.
-        """
-        raise NotImplementedError('this store cannot add locations')
 
     @abc.abstractmethod
     def delete(self, image_id: str) -> None:

@@ -192,10 +192,8 @@ class GlancePendingImage(base.PendingImage):
         self.image_id: str | None = None
         #: The record as Glance last returned it.
         self.record: dict[str, Any] = {}
-        if workdir:
-            os.makedirs(workdir, exist_ok=True)
-        self.tmpdir = tempfile.mkdtemp(prefix='glance-', dir=workdir)
-        self.path = os.path.join(self.tmpdir, 'image.%s' % meta.disk_format)
+        self.workdir = workdir
+        self.tmpdir: str | None = None
         try:
             if image_id is None:
                 self.record = store.create(meta)
@@ -212,6 +210,23 @@ class GlancePendingImage(base.PendingImage):
             self.abort()
             raise
 
+    @property
+    def path(self) -> str:
+        """The local file the upload is sent from, in a private temporary
+        directory made on first use (a location needs none).
+        """
+        if self.tmpdir is None:
+            if self.workdir:
+                os.makedirs(self.workdir, exist_ok=True)
+            self.tmpdir = tempfile.mkdtemp(prefix='glance-',
+                                           dir=self.workdir)
+        return os.path.join(self.tmpdir, 'image.%s' % self.meta.disk_format)
+
+    def _remove_tmpdir(self) -> None:
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+
     def commit(self, progress: base.Progress | None = None
                ) -> base.StoredImage:
         try:
@@ -220,7 +235,30 @@ class GlancePendingImage(base.PendingImage):
             self.abort()
             raise
         # NOTE: the local file was only the upload's source.
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        self._remove_tmpdir()
+        return stored
+
+    def add_location(self, url: str, store_id: str | None = None
+                     ) -> base.StoredImage:
+        """Register ``url`` as the image's data; Glance makes the image
+        active (and computes its hash in the background).
+        """
+        try:
+            store, image_id = self.store, self.image_id
+            assert image_id is not None
+            store.update(image_id, self.meta, self.record)
+            store.add_location(image_id, url, store_id)
+            image = store.wait_active(image_id)
+            size = image.get('size') or 0
+            stored = base.StoredImage(
+                id=image_id, location=url, disk_format=self.meta.disk_format,
+                size=int(size),
+                virtual_size=int(image.get('virtual_size') or size),
+                sha256=None)
+        except BaseException:
+            self.abort()
+            raise
+        self._remove_tmpdir()
         return stored
 
     def _commit(self, progress: base.Progress | None) -> base.StoredImage:
@@ -276,7 +314,7 @@ class GlancePendingImage(base.PendingImage):
                                                   ours))
 
     def abort(self) -> None:
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        self._remove_tmpdir()
         if self.image_id is not None:
             image_id, self.image_id = self.image_id, None
             self.store.delete_failed(image_id)
@@ -285,9 +323,14 @@ class GlancePendingImage(base.PendingImage):
 class GlanceStore(base.ImageStore):
     """Images in Glance (image API v2).
 
+    Data is uploaded, or registered as a location in one of Glance's
+    stores (:meth:`GlancePendingImage.add_location`).
+
     :param session: a keystoneauth session to use instead of one built
         from ``[glance]`` (the Nova driver passes the request's).
     """
+
+    SUPPORTS_LOCATION = True
 
     def __init__(self, conf: cfg.ConfigOpts, spec: str,
                  session: ks_session.Session | None = None) -> None:
@@ -467,6 +510,52 @@ class GlanceStore(base.ImageStore):
                 raise_exc=False, connect_retries=0, status_code_retries=0)
             if not resp.ok:
                 raise glance_exc.from_response(resp, resp.content)
+
+    def add_location(self, image_id: str, url: str,
+                     store_id: str | None = None) -> None:
+        """Register ``url`` as the data of the queued image ``image_id``.
+
+        Glance's location API (v2.17: ``POST /v2/images/ID/locations``,
+        which needs the service role for other than http URLs); the older
+        locations PATCH (which needs ``show_multiple_locations``) on a
+        Glance without it.
+        """
+        client = self.client()
+        with self._errors(image_id):
+            try:
+                client.images.add_image_location(image_id, url, {})
+                return
+            except glance_exc.HTTPNotImplemented:
+                LOG.info('%s has no location API (v2.17); using the '
+                         'locations PATCH', self)
+            client.images.add_location(
+                image_id, url, {'store': store_id} if store_id else {})
+
+    def image_locations(self, image_id: str) -> list[str]:
+        """The URLs of an image's data that Glance shows this client
+        (its ``locations``, or ``direct_url``); none when it shows none.
+        """
+        image = self.get(image_id)
+        urls = [loc.get('url') for loc in image.get('locations') or ()]
+        if image.get('direct_url'):
+            urls.append(image['direct_url'])
+        return [u for u in urls if u]
+
+    def stores_detail(self) -> list[dict[str, Any]] | None:
+        """Glance's stores with their type and properties (for rbd:
+        ``pool`` and ``fsid``); None when Glance does not show them to
+        this client (it needs the admin or service role, and multiple
+        stores enabled).
+        """
+        http = self.client().http_client
+        with self._errors():
+            try:
+                _resp, body = http.get('/v2/info/stores/detail')
+            except (glance_exc.HTTPForbidden, glance_exc.HTTPNotFound) as e:
+                LOG.debug('%s does not show its stores: %s', self,
+                          _one_line(e))
+                return None
+        return list((body or {}).get('stores') or ())
 
     def wait_active(self, image_id: str) -> dict[str, Any]:
         """The image once it is active.

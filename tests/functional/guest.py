@@ -22,6 +22,7 @@ the disk is random data written on the host before boot, so an image must
 hold exactly that data.
 """
 
+from collections.abc import Callable
 import dataclasses
 import hashlib
 import json
@@ -102,6 +103,9 @@ class Disks:
     size: int
     data_sha256: str
     base: str | None = None
+    #: For an RBD disk (``path`` is ``pool/image``): host, port (of the
+    #: monitor), secret (libvirt secret UUID) and user.
+    rbd: dict | None = None
 
 
 def _random_file(path: str, size: int, digest) -> None:
@@ -152,7 +156,7 @@ def make_disks(workdir: str, fmt: str, data_mb: int = 64) -> Disks:
 
 
 def domain_xml(name: str, disks: Disks, serial: str,
-               agent_channel: bool = True) -> str:
+               agent_channel: bool = True, readback: bool = False) -> str:
     gdir = guest_dir()
     dom = ET.Element('domain', type='qemu')
     ET.SubElement(dom, 'name').text = name
@@ -162,14 +166,26 @@ def domain_xml(name: str, disks: Disks, serial: str,
     ET.SubElement(os_el, 'type', arch='x86_64', machine='pc').text = 'hvm'
     ET.SubElement(os_el, 'kernel').text = os.path.join(gdir, 'vmlinuz')
     ET.SubElement(os_el, 'initrd').text = os.path.join(gdir, 'initrd.gz')
-    ET.SubElement(os_el, 'cmdline').text = ('console=ttyS0 loglevel=4 '
-                                            'panic=-1')
+    ET.SubElement(os_el, 'cmdline').text = (
+        'console=ttyS0 loglevel=4 panic=-1' +
+        (' tinyguest.readback' if readback else ''))
     ET.SubElement(dom, 'on_reboot').text = 'destroy'
     devices = ET.SubElement(dom, 'devices')
-    disk = ET.SubElement(devices, 'disk', type='file', device='disk')
-    ET.SubElement(disk, 'driver', name='qemu', type=disks.format,
-                  cache='none')
-    ET.SubElement(disk, 'source', file=disks.path)
+    if disks.rbd:
+        disk = ET.SubElement(devices, 'disk', type='network', device='disk')
+        ET.SubElement(disk, 'driver', name='qemu', type=disks.format,
+                      cache='writeback')
+        auth = ET.SubElement(disk, 'auth', username=disks.rbd['user'])
+        ET.SubElement(auth, 'secret', type='ceph', uuid=disks.rbd['secret'])
+        source = ET.SubElement(disk, 'source', protocol='rbd',
+                               name=disks.path)
+        ET.SubElement(source, 'host', name=disks.rbd['host'],
+                      port=disks.rbd['port'])
+    else:
+        disk = ET.SubElement(devices, 'disk', type='file', device='disk')
+        ET.SubElement(disk, 'driver', name='qemu', type=disks.format,
+                      cache='none')
+        ET.SubElement(disk, 'source', file=disks.path)
     ET.SubElement(disk, 'target', dev='vda', bus='virtio')
     for tag in ('serial', 'console'):
         el = ET.SubElement(devices, tag, type='file')
@@ -188,17 +204,29 @@ class TestGuest:
 
     def __init__(self, conn: libvirt.virConnect, workdir: str, name: str,
                  fmt: str = 'qcow2', data_mb: int = 64,
-                 agent_channel: bool = True) -> None:
+                 agent_channel: bool = True,
+                 disks: 'Disks | Callable[[Disks, str], Disks] | None' = None,
+                 readback: bool = False) -> None:
+        """:param disks: the disks to use, or a function that turns the
+            made ones into others (e.g. moves them into RBD) given the
+            domain name.
+        """
         self.conn = conn
         self.workdir = workdir
         self.name = PREFIX + name
         os.makedirs(workdir, exist_ok=True)
         os.chmod(workdir, 0o755)
-        self.disks = make_disks(workdir, fmt, data_mb)
         self.serial = os.path.join(workdir, 'serial.log')
         self.remove()
+        if isinstance(disks, Disks):
+            self.disks = disks
+        else:
+            self.disks = make_disks(workdir, fmt, data_mb)
+            if disks is not None:
+                self.disks = disks(self.disks, self.name)
         self.dom = conn.defineXML(domain_xml(self.name, self.disks,
-                                             self.serial, agent_channel))
+                                             self.serial, agent_channel,
+                                             readback))
 
     # -- lifecycle -----------------------------------------------------
     def start(self, timeout: float = 120) -> float:
@@ -245,6 +273,14 @@ class TestGuest:
         except FileNotFoundError:
             return ''
 
+    def readback(self) -> tuple[str, str]:
+        """The hashes of its disk's data and counter sectors, as the guest
+        read them at boot (``readback=True``).
+        """
+        text = self.serial_text()
+        return (re.findall(r'^TINYGUEST DATA ([0-9a-f]{64})', text, re.M)[-1],
+                re.findall(r'^TINYGUEST TAIL ([0-9a-f]{64})', text, re.M)[-1])
+
     def boots(self) -> int:
         return self.serial_text().count('TINYGUEST READY')
 
@@ -289,6 +325,22 @@ def check_image(path: str, fmt: str, size: int) -> ImageCheck:
             counters.append((slot, int(sector[4:16])))
     ok, last = counters_consistent(counters)
     return ImageCheck(digest.hexdigest(), counters, ok, last)
+
+
+def readback_of(path: str, size: int) -> tuple[str, str]:
+    """What a readback guest prints for the raw image ``path``: the
+    sha256 of everything before the counter sectors, and of them.
+    """
+    tail_at = size - SLOTS * SECTOR
+    data, tail = hashlib.sha256(), hashlib.sha256()
+    with open(path, 'rb') as f:
+        left = tail_at
+        while left:
+            chunk = f.read(min(left, 8 * MiB))
+            data.update(chunk)
+            left -= len(chunk)
+        tail.update(f.read(SLOTS * SECTOR))
+    return data.hexdigest(), tail.hexdigest()
 
 
 def counters_consistent(counters: list[tuple[int, int]]) -> tuple[bool, int]:

@@ -1,0 +1,344 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The rbd backend: guests whose root disk is an RBD image.
+
+**Direct** (when Glance stores images in the same Ceph cluster and the
+disk is raw): snapshot the disk (quiesced when the guest agent answers),
+protect the snapshot, clone it into Glance's pool under the Glance image
+id, flatten the clone (``[rbd] flatten = inline``; ``deferred`` leaves it
+to ``nova-snapshot-ext gc``), snapshot ``snap`` on the clone and protect
+it, register ``rbd://fsid/pool/id/snap`` as the image's location, and
+remove the disk's snapshot once the clone no longer depends on it. Every
+step registers its undo first; whatever cannot be removed at once (a busy
+clone) is renamed ``<name>_to_be_deleted_by_glance`` for ``gc``.
+
+**Export** (otherwise, with the reason logged and stored): snapshot the
+disk, let qemu-img read that snapshot (never the live image) into the
+store's file, remove the snapshot. A running guest keeps running.
+
+What the backend creates is recognisable: disk snapshots are named
+``nse-<uuid>`` and clones carry :data:`META_IMAGE_ID` in their RBD
+metadata, so ``gc`` never touches anything else.
+"""
+
+import contextlib
+import dataclasses
+import re
+import uuid
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from nova_snapshot_ext.backends import base
+from nova_snapshot_ext import exception
+from nova_snapshot_ext import model
+from nova_snapshot_ext import policy
+from nova_snapshot_ext.storage import qemu_img
+from nova_snapshot_ext.storage import rbd as rbd_storage
+from nova_snapshot_ext.stores import base as store_base
+
+LOG = logging.getLogger(__name__)
+
+#: Prefix of the snapshots the backend makes on guests' disks.
+SNAP_PREFIX = 'nse-'
+SNAP_RE = re.compile(r'^nse-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
+                     r'[0-9a-f]{12}$')
+#: The snapshot Glance's rbd store expects on an image (glance_store's
+#: DEFAULT_SNAPNAME).
+GLANCE_SNAP = 'snap'
+#: Suffix of clones that could not be removed at once.
+TO_BE_DELETED = '_to_be_deleted_by_glance'
+#: RBD metadata on the clones the backend makes.
+META_IMAGE_ID = 'nova_snapshot_ext.image_id'
+META_SOURCE = 'nova_snapshot_ext.source'
+META_FLATTEN = 'nova_snapshot_ext.flatten'
+META_DELETE = 'nova_snapshot_ext.delete'
+
+
+def snap_name(image_id: str) -> str:
+    return SNAP_PREFIX + image_id
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where a direct snapshot goes: Glance's rbd store."""
+
+    pool: str
+    fsid: str
+    #: Glance's store id; None when Glance does not show its stores.
+    store_id: str | None
+
+
+class RbdBackend(base.ImageBackend):
+    """Raw (or qcow2) disks on Ceph RBD."""
+
+    name = 'rbd'
+    disk_formats = ('raw', 'qcow2')
+    SUPPORTS_DIRECT = True
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        super().__init__(conf)
+        self.driver = rbd_storage.RBDDriver(conf)
+
+    # -- hooks ---------------------------------------------------------
+    def check_disk(self, job: model.SnapshotJob) -> None:
+        disk = job.disk
+        if disk.source_type != 'network' or disk.protocol != 'rbd':
+            raise exception.UnsupportedDisk(
+                guest=job.guest.name,
+                reason='the rbd backend reads RBD disks, %s is a %s disk' % (
+                    disk.target, disk.protocol or disk.source_type))
+        if disk.format not in self.disk_formats:
+            raise exception.UnsupportedDisk(
+                guest=job.guest.name,
+                reason='the rbd backend reads raw and qcow2 disks, %s is '
+                       '%s' % (disk.target, disk.format))
+        pool, name = self.source(job)
+        if not self.driver.exists(pool, name):
+            raise exception.UnsupportedDisk(
+                guest=job.guest.name,
+                reason='its disk %s is not in the Ceph cluster of %s' % (
+                    disk.path, self.conf.rbd.ceph_conf))
+
+    def source(self, job: model.SnapshotJob) -> tuple[str, str]:
+        """The disk's (pool, image)."""
+        parts = job.disk.path.split('/')
+        if len(parts) != 2 or not all(parts):
+            raise exception.UnsupportedDisk(
+                guest=job.guest.name,
+                reason='RBD disk %r is not POOL/IMAGE (namespaces are not '
+                       'supported)' % job.disk.path)
+        return parts[0], parts[1]
+
+    def facts(self, job: model.SnapshotJob) -> policy.Facts:
+        # NOTE: an export reads an RBD snapshot, not a block copy: no
+        # minimum libvirt or QEMU version applies.
+        return dataclasses.replace(super().facts(job),
+                                   min_libvirt_version=(0,),
+                                   min_qemu_version=(0,))
+
+    def direct_unavailable(self, job: model.SnapshotJob) -> str | None:
+        try:
+            self.target(job)
+        except exception.DirectSnapshotImpossible as e:
+            return e.kwargs['reason']
+        return None
+
+    # -- where a direct snapshot goes ----------------------------------
+    def target(self, job: model.SnapshotJob) -> Target:
+        """Glance's rbd store in this cluster.
+
+        :raises DirectSnapshotImpossible: with the reason.
+        """
+        group = self.conf.rbd
+
+        def impossible(reason: str) -> exception.DirectSnapshotImpossible:
+            return exception.DirectSnapshotImpossible(guest=job.guest.name,
+                                                      reason=reason)
+
+        if not group.direct_snapshot:
+            raise impossible('[rbd] direct_snapshot is off')
+        store = job.store
+        if not store.SUPPORTS_LOCATION:
+            raise impossible('the image store %s takes uploads only; a '
+                             'direct snapshot needs Glance with an rbd '
+                             'store' % store)
+        if job.disk.format != 'raw':
+            raise impossible('the disk is %s, and only raw RBD images are '
+                             'cloned into Glance' % job.disk.format)
+        if job.image_format != 'raw':
+            raise impossible('a %s image was asked for, and a direct '
+                             'snapshot is raw' % job.image_format)
+        fsid = self.driver.fsid()
+        stores = store.stores_detail()
+        if stores is not None:
+            return self._target_from_stores(stores, fsid, impossible)
+        return self._target_from_locations(job, fsid, impossible)
+
+    def _target_from_stores(self, stores, fsid, impossible) -> Target:
+        wanted = self.conf.rbd.glance_store
+        rbd_stores = [s for s in stores if s.get('type') == 'rbd']
+        if wanted:
+            chosen = [s for s in stores if s.get('id') == wanted]
+            if not chosen:
+                raise impossible('Glance has no store %r ([rbd] '
+                                 'glance_store); it has %s' % (
+                                     wanted, _ids(stores)))
+            if chosen[0].get('type') != 'rbd':
+                raise impossible('Glance store %r is a %s store, not rbd' % (
+                    wanted, chosen[0].get('type')))
+        else:
+            chosen = [s for s in rbd_stores if s.get('default')
+                      in (True, 'true')] or rbd_stores
+            if not chosen:
+                raise impossible('Glance has no rbd store (its stores: %s)'
+                                 % _ids(stores))
+            if len(chosen) > 1:
+                raise impossible('Glance has several rbd stores (%s); set '
+                                 '[rbd] glance_store' % _ids(chosen))
+        props = chosen[0].get('properties') or {}
+        theirs = props.get('fsid')
+        if theirs != fsid:
+            raise impossible(
+                "Glance's rbd store %s is in Ceph cluster %s, the disk in "
+                "%s" % (chosen[0]['id'], theirs or '(not shown)', fsid))
+        pool = self.conf.rbd.glance_pool or props.get('pool')
+        if not pool:
+            raise impossible("Glance does not show the pool of its rbd "
+                             "store %s; set [rbd] glance_pool" %
+                             chosen[0]['id'])
+        return Target(pool=pool, fsid=fsid, store_id=chosen[0]['id'])
+
+    def _target_from_locations(self, job, fsid, impossible) -> Target:
+        base_ref = job.request.metadata.get('base_image_ref')
+        pools = []
+        if base_ref:
+            for url in job.store.image_locations(base_ref):
+                loc = rbd_storage.Location.parse(url)
+                if loc is not None and loc.fsid == fsid:
+                    pools.append(loc.pool)
+        pool = self.conf.rbd.glance_pool or (pools[0] if pools else None)
+        if not pool:
+            raise impossible(
+                'Glance does not show its stores to these credentials (the '
+                'admin or service role is needed) and the base image has no '
+                'location in this Ceph cluster; set [rbd] glance_pool')
+        return Target(pool=pool, fsid=fsid,
+                      store_id=self.conf.rbd.glance_store or None)
+
+    # -- direct --------------------------------------------------------
+    def direct_snapshot(self, job: model.SnapshotJob,
+                        pending: store_base.PendingImage,
+                        outcome: base._Outcome) -> store_base.StoredImage:
+        target = self.target(job)
+        pool, name = self.source(job)
+        image_id = pending.image_id
+        assert image_id is not None
+        snap = snap_name(image_id)
+        deferred = self.conf.rbd.flatten == 'deferred'
+        driver = self.driver
+        paused = self._check_quiesce(job)
+        job.progress('copy', 0.0)
+        with contextlib.ExitStack() as undo:
+            with self._quiesced(job, paused, outcome):
+                driver.create_snap(pool, name, snap, protect=True)
+            undo.callback(self._drop_snap, pool, name, snap)
+            try:
+                driver.clone(pool, name, snap, target.pool, image_id)
+            except exception.RbdForbidden as e:
+                raise exception.DirectSnapshotImpossible(
+                    guest=job.guest.name, reason=e.message)
+            undo.callback(self._drop_clone, target.pool, image_id)
+            driver.set_metadata(target.pool, image_id, {
+                META_IMAGE_ID: image_id,
+                META_SOURCE: '%s/%s@%s' % (pool, name, snap),
+                META_FLATTEN: 'deferred' if deferred else 'inline'})
+            if not deferred:
+                driver.flatten(target.pool, image_id,
+                               lambda f: job.progress('copy', f))
+            job.progress('copy', 1.0)
+            driver.create_snap(target.pool, image_id, GLANCE_SNAP,
+                               protect=True)
+            pending.meta.properties['quiesced'] = outcome.quiesced
+            location = rbd_storage.Location(target.fsid, target.pool,
+                                            image_id, GLANCE_SNAP)
+            stored = pending.add_location(location.url, target.store_id)
+            # NOTE: from here on the clone is Glance's image.
+            undo.pop_all()
+        if not deferred:
+            self._drop_snap(pool, name, snap)
+        else:
+            LOG.info('Image %(id)s is active; its clone %(pool)s/%(id)s '
+                     'still depends on %(src)s until "nova-snapshot-ext gc" '
+                     'flattens it', {'id': image_id, 'pool': target.pool,
+                                     'src': '%s/%s@%s' % (pool, name, snap)})
+        return stored
+
+    def _drop_snap(self, pool: str, name: str, snap: str) -> None:
+        """Remove a snapshot of ours; what cannot be removed is logged
+        and left to ``gc``.
+        """
+        try:
+            self.driver.remove_snap(pool, name, snap)
+        except exception.SnapshotError as e:
+            LOG.warning('%(err)s; "nova-snapshot-ext gc" will remove it',
+                        {'err': e})
+
+    def _drop_clone(self, pool: str, name: str) -> None:
+        drop_clone(self.driver, pool, name)
+
+    # -- export --------------------------------------------------------
+    def live_extract(self, job: model.SnapshotJob, out_path: str,
+                     outcome: base._Outcome) -> None:
+        paused = self._check_quiesce(job)
+        self._export(job, out_path, paused, outcome)
+
+    def copy_stopped(self, job: model.SnapshotJob, out_path: str) -> None:
+        self._export(job, out_path, True, base._Outcome())
+
+    def _export(self, job: model.SnapshotJob, out_path: str, paused: bool,
+                outcome: base._Outcome) -> None:
+        """Read one point in time of the disk (an RBD snapshot, quiesced
+        unless ``paused``) into ``out_path``.
+        """
+        pool, name = self.source(job)
+        snap = snap_name(str(uuid.uuid4()))
+        with self._quiesced(job, paused, outcome):
+            self.driver.create_snap(pool, name, snap)
+        try:
+            src = self.driver.qemu_image_opts(job.disk.format, pool, name,
+                                              snap)
+            if job.disk.format != 'raw':
+                info = qemu_img.info(self.conf, src, job.disk.format,
+                                     image_opts=True)
+                if qemu_img.backing_of(info):
+                    raise exception.UnsupportedDisk(
+                        guest=job.guest.name,
+                        reason='its %s disk %s has a backing file' % (
+                            job.disk.format, job.disk.path))
+            self._convert(job, src, job.disk.format, out_path,
+                          image_opts=True)
+        finally:
+            self._drop_snap(pool, name, snap)
+
+
+def drop_clone(driver: rbd_storage.RBDDriver, pool: str, name: str) -> None:
+    """Remove a clone of ours. One that cannot be removed now (busy, or
+    cloned in turn) is renamed ``<name>_to_be_deleted_by_glance`` and
+    marked, for ``gc``. Logs, never raises.
+    """
+    try:
+        driver.remove_image(pool, name)
+        return
+    except exception.SnapshotError as e:
+        failure = e
+    doomed = name + TO_BE_DELETED
+    try:
+        driver.set_metadata(pool, name, {META_DELETE: 'true'})
+        driver.rename(pool, name, doomed)
+    except exception.SnapshotError as e:
+        LOG.error('Could not remove %(pool)s/%(name)s (%(why)s) nor mark '
+                  'it for removal (%(err)s); remove it with "rbd rm '
+                  '%(pool)s/%(name)s"', {'pool': pool, 'name': name,
+                                         'why': failure, 'err': e})
+        return
+    LOG.warning('Could not remove %(pool)s/%(name)s (%(why)s); renamed it '
+                '%(doomed)s for "nova-snapshot-ext gc"',
+                {'pool': pool, 'name': name, 'why': failure,
+                 'doomed': doomed})
+
+
+def _ids(stores) -> str:
+    return ', '.join(str(s.get('id')) for s in stores) or 'none'
