@@ -20,9 +20,11 @@
         [--format qcow2|raw] [--connect URI] [--store STORE] [--json]
         [--property KEY=VALUE ...] [--image-id ID] [--config-file F]
     nova-snapshot-ext check [DOMAIN] [--connect URI] [--json]
+    nova-snapshot-ext gc [--dry-run] [--store STORE] [--min-age SECONDS]
+        [--json]
 
-Exit status: 0 done, 1 the snapshot failed (one line on stderr says why),
-2 bad usage.
+Exit status: 0 done, 1 the snapshot (or a gc action) failed (one line on
+stderr says why), 2 bad usage.
 """
 
 import argparse
@@ -38,8 +40,10 @@ from nova_snapshot_ext.cmd import progress as progress_mod
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import explain
+from nova_snapshot_ext import gc as gc_mod
 from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext import snapshot
+from nova_snapshot_ext.stores import base as store_base
 
 PROG = 'nova-snapshot-ext'
 LOG = logging.getLogger(__name__)
@@ -102,8 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
                                          'snapshot of each guest would use')
     check.add_argument('domain', metavar='DOMAIN', nargs='?')
 
+    gc = sub.add_parser(
+        'gc', help='flatten deferred RBD clones and remove what '
+                   'interrupted direct snapshots left behind')
+    gc.add_argument('--dry-run', action='store_true',
+                    help='only list what would be done')
+    gc.add_argument('--store', metavar='STORE', default='glance',
+                    help='the Glance that holds the images: glance (as '
+                         '[glance] configures it, the default) or '
+                         'glance+http://HOST:PORT')
+    gc.add_argument('--min-age', type=float, metavar='SECONDS',
+                    help='treat unfinished snapshots older than this as '
+                         'interrupted (default: [rbd] gc_min_age)')
+
     # Global options may also follow the subcommand.
-    for p in (snap, check):
+    for p in (snap, check, gc):
         p.add_argument('--config-file', action='append',
                        dest='sub_config_file', default=[], metavar='F',
                        help=argparse.SUPPRESS)
@@ -190,7 +207,36 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-COMMANDS = {'snapshot': cmd_snapshot, 'check': cmd_check}
+def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
+    conf = nse_conf.CONF
+    actions = gc_mod.collect_garbage(
+        conf, store_base.load(conf, args.store), dry_run=args.dry_run,
+        min_age=args.min_age)
+    failed = [a for a in actions if a.error]
+    if args.json or args.sub_json:
+        json.dump({'dry_run': args.dry_run,
+                   'actions': [a.as_dict() for a in actions]}, out,
+                  sort_keys=True)
+        out.write('\n')
+    else:
+        for a in actions:
+            verb = a.verb
+            if a.error:
+                verb = 'FAILED to ' + verb
+            elif args.dry_run and a.verb != gc_mod.KEEP:
+                verb = 'would ' + verb
+            out.write('%s %s: %s%s\n' % (
+                verb, a.target, a.reason,
+                ' (%s)' % a.error if a.error else ''))
+        if not actions:
+            out.write('nothing to do\n')
+    for a in failed:
+        sys.stderr.write('%s: error: could not %s %s: %s\n' % (
+            PROG, a.verb, a.target, a.error))
+    return 1 if failed else 0
+
+
+COMMANDS = {'snapshot': cmd_snapshot, 'check': cmd_check, 'gc': cmd_gc}
 
 
 def main(argv: Sequence[str] | None = None,

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 import contextlib
 import dataclasses
 import datetime
+import os
 import threading
 from typing import Any
 import urllib.parse
@@ -124,6 +125,9 @@ class RBDDriver:
                 reason='the rados and rbd Python modules are not installed '
                        '(Debian and Ubuntu: python3-rados, python3-rbd)',
                 **failed)
+        if not os.path.isfile(group.ceph_conf):
+            raise exception.CephUnavailable(reason='%s does not exist' %
+                                                   group.ceph_conf, **failed)
         try:
             client = rados.Rados(conffile=group.ceph_conf,
                                  rados_id=group.user)

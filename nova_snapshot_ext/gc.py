@@ -1,0 +1,245 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Clean-up after direct RBD snapshots: ``nova-snapshot-ext gc``.
+
+It walks every pool of the cluster of ``[rbd]`` and looks only at what the
+rbd backend makes: disk snapshots named ``nse-<uuid>`` and images that
+carry the backend's RBD metadata. Everything else is never touched.
+
+* A clone whose Glance image is active but still has a parent (its flatten
+  was deferred) is flattened.
+* A clone marked for removal (``<name>_to_be_deleted_by_glance``) is
+  removed, after its own clones are flattened so that they keep their
+  data.
+* A clone with no Glance image, or whose image is still not active after
+  ``[rbd] gc_min_age`` seconds, is left over from an interrupted snapshot
+  and is removed.
+* A disk snapshot with no clone left is removed once its image is active,
+  or, with no image, once it is older than ``gc_min_age`` (younger ones
+  may belong to a snapshot still running).
+
+With ``dry_run`` it only says what it would do.
+"""
+
+from collections.abc import Callable
+import dataclasses
+import datetime
+from typing import Any
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from nova_snapshot_ext.backends import rbd as rbd_backend
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.storage import rbd as rbd_storage
+from nova_snapshot_ext.stores import base as store_base
+
+LOG = logging.getLogger(__name__)
+
+FLATTEN, REMOVE_IMAGE, REMOVE_SNAP, KEEP = (
+    'flatten', 'remove image', 'remove snapshot', 'keep')
+#: Glance statuses of an image whose data is complete.
+DONE = ('active',)
+#: Glance statuses of an image that no longer needs its data.
+GONE = (None, 'killed', 'deleted', 'pending_delete')
+
+
+@dataclasses.dataclass
+class Action:
+    """One thing gc does (or, for ``keep``, deliberately does not do)."""
+
+    verb: str
+    target: str
+    reason: str
+    error: str | None = None
+    run: Callable[[], Any] | None = dataclasses.field(default=None,
+                                                      repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {'action': self.verb, 'target': self.target,
+                'reason': self.reason, 'error': self.error}
+
+
+class Collector:
+    """Finds what is left over, and what to flatten."""
+
+    def __init__(self, conf: cfg.ConfigOpts,
+                 driver: rbd_storage.RBDDriver,
+                 store: store_base.ImageStore, min_age: float) -> None:
+        self.conf = conf
+        self.driver = driver
+        self.store = store
+        self.min_age = min_age
+        self.now = datetime.datetime.now(datetime.timezone.utc)
+        self._status: dict[str, str | None] = {}
+        #: (pool, image) that will no longer be clones of their parent.
+        self.detached: set[tuple[str, str]] = set()
+
+    def status(self, image_id: str) -> str | None:
+        """Glance's status of ``image_id``; None when it does not exist."""
+        if image_id not in self._status:
+            try:
+                self._status[image_id] = self.store.get(image_id)['status']
+            except exception.ImageNotFound:
+                self._status[image_id] = None
+        return self._status[image_id]
+
+    def age(self, created: datetime.datetime) -> float:
+        if created.tzinfo is None:
+            # NOTE: librbd's timestamps are naive UTC.
+            created = created.replace(tzinfo=datetime.timezone.utc)
+        return (self.now - created).total_seconds()
+
+    def collect(self) -> list[Action]:
+        actions: list[Action] = []
+        snaps = []
+        for pool in self.driver.pools():
+            try:
+                names = self.driver.images(pool)
+            except exception.RbdFailed as e:
+                LOG.debug('Skipping pool %s: %s', pool, e)
+                continue
+            for name in names:
+                try:
+                    info = self.driver.info(pool, name)
+                    image_snaps = self.driver.snaps(pool, name)
+                except exception.RbdFailed as e:
+                    # NOTE: removed meanwhile, or not an image we can read.
+                    LOG.debug('Skipping %s/%s: %s', pool, name, e)
+                    continue
+                image_id = info['metadata'].get(rbd_backend.META_IMAGE_ID)
+                if image_id:
+                    actions += self.clone(pool, name, info, image_snaps,
+                                          image_id)
+                snaps += [(pool, name, s) for s in image_snaps
+                          if rbd_backend.SNAP_RE.match(s.name)]
+        for pool, name, snap in snaps:
+            actions += self.snapshot(pool, name, snap)
+        return actions
+
+    # -- clones --------------------------------------------------------
+    def clone(self, pool: str, name: str, info: dict,
+              snaps: list[rbd_storage.Snap], image_id: str) -> list[Action]:
+        target = '%s/%s' % (pool, name)
+        if (rbd_backend.META_DELETE in info['metadata']
+                or name.endswith(rbd_backend.TO_BE_DELETED)):
+            return self._remove(pool, name, snaps, 'marked for removal '
+                                                   'after a failed snapshot')
+        status = self.status(image_id)
+        if status in DONE:
+            if info['parent'] is None:
+                return []
+            self.detached.add((pool, name))
+            return [Action(FLATTEN, target,
+                           'image %s is active and its flatten was '
+                           'deferred' % image_id,
+                           run=lambda: self.driver.flatten(pool, name))]
+        if status in GONE:
+            return self._remove(pool, name, snaps,
+                                'image %s is not in Glance%s' % (
+                                    image_id, '' if status is None else
+                                    ' (it is %s)' % status))
+        age = self.age(info['created'])
+        if age < self.min_age:
+            return [Action(KEEP, target,
+                           'image %s is %s; its snapshot may still be '
+                           'running (%d s old, gc_min_age %d s)' % (
+                               image_id, status, age, self.min_age))]
+        return self._remove(pool, name, snaps,
+                            'image %s is still %s after %d s: its snapshot '
+                            'was interrupted' % (image_id, status, age))
+
+    def _remove(self, pool: str, name: str, snaps: list[rbd_storage.Snap],
+                reason: str) -> list[Action]:
+        actions = []
+        for snap in snaps:
+            children = self.driver.children(pool, name, snap.name)
+            for child_pool, child in children:
+                actions.append(Action(
+                    FLATTEN, '%s/%s' % (child_pool, child),
+                    'it is a clone of %s/%s@%s, which is removed' % (
+                        pool, name, snap.name),
+                    run=lambda p=child_pool, c=child: self.driver.flatten(
+                        p, c)))
+        self.detached.add((pool, name))
+        actions.append(Action(
+            REMOVE_IMAGE, '%s/%s' % (pool, name), reason,
+            run=lambda: self.driver.remove_image(pool, name)))
+        return actions
+
+    # -- disk snapshots ------------------------------------------------
+    def snapshot(self, pool: str, name: str,
+                 snap: rbd_storage.Snap) -> list[Action]:
+        target = '%s/%s@%s' % (pool, name, snap.name)
+        clones = [c for c in self.driver.children(pool, name, snap.name)
+                  if c not in self.detached]
+        if clones:
+            return [Action(KEEP, target, 'it still has clones: %s' % ', '.join(
+                '%s/%s' % c for c in clones))]
+        image_id = snap.name[len(rbd_backend.SNAP_PREFIX):]
+        status = self.status(image_id)
+        age = self.age(snap.created)
+        if status in DONE:
+            reason = 'image %s is active and no longer needs it' % image_id
+        elif age >= self.min_age:
+            reason = 'left by a snapshot interrupted %d s ago' % age
+        else:
+            return [Action(KEEP, target,
+                           'its snapshot may still be running (%d s old, '
+                           'gc_min_age %d s)' % (age, self.min_age))]
+        return [Action(REMOVE_SNAP, target, reason,
+                       run=lambda: self.driver.remove_snap(pool, name,
+                                                           snap.name))]
+
+
+def collect_garbage(conf: cfg.ConfigOpts, store: store_base.ImageStore,
+                    dry_run: bool = False, min_age: float | None = None,
+                    driver: rbd_storage.RBDDriver | None = None
+                    ) -> list[Action]:
+    """Find the leftovers of direct snapshots and, unless ``dry_run``,
+    clear them. An action that fails has its ``error`` set; the others
+    still run.
+
+    :param store: the Glance store that holds the images.
+    :param min_age: seconds; None means ``[rbd] gc_min_age``.
+    """
+    if not store.SUPPORTS_LOCATION:
+        raise exception.InvalidInput(
+            reason='gc needs the Glance store that holds the images, not '
+                   '%s' % store)
+    store.check()
+    own = driver is None
+    driver = driver or rbd_storage.RBDDriver(conf)
+    try:
+        actions = Collector(conf, driver, store,
+                            conf.rbd.gc_min_age if min_age is None
+                            else min_age).collect()
+        if dry_run:
+            return actions
+        for action in actions:
+            if action.run is None:
+                continue
+            try:
+                action.run()
+                LOG.info('gc: %s %s: %s', action.verb, action.target,
+                         action.reason)
+            except exception.SnapshotError as e:
+                action.error = str(e)
+                LOG.error('gc: could not %s %s: %s', action.verb,
+                          action.target, e)
+        return actions
+    finally:
+        if own:
+            driver.close()
