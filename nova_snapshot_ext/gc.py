@@ -15,8 +15,10 @@
 """Clean-up after direct RBD snapshots: ``nova-snapshot-ext gc``.
 
 It walks every pool of the cluster of ``[rbd]`` and looks only at what the
-rbd backend makes: disk snapshots named ``nse-<uuid>`` and images that
-carry the backend's RBD metadata. Everything else is never touched.
+rbd backend makes: disk snapshots named ``nse-<uuid>`` and the clones that
+its RBD metadata names. Everything else is never touched, except that the
+clones of a clone being removed are flattened first, so that they keep
+their data.
 
 * A clone whose Glance image is active but still has a parent (its flatten
   was deferred) is flattened.
@@ -119,8 +121,9 @@ class Collector:
                     # NOTE: removed meanwhile, or not an image we can read.
                     LOG.debug('Skipping %s/%s: %s', pool, name, e)
                     continue
-                image_id = info['metadata'].get(rbd_backend.META_IMAGE_ID)
-                if image_id:
+                meta = info['metadata']
+                image_id = meta.get(rbd_backend.META_IMAGE_ID)
+                if image_id and rbd_backend.is_our_clone(pool, name, meta):
                     actions += self.clone(pool, name, info, image_snaps,
                                           image_id)
                 snaps += [(pool, name, s) for s in image_snaps

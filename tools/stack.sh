@@ -170,9 +170,10 @@ function cmd_up {
         | sed -n 's/^Using library: //p; s/^Running hypervisor: //p' \
         | paste -sd, - | sed 's/,/, /g'))"
 
+    local recipe
+    recipe=$("$TOOLS_DIR/build-guest.sh" recipe)
     if [ -s "$GUEST_DIR/vmlinuz" ] && [ -s "$GUEST_DIR/initrd.gz" ] \
-            && [ "$(cat "$GUEST_DIR/recipe" 2>/dev/null)" \
-                 = "$("$TOOLS_DIR/build-guest.sh" recipe)" ]; then
+            && [ "$(cat "$GUEST_DIR/recipe" 2>/dev/null)" = "$recipe" ]; then
         log "guest already built in $GUEST_DIR"
     else
         "$TOOLS_DIR/build-guest.sh"

@@ -29,8 +29,8 @@ disk, let qemu-img read that snapshot (never the live image) into the
 store's file, remove the snapshot. A running guest keeps running.
 
 What the backend creates is recognisable: disk snapshots are named
-``nse-<uuid>`` and clones carry :data:`META_IMAGE_ID` in their RBD
-metadata, so ``gc`` never touches anything else.
+``nse-<uuid>`` and clones carry their own pool and name in their RBD
+metadata (:func:`is_our_clone`), so ``gc`` never touches anything else.
 """
 
 import contextlib
@@ -60,7 +60,10 @@ SNAP_RE = re.compile(r'^nse-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
 GLANCE_SNAP = 'snap'
 #: Suffix of clones that could not be removed at once.
 TO_BE_DELETED = '_to_be_deleted_by_glance'
-#: RBD metadata on the clones the backend makes.
+#: RBD metadata on the clones the backend makes. librbd copies an image's
+#: metadata into its clones, so a clone is ours only where META_CLONE
+#: names it (see :func:`is_our_clone`).
+META_CLONE = 'nova_snapshot_ext.clone'
 META_IMAGE_ID = 'nova_snapshot_ext.image_id'
 META_SOURCE = 'nova_snapshot_ext.source'
 META_FLATTEN = 'nova_snapshot_ext.flatten'
@@ -69,6 +72,15 @@ META_DELETE = 'nova_snapshot_ext.delete'
 
 def snap_name(image_id: str) -> str:
     return SNAP_PREFIX + image_id
+
+
+def is_our_clone(pool: str, name: str, metadata: dict[str, str]) -> bool:
+    """Whether ``pool/name`` is a clone the backend made (possibly renamed
+    for removal), and not, e.g., a guest's disk cloned from one of them.
+    """
+    marked = metadata.get(META_CLONE)
+    here = '%s/%s' % (pool, name)
+    return bool(marked) and here in (marked, marked + TO_BE_DELETED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,6 +254,7 @@ class RbdBackend(base.ImageBackend):
                     guest=job.guest.name, reason=e.message)
             undo.callback(self._drop_clone, target.pool, image_id)
             driver.set_metadata(target.pool, image_id, {
+                META_CLONE: '%s/%s' % (target.pool, image_id),
                 META_IMAGE_ID: image_id,
                 META_SOURCE: '%s/%s@%s' % (pool, name, snap),
                 META_FLATTEN: 'deferred' if deferred else 'inline'})
@@ -254,7 +267,15 @@ class RbdBackend(base.ImageBackend):
             pending.meta.properties['quiesced'] = outcome.quiesced
             location = rbd_storage.Location(target.fsid, target.pool,
                                             image_id, GLANCE_SNAP)
-            stored = pending.add_location(location.url, target.store_id)
+            try:
+                stored = pending.add_location(location.url, target.store_id)
+            except exception.StoreAuthFailed as e:
+                # NOTE: e.g. Glance's location API without the service
+                # role; the record is still queued and can be uploaded.
+                raise exception.DirectSnapshotImpossible(
+                    guest=job.guest.name,
+                    reason='Glance refused to register the RBD location '
+                           '(%s)' % e.kwargs['reason'])
             # NOTE: from here on the clone is Glance's image.
             undo.pop_all()
         if not deferred:

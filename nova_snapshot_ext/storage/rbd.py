@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 import contextlib
 import dataclasses
 import datetime
+import errno
 import os
 import threading
 from typing import Any
@@ -349,10 +350,22 @@ class RBDDriver:
 
     def flatten(self, pool: str, name: str,
                 progress: Progress | None = None) -> None:
-        """Copy the parent's data into a clone, so it has no parent."""
+        """Copy the parent's data into a clone, so it has no parent.
+
+        An exception raised by ``progress`` (e.g. KeyboardInterrupt)
+        cancels the flatten and is raised again.
+        """
+        raised: list[BaseException] = []
+
         def report(offset: int, total: int) -> int:
             if progress is not None and total:
-                progress(min(1.0, offset / total))
+                try:
+                    progress(min(1.0, offset / total))
+                except BaseException as e:
+                    # NOTE: an exception cannot cross librbd; a negative
+                    # result makes it stop the flatten.
+                    raised.append(e)
+                    return -errno.ECANCELED
             return 0
 
         with self._errors('flatten', '%s/%s' % (pool, name)), self.image(
@@ -361,7 +374,14 @@ class RBDDriver:
                 img.get_parent_image_spec()
             except rbd.ImageNotFound:
                 return
-            self._busy(img.flatten, on_progress=report)
+            try:
+                self._busy(img.flatten, on_progress=report)
+            except rbd.Error:
+                if raised:
+                    raise raised[0]
+                raise
+            if raised:
+                raise raised[0]
 
     def rename(self, pool: str, name: str, new_name: str) -> None:
         with self._errors('rename', '%s/%s' % (pool, name)), \

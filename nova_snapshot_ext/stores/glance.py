@@ -242,29 +242,27 @@ class GlancePendingImage(base.PendingImage):
                      ) -> base.StoredImage:
         """Register ``url`` as the image's data; Glance makes the image
         active (and computes its hash in the background).
+
+        A failure does not abort the image: a refused location leaves the
+        record queued, for the caller to fill otherwise or abort.
         """
-        try:
-            store, image_id = self.store, self.image_id
-            assert image_id is not None
-            store.update(image_id, self.meta, self.record)
-            store.add_location(image_id, url, store_id)
-            image = store.wait_active(image_id)
-            size = image.get('size') or 0
-            stored = base.StoredImage(
-                id=image_id, location=url, disk_format=self.meta.disk_format,
-                size=int(size),
-                virtual_size=int(image.get('virtual_size') or size),
-                sha256=None)
-        except BaseException:
-            self.abort()
-            raise
+        store, image_id = self.store, self.image_id
+        assert image_id is not None
+        self.record = store.update(image_id, self.meta, self.record)
+        store.add_location(image_id, url, store_id)
+        image = store.wait_active(image_id)
+        size = image.get('size') or 0
         self._remove_tmpdir()
-        return stored
+        return base.StoredImage(
+            id=image_id, location=url, disk_format=self.meta.disk_format,
+            size=int(size),
+            virtual_size=int(image.get('virtual_size') or size),
+            sha256=None)
 
     def _commit(self, progress: base.Progress | None) -> base.StoredImage:
         store, image_id = self.store, self.image_id
         assert image_id is not None
-        store.update(image_id, self.meta, self.record)
+        self.record = store.update(image_id, self.meta, self.record)
         size = os.path.getsize(self.path)
         started = time.monotonic()
         with open(self.path, 'rb') as f, contextlib.closing(
@@ -479,18 +477,21 @@ class GlanceStore(base.ImageStore):
         return image
 
     def update(self, image_id: str, meta: base.ImageMeta,
-               image: dict[str, Any]) -> None:
+               image: dict[str, Any]) -> dict[str, Any]:
         """Set what ``meta`` says on the record ``image`` (as Glance last
         returned it), where it differs.
+
+        :returns: the record as it is now.
         """
         want = dict(glance_properties(meta), disk_format=meta.disk_format,
                     container_format=meta.container_format)
         if image.get('name') is None:
             want['name'] = meta.name
         changes = {k: v for k, v in want.items() if image.get(k) != v}
-        if changes:
-            with self._errors(image_id):
-                self.client().images.update(image_id, **changes)
+        if not changes:
+            return image
+        with self._errors(image_id):
+            return dict(self.client().images.update(image_id, **changes))
 
     def upload(self, image_id: str, body: '_UploadBody',
                disk_format: str) -> None:

@@ -91,9 +91,16 @@ def work_root() -> str:
     return root
 
 
+class CommandFailed(AssertionError):
+    """A command failed; the message has its stderr."""
+
+
 def run(*cmd: str) -> str:
-    return subprocess.run(cmd, check=True, capture_output=True,
-                          text=True).stdout
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise CommandFailed('%s exited with %d:\n%s%s' % (
+            ' '.join(cmd), done.returncode, done.stdout, done.stderr))
+    return done.stdout
 
 
 @dataclasses.dataclass
