@@ -205,7 +205,7 @@ def test_direct_snapshot_of_running_guest(rconf, drv, ceph_glance, rbd_guest,
             booted.remove()
     finally:
         drv.remove_image(VMS, guest_mod.PREFIX + boot_name)
-    glance_stack.client(ceph_glance).images.delete(image_id)
+    glance_stack.delete(ceph_glance, image_id)
     assert not drv.exists(IMAGES, image_id)
     assert_no_temp_files(rconf)
 
@@ -244,7 +244,7 @@ def test_deferred_flatten_then_gc(rconf, drv, ceph_glance, rbd_guest,
                                  '%s/%s@snap' % (IMAGES, image_id),
                                  os.path.join(workdir, 'export.raw'))
     assert_one_point_in_time(exported, g)
-    glance_stack.client(ceph_glance).images.delete(image_id)
+    glance_stack.delete(ceph_glance, image_id)
 
 
 # -- fallback ----------------------------------------------------------
