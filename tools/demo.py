@@ -19,6 +19,9 @@ the counter-writing test guest, runs ``nova-snapshot-ext check`` and four
 ``nova-snapshot-ext snapshot`` commands (live, then cold) into a directory
 store and into the stack's Glance, checks that each image is one
 consistent point in time, and prints the results and the Glance image ids.
+Then it boots a guest whose disk is in Ceph and takes two direct snapshots
+into the Glance that shares the cluster (flatten inline, then deferred),
+and runs ``nova-snapshot-ext gc``.
 """
 
 import json
@@ -29,6 +32,7 @@ import sys
 
 import libvirt
 
+from tests.functional import ceph_stack
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
 
@@ -103,11 +107,69 @@ def main() -> int:
         print(glance_stack.openstack(glance_url, 'image', 'list'), end='')
         print('demo: Glance image ids: %s' % ', '.join(glance_ids))
         print('demo: directory images are in %s' % images)
-        return 0
+        return rbd_demo(conn, root)
     finally:
         guest.remove()
         shutil.rmtree(os.path.join(root, 'guest'), ignore_errors=True)
         conn.close()
+
+
+def rbd_demo(conn: libvirt.virConnect, root: str) -> int:
+    """Direct snapshots of a guest on RBD into the Ceph-backed Glance,
+    inline then deferred flatten, and gc.
+    """
+    conf_file = os.path.join(root, 'nova-snapshot-ext-rbd.conf')
+    with open(conf_file, 'w') as f:
+        f.write('[DEFAULT]\nstate_path = %s\n\n[rbd]\nceph_conf = %s\n' % (
+            os.path.join(root, 'state'), ceph_stack.ceph_conf()))
+    glance_url = glance_stack.endpoint('ceph')
+    data_mb = int(os.environ.get('RBD_DATA_MB', '64'))
+    print('demo: booting a guest whose disk is in Ceph (vms pool, %d MiB '
+          'of data)' % data_mb, flush=True)
+    guest = guest_mod.TestGuest(
+        conn, os.path.join(root, 'rbd-guest'), 'demo-rbd', fmt='raw',
+        data_mb=data_mb,
+        disks=lambda d, n: ceph_stack.import_disk(conn, d, 'vms', n))
+    ids = []
+    try:
+        guest.start()
+        for flatten in ('inline', 'deferred'):
+            with open(conf_file, 'a') as f:
+                f.write('flatten = %s\n' % flatten)
+            result = json.loads(cli(
+                conf_file, 'snapshot', guest.name, '--name',
+                'demo-rbd-%s' % flatten, '--store', 'glance+' + glance_url,
+                '--json'))
+            print(json.dumps(result, indent=2, sort_keys=True))
+            ids.append(result['image'])
+            path = os.path.join(root, 'download')
+            glance_stack.download(glance_url, result['image'], path)
+            try:
+                check = guest_mod.check_image(path, 'raw', guest.disks.size)
+            finally:
+                os.unlink(path)
+            ok = (check.point_in_time and
+                  check.data_sha256 == guest.disks.data_sha256)
+            print('demo: %s snapshot (flatten %s), image %s in Glance at '
+                  '%s: data identical and one point in time: %s' % (
+                      result['method'], flatten, result['location'],
+                      glance_url, 'yes' if ok else 'NO'), flush=True)
+            if result['method'] != 'direct' or not ok:
+                return 1
+        print(cli(conf_file, 'gc', '--dry-run', '--store',
+                  'glance+' + glance_url), end='')
+        print(cli(conf_file, 'gc', '--store', 'glance+' + glance_url),
+              end='')
+        print(guest_mod.run('rbd', '-c', ceph_stack.ceph_conf(), 'ls', '-l',
+                            'images'), end='')
+        print('demo: Glance image ids (direct): %s' % ', '.join(ids))
+        return 0
+    finally:
+        guest.remove()
+        for cmd in (('snap', 'purge'), ('rm', '--no-progress')):
+            subprocess.run(['rbd', '-c', ceph_stack.ceph_conf(), *cmd,
+                            guest.disks.path], capture_output=True)
+        shutil.rmtree(os.path.join(root, 'rbd-guest'), ignore_errors=True)
 
 
 if __name__ == '__main__':

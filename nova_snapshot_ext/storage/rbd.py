@@ -130,12 +130,16 @@ class RBDDriver:
             raise exception.CephUnavailable(reason='%s does not exist' %
                                                    group.ceph_conf, **failed)
         try:
-            client = rados.Rados(conffile=group.ceph_conf,
-                                 rados_id=group.user)
+            # NOTE: connect() ignores its timeout argument; librados
+            # waits for the monitors for client_mount_timeout (300 s by
+            # default).
+            client = rados.Rados(
+                conffile=group.ceph_conf, rados_id=group.user,
+                conf={'client_mount_timeout': str(group.connect_timeout)})
         except rados.Error as e:
             raise exception.CephUnavailable(reason=_reason(e), **failed)
         try:
-            client.connect(timeout=group.connect_timeout)
+            client.connect()
         except (rados.Error, OSError) as e:
             client.shutdown()
             if isinstance(e, rados.TimedOut):

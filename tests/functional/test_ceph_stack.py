@@ -20,10 +20,16 @@ through the rados/rbd bindings in this venv, RBD pools ``vms`` and
 import json
 import os
 import subprocess
+import time
+import uuid
 
+import pytest
 import rados
 import rbd
 
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.storage import rbd as rbd_storage
+from tests.functional import conftest
 from tests.functional import guest as guest_mod
 
 MiB = 1024 * 1024
@@ -56,3 +62,20 @@ def test_cluster_pools_and_qemu_rbd():
                 assert info['virtual-size'] == 8 * MiB
             finally:
                 rbd.RBD().remove(ioctx, name)
+
+
+def test_unreachable_monitors_fail_within_the_timeout(tmp_path):
+    """librados would wait 300 s; [rbd] connect_timeout bounds it."""
+    bad = tmp_path / 'ceph.conf'
+    bad.write_text('[global]\nfsid = %s\nmon host = 127.0.0.1:1\n'
+                   'auth client required = none\n' % uuid.uuid4())
+    conf = conftest.make_conf(str(tmp_path))
+    conf.set_override('ceph_conf', str(bad), group='rbd')
+    conf.set_override('connect_timeout', 2, group='rbd')
+    started = time.monotonic()
+    with pytest.raises(exception.CephUnavailable) as e:
+        rbd_storage.RBDDriver(conf).fsid()
+    assert time.monotonic() - started < 10
+    assert str(e.value) == (
+        'Cannot use Ceph as client.admin with %s: no monitor answered '
+        'within 2 s. Check [rbd] ceph_conf, user and the keyring.' % bad)
