@@ -42,11 +42,25 @@ import tenacity
 
 from nova_snapshot_ext import exception
 
+
+class _Missing:
+    """Stands in for a missing binding module: the driver reports it when
+    it connects, and its exception classes, named in ``except`` clauses on
+    the way out, match nothing.
+    """
+
+    class Error(Exception):
+        pass
+
+    def __getattr__(self, name: str) -> type:
+        return self.Error
+
+
 try:
     import rados
     import rbd
 except ImportError:  # pragma: no cover - depends on the host
-    rados = rbd = None
+    rados = rbd = _Missing()
 
 LOG = logging.getLogger(__name__)
 
@@ -121,7 +135,7 @@ class RBDDriver:
     def _connect(self) -> Any:
         group = self.conf.rbd
         failed = dict(user=group.user, conf=group.ceph_conf)
-        if rados is None:
+        if isinstance(rados, _Missing):
             raise exception.CephUnavailable(
                 reason='the rados and rbd Python modules are not installed '
                        '(Debian and Ubuntu: python3-rados, python3-rbd)',

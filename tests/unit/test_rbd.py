@@ -236,3 +236,17 @@ def test_missing_ceph_conf_is_one_line(conf, tmp_path):
         'Cannot use Ceph as client.admin with %s: %s does not exist. Check '
         '[rbd] ceph_conf, user and the keyring.' % (
             tmp_path / 'none.conf', tmp_path / 'none.conf'))
+
+
+def test_missing_bindings_are_one_line(conf, tmp_path, monkeypatch):
+    # Debian's python3-rados and python3-rbd are installed here; a host
+    # without them is simulated.
+    conf_file = tmp_path / 'ceph.conf'
+    conf_file.write_text('[global]\n')
+    conf.set_override('ceph_conf', str(conf_file), group='rbd')
+    monkeypatch.setattr(rbd_storage, 'rados', rbd_storage._Missing())
+    monkeypatch.setattr(rbd_storage, 'rbd', rbd_storage._Missing())
+    with pytest.raises(exception.CephUnavailable) as e:
+        rbd_storage.RBDDriver(conf).exists('vms', 'disk')
+    assert 'the rados and rbd Python modules are not installed' in str(
+        e.value)
