@@ -68,10 +68,14 @@ def explain_guest(conf: cfg.ConfigOpts, host: host_mod.Host,
 
 
 def check(conf: cfg.ConfigOpts, host: host_mod.Host,
-          guest_name: str | None = None) -> dict[str, Any]:
-    """The host facts and, per guest, the method and its reason."""
+          guest_name: str | None = None,
+          store_spec: str | None = None) -> dict[str, Any]:
+    """The host facts and, per guest, the method and its reason for a
+    snapshot into the store ``store_spec`` (default: ``[snapshot]
+    default_store``).
+    """
     names = ([guest_name] if guest_name else
              sorted(g.name for g in host.list_guests()))
-    store = store_base.load(conf)
+    store = store_base.load(conf, store_spec)
     return {'host': host_facts(conf, host),
             'guests': [explain_guest(conf, host, store, n) for n in names]}

@@ -19,7 +19,8 @@
     nova-snapshot-ext snapshot DOMAIN --name NAME [--method auto|live|cold]
         [--format qcow2|raw] [--connect URI] [--store STORE] [--json]
         [--property KEY=VALUE ...] [--image-id ID] [--config-file F]
-    nova-snapshot-ext check [DOMAIN] [--connect URI] [--json]
+    nova-snapshot-ext check [DOMAIN] [--store STORE] [--connect URI]
+        [--json]
     nova-snapshot-ext gc [--dry-run] [--store STORE] [--min-age SECONDS]
         [--json]
 
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser('check', help='host facts, and the method a '
                                          'snapshot of each guest would use')
     check.add_argument('domain', metavar='DOMAIN', nargs='?')
+    check.add_argument('--store', metavar='STORE',
+                       help='the store a snapshot would go to (whether a '
+                            'direct snapshot is possible depends on it); '
+                            'default: [snapshot] default_store')
 
     gc = sub.add_parser(
         'gc', help='flatten deferred RBD clones and remove what '
@@ -187,7 +192,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     conf = nse_conf.CONF
     host = host_mod.Host(conf.libvirt.connection_uri)
     try:
-        report = explain.check(conf, host, args.domain)
+        report = explain.check(conf, host, args.domain, args.store)
     finally:
         host.close()
     if args.json or args.sub_json:

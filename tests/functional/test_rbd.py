@@ -33,6 +33,7 @@ import rbd
 
 from nova_snapshot_ext.backends import rbd as rbd_backend
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import explain
 from nova_snapshot_ext import gc as gc_mod
 from nova_snapshot_ext.storage import rbd as rbd_storage
 from nova_snapshot_ext.stores import glance as glance_store
@@ -145,6 +146,18 @@ def sha256(path):
 
 
 # -- direct ------------------------------------------------------------
+def test_check_says_direct_for_the_ceph_glance_only(rconf, ceph_glance,
+                                                    glance_url, rbd_guest,
+                                                    host):
+    direct = explain.check(rconf, host, rbd_guest.name,
+                           'glance+' + ceph_glance)['guests'][0]
+    assert (direct['backend'], direct['method']) == ('rbd', 'direct')
+    elsewhere = explain.check(rconf, host, rbd_guest.name,
+                              'glance+' + glance_url)['guests'][0]
+    assert elsewhere['method'] == 'live'
+    assert elsewhere['reason'].startswith('no direct snapshot: ')
+
+
 def test_direct_snapshot_of_running_guest(rconf, drv, ceph_glance, rbd_guest,
                                           conn, workdir):
     g = rbd_guest
