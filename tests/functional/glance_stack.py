@@ -99,11 +99,20 @@ def openstack(url: str, *args: str) -> str:
 
 
 def delete(url: str, image_id: str, headers: dict | None = None,
-           timeout: float = 60) -> None:
-    """Delete an image. Glance 33 answers 500 to a delete that races with
-    the hash it computes after a location was added; try again then.
+           timeout: float = 300) -> None:
+    """Delete an image once Glance has hashed it.
+
+    After a location is added Glance 33 hashes the image in the
+    background; a delete meanwhile cancels the hash and may answer 500,
+    or leave the RBD image open so that deletes time out.
     """
     deadline = time.monotonic() + timeout
+    c = client(url, headers)
+    while time.monotonic() < deadline:
+        image = c.images.get(image_id)
+        if image['status'] != 'active' or image.get('os_hash_value'):
+            break
+        time.sleep(0.5)
     while True:
         try:
             client(url, headers).images.delete(image_id)
