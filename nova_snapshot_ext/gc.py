@@ -116,7 +116,6 @@ class Collector:
             for name in names:
                 try:
                     info = self.driver.info(pool, name)
-                    image_snaps = self.driver.snaps(pool, name)
                 except exception.RbdFailed as e:
                     # NOTE: removed meanwhile, or not an image we can read.
                     LOG.debug('Skipping %s/%s: %s', pool, name, e)
@@ -124,9 +123,8 @@ class Collector:
                 meta = info['metadata']
                 image_id = meta.get(rbd_backend.META_IMAGE_ID)
                 if image_id and rbd_backend.is_our_clone(pool, name, meta):
-                    actions += self.clone(pool, name, info, image_snaps,
-                                          image_id)
-                snaps += [(pool, name, s) for s in image_snaps
+                    actions += self.clone(pool, name, info, image_id)
+                snaps += [(pool, name, s) for s in info['snaps']
                           if rbd_backend.SNAP_RE.match(s.name)]
         for pool, name, snap in snaps:
             actions += self.snapshot(pool, name, snap)
@@ -134,7 +132,8 @@ class Collector:
 
     # -- clones --------------------------------------------------------
     def clone(self, pool: str, name: str, info: dict,
-              snaps: list[rbd_storage.Snap], image_id: str) -> list[Action]:
+              image_id: str) -> list[Action]:
+        snaps = info['snaps']
         target = '%s/%s' % (pool, name)
         if (rbd_backend.META_DELETE in info['metadata']
                 or name.endswith(rbd_backend.TO_BE_DELETED)):

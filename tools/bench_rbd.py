@@ -126,10 +126,7 @@ def measure_size(conn, url: str, data_mb: int, repeat: int,
                       file=sys.stderr, flush=True)
     finally:
         guest.remove()
-        guest_mod.run('rbd', '-c', ceph_stack.ceph_conf(), 'snap', 'purge',
-                      guest.disks.path)
-        guest_mod.run('rbd', '-c', ceph_stack.ceph_conf(), 'rm',
-                      '--no-progress', guest.disks.path)
+        ceph_stack.remove_disk(guest.disks.path)
         shutil.rmtree(workdir, ignore_errors=True)
     return times
 

@@ -166,9 +166,7 @@ def rbd_demo(conn: libvirt.virConnect, root: str) -> int:
         return 0
     finally:
         guest.remove()
-        for cmd in (('snap', 'purge'), ('rm', '--no-progress')):
-            subprocess.run(['rbd', '-c', ceph_stack.ceph_conf(), *cmd,
-                            guest.disks.path], capture_output=True)
+        ceph_stack.remove_disk(guest.disks.path)
         shutil.rmtree(os.path.join(root, 'rbd-guest'), ignore_errors=True)
 
 

@@ -260,9 +260,7 @@ function cmd_start {
     fi
     [ -x "$GLANCE_VENV/bin/uwsgi" ] || cmd_install
     if [ -n "${GLANCE_CEPH_CONF:-}" ]; then
-        bash "$TOOLS_DIR/link-ceph-bindings.sh" \
-            "$("$GLANCE_VENV/bin/python" -c \
-                'import sysconfig; print(sysconfig.get_path("purelib"))')"
+        bash "$TOOLS_DIR/link-ceph-bindings.sh" "$GLANCE_VENV"
     fi
     mkdir -p "$d"
     port=${GLANCE_PORT:-$(free_port)}

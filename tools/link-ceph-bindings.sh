@@ -17,11 +17,15 @@
 # only.  Links the two extension modules, and nothing else of Debian's
 # dist-packages, into the venv's site-packages.
 #
-#   tools/link-ceph-bindings.sh SITE_PACKAGES_DIR
+#   tools/link-ceph-bindings.sh SITE_PACKAGES_DIR|VENV_DIR
 
 set -euo pipefail
 
-SITE=${1:?usage: $0 SITE_PACKAGES_DIR}
+SITE=${1:?usage: $0 SITE_PACKAGES_DIR|VENV_DIR}
+if [ -x "$SITE/bin/python" ]; then
+    SITE=$("$SITE/bin/python" -c \
+        'import sysconfig; print(sysconfig.get_path("purelib"))')
+fi
 DEBIAN_DIR=/usr/lib/python3/dist-packages
 
 for module in rados rbd; do

@@ -251,7 +251,8 @@ class RBDDriver:
 
     def info(self, pool: str, name: str) -> dict[str, Any]:
         """Size, features, parent ``(pool, image, snap)`` or None,
-        creation time and metadata of an image.
+        creation time, metadata and user snapshots (:class:`Snap`) of an
+        image, read with one open.
         """
         target = '%s/%s' % (pool, name)
         with self._errors('read', target), self.image(
@@ -268,6 +269,7 @@ class RBDDriver:
                 'parent': parent,
                 'created': img.create_timestamp(),
                 'metadata': dict(img.metadata_list()),
+                'snaps': self._user_snaps(img),
             }
 
     def snaps(self, pool: str, name: str) -> list[Snap]:
@@ -275,12 +277,15 @@ class RBDDriver:
         target = '%s/%s' % (pool, name)
         with self._errors('list the snapshots of', target), self.image(
                 pool, name, read_only=True) as img:
-            return [Snap(s['name'], bool(img.is_protected_snap(s['name'])),
-                         img.get_snap_timestamp(s['id']))
-                    for s in img.list_snaps()
-                    if s.get('namespace',
-                             rbd.RBD_SNAP_NAMESPACE_TYPE_USER) ==
-                    rbd.RBD_SNAP_NAMESPACE_TYPE_USER]
+            return self._user_snaps(img)
+
+    @staticmethod
+    def _user_snaps(img: Any) -> list[Snap]:
+        return [Snap(s['name'], bool(img.is_protected_snap(s['name'])),
+                     img.get_snap_timestamp(s['id']))
+                for s in img.list_snaps()
+                if s.get('namespace', rbd.RBD_SNAP_NAMESPACE_TYPE_USER) ==
+                rbd.RBD_SNAP_NAMESPACE_TYPE_USER]
 
     def children(self, pool: str, name: str,
                  snap: str) -> list[tuple[str, str]]:

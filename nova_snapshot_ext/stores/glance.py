@@ -252,7 +252,6 @@ class GlancePendingImage(base.PendingImage):
         store.add_location(image_id, url, store_id)
         image = store.wait_active(image_id)
         size = image.get('size') or 0
-        self._remove_tmpdir()
         return base.StoredImage(
             id=image_id, location=url, disk_format=self.meta.disk_format,
             size=int(size),

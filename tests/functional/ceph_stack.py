@@ -120,6 +120,13 @@ def network_disks(conn: libvirt.virConnect, disks: guest_mod.Disks,
              'secret': secret_uuid(conn, conf), 'user': 'admin'})
 
 
+def remove_disk(spec: str, conf: str | None = None) -> None:
+    """Remove RBD image ``pool/image`` and its snapshots, if it exists."""
+    conf = conf or ceph_conf()
+    for cmd in (('snap', 'purge'), ('rm', '--no-progress')):
+        subprocess.run(['rbd', '-c', conf, *cmd, spec], capture_output=True)
+
+
 def export(conf: str, spec: str, path: str) -> str:
     """Write RBD image (or snapshot) ``pool/image[@snap]`` to ``path``."""
     guest_mod.run('rbd', '-c', conf, 'export', '--no-progress', spec, path)

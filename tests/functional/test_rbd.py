@@ -82,9 +82,7 @@ def rbd_guest(conn, workroot):
     g.start()
     yield g
     g.remove()
-    conf = ceph_stack.ceph_conf()
-    guest_mod.run('rbd', '-c', conf, 'snap', 'purge', g.disks.path)
-    guest_mod.run('rbd', '-c', conf, 'rm', '--no-progress', g.disks.path)
+    ceph_stack.remove_disk(g.disks.path)
     shutil.rmtree(path, ignore_errors=True)
 
 

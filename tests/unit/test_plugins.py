@@ -18,26 +18,15 @@ import json
 import os
 import subprocess
 
-from oslo_config import cfg
 import pytest
 from stevedore import extension
 
 from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext.backends import qcow2
-from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import guest
 from nova_snapshot_ext.stores import base as store_base
 from nova_snapshot_ext.stores import file as file_store
-
-
-@pytest.fixture
-def conf(tmp_path):
-    c = cfg.ConfigOpts()
-    nse_conf.register_opts(c)
-    c([], default_config_files=[], default_config_dirs=[])
-    c.set_override('state_path', str(tmp_path))
-    return c
 
 
 def test_backends_are_entry_points():

@@ -21,11 +21,9 @@ import types
 from unittest import mock
 
 from glanceclient import exc as glance_exc
-from oslo_config import cfg
 import pytest
 
 from nova_snapshot_ext.backends import rbd as rbd_backend
-from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import policy
 from nova_snapshot_ext.storage import qemu_img
@@ -34,15 +32,6 @@ from nova_snapshot_ext.stores import glance
 
 FSID = '1e321b40-5d00-436c-b8e0-d3d1311caaba'
 OTHER = '2f432c51-6e11-547d-c9f1-e4e2422dbbcb'
-
-
-@pytest.fixture
-def conf(tmp_path):
-    c = cfg.ConfigOpts()
-    nse_conf.register_opts(c)
-    c([], default_config_files=[], default_config_dirs=[])
-    c.set_override('state_path', str(tmp_path))
-    return c
 
 
 def test_location_round_trip():
