@@ -267,6 +267,8 @@ class RbdBackend(base.ImageBackend):
             pending.meta.properties['quiesced'] = outcome.quiesced
             location = rbd_storage.Location(target.fsid, target.pool,
                                             image_id, GLANCE_SNAP)
+            # NOTE: registering the location is this path's upload.
+            job.progress('upload', 0.0)
             try:
                 stored = pending.add_location(location.url, target.store_id)
             except exception.StoreAuthFailed as e:

@@ -26,7 +26,10 @@ from nova_snapshot_ext.conf import rbd
 from nova_snapshot_ext.conf import snapshot
 from nova_snapshot_ext.conf import workarounds
 
-CONF = cfg.CONF
+# NOTE: a ConfigOpts of its own, not cfg.CONF: inside nova-compute the
+# global one is Nova's, whose [libvirt] and [workarounds] have options
+# of the same names.
+CONF = cfg.ConfigOpts()
 
 MODULES = (snapshot, libvirt, workarounds, qemu_img, file_store, glance,
            rbd)

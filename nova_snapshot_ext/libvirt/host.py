@@ -14,6 +14,7 @@
 
 """The libvirt connection and the facts of the host."""
 
+from collections.abc import Callable
 import threading
 
 import libvirt
@@ -36,10 +37,17 @@ libvirt.registerErrorHandler(_quiet, None)
 
 
 class Host:
-    """One libvirt connection, opened on first use and then reused."""
+    """One libvirt connection, opened on first use and then reused.
 
-    def __init__(self, uri: str = 'qemu:///system') -> None:
+    :param wrap: applied to the connection once opened, e.g. Nova's
+        ``tpool_wrap`` so that libvirt calls do not block eventlet.
+    """
+
+    def __init__(self, uri: str = 'qemu:///system',
+                 wrap: Callable[[libvirt.virConnect], libvirt.virConnect]
+                 | None = None) -> None:
         self.uri = uri
+        self._wrap = wrap
         self._conn: libvirt.virConnect | None = None
         self._lock = threading.Lock()
 
@@ -48,10 +56,11 @@ class Host:
         with self._lock:
             if self._conn is None or not self._conn.isAlive():
                 try:
-                    self._conn = libvirt.open(self.uri)
+                    conn = libvirt.open(self.uri)
                 except libvirt.libvirtError as e:
                     raise exception.HypervisorUnavailable(
                         uri=self.uri, reason=e.get_error_message())
+                self._conn = self._wrap(conn) if self._wrap else conn
             return self._conn
 
     def close(self) -> None:

@@ -163,10 +163,13 @@ def make_disks(workdir: str, fmt: str, data_mb: int = 64) -> Disks:
 
 
 def domain_xml(name: str, disks: Disks, serial: str,
-               agent_channel: bool = True, readback: bool = False) -> str:
+               agent_channel: bool = True, readback: bool = False,
+               uuid: str | None = None) -> str:
     gdir = guest_dir()
     dom = ET.Element('domain', type='qemu')
     ET.SubElement(dom, 'name').text = name
+    if uuid:
+        ET.SubElement(dom, 'uuid').text = uuid
     ET.SubElement(dom, 'memory', unit='MiB').text = '256'
     ET.SubElement(dom, 'vcpu').text = '1'
     os_el = ET.SubElement(dom, 'os')
@@ -213,10 +216,11 @@ class TestGuest:
                  fmt: str = 'qcow2', data_mb: int = 64,
                  agent_channel: bool = True,
                  disks: 'Disks | Callable[[Disks, str], Disks] | None' = None,
-                 readback: bool = False) -> None:
+                 readback: bool = False, uuid: str | None = None) -> None:
         """:param disks: the disks to use, or a function that turns the
             made ones into others (e.g. moves them into RBD) given the
             domain name.
+        :param uuid: the domain's UUID (e.g. a Nova instance's).
         """
         self.conn = conn
         self.workdir = workdir
@@ -233,7 +237,7 @@ class TestGuest:
                 self.disks = disks(self.disks, self.name)
         self.dom = conn.defineXML(domain_xml(self.name, self.disks,
                                              self.serial, agent_channel,
-                                             readback))
+                                             readback, uuid))
 
     # -- lifecycle -----------------------------------------------------
     def start(self, timeout: float = 120) -> float:

@@ -1,0 +1,237 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Nova's libvirt driver, with snapshots taken by nova-snapshot-ext.
+
+In nova.conf (of nova-compute)::
+
+    [DEFAULT]
+    compute_driver = nova_snapshot_ext.SnapshotLibvirtDriver
+
+Nova loads drivers from its own ``nova.virt`` namespace only; the package
+installs the module ``nova.virt.nova_snapshot_ext`` that makes this name
+work. Everything but :meth:`SnapshotLibvirtDriver.snapshot` is Nova's
+``LibvirtDriver`` unchanged.
+
+The engine's options are read from the files nova-compute was started
+with (``[snapshot]``, ``[rbd]``, ``[qemu_img]``, and the engine's own
+options of ``[libvirt]`` and ``[workarounds]``), into a configuration of
+their own: they never clash with Nova's. Where Nova has an option for the
+same thing, Nova's value is the default:
+
+=====================================  ======================================
+engine option                          default taken from Nova's
+=====================================  ======================================
+``[libvirt] connection_uri``           the driver's URI (``[libvirt]
+                                       connection_uri`` / ``virt_type``)
+``[snapshot] temp_directory``          ``[libvirt] snapshots_directory``
+``[snapshot] image_format``            ``[libvirt] snapshot_image_format``
+``[workarounds] disable_live_snapshot``  ``[workarounds]
+                                       disable_libvirt_livesnapshot``
+``[rbd] ceph_conf``, ``[rbd] user``    ``[libvirt] images_rbd_ceph_conf``,
+                                       ``rbd_user``
+=====================================  ======================================
+"""
+
+import threading
+from typing import Any
+
+import libvirt
+from nova.compute import task_states
+from nova import conf as nova_conf
+from nova import exception as nova_exc
+from nova import utils as nova_utils
+from nova.virt.libvirt import driver as libvirt_driver
+from nova.virt.libvirt import host as nova_host
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from nova_snapshot_ext import conf as nse_conf
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext import model
+from nova_snapshot_ext import snapshot as snapshot_mod
+from nova_snapshot_ext.virt import image_store
+
+LOG = logging.getLogger(__name__)
+CONF = nova_conf.CONF
+
+#: Engine errors that mean the guest is not there (any more).
+_GONE = (exception.GuestNotFound, exception.GuestGone)
+
+
+def engine_conf(nova: cfg.ConfigOpts, uri: str) -> cfg.ConfigOpts:
+    """The engine's options, read from the files Nova was started with,
+    with Nova's settings as defaults where Nova has them.
+    """
+    conf = cfg.ConfigOpts()
+    nse_conf.register_opts(conf)
+    dirs = [nova.config_dir] if nova.config_dir else []
+    conf([], project='nova', default_config_files=list(nova.config_file),
+         default_config_dirs=dirs)
+    conf.set_default('connection_uri', uri, group='libvirt')
+    conf.set_default('temp_directory', nova.libvirt.snapshots_directory,
+                     group='snapshot')
+    if nova.libvirt.snapshot_image_format:
+        conf.set_default('image_format', nova.libvirt.snapshot_image_format,
+                         group='snapshot')
+    conf.set_default('disable_live_snapshot',
+                     nova.workarounds.disable_libvirt_livesnapshot,
+                     group='workarounds')
+    conf.set_default('ceph_conf', nova.libvirt.images_rbd_ceph_conf,
+                     group='rbd')
+    if nova.libvirt.rbd_user:
+        conf.set_default('user', nova.libvirt.rbd_user, group='rbd')
+    return conf
+
+
+def _quiesce(conf: cfg.ConfigOpts, image_meta: Any) -> str:
+    """Quiesce as Nova's image properties ask: ``os_require_quiesce``
+    makes it required; without ``hw_qemu_guest_agent`` the guest has no
+    agent to ask.
+    """
+    props = image_meta.properties
+    if props.get('os_require_quiesce', False):
+        return 'required'
+    if not props.get('hw_qemu_guest_agent', False):
+        return 'never'
+    return conf.snapshot.quiesce
+
+
+class _TaskStates:
+    """Moves the instance through Nova's snapshot task states as the
+    engine goes: ``image_pending_upload`` when it starts, then
+    ``image_uploading`` when the image's data starts going to Glance (an
+    upload, or the location of a direct snapshot).
+    """
+
+    def __init__(self, update_task_state: Any) -> None:
+        self._update = update_task_state
+        self._uploading = False
+        self._lock = threading.Lock()
+
+    def pending_upload(self) -> None:
+        self._update(task_state=task_states.IMAGE_PENDING_UPLOAD)
+
+    def uploading(self) -> None:
+        with self._lock:
+            if self._uploading:
+                return
+            self._uploading = True
+        self._update(task_state=task_states.IMAGE_UPLOADING,
+                     expected_state=task_states.IMAGE_PENDING_UPLOAD)
+
+    def progress(self, stage: str, fraction: float) -> None:
+        if stage == 'upload':
+            self.uploading()
+
+
+class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
+    """Nova's ``LibvirtDriver`` whose snapshots nova-snapshot-ext takes."""
+
+    def __init__(self, virtapi: Any, read_only: bool = False) -> None:
+        super().__init__(virtapi, read_only)
+        self._nse_conf: cfg.ConfigOpts | None = None
+        self._nse_host: host_mod.Host | None = None
+
+    @property
+    def nse_conf(self) -> cfg.ConfigOpts:
+        """The engine's configuration (see the module's docstring)."""
+        if self._nse_conf is None:
+            self._nse_conf = engine_conf(CONF, self._uri())
+        return self._nse_conf
+
+    @property
+    def nse_host(self) -> host_mod.Host:
+        """The engine's libvirt connection. Like Nova's own, in eventlet
+        mode its calls run in native threads (``tpool``), so that a long
+        libvirt call does not stop the compute service.
+        """
+        if self._nse_host is None:
+            classes = nova_host.Host._get_libvirt_proxy_classes(libvirt)
+            self._nse_host = host_mod.Host(
+                self.nse_conf.libvirt.connection_uri,
+                wrap=lambda conn: nova_utils.tpool_wrap(conn,
+                                                        autowrap=classes))
+        return self._nse_host
+
+    def snapshot(self, context: Any, instance: Any, image_id: str,
+                 update_task_state: Any) -> None:
+        """Snapshot the instance's root disk into the image ``image_id``
+        (the queued record the compute API made).
+
+        :raises InstanceNotRunning: the guest is not on this host.
+        :raises InstanceQuiesceFailed: quiesce was required and failed.
+        :raises ImageNotFound: the image was deleted meanwhile.
+        :raises InternalError: any other failure, with the engine's
+            one-line message; the guest is as it was.
+        """
+        conf = self.nse_conf
+        image_meta = instance.image_meta
+        container_format = (image_meta.container_format
+                            if image_meta.obj_attr_is_set('container_format')
+                            else 'bare')
+        store = image_store.NovaImageStore(conf, self._image_api, context,
+                                           container_format)
+        states = _TaskStates(update_task_state)
+        request = model.SnapshotRequest(
+            guest=instance.uuid,
+            name=store.get(image_id).get('name') or image_id,
+            method=self._method(conf),
+            quiesce=_quiesce(conf, image_meta),
+            image_id=image_id,
+            metadata=self._properties(instance))
+        try:
+            states.pending_upload()
+            result = snapshot_mod.take_snapshot(
+                request, conf, host=self.nse_host, progress=states.progress,
+                store=store)
+            states.uploading()
+        except _GONE:
+            raise nova_exc.InstanceNotRunning(instance_id=instance.uuid)
+        except exception.ImageNotFound:
+            raise nova_exc.ImageNotFound(image_id=image_id)
+        except exception.QuiesceFailed as e:
+            raise nova_exc.InstanceQuiesceFailed(reason=e.message)
+        except exception.SnapshotError as e:
+            LOG.error('Snapshot failed: %s', e.message, instance=instance)
+            raise nova_exc.InternalError(e.message)
+        LOG.info('Snapshot %(image)s: %(method)s in %(s).1f s, because '
+                 '%(reason)s', {'image': image_id, 'method': result.method,
+                                's': result.seconds,
+                                'reason': result.reason},
+                 instance=instance)
+
+    @staticmethod
+    def _method(conf: cfg.ConfigOpts) -> str:
+        # NOTE: Nova never snapshots live with encrypted ephemeral
+        # storage; neither does this driver.
+        if CONF.ephemeral_storage_encryption.enabled:
+            return 'cold'
+        return conf.snapshot.method
+
+    @staticmethod
+    def _properties(instance: Any) -> dict[str, Any]:
+        """The properties Nova's libvirt driver sets on a snapshot."""
+        base = instance.system_metadata.get('image_base_image_ref')
+        props = {
+            'image_location': 'snapshot',
+            'image_state': 'available',
+            'owner_id': instance.project_id,
+            'kernel_id': instance.kernel_id or None,
+            'ramdisk_id': instance.ramdisk_id or None,
+            'os_type': instance.os_type or None,
+            'base_image_ref': base or instance.image_ref or None,
+        }
+        return {k: v for k, v in props.items() if v is not None}

@@ -1,0 +1,314 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``openstack server image create`` through real Nova into the driver.
+
+Nova's API, conductor, scheduler and compute manager are real; the
+compute driver is ours, loaded by name as nova.conf names it, through the
+module the package installs into ``nova.virt``. Nova's fake libvirt
+stands for the hypervisor in Nova's own code (boot, power state); the
+snapshot itself runs on a real guest of the stack's libvirtd, defined
+with the instance's UUID: a real disk, a real block copy or managed
+save, real qemu-img. Nova's in-memory Glance stands for Glance, made to
+behave as Glance does for a snapshot (queued until data arrives) and to
+keep the data, which the tests read back as the guest would.
+"""
+
+import copy
+import os
+import shutil
+import sys
+import uuid
+
+import libvirt
+from nova.compute import task_states
+from nova.tests.functional.libvirt import base as libvirt_base
+from nova.virt import driver as virt_driver
+from nova.virt import fake as fake_virt
+
+from nova_snapshot_ext.virt import driver as nse_driver
+from tests.functional import guest as guest_mod
+
+DRIVER = 'nova_snapshot_ext.SnapshotLibvirtDriver'
+BASE_IMAGE = '2c52bbbc-b3bc-42d7-95ba-748e54e98d91'
+QUIESCE_IMAGE = '915b13ce-28f2-40ff-a125-2c359117436d'
+
+
+def _base_image(image_id, name, **properties):
+    return {
+        'id': image_id, 'name': name, 'status': 'active',
+        'container_format': 'bare', 'disk_format': 'qcow2',
+        'size': 16 * guest_mod.MiB, 'min_ram': 0, 'min_disk': 0,
+        'visibility': 'public', 'protected': False, 'tags': [],
+        'properties': dict({'os_type': 'linux'}, **properties),
+    }
+
+
+class _Glance:
+    """Nova's in-memory Glance, behaving as Glance does for a snapshot:
+    the record the compute API makes is queued, data or a location makes
+    it active. The data is kept in ``datadir``.
+    """
+
+    def __init__(self, fixture, datadir):
+        self.fixture = fixture
+        self.datadir = datadir
+        self.data = {}
+        self._create, self._update = fixture.create, fixture.update
+        fixture.create, fixture.update = self.create, self.update
+
+    def create(self, context, metadata, data=None):
+        props = metadata.get('properties') or {}
+        if props.get('image_type') == 'snapshot' and data is None:
+            metadata = dict(metadata, status='queued', size=0)
+        return self._create(context, metadata, data)
+
+    def update(self, context, image_id, metadata, data=None,
+               purge_props=False):
+        metadata = copy.deepcopy(metadata)
+        if data is not None:
+            path = os.path.join(self.datadir, image_id)
+            with open(path, 'wb') as f:
+                shutil.copyfileobj(data, f)
+            self.data[image_id] = path
+            metadata.update(status='active', size=os.path.getsize(path))
+        location = metadata.pop('location', None)
+        if location:
+            metadata.update(status='active',
+                            locations=[{'url': location, 'metadata': {}}])
+        return self._update(context, image_id, metadata,
+                            purge_props=purge_props)
+
+
+class SnapshotDriverTest(libvirt_base.ServersTestBase):
+    microversion = 'latest'
+    ADMIN_API = True
+
+    def setUp(self):
+        # NOTE: the nova wheel installs api-paste.ini under the prefix,
+        # where Nova's ConfFixture does not look.
+        self.flags(api_paste_config=os.path.join(
+            sys.prefix, 'etc', 'nova', 'api-paste.ini'), group='wsgi')
+        self.flags(notify_on_state_change='vm_and_task_state',
+                   group='notifications')
+        super().setUp()
+        try:
+            self.conn = guest_mod.connect()
+        except guest_mod.StackMissing as e:
+            self.fail(str(e))
+        self.addCleanup(self.conn.close)
+        self.workdir = os.path.join(guest_mod.work_root(),
+                                    'nova-%s' % uuid.uuid4().hex[:8])
+        os.makedirs(self.workdir)
+        os.chmod(self.workdir, 0o755)
+        self.addCleanup(shutil.rmtree, self.workdir, True)
+        self.images = _Glance(self.glance, self.workdir)
+        self.glance.create(None, _base_image(BASE_IMAGE, 'nse-base'))
+        self.glance.create(None, _base_image(
+            QUIESCE_IMAGE, 'nse-quiesce', hw_qemu_guest_agent='yes',
+            os_require_quiesce='yes'))
+        self.start_compute('compute1')
+        self.driver = self.computes['compute1'].driver
+        conf = self.driver.nse_conf
+        conf.set_override('state_path', os.path.join(self.workdir, 'state'))
+        conf.set_override('temp_directory',
+                          os.path.join(self.workdir, 'tmp'),
+                          group='snapshot')
+        self.guests = []
+        self.addCleanup(self._remove_guests)
+
+    def _setup_compute_service(self):
+        self.flags(compute_driver=DRIVER)
+
+    def _clear_attrs(self):
+        # NOTE: nova.test.TestCase deletes every public attribute at
+        # cleanup, which pytest's unittest support trips over.
+        name = self._testMethodName
+        keep = {name: self.__dict__[name]} if name in self.__dict__ else {}
+        super()._clear_attrs()
+        self.__dict__.update(keep)
+
+    def _remove_guests(self):
+        for g in self.guests:
+            g.remove()
+
+    # -- helpers -------------------------------------------------------
+    def _server_with_guest(self, image=BASE_IMAGE, start=True,
+                           agent_channel=True):
+        """A Nova server, and the real guest with its UUID."""
+        server = self._create_server(image_uuid=image, networks='none')
+        g = guest_mod.TestGuest(
+            self.conn, os.path.join(self.workdir, server['id'][:8]),
+            'nova-%s' % server['id'][:8], fmt='qcow2', data_mb=16,
+            agent_channel=agent_channel, uuid=server['id'])
+        self.guests.append(g)
+        if start:
+            g.start()
+        return server, g
+
+    def _create_image(self, server, name='snap-1', fails=False):
+        """createImage, and wait until Nova is done with it: the end of
+        the snapshot, or the compute manager's error (the snapshot runs
+        in a task of its own, so the action's event does not show it).
+        """
+        body = self.api.post_server_action(
+            server['id'], {'createImage': {'name': name}})
+        self.notifier.wait_for_versioned_notifications(
+            'compute.exception' if fails else 'instance.snapshot.end')
+        return body['image_id']
+
+    def _error(self):
+        """The payload of Nova's compute.exception notification."""
+        errors = [n for n in self.notifier.versioned_notifications
+                  if n['event_type'] == 'compute.exception']
+        self.assertEqual(1, len(errors))
+        return errors[0]['payload']['nova_object.data']
+
+    def _task_states(self, server_id):
+        """The task states the instance went through since the compute
+        manager took the snapshot on, from Nova's instance.update
+        notifications.
+        """
+        states = []
+        for n in self.notifier.versioned_notifications:
+            if n['event_type'] != 'instance.update':
+                continue
+            payload = n['payload']['nova_object.data']
+            if payload['uuid'] != server_id:
+                continue
+            update = payload['state_update']['nova_object.data']
+            if update['old_task_state'] != update['new_task_state']:
+                states.append(update['new_task_state'])
+        return states[states.index(task_states.IMAGE_SNAPSHOT):]
+
+    # -- tests ---------------------------------------------------------
+    def test_driver_is_loaded_by_its_nova_conf_name(self):
+        self.assertIsInstance(self.driver, nse_driver.SnapshotLibvirtDriver)
+        drv = virt_driver.load_compute_driver(fake_virt.FakeVirtAPI(),
+                                              DRIVER)
+        self.assertIs(nse_driver.SnapshotLibvirtDriver, type(drv))
+        # NOTE: the module Nova imports is the one the package installs.
+        import nova.virt.nova_snapshot_ext as shim
+        self.assertEqual(
+            os.path.join('nova', 'virt', 'nova_snapshot_ext',
+                         '__init__.py'),
+            os.path.join(*shim.__file__.split(os.sep)[-4:]))
+
+    def test_live_snapshot_of_active_server(self):
+        server, g = self._server_with_guest()
+        before = g.last_counter()
+        image_id = self._create_image(server)
+
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertIsNone(server['OS-EXT-STS:task_state'])
+        image = self.glance.images[image_id]
+        self.assertEqual('active', image['status'])
+        props = image['properties']
+        self.assertEqual('live', props['snapshot_method'])
+        self.assertEqual('qcow2', image['disk_format'])
+        # The guest ran on, and the image is one point in time of it.
+        self.assertEqual(libvirt.VIR_DOMAIN_RUNNING, g.state())
+        self.assertGreater(g.wait_counter(g.last_counter() + 1), before)
+        check = guest_mod.check_image(self.images.data[image_id], 'qcow2',
+                                      g.disks.size)
+        self.assertEqual(g.disks.data_sha256, check.data_sha256)
+        self.assertTrue(check.point_in_time, check.counters)
+        self.assertGreaterEqual(check.last, before)
+        self.assertEqual(os.path.getsize(self.images.data[image_id]),
+                         image['size'])
+
+    def test_task_states_in_nova_order(self):
+        server, _g = self._server_with_guest()
+        self._create_image(server)
+        self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual(
+            [task_states.IMAGE_SNAPSHOT, task_states.IMAGE_PENDING_UPLOAD,
+             task_states.IMAGE_UPLOADING, None],
+            self._task_states(server['id']))
+
+    def test_image_properties_as_nova_sets_them(self):
+        server, _g = self._server_with_guest()
+        image_id = self._create_image(server, name='nightly of web-1')
+        image = self.glance.images[image_id]
+        props = image['properties']
+        self.assertEqual('nightly of web-1', image['name'])
+        self.assertEqual('bare', image['container_format'])
+        # Set by the compute API on the record it made.
+        self.assertEqual('snapshot', props['image_type'])
+        self.assertEqual(server['id'], props['instance_uuid'])
+        self.assertEqual(BASE_IMAGE, props['base_image_ref'])
+        # Set by the driver, as Nova's libvirt driver sets them.
+        self.assertEqual('snapshot', props['image_location'])
+        self.assertEqual('available', props['image_state'])
+        self.assertEqual(server['tenant_id'], props['owner_id'])
+        self.assertEqual('linux', props['os_type'])
+        self.assertNotIn('kernel_id', props)
+        # And what the engine adds: how, and why.
+        self.assertIn(props['snapshot_method'], ('live', 'cold'))
+        self.assertTrue(props['snapshot_reason'])
+        self.assertEqual('false', props['snapshot_quiesced'])
+
+    def test_stopped_server_gets_cold_snapshot(self):
+        server, g = self._server_with_guest(start=False)
+        server = self._stop_server(server)
+        image_id = self._create_image(server)
+
+        server = self._wait_for_state_change(server, 'SHUTOFF')
+        self.assertIsNone(server['OS-EXT-STS:task_state'])
+        image = self.glance.images[image_id]
+        self.assertEqual('active', image['status'])
+        self.assertEqual('cold', image['properties']['snapshot_method'])
+        self.assertIn('the guest is shutoff',
+                      image['properties']['snapshot_reason'])
+        self.assertEqual(libvirt.VIR_DOMAIN_SHUTOFF, g.state())
+        check = guest_mod.check_image(self.images.data[image_id], 'qcow2',
+                                      g.disks.size)
+        self.assertEqual(g.disks.data_sha256, check.data_sha256)
+
+    def test_failing_snapshot_deletes_image_and_keeps_server(self):
+        # The image asks for a quiesced snapshot; the guest has no agent.
+        server, g = self._server_with_guest(image=QUIESCE_IMAGE,
+                                            agent_channel=False)
+        xml = g.inactive_xml()
+        image_id = self._create_image(server, fails=True)
+
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertIsNone(server['OS-EXT-STS:task_state'])
+        self.assertNotIn(image_id, self.glance.images)
+        error = self._error()
+        self.assertEqual('InstanceQuiesceFailed', error['exception'])
+        self.assertIn('no QEMU guest agent is connected',
+                      error['exception_message'])
+        self.assertEqual(
+            [task_states.IMAGE_SNAPSHOT, task_states.IMAGE_PENDING_UPLOAD,
+             None], self._task_states(server['id']))
+        # The guest is as it was.
+        self.assertEqual(libvirt.VIR_DOMAIN_RUNNING, g.state())
+        self.assertEqual(xml, g.inactive_xml())
+        self.assertEqual({}, g.dom.blockJobInfo('vda', 0))
+        self.assertEqual([], os.listdir(os.path.join(self.workdir, 'tmp'))
+                         if os.path.isdir(os.path.join(self.workdir, 'tmp'))
+                         else [])
+
+    def test_guest_gone_deletes_image(self):
+        # No guest on the hypervisor with the instance's UUID: Nova's
+        # "instance disappeared during snapshot".
+        server = self._create_server(image_uuid=BASE_IMAGE, networks='none')
+        body = self.api.post_server_action(
+            server['id'], {'createImage': {'name': 'snap-1'}})
+        self._wait_for_instance_action_event(
+            server, 'createImage', 'compute_snapshot_instance', 'Success')
+        self.assertNotIn(body['image_id'], self.glance.images)
+        self.assertNotIn('instance.snapshot.end', [
+            n['event_type'] for n in self.notifier.versioned_notifications])
