@@ -37,7 +37,9 @@ from nova.tests.functional.libvirt import base as libvirt_base
 from nova.virt import driver as virt_driver
 from nova.virt import fake as fake_virt
 
+from nova_snapshot_ext.storage import rbd as rbd_storage
 from nova_snapshot_ext.virt import driver as nse_driver
+from tests.functional import ceph_stack
 from tests.functional import guest as guest_mod
 
 DRIVER = 'nova_snapshot_ext.SnapshotLibvirtDriver'
@@ -312,3 +314,54 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.assertNotIn(body['image_id'], self.glance.images)
         self.assertNotIn('instance.snapshot.end', [
             n['event_type'] for n in self.notifier.versioned_notifications])
+
+    def test_rbd_disk_direct_snapshot_registers_location(self):
+        # The disk is an RBD image, and Glance keeps its images in the
+        # same cluster's pool "images".
+        conf = self.driver.nse_conf
+        ceph_stack.set_rbd_conf(conf)
+        conf.set_override('glance_pool', 'images', group='rbd')
+        drv = ceph_stack.driver(conf)
+        self.addCleanup(drv.close)
+        server = self._create_server(image_uuid=BASE_IMAGE, networks='none')
+        disk = '%s_disk' % server['id']
+        g = guest_mod.TestGuest(
+            self.conn, os.path.join(self.workdir, 'rbd'),
+            'nova-%s' % server['id'][:8], fmt='raw', data_mb=16,
+            uuid=server['id'], disks=lambda d, n: ceph_stack.import_disk(
+                self.conn, d, 'vms', disk))
+        self.guests.append(g)
+        self.addCleanup(ceph_stack.remove_disk, 'vms/' + disk)
+        g.start()
+        before = g.last_counter()
+        image_id = self._create_image(server)
+        self.addCleanup(drv.remove_image, 'images', image_id)
+
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertIsNone(server['OS-EXT-STS:task_state'])
+        image = self.glance.images[image_id]
+        self.assertEqual('active', image['status'])
+        self.assertEqual('direct', image['properties']['snapshot_method'])
+        self.assertEqual('raw', image['disk_format'])
+        location = rbd_storage.Location(drv.fsid(), 'images', image_id,
+                                        'snap')
+        self.assertEqual([location.url],
+                         [loc['url'] for loc in image['locations']])
+        # No data went through the compute host.
+        self.assertNotIn(image_id, self.images.data)
+        self.assertEqual(
+            [task_states.IMAGE_SNAPSHOT, task_states.IMAGE_PENDING_UPLOAD,
+             task_states.IMAGE_UPLOADING, None],
+            self._task_states(server['id']))
+        # The clone is flattened, the disk keeps no snapshot of ours, and
+        # the image is one point in time of the running guest.
+        self.assertIsNone(drv.info('images', image_id)['parent'])
+        self.assertEqual([], ceph_stack.our_snaps(drv, 'vms', disk))
+        self.assertEqual(libvirt.VIR_DOMAIN_RUNNING, g.state())
+        path = ceph_stack.export(ceph_stack.ceph_conf(),
+                                 'images/%s@snap' % image_id,
+                                 os.path.join(self.workdir, 'clone.raw'))
+        check = guest_mod.check_image(path, 'raw', g.disks.size)
+        self.assertEqual(g.disks.data_sha256, check.data_sha256)
+        self.assertTrue(check.point_in_time, check.counters)
+        self.assertGreaterEqual(check.last, before)
