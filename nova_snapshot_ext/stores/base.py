@@ -23,6 +23,9 @@ visible in the store, and :meth:`PendingImage.abort` removes every trace.
 import abc
 from collections.abc import Callable
 import dataclasses
+import os
+import shutil
+import tempfile
 from typing import Any
 
 from oslo_config import cfg
@@ -106,6 +109,36 @@ class PendingImage(metaclass=abc.ABCMeta):
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
             self.abort()
+
+
+class UploadedImage(PendingImage):
+    """A pending image whose data is uploaded from a local file, made in
+    a private temporary directory on first use of :attr:`path` (a
+    location needs none).
+    """
+
+    #: Name prefix of the temporary directory.
+    TMP_PREFIX = 'image-'
+
+    def __init__(self, meta: ImageMeta, workdir: str | None) -> None:
+        self.meta = meta
+        self.workdir = workdir
+        self.tmpdir: str | None = None
+
+    @property
+    def path(self) -> str:
+        if self.tmpdir is None:
+            if self.workdir:
+                os.makedirs(self.workdir, exist_ok=True)
+            self.tmpdir = tempfile.mkdtemp(prefix=self.TMP_PREFIX,
+                                           dir=self.workdir)
+        return os.path.join(self.tmpdir, 'image.%s' % self.meta.disk_format)
+
+    def remove_file(self) -> None:
+        """Remove the local file and its directory. Idempotent."""
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
 
 
 class ImageStore(metaclass=abc.ABCMeta):

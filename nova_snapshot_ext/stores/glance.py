@@ -33,8 +33,6 @@ import contextlib
 import hashlib
 import os
 import re
-import shutil
-import tempfile
 import time
 from typing import Any, BinaryIO
 
@@ -183,17 +181,17 @@ class _UploadBody:
         self._pool.shutdown(wait=True)
 
 
-class GlancePendingImage(base.PendingImage):
+class GlancePendingImage(base.UploadedImage):
+
+    TMP_PREFIX = 'glance-'
 
     def __init__(self, store: 'GlanceStore', meta: base.ImageMeta,
                  image_id: str | None, workdir: str | None) -> None:
+        super().__init__(meta, workdir)
         self.store = store
-        self.meta = meta
         self.image_id: str | None = None
         #: The record as Glance last returned it.
         self.record: dict[str, Any] = {}
-        self.workdir = workdir
-        self.tmpdir: str | None = None
         try:
             if image_id is None:
                 self.record = store.create(meta)
@@ -210,23 +208,6 @@ class GlancePendingImage(base.PendingImage):
             self.abort()
             raise
 
-    @property
-    def path(self) -> str:
-        """The local file the upload is sent from, in a private temporary
-        directory made on first use (a location needs none).
-        """
-        if self.tmpdir is None:
-            if self.workdir:
-                os.makedirs(self.workdir, exist_ok=True)
-            self.tmpdir = tempfile.mkdtemp(prefix='glance-',
-                                           dir=self.workdir)
-        return os.path.join(self.tmpdir, 'image.%s' % self.meta.disk_format)
-
-    def _remove_tmpdir(self) -> None:
-        if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-            self.tmpdir = None
-
     def commit(self, progress: base.Progress | None = None
                ) -> base.StoredImage:
         try:
@@ -235,7 +216,7 @@ class GlancePendingImage(base.PendingImage):
             self.abort()
             raise
         # NOTE: the local file was only the upload's source.
-        self._remove_tmpdir()
+        self.remove_file()
         return stored
 
     def add_location(self, url: str, store_id: str | None = None
@@ -311,7 +292,7 @@ class GlancePendingImage(base.PendingImage):
                                                   ours))
 
     def abort(self) -> None:
-        self._remove_tmpdir()
+        self.remove_file()
         if self.image_id is not None:
             image_id, self.image_id = self.image_id, None
             self.store.delete_failed(image_id)

@@ -185,14 +185,14 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
         store = image_store.NovaImageStore(conf, self._image_api, context,
                                            container_format)
         states = _TaskStates(update_task_state)
-        request = model.SnapshotRequest(
-            guest=instance.uuid,
-            name=store.get(image_id).get('name') or image_id,
-            method=self._method(conf),
-            quiesce=_quiesce(conf, image_meta),
-            image_id=image_id,
-            metadata=self._properties(instance))
         try:
+            request = model.SnapshotRequest(
+                guest=instance.uuid,
+                name=store.get(image_id).get('name') or image_id,
+                method=self._method(conf),
+                quiesce=_quiesce(conf, image_meta),
+                image_id=image_id,
+                metadata=self._properties(instance))
             states.pending_upload()
             result = snapshot_mod.take_snapshot(
                 request, conf, host=self.nse_host, progress=states.progress,

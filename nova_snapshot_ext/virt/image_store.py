@@ -30,8 +30,6 @@ from collections.abc import Iterator
 import contextlib
 import hashlib
 import os
-import shutil
-import tempfile
 from typing import Any, BinaryIO
 
 from nova import exception as nova_exc
@@ -66,31 +64,22 @@ class _HashingReader:
         return data
 
 
-class NovaPendingImage(base.PendingImage):
+class NovaPendingImage(base.UploadedImage):
     """The queued record the compute API made, filled through Nova."""
+
+    TMP_PREFIX = 'nova-'
 
     def __init__(self, store: 'NovaImageStore', meta: base.ImageMeta,
                  image_id: str, workdir: str | None) -> None:
+        super().__init__(meta, workdir)
         self.store = store
-        self.meta = meta
         self.image_id = image_id
-        self.workdir = workdir
-        self.tmpdir: str | None = None
         record = store.get(image_id)
         # NOTE: only a queued record is ours to fill; never overwrite an
         # image that already has data.
         if record.get('status') != 'queued':
             raise exception.ImageNotQueued(image=image_id, store=store,
                                            status=record.get('status'))
-
-    @property
-    def path(self) -> str:
-        if self.tmpdir is None:
-            if self.workdir:
-                os.makedirs(self.workdir, exist_ok=True)
-            self.tmpdir = tempfile.mkdtemp(prefix='nova-',
-                                           dir=self.workdir)
-        return os.path.join(self.tmpdir, 'image.%s' % self.meta.disk_format)
 
     def _metadata(self) -> dict[str, Any]:
         return {'disk_format': self.meta.disk_format,
@@ -134,9 +123,7 @@ class NovaPendingImage(base.PendingImage):
             sha256=sha256)
 
     def abort(self) -> None:
-        if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-            self.tmpdir = None
+        self.remove_file()
 
 
 class NovaImageStore(base.ImageStore):
