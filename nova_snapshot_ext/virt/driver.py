@@ -27,8 +27,10 @@ work. Everything but :meth:`SnapshotLibvirtDriver.snapshot` is Nova's
 The engine's options are read from the files nova-compute was started
 with (``[snapshot]``, ``[rbd]``, ``[qemu_img]``, and the engine's own
 options of ``[libvirt]`` and ``[workarounds]``), into a configuration of
-their own: they never clash with Nova's. Where Nova has an option for the
-same thing, Nova's value is the default:
+their own, so that they are never registered on Nova's. ``[DEFAULT]
+state_path`` and ``[oslo_concurrency] lock_path`` are read from the same
+lines as Nova's, with the same meaning. Where Nova has an option for the
+same thing under another name, Nova's value is the default:
 
 =====================================  ======================================
 engine option                          default taken from Nova's
@@ -62,6 +64,7 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import snapshot as snapshot_mod
+from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.virt import image_store
 
 LOG = logging.getLogger(__name__)
@@ -83,14 +86,21 @@ def engine_conf(nova: cfg.ConfigOpts, uri: str) -> cfg.ConfigOpts:
     conf.set_default('connection_uri', uri, group='libvirt')
     conf.set_default('temp_directory', nova.libvirt.snapshots_directory,
                      group='snapshot')
-    if nova.libvirt.snapshot_image_format:
+    if nova.libvirt.snapshot_image_format in qemu_img.FORMATS:
         conf.set_default('image_format', nova.libvirt.snapshot_image_format,
                          group='snapshot')
+    elif nova.libvirt.snapshot_image_format:
+        LOG.warning('[libvirt] snapshot_image_format %(fmt)s is not one of '
+                    '%(ours)s; snapshots are written as [snapshot] '
+                    'image_format says', {
+                        'fmt': nova.libvirt.snapshot_image_format,
+                        'ours': '/'.join(qemu_img.FORMATS)})
     conf.set_default('disable_live_snapshot',
                      nova.workarounds.disable_libvirt_livesnapshot,
                      group='workarounds')
-    conf.set_default('ceph_conf', nova.libvirt.images_rbd_ceph_conf,
-                     group='rbd')
+    if nova.libvirt.images_rbd_ceph_conf:
+        conf.set_default('ceph_conf', nova.libvirt.images_rbd_ceph_conf,
+                         group='rbd')
     if nova.libvirt.rbd_user:
         conf.set_default('user', nova.libvirt.rbd_user, group='rbd')
     return conf

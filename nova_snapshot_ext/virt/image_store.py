@@ -107,7 +107,10 @@ class NovaPendingImage(base.UploadedImage):
                      ) -> base.StoredImage:
         metadata = self._metadata()
         metadata['location'] = url
-        image = self.store.update(self.image_id, metadata)
+        self.store.update(self.image_id, metadata)
+        # NOTE: Nova returns the record as it was before the location was
+        # added; Glance makes the image active when it adds it.
+        image = self.store.get(self.image_id)
         return self._stored(image, url, image.get('size') or 0, None)
 
     def _stored(self, image: dict[str, Any], location: str, size: int,

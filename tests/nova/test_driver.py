@@ -86,11 +86,16 @@ class _Glance:
             self.data[image_id] = path
             metadata.update(status='active', size=os.path.getsize(path))
         location = metadata.pop('location', None)
+        image = self._update(context, image_id, metadata,
+                             purge_props=purge_props)
         if location:
-            metadata.update(status='active',
-                            locations=[{'url': location, 'metadata': {}}])
-        return self._update(context, image_id, metadata,
-                            purge_props=purge_props)
+            # As Nova's image API does: the location is added after the
+            # update, whose record is returned.
+            image = copy.deepcopy(image)
+            self._update(context, image_id, {
+                'status': 'active',
+                'locations': [{'url': location, 'metadata': {}}]})
+        return image
 
 
 class SnapshotDriverTest(libvirt_base.ServersTestBase):
@@ -365,3 +370,25 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.assertEqual(g.disks.data_sha256, check.data_sha256)
         self.assertTrue(check.point_in_time, check.counters)
         self.assertGreaterEqual(check.last, before)
+
+    def test_engine_options_default_to_novas(self):
+        self.flags(snapshots_directory='/srv/nova/snapshots',
+                   snapshot_image_format='raw', rbd_user='nova',
+                   images_rbd_ceph_conf='/etc/ceph/nova.conf',
+                   group='libvirt')
+        self.flags(disable_libvirt_livesnapshot=True, group='workarounds')
+        conf = nse_driver.engine_conf(nse_driver.CONF, 'qemu:///system')
+        self.assertEqual('/srv/nova/snapshots', conf.snapshot.temp_directory)
+        self.assertEqual('raw', conf.snapshot.image_format)
+        self.assertTrue(conf.workarounds.disable_live_snapshot)
+        self.assertEqual('/etc/ceph/nova.conf', conf.rbd.ceph_conf)
+        self.assertEqual('nova', conf.rbd.user)
+        self.assertEqual('qemu:///system', conf.libvirt.connection_uri)
+
+        # Nova's values the engine cannot use leave the engine's defaults.
+        self.flags(snapshot_image_format='vmdk', images_rbd_ceph_conf='',
+                   rbd_user=None, group='libvirt')
+        conf = nse_driver.engine_conf(nse_driver.CONF, 'qemu:///system')
+        self.assertIsNone(conf.snapshot.image_format)
+        self.assertEqual('/etc/ceph/ceph.conf', conf.rbd.ceph_conf)
+        self.assertEqual('admin', conf.rbd.user)
