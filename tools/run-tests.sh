@@ -16,7 +16,7 @@
 # install what the tests need, bring the real stack up, run the style,
 # unit and functional tests, and take the stack down again.
 #
-#   tools/run-tests.sh [TOX ENVS]   default: pep8,py3,functional,nova,tempest
+#   tools/run-tests.sh [TOX ENVS]   default: pep8,py3,functional,nova,tempest,docs
 #
 # Environment: STACK_DIR (see tools/stack.sh), TOX_VENV (where tox itself
 # is installed, default .venv-tox in the repository).
@@ -25,7 +25,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-ENVS=${1:-pep8,py3,functional,nova,tempest}
+ENVS=${1:-pep8,py3,functional,nova,tempest,docs}
 
 # shellcheck source=tools/functions.sh
 source tools/functions.sh
