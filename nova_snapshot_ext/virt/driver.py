@@ -198,7 +198,7 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
         try:
             request = model.SnapshotRequest(
                 guest=instance.uuid,
-                name=store.get(image_id).get('name') or image_id,
+                name=store.record(image_id).get('name') or image_id,
                 method=self._method(conf),
                 quiesce=_quiesce(conf, image_meta),
                 image_id=image_id,

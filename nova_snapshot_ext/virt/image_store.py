@@ -74,7 +74,7 @@ class NovaPendingImage(base.UploadedImage):
         super().__init__(meta, workdir)
         self.store = store
         self.image_id = image_id
-        record = store.get(image_id)
+        record = store.record(image_id)
         # NOTE: only a queued record is ours to fill; never overwrite an
         # image that already has data.
         if record.get('status') != 'queued':
@@ -145,6 +145,7 @@ class NovaImageStore(base.ImageStore):
         self.image_api = image_api
         self.context = context
         self.container_format = container_format
+        self._records: dict[str, dict[str, Any]] = {}
 
     def __str__(self) -> str:
         return "Nova's image service"
@@ -158,9 +159,7 @@ class NovaImageStore(base.ImageStore):
             raise exception.ImageNotFound(image=image_id, store=self)
         except (nova_exc.ImageNotAuthorized, nova_exc.Forbidden) as e:
             raise exception.StoreAuthFailed(store=self, reason=str(e))
-        except nova_exc.ImageQuotaExceeded as e:
-            raise exception.StoreRejected(store=self, reason=str(e))
-        except (nova_exc.ImageBadRequest, nova_exc.Invalid) as e:
+        except (nova_exc.ImageQuotaExceeded, nova_exc.Invalid) as e:
             raise exception.StoreRejected(store=self, reason=str(e))
         except nova_exc.GlanceConnectionFailed as e:
             raise exception.StoreUnavailable(store=self, reason=str(e))
@@ -194,6 +193,14 @@ class NovaImageStore(base.ImageStore):
             return dict(self.image_api.get(
                 self.context, image_id,
                 include_locations=include_locations))
+
+    def record(self, image_id: str) -> dict[str, Any]:
+        """The image's record as it was when first asked for (as the
+        compute API made it), read from Glance once.
+        """
+        if image_id not in self._records:
+            self._records[image_id] = self.get(image_id)
+        return self._records[image_id]
 
     def update(self, image_id: str, metadata: dict[str, Any],
                data: Any = None) -> dict[str, Any]:
