@@ -19,7 +19,7 @@
 #
 #   stack install      install the package where nova-compute runs
 #   stack post-config  make Nova's compute driver ours, set [snapshot]
-#                      and, with devstack-plugin-ceph, [rbd]
+#                      and, with devstack-plugin-ceph, [snapshot_rbd]
 #   stack test-config  set our tempest plugin's [nova_snapshot_ext]
 #   clean              remove the driver link (see install)
 #
@@ -113,13 +113,13 @@ function configure_nova_snapshot_ext {
         # Nova's guest disks are in Ceph.  devstack-plugin-ceph gives
         # Nova the Ceph user $CINDER_CEPH_USER ([libvirt] rbd_user), whose
         # key may use every pool it created, Glance's included.
-        iniset "$NOVA_CONF" rbd ceph_conf "${CEPH_CONF_FILE:-/etc/ceph/ceph.conf}"
-        iniset "$NOVA_CONF" rbd user "${CINDER_CEPH_USER:-cinder}"
+        iniset "$NOVA_CONF" snapshot_rbd ceph_conf "${CEPH_CONF_FILE:-/etc/ceph/ceph.conf}"
+        iniset "$NOVA_CONF" snapshot_rbd user "${CINDER_CEPH_USER:-cinder}"
         if _nse_glance_on_rbd; then
-            iniset "$NOVA_CONF" rbd glance_pool "${GLANCE_CEPH_POOL:-images}"
+            iniset "$NOVA_CONF" snapshot_rbd glance_pool "${GLANCE_CEPH_POOL:-images}"
         fi
-        iniset "$NOVA_CONF" rbd flatten "$NOVA_SNAPSHOT_EXT_RBD_FLATTEN"
-        iniset "$NOVA_CONF" rbd direct_snapshot True
+        iniset "$NOVA_CONF" snapshot_rbd flatten "$NOVA_SNAPSHOT_EXT_RBD_FLATTEN"
+        iniset "$NOVA_CONF" snapshot_rbd direct_snapshot True
     fi
 }
 

@@ -63,7 +63,7 @@ class StoreUnavailable(SnapshotError):
 
 class StoreAuthFailed(StoreUnavailable):
     msg_fmt = ('%(store)s refused the credentials: %(reason)s. Check the '
-               'auth options of [glance].')
+               'auth options of [snapshot_glance].')
 
 
 class StoreWriteFailed(SnapshotError):
@@ -152,7 +152,8 @@ class LibvirtFailed(SnapshotError):
 
 class CephUnavailable(SnapshotError):
     msg_fmt = ('Cannot use Ceph as client.%(user)s with %(conf)s: '
-               '%(reason)s. Check [rbd] ceph_conf, user and the keyring.')
+               '%(reason)s. Check [snapshot_rbd] ceph_conf, user and the '
+               'keyring.')
 
 
 class RbdFailed(SnapshotError):
@@ -169,5 +170,5 @@ class DirectSnapshotImpossible(SnapshotError):
 
 class RbdForbidden(RbdFailed):
     msg_fmt = ('RBD could not %(action)s %(target)s: permission denied '
-               '(%(reason)s). The Ceph client of [rbd] user needs write '
-               'access to that pool.')
+               '(%(reason)s). The Ceph client of [snapshot_rbd] user needs '
+               'write access to that pool.')

@@ -46,18 +46,18 @@ def host_facts(conf: cfg.ConfigOpts, host: host_mod.Host) -> dict[str, Any]:
 
 def explain_guest(conf: cfg.ConfigOpts, host: host_mod.Host,
                   store: store_base.ImageStore,
+                  backends: backend_base.Backends,
                   guest_name: str) -> dict[str, Any]:
     guest = host.get_guest(guest_name)
     entry: dict[str, Any] = {'name': guest.name, 'uuid': guest.uuid}
     try:
         disk = guest.root_disk()
-        backend = backend_base.load(conf, backend_base.backend_name_for(disk))
+        backend = backends.for_disk(disk)
         job = model.SnapshotJob(
             conf=conf, request=model.SnapshotRequest(guest.name, 'check'),
             host=host, guest=guest, disk=disk,
             store=store, method=conf.snapshot.method,
             image_format=disk.format, quiesce=conf.snapshot.quiesce)
-        backend.check_disk(job)
         plan = backend.plan(job)
         entry.update(state=guest.power_state(), backend=backend.name,
                      disk=disk.target, path=disk.path,
@@ -77,5 +77,7 @@ def check(conf: cfg.ConfigOpts, host: host_mod.Host,
     names = ([guest_name] if guest_name else
              sorted(g.name for g in host.list_guests()))
     store = store_base.load(conf, store_spec)
-    return {'host': host_facts(conf, host),
-            'guests': [explain_guest(conf, host, store, n) for n in names]}
+    with backend_base.Backends(conf) as backends:
+        return {'host': host_facts(conf, host),
+                'guests': [explain_guest(conf, host, store, backends, n)
+                           for n in names]}

@@ -14,11 +14,11 @@
 
 """Clean-up after direct RBD snapshots: ``nova-snapshot-ext gc``.
 
-It walks every pool of the cluster of ``[rbd]`` and looks only at what the
-rbd backend makes: disk snapshots named ``nse-<uuid>`` and the clones that
-its RBD metadata names. Everything else is never touched, except that the
-clones of a clone being removed are flattened first, so that they keep
-their data.
+It walks every pool of the cluster of ``[snapshot_rbd]`` and looks only at
+what the rbd backend makes: disk snapshots named ``nse-<uuid>`` and the
+clones that its RBD metadata names. Everything else is never touched,
+except that the clones of a clone being removed are flattened first, so
+that they keep their data.
 
 * A clone whose Glance image is active but still has a parent (its flatten
   was deferred) is flattened.
@@ -26,8 +26,8 @@ their data.
   removed, after its own clones are flattened so that they keep their
   data.
 * A clone with no Glance image, or whose image is still not active after
-  ``[rbd] gc_min_age`` seconds, is left over from an interrupted snapshot
-  and is removed.
+  ``[snapshot_rbd] gc_min_age`` seconds, is left over from an interrupted
+  snapshot and is removed.
 * A disk snapshot with no clone left is removed once its image is active,
   or, with no image, once it is older than ``gc_min_age`` (younger ones
   may belong to a snapshot still running).
@@ -92,10 +92,7 @@ class Collector:
     def status(self, image_id: str) -> str | None:
         """Glance's status of ``image_id``; None when it does not exist."""
         if image_id not in self._status:
-            try:
-                self._status[image_id] = self.store.get(image_id)['status']
-            except exception.ImageNotFound:
-                self._status[image_id] = None
+            self._status[image_id] = self.store.image_status(image_id)
         return self._status[image_id]
 
     def age(self, created: datetime.datetime) -> float:
@@ -215,7 +212,7 @@ def collect_garbage(conf: cfg.ConfigOpts, store: store_base.ImageStore,
     still run.
 
     :param store: the Glance store that holds the images.
-    :param min_age: seconds; None means ``[rbd] gc_min_age``.
+    :param min_age: seconds; None means ``[snapshot_rbd] gc_min_age``.
     """
     if not store.SUPPORTS_LOCATION:
         raise exception.InvalidInput(
@@ -226,7 +223,7 @@ def collect_garbage(conf: cfg.ConfigOpts, store: store_base.ImageStore,
     driver = driver or rbd_storage.RBDDriver(conf)
     try:
         actions = Collector(conf, driver, store,
-                            conf.rbd.gc_min_age if min_age is None
+                            conf.snapshot_rbd.gc_min_age if min_age is None
                             else min_age).collect()
         if dry_run:
             return actions

@@ -15,24 +15,31 @@
 """Plugin lookup shared by image backends and image stores."""
 
 from importlib import metadata
+from typing import Any
 
 from stevedore import driver
 
 
-def names(namespace: str) -> list[str]:
-    """The installed plugin names of ``namespace``, without importing any
-    plugin.
+def names(namespace: str, manager: Any = None) -> list[str]:
+    """The plugin names of ``namespace`` (without importing any plugin),
+    or of ``manager``, a stevedore extension manager, when given.
     """
+    if manager is not None:
+        return sorted(manager.names())
     return sorted({ep.name for ep in metadata.entry_points(group=namespace)})
 
 
-def load_class(namespace: str, name: str) -> type | None:
-    """The plugin class ``name`` of ``namespace``, or None when there is
-    no such plugin.
+def load_class(namespace: str, name: str,
+               manager: Any = None) -> type | None:
+    """The plugin class ``name`` of ``namespace`` (or of ``manager``, a
+    stevedore extension manager such as one made by
+    ``make_test_instance``), or None when there is no such plugin.
     """
     # NOTE: the class only: the caller builds it, so that the plugin's own
     # errors (a bad path, say) reach the user instead of being logged and
     # swallowed by stevedore.
-    if name not in names(namespace):
+    if name not in names(namespace, manager):
         return None
+    if manager is not None:
+        return manager[name].plugin
     return driver.DriverManager(namespace, name).driver

@@ -22,11 +22,12 @@ the operator, logged and stored with the image.
 import dataclasses
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.libvirt import guest
 
 AUTO, LIVE, COLD, DIRECT = 'auto', 'live', 'cold', 'direct'
 METHODS = (AUTO, LIVE, COLD)
 
-RUNNING, PAUSED, SHUTOFF = 'running', 'paused', 'shutoff'
+RUNNING, PAUSED, SHUTOFF = guest.RUNNING, guest.PAUSED, guest.SHUTOFF
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,11 +72,6 @@ def parse_version(text: str) -> tuple[int, ...]:
             reason='%r is not a version like 8.0.0' % text)
 
 
-def from_libvirt_number(number: int) -> tuple[int, int, int]:
-    """Turn libvirt's 9000000 into (9, 0, 0)."""
-    return number // 1000000, number // 1000 % 1000, number % 1000
-
-
 def check_method(method: str) -> str:
     """:raises InvalidInput: ``method`` is not auto, live or cold."""
     if method not in METHODS:
@@ -104,7 +100,7 @@ def live_blockers(facts: Facts) -> list[str]:
         reasons.append('the %s backend cannot copy a running disk' %
                        facts.backend)
     if facts.live_disabled:
-        reasons.append('[workarounds] disable_live_snapshot is set')
+        reasons.append('[snapshot_workarounds] disable_live_snapshot is set')
     return reasons
 
 

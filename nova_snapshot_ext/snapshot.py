@@ -85,7 +85,8 @@ def take_snapshot(request: SnapshotRequest,
                   conf: cfg.ConfigOpts | None = None,
                   host: host_mod.Host | None = None,
                   progress: Progress = no_progress,
-                  store: store_base.ImageStore | None = None
+                  store: store_base.ImageStore | None = None,
+                  backends: backend_base.Backends | None = None
                   ) -> SnapshotResult:
     """Take one snapshot.
 
@@ -94,6 +95,9 @@ def take_snapshot(request: SnapshotRequest,
 
     :param store: a store to use instead of the one ``request.store``
         names (e.g. a Glance store with the caller's session).
+    :param backends: the loaded backends to use (a service keeps them and
+        their connections); by default they are loaded for this snapshot
+        and closed after it.
 
     :raises SnapshotError: with a message for the operator; the guest is
         as it was and nothing is left in the store or on disk.
@@ -104,18 +108,21 @@ def take_snapshot(request: SnapshotRequest,
     store = store or store_base.load(conf, request.store)
     store.check()
     own_host = host is None
-    host = host or host_mod.Host(conf.libvirt.connection_uri)
+    host = host or host_mod.Host(conf.snapshot_libvirt.connection_uri)
+    own_backends = backends is None
+    backends = backends or backend_base.Backends(conf)
     try:
         guest = host.get_guest(request.guest)
         disk = guest.root_disk()
-        backend = backend_base.load(
-            conf, request.backend or backend_base.backend_name_for(disk))
+        backend = (backends.get(request.backend) if request.backend
+                   else backends.for_disk(disk))
         job = SnapshotJob(
             conf=conf, request=request, host=host, guest=guest, disk=disk,
             store=store, method=options['method'],
             image_format=options['image_format'] or _default_format(disk),
             quiesce=options['quiesce'], progress=progress)
-        lock_path = conf.oslo_concurrency.lock_path
+        lock_path = (conf.oslo_concurrency.lock_path or
+                     os.path.join(conf.state_path, 'locks'))
         os.makedirs(lock_path, mode=0o700, exist_ok=True)
         try:
             with lockutils.lock('snapshot-%s' % guest.uuid, external=True,
@@ -124,6 +131,8 @@ def take_snapshot(request: SnapshotRequest,
         except lockutils.AcquireLockFailedException:
             raise exception.SnapshotInProgress(guest=guest.name)
     finally:
+        if own_backends:
+            backends.close()
         if own_host:
             host.close()
 

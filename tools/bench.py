@@ -64,6 +64,7 @@ import uuid
 import libvirt
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext import policy
 from nova_snapshot_ext import snapshot
 from tests.functional import conftest
@@ -160,9 +161,9 @@ def host_facts(conn: libvirt.virConnect) -> dict:
     qemu_img = run('qemu-img', '--version').split('\n', 1)[0]
     return {
         'libvirt': policy.version_str(
-            policy.from_libvirt_number(conn.getLibVersion())),
+            host_mod.from_libvirt_number(conn.getLibVersion())),
         'qemu': policy.version_str(
-            policy.from_libvirt_number(conn.getVersion())),
+            host_mod.from_libvirt_number(conn.getVersion())),
         'qemu_img': qemu_img.split()[2] if qemu_img else 'unknown',
         'cores': os.cpu_count(),
         'cpu': model,

@@ -29,7 +29,7 @@ image is active is reported, side by side:
 * **direct, deferred flatten**: the same without the flatten, which
   ``nova-snapshot-ext gc`` does afterwards (its time is reported too);
 * **export + upload** (the baseline): the disk read from an RBD snapshot
-  by qemu-img and uploaded into the same Glance (``[rbd]
+  by qemu-img and uploaded into the same Glance (``[snapshot_rbd]
   direct_snapshot = false``), which is what a snapshot costs without the
   direct path.
 
@@ -102,9 +102,9 @@ def measure_size(conn, url: str, data_mb: int, repeat: int,
         for run in range(repeat):
             for variant in VARIANTS:
                 conf.set_override('flatten', 'deferred' if variant ==
-                                  DEFERRED else 'inline', group='rbd')
+                                  DEFERRED else 'inline', group='snapshot_rbd')
                 conf.set_override('direct_snapshot', variant != EXPORT,
-                                  group='rbd')
+                                  group='snapshot_rbd')
                 started = time.monotonic()
                 result = snapshot.take_snapshot(snapshot.SnapshotRequest(
                     guest=guest.name, name='%s-%d' % (tag, run),

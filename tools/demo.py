@@ -57,7 +57,7 @@ def main() -> int:
     os.chmod(root, 0o755)
     conf_file = os.path.join(root, 'nova-snapshot-ext.conf')
     with open(conf_file, 'w') as f:
-        f.write('[DEFAULT]\nstate_path = %s\n\n[file_store]\n'
+        f.write('[DEFAULT]\nstate_path = %s\n\n[snapshot_file_store]\n'
                 'directory = %s\n' % (os.path.join(root, 'state'), images))
     conn = guest_mod.connect()
     data_mb = int(os.environ.get('DATA_MB', '256'))
@@ -120,8 +120,9 @@ def rbd_demo(conn: libvirt.virConnect, root: str) -> int:
     """
     conf_file = os.path.join(root, 'nova-snapshot-ext-rbd.conf')
     with open(conf_file, 'w') as f:
-        f.write('[DEFAULT]\nstate_path = %s\n\n[rbd]\nceph_conf = %s\n' % (
-            os.path.join(root, 'state'), ceph_stack.ceph_conf()))
+        f.write('[DEFAULT]\nstate_path = %s\n\n[snapshot_rbd]\n'
+                'ceph_conf = %s\n' % (os.path.join(root, 'state'),
+                                      ceph_stack.ceph_conf()))
     glance_url = glance_stack.endpoint('ceph')
     data_mb = int(os.environ.get('RBD_DATA_MB', '64'))
     print('demo: booting a guest whose disk is in Ceph (vms pool, %d MiB '

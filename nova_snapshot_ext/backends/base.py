@@ -12,45 +12,44 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Image backends: how the root disk of a guest becomes an image.
+"""Image backends: how the disk of a guest becomes an image.
 
-A backend is a stevedore plugin in ``nova_snapshot_ext.image_backends``.
-Its :meth:`ImageBackend.snapshot` hook is what the orchestrator and the
-Nova driver call. The base class holds the local flow that file-based
-backends share:
+A backend is a stevedore plugin in ``nova_snapshot_ext.image_backends``
+that subclasses :class:`ImageBackend`. It says two things, as abstract
+methods:
 
-* **live**: mirror the disk into a delta image while the guest runs, cut
-  the mirror (the delta is then one point in time), convert delta + backing
-  file into a standalone image;
-* **cold**: save the guest's memory (managed save), convert the disk,
-  restore the guest in the state it was in;
-* **direct**: an optional hook for backends that copy inside their
-  storage (rbd); it raises NotImplementedError here.
+* :meth:`ImageBackend.inspect`: what it can do for one guest disk (copy
+  it while the guest runs, copy it inside the storage), or why it cannot
+  read it at all;
+* :meth:`ImageBackend.copy`: its snapshot step, one point in time of the
+  disk written into the image file, live or cold;
 
-Every step that changes something registers its undo before the next step
-starts, so a failure anywhere leaves the guest as it was and no file
-behind.
+and may add a direct path, :meth:`ImageBackend.direct_snapshot`, that
+makes the image inside the storage without copying through the host.
+The shared steps (quiesce, managed save, temporary directory, convert)
+are in :mod:`nova_snapshot_ext.backends.steps`.
+
+:meth:`ImageBackend.snapshot` is the hook the orchestrator and the Nova
+driver call: it asks the backend what it can do, lets
+:func:`nova_snapshot_ext.policy.choose` pick the method with its reason,
+and runs the backend's steps into the store's pending image.
 """
 
 import abc
-from collections.abc import Iterator
-import contextlib
+from collections.abc import Callable
 import dataclasses
-import os
-import shutil
-import tempfile
 import time
 from typing import Any, ClassVar, TYPE_CHECKING
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import plugins
 from nova_snapshot_ext import policy
-from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
 
 if TYPE_CHECKING:
@@ -60,72 +59,111 @@ LOG = logging.getLogger(__name__)
 
 NAMESPACE = 'nova_snapshot_ext.image_backends'
 
+#: Applied to objects whose calls block for long (a storage driver), so
+#: that they run where they do not stop the caller; e.g. Nova's
+#: ``tpool_wrap`` in an eventlet nova-compute. The default leaves them.
+Wrap = Callable[[Any], Any]
+
+
+def no_wrap(obj: Any) -> Any:
+    return obj
+
+
+@dataclasses.dataclass(frozen=True)
+class Support:
+    """What a backend can do for one guest disk."""
+
+    #: It can copy the disk while the guest runs.
+    live: bool = True
+    #: Its live copy is a libvirt block job, so ``[snapshot_libvirt]
+    #: min_libvirt_version`` and ``min_qemu_version`` apply.
+    live_needs_block_jobs: bool = True
+    #: It has a direct path (a copy inside the storage) at all.
+    direct: bool = False
+    #: Why the direct path cannot serve this snapshot; None when it can.
+    direct_unavailable: str | None = None
+
 
 class ImageBackend(metaclass=abc.ABCMeta):
-    """Base class of image backend plugins."""
+    """Base class of image backend plugins.
+
+    :param conf: the configuration, with the project's options.
+    :param wrap: see :data:`Wrap`; a backend applies it to the storage
+        driver it keeps.
+    """
 
     #: The entry point name.
     name: ClassVar[str] = ''
-    #: Disk formats (libvirt ``<driver type>``) this backend reads.
-    disk_formats: ClassVar[tuple[str, ...]] = ()
-    #: The backend can copy the disk of a running guest.
-    SUPPORTS_LIVE: ClassVar[bool] = True
-    #: The backend has a direct path (copy inside the storage).
-    SUPPORTS_DIRECT: ClassVar[bool] = False
 
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, wrap: Wrap = no_wrap) -> None:
         self.conf = conf
+        self.wrap = wrap
 
-    # -- hooks ---------------------------------------------------------
-    def check_disk(self, job: model.SnapshotJob) -> None:
-        """Refuse a disk this backend cannot read.
+    @abc.abstractmethod
+    def inspect(self, job: model.SnapshotJob) -> Support:
+        """What this backend can do for ``job.disk``.
 
-        :raises UnsupportedDisk: with the reason.
+        :raises UnsupportedDisk: it cannot read that disk, with the
+            reason.
         """
-        disk = job.disk
-        if disk.format not in self.disk_formats:
-            raise exception.UnsupportedDisk(
-                guest=job.guest.name,
-                reason='the %s backend reads %s disks, %s is %s' % (
-                    self.name, '/'.join(self.disk_formats), disk.target,
-                    disk.format))
-        if disk.source_type not in ('file', 'block'):
-            raise exception.UnsupportedDisk(
-                guest=job.guest.name,
-                reason='the %s backend reads local files and block '
-                       'devices, %s is a %s disk' % (
-                           self.name, disk.target, disk.source_type))
 
-    def direct_unavailable(self, job: model.SnapshotJob) -> str | None:
-        """Why the direct path cannot serve ``job``; None when it can."""
-        return 'the %s backend has no direct path' % self.name
+    @abc.abstractmethod
+    def copy(self, job: model.SnapshotJob, method: str, out_path: str,
+             outcome: steps.Outcome) -> None:
+        """Write one point in time of the disk into ``out_path``, in
+        ``job.image_format``.
+
+        :param method: ``live`` (the guest keeps running) or ``cold``
+            (the guest's CPUs may stop: :func:`steps.suspended`).
+        :param outcome: to fill in (quiesced, downtime).
+        :raises SnapshotError: the guest is as it was and nothing made
+            by the step is left.
+        """
 
     def direct_snapshot(self, job: model.SnapshotJob,
                         pending: store_base.PendingImage,
-                        outcome: '_Outcome') -> store_base.StoredImage:
-        """Copy the disk inside the storage and register the copy as the
+                        outcome: steps.Outcome) -> store_base.StoredImage:
+        """Make the image inside the storage and register it as the
         image ``pending`` (:meth:`PendingImage.add_location`).
 
-        Optional. Backends without a direct path raise NotImplementedError.
+        Optional: called only when :meth:`inspect` says the direct path
+        can serve; this default raises NotImplementedError.
 
         :raises DirectSnapshotImpossible: the direct path turned out
             impossible and everything it made is undone; the snapshot
-            falls back to a copy.
+            falls back to :meth:`copy`.
         """
         raise NotImplementedError('direct_snapshot() is not implemented')
 
-    def facts(self, job: model.SnapshotJob) -> policy.Facts:
+    def close(self) -> None:
+        """Release what the backend keeps between snapshots (e.g. a
+        storage connection). The default keeps nothing.
+        """
+
+    # -- the choice ----------------------------------------------------
+    def facts(self, job: model.SnapshotJob,
+              support: Support | None = None) -> policy.Facts:
+        """What :func:`policy.choose` decides from, for ``job``."""
+        support = support or self.inspect(job)
         guest = job.guest
-        return host_facts(
+        facts = host_facts(
             self.conf, job.host, guest=guest.name,
             power_state=guest.power_state(),
             persistent=guest.is_persistent(),
             backend=self.name,
-            backend_supports_live=self.SUPPORTS_LIVE,
-            backend_supports_direct=self.SUPPORTS_DIRECT,
-            direct_unavailable=self.direct_unavailable(job))
+            backend_supports_live=support.live,
+            backend_supports_direct=support.direct,
+            direct_unavailable=(support.direct_unavailable
+                                if support.direct else
+                                'the %s backend has no direct path' %
+                                self.name))
+        if not support.live_needs_block_jobs:
+            facts = dataclasses.replace(facts, min_libvirt_version=(0,),
+                                        min_qemu_version=(0,))
+        return facts
 
     def plan(self, job: model.SnapshotJob) -> policy.Plan:
+        """The method a snapshot of ``job`` would use, and why."""
         return policy.choose(self.facts(job), job.method)
 
     # -- the snapshot() hook -------------------------------------------
@@ -137,10 +175,10 @@ class ImageBackend(metaclass=abc.ABCMeta):
             it was.
         """
         started = time.monotonic()
-        self.check_disk(job)
-        facts = self.facts(job)
+        support = self.inspect(job)
+        facts = self.facts(job, support)
         plan = policy.choose(facts, job.method)
-        self._log_plan(job, plan)
+        self._log_plan(job, plan, support)
         meta = store_base.ImageMeta(
             name=job.request.name,
             disk_format=job.image_format,
@@ -148,7 +186,7 @@ class ImageBackend(metaclass=abc.ABCMeta):
                             method=plan.method, reason=plan.reason,
                             source_domain=job.guest.name,
                             source_uuid=job.guest.uuid))
-        outcome = _Outcome()
+        outcome = steps.Outcome()
         with job.store.begin(meta, job.request.image_id,
                              self.conf.snapshot.temp_directory) as pending:
             stored = None
@@ -159,14 +197,11 @@ class ImageBackend(metaclass=abc.ABCMeta):
                     plan = policy.choose(dataclasses.replace(
                         facts, direct_unavailable=e.kwargs['reason']),
                         job.method)
-                    self._log_plan(job, plan)
+                    self._log_plan(job, plan, support)
                     meta.properties.update(method=plan.method,
                                            reason=plan.reason)
             if stored is None:
-                if plan.method == policy.LIVE:
-                    self.live_extract(job, pending.path, outcome)
-                else:
-                    self.cold_extract(job, pending.path, outcome)
+                self.copy(job, plan.method, pending.path, outcome)
                 meta.properties['quiesced'] = outcome.quiesced
                 job.progress('upload', 0.0)
                 stored = pending.commit(
@@ -182,222 +217,15 @@ class ImageBackend(metaclass=abc.ABCMeta):
             quiesced=outcome.quiesced,
             downtime=round(outcome.downtime, 3))
 
-    def _log_plan(self, job: model.SnapshotJob, plan: policy.Plan) -> None:
+    def _log_plan(self, job: model.SnapshotJob, plan: policy.Plan,
+                  support: Support) -> None:
         # NOTE: a backend with a direct path that does not take it copies
         # the whole disk: the operator should hear of it.
-        loud = self.SUPPORTS_DIRECT and plan.method != policy.DIRECT
+        loud = support.direct and plan.method != policy.DIRECT
         (LOG.warning if loud else LOG.info)(
             'Snapshot of %(guest)s: %(method)s, because %(reason)s',
             {'guest': job.guest.name, 'method': plan.method,
              'reason': plan.reason})
-
-    # -- live ----------------------------------------------------------
-    def live_extract(self, job: model.SnapshotJob, out_path: str,
-                     outcome: '_Outcome') -> None:
-        """Copy the running guest's disk to ``out_path``, one point in
-        time, without stopping the guest.
-        """
-        guest, disk, conf = job.guest, job.disk, self.conf
-        guest.check_no_block_job(disk.target)
-        paused = self._check_quiesce(job)
-        info = qemu_img.info(conf, disk.path, disk.format, force_share=True)
-        backing = qemu_img.backing_of(info)
-        transient_job = self._transient_job(job)
-        with self._tempdir() as tmpdir:
-            delta = os.path.join(tmpdir, 'delta.qcow2')
-            qemu_img.create_qcow2(delta, int(info['virtual-size']), backing)
-            job.progress('copy', 0.0)
-            with contextlib.ExitStack() as undo:
-                if not transient_job:
-                    self._make_transient(guest, undo)
-                guest.start_copy(disk.target, delta, 'qcow2', transient_job,
-                                 conf.libvirt.live_copy_bandwidth)
-                undo.callback(self._stop_copy, guest, disk.target)
-                guest.wait_copy_ready(
-                    disk.target, conf.snapshot.block_job_timeout,
-                    conf.snapshot.block_job_poll_interval,
-                    lambda f: job.progress('copy', f))
-                # NOTE: freeze only now that the mirror is in sync, so the
-                # guest's filesystems are frozen for the cut alone.
-                with self._quiesced(job, paused, outcome):
-                    guest.abort_copy(disk.target)
-            job.progress('copy', 1.0)
-            self._convert(job, delta, 'qcow2', out_path)
-
-    def _transient_job(self, job: model.SnapshotJob) -> bool:
-        style = self.conf.libvirt.live_copy_style
-        if style == 'auto':
-            return job.host.has_transient_block_copy()
-        if style == 'blockcopy' and not job.host.has_transient_block_copy():
-            raise exception.LiveSnapshotImpossible(
-                guest=job.guest.name,
-                reason='[libvirt] live_copy_style is blockcopy but this '
-                       'libvirt has no transient block copy jobs')
-        return style == 'blockcopy'
-
-    def _make_transient(self, guest: guest_mod.Guest,
-                        undo: contextlib.ExitStack) -> None:
-        if not guest.is_persistent():
-            return
-        if guest.has_snapshot_metadata():
-            # NOTE: undefining would throw away the domain's snapshot and
-            # checkpoint metadata, which defining it again cannot restore.
-            raise exception.LiveSnapshotImpossible(
-                guest=guest.name,
-                reason='the domain has libvirt snapshots or checkpoints, '
-                       'which the rebase copy style would lose; set '
-                       '[libvirt] live_copy_style = blockcopy')
-        xml = guest.xml(inactive=True)
-        guest.undefine_keep_running()
-        undo.callback(guest.define, xml)
-
-    @staticmethod
-    def _stop_copy(guest: guest_mod.Guest, dev: str) -> None:
-        try:
-            if guest.block_job(dev):
-                guest.abort_copy(dev)
-        except exception.GuestGone:
-            pass
-
-    def _check_quiesce(self, job: model.SnapshotJob) -> bool:
-        """Fail early when quiesce is required and cannot work.
-
-        :returns: whether the guest is paused.
-        """
-        guest = job.guest
-        paused = guest.power_state() == policy.PAUSED
-        if job.quiesce == 'required':
-            if paused:
-                raise exception.QuiesceFailed(
-                    guest=guest.name, reason='the guest is paused, so its '
-                                             'agent cannot answer')
-            if not guest.agent_connected():
-                raise exception.QuiesceFailed(
-                    guest=guest.name,
-                    reason='no QEMU guest agent is connected')
-        return paused
-
-    @contextlib.contextmanager
-    def _quiesced(self, job: model.SnapshotJob, paused: bool,
-                  outcome: '_Outcome') -> Iterator[None]:
-        """The guest's filesystems frozen, when asked to and able to, for
-        the duration of the block. A paused guest does no I/O and its
-        agent cannot answer: it is not frozen.
-        """
-        outcome.quiesced = not paused and self._freeze(job)
-        try:
-            yield
-        finally:
-            if outcome.quiesced:
-                job.guest.thaw()
-
-    def _freeze(self, job: model.SnapshotJob) -> bool:
-        """Freeze the guest's filesystems if asked to and able to.
-
-        :returns: whether they are frozen.
-        :raises QuiesceFailed: quiesce is required and failed.
-        """
-        if job.quiesce == 'never':
-            return False
-        reason = None
-        if not job.guest.agent_connected():
-            reason = 'no QEMU guest agent is connected'
-        else:
-            try:
-                job.guest.freeze()
-                return True
-            except exception.QuiesceFailed as e:
-                reason = e.kwargs.get('reason', str(e))
-        if job.quiesce == 'required':
-            raise exception.QuiesceFailed(guest=job.guest.name,
-                                          reason=reason)
-        # NOTE: most guests run no agent; that is worth a note, not a
-        # warning. An agent that fails to freeze is worth a warning.
-        log = LOG.info if reason.startswith('no QEMU') else LOG.warning
-        log('Snapshot of %(guest)s is crash-consistent, not quiesced: '
-            '%(reason)s', {'guest': job.guest.name, 'reason': reason})
-        return False
-
-    # -- cold ----------------------------------------------------------
-    def cold_extract(self, job: model.SnapshotJob, out_path: str,
-                     outcome: '_Outcome') -> None:
-        """Copy the disk while the guest's memory is saved; bring the guest
-        back to the state it was in, whatever happens.
-        """
-        guest = job.guest
-        state = guest.power_state()
-        with contextlib.ExitStack() as undo:
-            if state in (policy.RUNNING, policy.PAUSED):
-                stopped = time.monotonic()
-                guest.managed_save(paused=state == policy.PAUSED)
-                undo.callback(self._restore, guest, state, stopped, outcome)
-            self.copy_stopped(job, out_path)
-
-    def copy_stopped(self, job: model.SnapshotJob, out_path: str) -> None:
-        """Copy the disk of a guest that does not run."""
-        self._convert(job, job.disk.path, job.disk.format, out_path)
-
-    @staticmethod
-    def _restore(guest: guest_mod.Guest, state: str, stopped: float,
-                 outcome: '_Outcome') -> None:
-        try:
-            guest.restore()
-        except exception.SnapshotError as e:
-            raise exception.GuestRestoreFailed(guest=guest.name, state=state,
-                                               reason=e)
-        outcome.downtime = time.monotonic() - stopped
-        now = guest.power_state()
-        if now != state:
-            raise exception.GuestRestoreFailed(
-                guest=guest.name, state=state, reason='it is %s' % now)
-
-    # -- shared --------------------------------------------------------
-    def _convert(self, job: model.SnapshotJob, src: str, src_fmt: str,
-                 out_path: str, image_opts: bool = False) -> None:
-        job.progress('convert', 0.0)
-        qemu_img.convert(self.conf, src, src_fmt, out_path, job.image_format,
-                         compress=self.conf.snapshot.compress,
-                         progress=lambda f: job.progress('convert', f),
-                         image_opts=image_opts)
-        job.progress('convert', 1.0)
-
-    @contextlib.contextmanager
-    def _tempdir(self) -> Iterator[str]:
-        """A private directory QEMU can reach, removed on the way out."""
-        parent = self.conf.snapshot.temp_directory
-        os.makedirs(parent, mode=0o711, exist_ok=True)
-        _check_traversable(parent)
-        path = tempfile.mkdtemp(prefix='snap-', dir=parent)
-        try:
-            # NOTE: QEMU runs as another user and needs to open the delta
-            # by name; o+x without o+r lets it do only that.
-            os.chmod(path, 0o711)
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-class _Outcome:
-    """What an extraction tells the result besides the image."""
-
-    def __init__(self) -> None:
-        self.quiesced = False
-        self.downtime = 0.0
-
-
-def _check_traversable(path: str) -> None:
-    path = os.path.abspath(path)
-    while True:
-        if not os.stat(path).st_mode & 0o001:
-            raise exception.InvalidInput(
-                reason='QEMU cannot reach files under %s: %s is not '
-                       'traversable by others (chmod o+x it, or set '
-                       '[snapshot] temp_directory elsewhere)' % (
-                           path, path))
-        parent = os.path.dirname(path)
-        if parent == path:
-            return
-        path = parent
 
 
 def host_facts(conf: cfg.ConfigOpts, host: 'host_mod.Host',
@@ -412,27 +240,72 @@ def host_facts(conf: cfg.ConfigOpts, host: 'host_mod.Host',
         libvirt_version=host.libvirt_version(),
         qemu_version=host.qemu_version(),
         min_libvirt_version=policy.parse_version(
-            conf.libvirt.min_libvirt_version),
+            conf.snapshot_libvirt.min_libvirt_version),
         min_qemu_version=policy.parse_version(
-            conf.libvirt.min_qemu_version),
-        live_disabled=conf.workarounds.disable_live_snapshot,
+            conf.snapshot_libvirt.min_qemu_version),
+        live_disabled=conf.snapshot_workarounds.disable_live_snapshot,
         **guest_facts)
 
 
-def known_backends() -> list[str]:
-    return plugins.names(NAMESPACE)
+def known_backends(manager: Any = None) -> list[str]:
+    return plugins.names(NAMESPACE, manager)
 
 
-def load(conf: cfg.ConfigOpts, name: str) -> ImageBackend:
+def load(conf: cfg.ConfigOpts, name: str, wrap: Wrap = no_wrap,
+         manager: Any = None) -> ImageBackend:
     """Load the backend plugin ``name``.
 
+    :param manager: a stevedore extension manager to look the plugin up
+        in instead of the installed entry points (e.g. one made with
+        ``make_test_instance``).
     :raises UnknownBackend: naming the installed ones.
     """
-    cls = plugins.load_class(NAMESPACE, name)
+    cls = plugins.load_class(NAMESPACE, name, manager)
     if cls is None:
         raise exception.UnknownBackend(
-            name=name, known=', '.join(known_backends()) or 'none')
-    return cls(conf)
+            name=name, known=', '.join(known_backends(manager)) or 'none')
+    return cls(conf, wrap)
+
+
+class Backends:
+    """The backends of one service or command, each loaded once and kept,
+    with what it keeps (a Ceph connection), until :meth:`close`.
+
+    :param wrap: see :data:`Wrap`.
+    :param manager: see :func:`load`.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts, wrap: Wrap = no_wrap,
+                 manager: Any = None) -> None:
+        self.conf = conf
+        self.wrap = wrap
+        self.manager = manager
+        self._loaded: dict[str, ImageBackend] = {}
+
+    def get(self, name: str) -> ImageBackend:
+        """The backend ``name``, loaded on first use.
+
+        :raises UnknownBackend: naming the installed ones.
+        """
+        if name not in self._loaded:
+            self._loaded[name] = load(self.conf, name, self.wrap,
+                                      self.manager)
+        return self._loaded[name]
+
+    def for_disk(self, disk: guest_mod.Disk) -> ImageBackend:
+        """The backend that reads ``disk`` (:func:`backend_name_for`)."""
+        return self.get(backend_name_for(disk))
+
+    def close(self) -> None:
+        loaded, self._loaded = self._loaded, {}
+        for backend in loaded.values():
+            backend.close()
+
+    def __enter__(self) -> 'Backends':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def backend_name_for(disk: guest_mod.Disk) -> str:

@@ -19,10 +19,10 @@ disk's backing file; the conversion then flattens delta and backing file
 into one standalone image.
 """
 
-from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import local
 
 
-class Qcow2Backend(base.ImageBackend):
+class Qcow2Backend(local.FileBackend):
     """Local qcow2 disks."""
 
     name = 'qcow2'

@@ -18,10 +18,10 @@ A live snapshot mirrors the whole disk into a sparse qcow2 delta, which the
 conversion turns into the requested format.
 """
 
-from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import local
 
 
-class RawBackend(base.ImageBackend):
+class RawBackend(local.FileBackend):
     """Local raw disks."""
 
     name = 'raw'

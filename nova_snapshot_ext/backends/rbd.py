@@ -17,9 +17,9 @@
 **Direct** (when Glance stores images in the same Ceph cluster and the
 disk is raw): snapshot the disk (quiesced when the guest agent answers),
 protect the snapshot, clone it into Glance's pool under the Glance image
-id, flatten the clone (``[rbd] flatten = inline``; ``deferred`` leaves it
-to ``nova-snapshot-ext gc``), snapshot ``snap`` on the clone and protect
-it, register ``rbd://fsid/pool/id/snap`` as the image's location, and
+id, flatten the clone (``[snapshot_rbd] flatten = inline``; ``deferred``
+leaves it to ``nova-snapshot-ext gc``), snapshot ``snap`` on the clone and
+protect it, register ``rbd://fsid/pool/id/snap`` as the image's location, and
 remove the disk's snapshot once the clone no longer depends on it. Every
 step registers its undo first; whatever cannot be removed at once (a busy
 clone) is renamed ``<name>_to_be_deleted_by_glance`` for ``gc``.
@@ -42,6 +42,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
@@ -98,14 +99,40 @@ class RbdBackend(base.ImageBackend):
 
     name = 'rbd'
     disk_formats = ('raw', 'qcow2')
-    SUPPORTS_DIRECT = True
 
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
-        super().__init__(conf)
-        self.driver = rbd_storage.RBDDriver(conf)
+    def __init__(self, conf: cfg.ConfigOpts,
+                 wrap: base.Wrap = base.no_wrap) -> None:
+        super().__init__(conf, wrap)
+        # NOTE: one Ceph connection for as long as the backend is kept
+        # (base.Backends), closed by close(); its calls, which can take
+        # minutes (flatten), go through wrap.
+        self._driver = rbd_storage.RBDDriver(conf)
+        self.driver = wrap(self._driver)
 
-    # -- hooks ---------------------------------------------------------
-    def check_disk(self, job: model.SnapshotJob) -> None:
+    def close(self) -> None:
+        self._driver.close()
+
+    # -- the interface -------------------------------------------------
+    def inspect(self, job: model.SnapshotJob) -> base.Support:
+        self._check_disk(job)
+        # NOTE: an export reads an RBD snapshot, not a block copy: no
+        # minimum libvirt or QEMU version applies.
+        return base.Support(live=True, live_needs_block_jobs=False,
+                            direct=True,
+                            direct_unavailable=self.direct_unavailable(job))
+
+    def copy(self, job: model.SnapshotJob, method: str, out_path: str,
+             outcome: steps.Outcome) -> None:
+        """Export an RBD snapshot of the disk; cold, with the guest's
+        memory saved meanwhile.
+        """
+        if method == policy.LIVE:
+            self._export(job, out_path, steps.check_quiesce(job), outcome)
+            return
+        with steps.suspended(job, outcome):
+            self._export(job, out_path, True, steps.Outcome())
+
+    def _check_disk(self, job: model.SnapshotJob) -> None:
         disk = job.disk
         if disk.source_type != 'network' or disk.protocol != 'rbd':
             raise exception.UnsupportedDisk(
@@ -122,7 +149,7 @@ class RbdBackend(base.ImageBackend):
             raise exception.UnsupportedDisk(
                 guest=job.guest.name,
                 reason='its disk %s is not in the Ceph cluster of %s' % (
-                    disk.path, self.conf.rbd.ceph_conf))
+                    disk.path, self.conf.snapshot_rbd.ceph_conf))
 
     def source(self, job: model.SnapshotJob) -> tuple[str, str]:
         """The disk's (pool, image)."""
@@ -134,14 +161,8 @@ class RbdBackend(base.ImageBackend):
                        'supported)' % job.disk.path)
         return parts[0], parts[1]
 
-    def facts(self, job: model.SnapshotJob) -> policy.Facts:
-        # NOTE: an export reads an RBD snapshot, not a block copy: no
-        # minimum libvirt or QEMU version applies.
-        return dataclasses.replace(super().facts(job),
-                                   min_libvirt_version=(0,),
-                                   min_qemu_version=(0,))
-
     def direct_unavailable(self, job: model.SnapshotJob) -> str | None:
+        """Why the direct path cannot serve ``job``; None when it can."""
         try:
             self.target(job)
         except exception.DirectSnapshotImpossible as e:
@@ -154,14 +175,14 @@ class RbdBackend(base.ImageBackend):
 
         :raises DirectSnapshotImpossible: with the reason.
         """
-        group = self.conf.rbd
+        group = self.conf.snapshot_rbd
 
         def impossible(reason: str) -> exception.DirectSnapshotImpossible:
             return exception.DirectSnapshotImpossible(guest=job.guest.name,
                                                       reason=reason)
 
         if not group.direct_snapshot:
-            raise impossible('[rbd] direct_snapshot is off')
+            raise impossible('[snapshot_rbd] direct_snapshot is off')
         store = job.store
         if not store.SUPPORTS_LOCATION:
             raise impossible('the image store %s takes uploads only; a '
@@ -180,12 +201,12 @@ class RbdBackend(base.ImageBackend):
         return self._target_from_locations(job, fsid, impossible)
 
     def _target_from_stores(self, stores, fsid, impossible) -> Target:
-        wanted = self.conf.rbd.glance_store
+        wanted = self.conf.snapshot_rbd.glance_store
         rbd_stores = [s for s in stores if s.get('type') == 'rbd']
         if wanted:
             chosen = [s for s in stores if s.get('id') == wanted]
             if not chosen:
-                raise impossible('Glance has no store %r ([rbd] '
+                raise impossible('Glance has no store %r ([snapshot_rbd] '
                                  'glance_store); it has %s' % (
                                      wanted, _ids(stores)))
             if chosen[0].get('type') != 'rbd':
@@ -199,17 +220,17 @@ class RbdBackend(base.ImageBackend):
                                  % _ids(stores))
             if len(chosen) > 1:
                 raise impossible('Glance has several rbd stores (%s); set '
-                                 '[rbd] glance_store' % _ids(chosen))
+                                 '[snapshot_rbd] glance_store' % _ids(chosen))
         props = chosen[0].get('properties') or {}
         theirs = props.get('fsid')
         if theirs != fsid:
             raise impossible(
                 "Glance's rbd store %s is in Ceph cluster %s, the disk in "
                 "%s" % (chosen[0]['id'], theirs or '(not shown)', fsid))
-        pool = self.conf.rbd.glance_pool or props.get('pool')
+        pool = self.conf.snapshot_rbd.glance_pool or props.get('pool')
         if not pool:
             raise impossible("Glance does not show the pool of its rbd "
-                             "store %s; set [rbd] glance_pool" %
+                             "store %s; set [snapshot_rbd] glance_pool" %
                              chosen[0]['id'])
         return Target(pool=pool, fsid=fsid, store_id=chosen[0]['id'])
 
@@ -221,30 +242,32 @@ class RbdBackend(base.ImageBackend):
                 loc = rbd_storage.Location.parse(url)
                 if loc is not None and loc.fsid == fsid:
                     pools.append(loc.pool)
-        pool = self.conf.rbd.glance_pool or (pools[0] if pools else None)
+        pool = self.conf.snapshot_rbd.glance_pool or (
+            pools[0] if pools else None)
         if not pool:
             raise impossible(
                 'Glance does not show its stores to these credentials (the '
                 'admin or service role is needed) and the base image has no '
-                'location in this Ceph cluster; set [rbd] glance_pool')
+                'location in this Ceph cluster; set [snapshot_rbd] '
+                'glance_pool')
         return Target(pool=pool, fsid=fsid,
-                      store_id=self.conf.rbd.glance_store or None)
+                      store_id=self.conf.snapshot_rbd.glance_store or None)
 
     # -- direct --------------------------------------------------------
     def direct_snapshot(self, job: model.SnapshotJob,
                         pending: store_base.PendingImage,
-                        outcome: base._Outcome) -> store_base.StoredImage:
+                        outcome: steps.Outcome) -> store_base.StoredImage:
         target = self.target(job)
         pool, name = self.source(job)
         image_id = pending.image_id
         assert image_id is not None
         snap = snap_name(image_id)
-        deferred = self.conf.rbd.flatten == 'deferred'
+        deferred = self.conf.snapshot_rbd.flatten == 'deferred'
         driver = self.driver
-        paused = self._check_quiesce(job)
+        paused = steps.check_quiesce(job)
         job.progress('copy', 0.0)
         with contextlib.ExitStack() as undo:
-            with self._quiesced(job, paused, outcome):
+            with steps.quiesced(job, paused, outcome):
                 driver.create_snap(pool, name, snap, protect=True)
             undo.callback(self._drop_snap, pool, name, snap)
             try:
@@ -303,22 +326,14 @@ class RbdBackend(base.ImageBackend):
         drop_clone(self.driver, pool, name)
 
     # -- export --------------------------------------------------------
-    def live_extract(self, job: model.SnapshotJob, out_path: str,
-                     outcome: base._Outcome) -> None:
-        paused = self._check_quiesce(job)
-        self._export(job, out_path, paused, outcome)
-
-    def copy_stopped(self, job: model.SnapshotJob, out_path: str) -> None:
-        self._export(job, out_path, True, base._Outcome())
-
     def _export(self, job: model.SnapshotJob, out_path: str, paused: bool,
-                outcome: base._Outcome) -> None:
+                outcome: steps.Outcome) -> None:
         """Read one point in time of the disk (an RBD snapshot, quiesced
         unless ``paused``) into ``out_path``.
         """
         pool, name = self.source(job)
         snap = snap_name(str(uuid.uuid4()))
-        with self._quiesced(job, paused, outcome):
+        with steps.quiesced(job, paused, outcome):
             self.driver.create_snap(pool, name, snap)
         try:
             src = self.driver.qemu_image_opts(job.disk.format, pool, name,
@@ -331,7 +346,7 @@ class RbdBackend(base.ImageBackend):
                         guest=job.guest.name,
                         reason='its %s disk %s has a backing file' % (
                             job.disk.format, job.disk.path))
-            self._convert(job, src, job.disk.format, out_path,
+            steps.convert(job, src, job.disk.format, out_path,
                           image_opts=True)
         finally:
             self._drop_snap(pool, name, snap)

@@ -35,6 +35,7 @@ import logging as std_logging
 import sys
 from typing import TextIO
 
+import libvirt
 from oslo_log import log as logging
 
 from nova_snapshot_ext.cmd import progress as progress_mod
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--config-file', action='append', default=[],
                         metavar='F', help='configuration file (repeatable)')
     parser.add_argument('--connect', metavar='URI',
-                        help='libvirt URI (default: [libvirt] '
+                        help='libvirt URI (default: [snapshot_libvirt] '
                              'connection_uri)')
     parser.add_argument('--json', action='store_true',
                         help='print one JSON object')
@@ -90,10 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument('--format', dest='image_format',
                       choices=('qcow2', 'raw'))
     snap.add_argument('--store', metavar='STORE',
-                      help='file, file:///abs/dir, glance (as [glance] '
-                           'configures it), glance+http://HOST:PORT (a '
-                           'Glance without Keystone); default: [snapshot] '
-                           'default_store')
+                      help='file, file:///abs/dir, glance (as '
+                           '[snapshot_glance] configures it), '
+                           'glance+http://HOST:PORT (a Glance without '
+                           'Keystone); default: [snapshot] default_store')
     snap.add_argument('--property', dest='properties', action='append',
                       default=[], type=_property, metavar='KEY=VALUE',
                       help='image property (repeatable), e.g. '
@@ -118,11 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help='only list what would be done')
     gc.add_argument('--store', metavar='STORE', default='glance',
                     help='the Glance that holds the images: glance (as '
-                         '[glance] configures it, the default) or '
+                         '[snapshot_glance] configures it, the default) or '
                          'glance+http://HOST:PORT')
     gc.add_argument('--min-age', type=float, metavar='SECONDS',
                     help='treat unfinished snapshots older than this as '
-                         'interrupted (default: [rbd] gc_min_age)')
+                         'interrupted (default: [snapshot_rbd] gc_min_age)')
 
     # Global options may also follow the subcommand.
     for p in (snap, check, gc):
@@ -190,7 +191,7 @@ def cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     conf = nse_conf.CONF
-    host = host_mod.Host(conf.libvirt.connection_uri)
+    host = host_mod.Host(conf.snapshot_libvirt.connection_uri)
     try:
         report = explain.check(conf, host, args.domain, args.store)
     finally:
@@ -244,10 +245,19 @@ def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
 COMMANDS = {'snapshot': cmd_snapshot, 'check': cmd_check, 'gc': cmd_gc}
 
 
+def _quiet_libvirt(ctx: object, error: object) -> None:
+    pass
+
+
 def main(argv: Sequence[str] | None = None,
          out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
+    # NOTE: by default libvirt prints every error on stderr, even those
+    # handled; the command reports errors itself, once. Set here, not at
+    # import: it is process-wide, and the library also runs inside
+    # nova-compute.
+    libvirt.registerErrorHandler(_quiet_libvirt, None)
     try:
         _setup(args)
         return COMMANDS[args.command](args, out)

@@ -12,18 +12,19 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Options of the directory image store ([file_store])."""
+"""Options of the directory image store ([snapshot_file_store])."""
 
 from oslo_config import cfg
 
 file_store_group = cfg.OptGroup(
-    'file_store',
+    'snapshot_file_store',
     title='Directory image store',
     help='The embedded default store: images in a local directory.')
 
 file_store_opts = [
     cfg.StrOpt(
         'directory',
+        deprecated_group='file_store',
         default='$state_path/images',
         help="""
 Directory that holds the images of the ``file`` store, one subdirectory per

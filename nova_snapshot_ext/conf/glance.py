@@ -12,7 +12,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Options of the Glance image store ([glance]).
+"""Options of the Glance image store ([snapshot_glance]).
 
 The group holds keystoneauth's own auth, session (TLS) and adapter
 (endpoint) options, so every keystoneauth auth plugin (password, token,
@@ -23,7 +23,7 @@ store's own options below.
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
-GROUP = 'glance'
+GROUP = 'snapshot_glance'
 
 glance_group = cfg.OptGroup(
     GROUP,
@@ -40,6 +40,7 @@ For a Glance without Keystone, leave ``auth_type`` unset and set
 glance_opts = [
     cfg.StrOpt(
         'visibility',
+        deprecated_group='glance',
         default='private',
         choices=['private', 'shared', 'community', 'public'],
         help="""
@@ -48,6 +49,7 @@ Visibility of the images the store creates. A record created beforehand
 """),
     cfg.BoolOpt(
         'verify_hash',
+        deprecated_group='glance',
         default=True,
         help="""
 Compare the hash Glance computes of the uploaded data (``os_hash_value``)
@@ -56,6 +58,7 @@ differ.
 """),
     cfg.IntOpt(
         'active_timeout',
+        deprecated_group='glance',
         default=60,
         min=1,
         help="""

@@ -12,22 +12,26 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Options of the libvirt connection and of live snapshots ([libvirt])."""
+"""Options of the libvirt connection and of live snapshots
+([snapshot_libvirt]).
+"""
 
 from oslo_config import cfg
 
 libvirt_group = cfg.OptGroup(
-    'libvirt',
+    'snapshot_libvirt',
     title='libvirt options',
     help='The libvirt connection and how live snapshots copy the disk.')
 
 libvirt_opts = [
     cfg.StrOpt(
         'connection_uri',
+        deprecated_group='libvirt',
         default='qemu:///system',
         help='libvirt URI of the hypervisor that runs the guests.'),
     cfg.StrOpt(
         'min_libvirt_version',
+        deprecated_group='libvirt',
         default='8.0.0',
         help="""
 Oldest libvirt with which live snapshots are taken. With an older libvirt,
@@ -35,6 +39,7 @@ Oldest libvirt with which live snapshots are taken. With an older libvirt,
 """),
     cfg.StrOpt(
         'min_qemu_version',
+        deprecated_group='libvirt',
         default='6.2.0',
         help="""
 Oldest QEMU with which live snapshots are taken. With an older QEMU,
@@ -42,6 +47,7 @@ Oldest QEMU with which live snapshots are taken. With an older QEMU,
 """),
     cfg.StrOpt(
         'live_copy_style',
+        deprecated_group='libvirt',
         default='auto',
         choices=[
             ('auto', 'blockcopy where libvirt has the transient-job flag, '
@@ -56,10 +62,11 @@ How a live snapshot copies the disk while the guest runs.
 
 Related options:
 
-* ``[libvirt] live_copy_bandwidth``
+* ``[snapshot_libvirt] live_copy_bandwidth``
 """),
     cfg.IntOpt(
         'live_copy_bandwidth',
+        deprecated_group='libvirt',
         default=0,
         min=0,
         help="""

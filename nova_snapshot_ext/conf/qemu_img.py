@@ -12,18 +12,19 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Limits and tuning of qemu-img ([qemu_img])."""
+"""Limits and tuning of qemu-img ([snapshot_qemu_img])."""
 
 from oslo_config import cfg
 
 qemu_img_group = cfg.OptGroup(
-    'qemu_img',
+    'snapshot_qemu_img',
     title='qemu-img options',
     help='How qemu-img is run.')
 
 qemu_img_opts = [
     cfg.IntOpt(
         'info_cpu_time_limit',
+        deprecated_group='qemu_img',
         default=30,
         min=1,
         help="""
@@ -32,11 +33,13 @@ spin; the limit stops it.
 """),
     cfg.IntOpt(
         'info_address_space_limit',
+        deprecated_group='qemu_img',
         default=1024,
         min=64,
         help='Address space in MiB allowed to ``qemu-img info``.'),
     cfg.IntOpt(
         'convert_coroutines',
+        deprecated_group='qemu_img',
         default=8,
         min=1,
         max=16,

@@ -12,12 +12,12 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Options of the rbd backend and its Ceph connection ([rbd])."""
+"""Options of the rbd backend and its Ceph connection ([snapshot_rbd])."""
 
 from oslo_config import cfg
 
 rbd_group = cfg.OptGroup(
-    'rbd',
+    'snapshot_rbd',
     title='RBD (Ceph) backend',
     help="""
 How the ``rbd`` backend reaches Ceph, and how it snapshots a guest whose
@@ -28,6 +28,7 @@ images in the same cluster, otherwise by exporting an RBD snapshot.
 rbd_opts = [
     cfg.StrOpt(
         'ceph_conf',
+        deprecated_group='rbd',
         default='/etc/ceph/ceph.conf',
         help="""
 Path of the ceph.conf that names the cluster's monitors. The client's
@@ -36,6 +37,7 @@ that file, or ``/etc/ceph/ceph.client.USER.keyring``).
 """),
     cfg.StrOpt(
         'user',
+        deprecated_group='rbd',
         default='admin',
         help="""
 Ceph client id, without ``client.`` (Nova's ``[libvirt] rbd_user``). For
@@ -44,6 +46,7 @@ the direct path it needs write access to Glance's pool, e.g. ``osd
 """),
     cfg.IntOpt(
         'connect_timeout',
+        deprecated_group='rbd',
         default=5,
         min=1,
         help="""
@@ -51,6 +54,7 @@ Seconds to wait for the Ceph monitors when connecting.
 """),
     cfg.BoolOpt(
         'direct_snapshot',
+        deprecated_group='rbd',
         default=True,
         help="""
 Take direct snapshots (RBD snapshot, clone into Glance's pool, register
@@ -61,6 +65,7 @@ and stored with the image.
 """),
     cfg.StrOpt(
         'flatten',
+        deprecated_group='rbd',
         default='inline',
         choices=[
             ('inline', 'flatten the clone before the image becomes active, '
@@ -77,6 +82,7 @@ until ``nova-snapshot-ext gc`` has flattened the clone.
 """),
     cfg.StrOpt(
         'glance_store',
+        deprecated_group='rbd',
         default='',
         help="""
 Id of Glance's rbd store (an entry of Glance's ``enabled_backends``, e.g.
@@ -85,6 +91,7 @@ default store when it is an rbd store, otherwise its only rbd store.
 """),
     cfg.StrOpt(
         'glance_pool',
+        deprecated_group='rbd',
         default='',
         help="""
 Pool of Glance's rbd store, for a Glance that does not show its store
@@ -94,6 +101,7 @@ location of the guest's base image.
 """),
     cfg.IntOpt(
         'busy_retries',
+        deprecated_group='rbd',
         default=10,
         min=0,
         help="""
@@ -103,6 +111,7 @@ of up to ``busy_retry_interval`` seconds between tries.
 """),
     cfg.FloatOpt(
         'busy_retry_interval',
+        deprecated_group='rbd',
         default=2.0,
         min=0,
         help="""
@@ -110,6 +119,7 @@ Longest pause, in seconds, between retries of a busy RBD operation.
 """),
     cfg.IntOpt(
         'gc_min_age',
+        deprecated_group='rbd',
         default=3600,
         min=0,
         help="""

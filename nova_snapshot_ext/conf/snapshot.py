@@ -26,7 +26,7 @@ files, locks and, with the file store, the images.
 
 Related options:
 
-* ``[snapshot] temp_directory``, ``[file_store] directory`` and
+* ``[snapshot] temp_directory``, ``[snapshot_file_store] directory`` and
   ``[oslo_concurrency] lock_path`` default to directories below it.
 """),
 ]
@@ -58,8 +58,8 @@ Possible values:
 
 Related options:
 
-* ``[workarounds] disable_live_snapshot``
-* ``[libvirt] min_libvirt_version`` and ``min_qemu_version``
+* ``[snapshot_workarounds] disable_live_snapshot``
+* ``[snapshot_libvirt] min_libvirt_version`` and ``min_qemu_version``
 """),
     cfg.StrOpt(
         'image_format',
@@ -106,7 +106,7 @@ Image store used when a request names none.
 
 Possible values:
 
-* ``file``: the directory ``[file_store] directory``.
+* ``file``: the directory ``[snapshot_file_store] directory``.
 * ``file:///abs/dir``: another directory.
 """),
     cfg.IntOpt(

@@ -12,12 +12,12 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Escape hatches for host bugs ([workarounds])."""
+"""Escape hatches for host bugs ([snapshot_workarounds])."""
 
 from oslo_config import cfg
 
 workarounds_group = cfg.OptGroup(
-    'workarounds',
+    'snapshot_workarounds',
     title='Workarounds',
     help='Switches that work around bugs of a host. Leave them off unless '
          'a known bug bites.')
@@ -25,6 +25,7 @@ workarounds_group = cfg.OptGroup(
 workarounds_opts = [
     cfg.BoolOpt(
         'disable_live_snapshot',
+        deprecated_group='workarounds',
         default=False,
         help="""
 Never take live snapshots: ``auto`` becomes cold and ``live`` fails.

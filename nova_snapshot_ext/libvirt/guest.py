@@ -21,31 +21,30 @@ needs to know libvirt's error codes.
 
 from collections.abc import Callable
 import dataclasses
-from typing import Any, TYPE_CHECKING
+from typing import Any
 import xml.etree.ElementTree as ET
 
 import libvirt
 from oslo_log import log as logging
-import tenacity
 
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import policy
-
-if TYPE_CHECKING:
-    from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext import retry
 
 LOG = logging.getLogger(__name__)
 
 AGENT_CHANNEL = 'org.qemu.guest_agent.0'
 
+#: Power states that decide how a guest is snapshotted.
+RUNNING, PAUSED, SHUTOFF = 'running', 'paused', 'shutoff'
+
 _STATES = {
-    libvirt.VIR_DOMAIN_RUNNING: policy.RUNNING,
-    libvirt.VIR_DOMAIN_PAUSED: policy.PAUSED,
-    libvirt.VIR_DOMAIN_SHUTOFF: policy.SHUTOFF,
+    libvirt.VIR_DOMAIN_RUNNING: RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: PAUSED,
+    libvirt.VIR_DOMAIN_SHUTOFF: SHUTOFF,
     libvirt.VIR_DOMAIN_SHUTDOWN: 'shutting down',
     libvirt.VIR_DOMAIN_CRASHED: 'crashed',
     libvirt.VIR_DOMAIN_PMSUSPENDED: 'suspended by the guest',
-    libvirt.VIR_DOMAIN_BLOCKED: policy.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: RUNNING,
 }
 
 
@@ -82,9 +81,7 @@ def translate(error: libvirt.libvirtError, guest: str, action: str,
 class Guest:
     """A libvirt domain seen through the operations a snapshot needs."""
 
-    def __init__(self, host: 'host_mod.Host',
-                 dom: libvirt.virDomain) -> None:
-        self.host = host
+    def __init__(self, dom: libvirt.virDomain) -> None:
         self.dom = dom
         self.name: str = dom.name()
         self.uuid: str = dom.UUIDString()
@@ -252,14 +249,7 @@ class Guest:
                 progress(done)
             return ready
 
-        waiter = tenacity.Retrying(
-            retry=tenacity.retry_if_result(lambda ready: not ready),
-            wait=tenacity.wait_fixed(interval),
-            stop=tenacity.stop_after_delay(timeout),
-            reraise=True)
-        try:
-            waiter(check)
-        except tenacity.RetryError:
+        if not retry.poll(check, bool, timeout=timeout, interval=interval):
             raise exception.BlockJobFailed(
                 guest=self.name, disk=dev,
                 reason='the copy did not catch up within %d s '
@@ -280,7 +270,7 @@ class Guest:
 
     def define(self, xml: str) -> None:
         try:
-            self.host.define(xml)
+            self.dom.connect().defineXML(xml)
         except libvirt.libvirtError as e:
             raise translate(e, self.name, 'define')
 

@@ -22,18 +22,13 @@ from oslo_log import log as logging
 
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import guest as guest_mod
-from nova_snapshot_ext import policy
 
 LOG = logging.getLogger(__name__)
 
 
-def _quiet(ctx: object, error: object) -> None:
-    # NOTE: by default libvirt prints every error on stderr, even those
-    # we handle; we report errors ourselves, once.
-    pass
-
-
-libvirt.registerErrorHandler(_quiet, None)
+def from_libvirt_number(number: int) -> tuple[int, int, int]:
+    """Turn libvirt's 9000000 into (9, 0, 0)."""
+    return number // 1000000, number // 1000 % 1000, number % 1000
 
 
 class Host:
@@ -76,10 +71,10 @@ class Host:
         return self.conn.getType()
 
     def libvirt_version(self) -> tuple[int, int, int]:
-        return policy.from_libvirt_number(self.conn.getLibVersion())
+        return from_libvirt_number(self.conn.getLibVersion())
 
     def qemu_version(self) -> tuple[int, int, int]:
-        return policy.from_libvirt_number(self.conn.getVersion())
+        return from_libvirt_number(self.conn.getVersion())
 
     def has_transient_block_copy(self) -> bool:
         # NOTE: VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB arrived in libvirt
@@ -102,11 +97,8 @@ class Host:
                 dom = conn.lookupByUUIDString(name)
             except libvirt.libvirtError:
                 raise exception.GuestNotFound(guest=name, uri=self.uri)
-        return guest_mod.Guest(self, dom)
+        return guest_mod.Guest(dom)
 
     def list_guests(self) -> list['guest_mod.Guest']:
-        return [guest_mod.Guest(self, dom)
+        return [guest_mod.Guest(dom)
                 for dom in self.conn.listAllDomains(0)]
-
-    def define(self, xml: str) -> None:
-        self.conn.defineXML(xml)

@@ -78,8 +78,9 @@ def info(conf: cfg.ConfigOpts, path: str, fmt: str,
         cmd.append('-U')
     cmd.append(path)
     limits = processutils.ProcessLimits(
-        cpu_time=conf.qemu_img.info_cpu_time_limit,
-        address_space=conf.qemu_img.info_address_space_limit * 1024 * 1024)
+        cpu_time=conf.snapshot_qemu_img.info_cpu_time_limit,
+        address_space=(conf.snapshot_qemu_img.info_address_space_limit
+                       * 1024 * 1024))
     try:
         out, _err = processutils.execute(*cmd, prlimit=limits)
     except processutils.ProcessExecutionError as e:
@@ -123,7 +124,7 @@ def convert_cmd(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
     cmd = ['qemu-img', 'convert', '-p',
            *_source_args(src, src_fmt, image_opts),
            '-O', _check_format(dst_fmt),
-           '-m', str(conf.qemu_img.convert_coroutines), '-W']
+           '-m', str(conf.snapshot_qemu_img.convert_coroutines), '-W']
     if compress and dst_fmt == 'qcow2':
         cmd.append('-c')
     cmd += [src, dst]

@@ -18,8 +18,8 @@ One cluster connection per :class:`RBDDriver`, opened on first use and
 kept until :meth:`RBDDriver.close`; pools and images are opened per
 operation, in context managers that always close them. An operation that
 fails because the image is busy is retried a bounded number of times
-(``[rbd] busy_retries``). Every Ceph error leaves this module as one of
-:mod:`nova_snapshot_ext.exception`'s.
+(``[snapshot_rbd] busy_retries``). Every Ceph error leaves this module as
+one of :mod:`nova_snapshot_ext.exception`'s.
 
 The bindings are Ceph's own (Debian: python3-rados, python3-rbd); they are
 not on PyPI, so a missing module is an error at connect time, not at
@@ -38,9 +38,9 @@ import urllib.parse
 
 from oslo_config import cfg
 from oslo_log import log as logging
-import tenacity
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import retry
 
 
 class _Missing:
@@ -110,7 +110,7 @@ def _reason(e: BaseException) -> str:
 
 
 class RBDDriver:
-    """The Ceph cluster of ``[rbd]``."""
+    """The Ceph cluster of ``[snapshot_rbd]``."""
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         self.conf = conf
@@ -118,7 +118,7 @@ class RBDDriver:
         self._lock = threading.Lock()
 
     def __str__(self) -> str:
-        return 'Ceph (%s)' % self.conf.rbd.ceph_conf
+        return 'Ceph (%s)' % self.conf.snapshot_rbd.ceph_conf
 
     # -- connection ----------------------------------------------------
     def cluster(self) -> Any:
@@ -133,7 +133,7 @@ class RBDDriver:
             return self._cluster
 
     def _connect(self) -> Any:
-        group = self.conf.rbd
+        group = self.conf.snapshot_rbd
         failed = dict(user=group.user, conf=group.ceph_conf)
         if isinstance(rados, _Missing):
             raise exception.CephUnavailable(
@@ -219,16 +219,10 @@ class RBDDriver:
     def _busy(self, fn: Callable[..., Any], *args: Any,
               **kwargs: Any) -> Any:
         """Call ``fn``, retrying while it fails with ImageBusy."""
-        group = self.conf.rbd
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(rbd.ImageBusy),
-            stop=tenacity.stop_after_attempt(group.busy_retries + 1),
-            wait=tenacity.wait_exponential(multiplier=0.1,
-                                           max=group.busy_retry_interval),
-            before_sleep=lambda state: LOG.debug(
-                'RBD image busy, retrying %s', getattr(fn, '__name__', fn)),
-            reraise=True)
-        return retrying(fn, *args, **kwargs)
+        group = self.conf.snapshot_rbd
+        return retry.call(fn, *args, on=rbd.ImageBusy,
+                          attempts=group.busy_retries + 1, interval=0.1,
+                          max_interval=group.busy_retry_interval, **kwargs)
 
     # -- queries -------------------------------------------------------
     def pools(self) -> list[str]:
@@ -444,7 +438,7 @@ class RBDDriver:
                 ('file.pool', pool), ('file.image', name)]
         if snap:
             opts.append(('file.snapshot', snap))
-        opts += [('file.user', self.conf.rbd.user),
-                 ('file.conf', self.conf.rbd.ceph_conf)]
+        opts += [('file.user', self.conf.snapshot_rbd.user),
+                 ('file.conf', self.conf.snapshot_rbd.ceph_conf)]
         return ','.join('%s=%s' % (k, str(v).replace(',', ',,'))
                         for k, v in opts)

@@ -183,24 +183,54 @@ class ImageStore(metaclass=abc.ABCMeta):
     def delete(self, image_id: str) -> None:
         """Delete a complete image. Missing images are not an error."""
 
+    # -- with SUPPORTS_LOCATION ----------------------------------------
+    # NOTE: a store that sets SUPPORTS_LOCATION registers images whose
+    # data a backend made inside shared storage (an RBD clone). The rbd
+    # backend and gc then ask it the questions below; the defaults are
+    # the answers of a store that knows nothing.
 
-def known_stores() -> list[str]:
-    return plugins.names(NAMESPACE)
+    def stores_detail(self) -> list[dict[str, Any]] | None:
+        """The storage backends the store keeps images in, as Glance
+        describes them (``id``, ``type``, ``default``, ``properties``
+        such as an rbd store's ``pool`` and ``fsid``); None when the store
+        does not show them (to these credentials).
+        """
+        return None
+
+    def image_locations(self, image_id: str) -> list[str]:
+        """The URLs of an image's data (e.g. ``rbd://fsid/pool/id/snap``)
+        that the store shows; none when it shows none.
+        """
+        return []
+
+    def image_status(self, image_id: str) -> str | None:
+        """The status of image ``image_id`` (``queued``, ``active``, ...);
+        None when the store has no such image.
+        """
+        raise NotImplementedError('%s cannot tell the status of an image' %
+                                  self)
 
 
-def load(conf: cfg.ConfigOpts, spec: str | None = None) -> ImageStore:
+def known_stores(manager: Any = None) -> list[str]:
+    return plugins.names(NAMESPACE, manager)
+
+
+def load(conf: cfg.ConfigOpts, spec: str | None = None,
+         manager: Any = None) -> ImageStore:
     """Load the store named by ``spec``.
 
     ``spec`` is a plugin name (``file``, ``glance``) or a URL whose scheme
     starts with one (``file:///dir``, ``glance+http://host:9292``). When
     None, ``[snapshot] default_store`` is used.
 
+    :param manager: a stevedore extension manager to look the plugin up
+        in instead of the installed entry points.
     :raises UnknownStore: no plugin of that name.
     """
     spec = spec or conf.snapshot.default_store
     name = spec.split(':', 1)[0].split('+', 1)[0]
-    cls = plugins.load_class(NAMESPACE, name)
+    cls = plugins.load_class(NAMESPACE, name, manager)
     if cls is None:
         raise exception.UnknownStore(
-            spec=spec, known=', '.join(known_stores()) or 'none')
+            spec=spec, known=', '.join(known_stores(manager)) or 'none')
     return cls(conf, spec)

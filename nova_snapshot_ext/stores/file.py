@@ -135,14 +135,14 @@ class FilePendingImage(base.PendingImage):
 class FileStore(base.ImageStore):
     """Images as files in a local directory.
 
-    ``spec`` is ``file`` (the directory ``[file_store] directory``) or
+    ``spec`` is ``file`` (the directory ``[snapshot_file_store] directory``) or
     ``file:///absolute/dir``.
     """
 
     def __init__(self, conf: cfg.ConfigOpts, spec: str) -> None:
         super().__init__(conf, spec)
         if spec == 'file':
-            directory = conf.file_store.directory
+            directory = conf.snapshot_file_store.directory
         elif spec.startswith('file://'):
             directory = spec[len('file://'):]
         else:

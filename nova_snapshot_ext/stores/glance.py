@@ -14,10 +14,11 @@
 
 """The Glance store: images streamed into Glance with python-glanceclient.
 
-``spec`` is ``glance`` (Glance as ``[glance]`` configures it: keystoneauth
-auth and the service catalog, or ``endpoint_override``) or
+``spec`` is ``glance`` (Glance as ``[snapshot_glance]`` configures it:
+keystoneauth auth and the service catalog, or ``endpoint_override``) or
 ``glance+http://HOST:PORT`` / ``glance+https://...`` (that endpoint, with
-``[glance]``'s auth if any, none otherwise: a Glance without Keystone).
+``[snapshot_glance]``'s auth if any, none otherwise: a Glance without
+Keystone).
 
 The record is made when the snapshot begins (or, for Nova, found queued),
 so that Glance validates name and properties before the guest is touched.
@@ -47,10 +48,10 @@ from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import uuidutils
-import tenacity
 
 from nova_snapshot_ext.conf import glance as glance_conf
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import retry
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base
 
@@ -305,7 +306,7 @@ class GlanceStore(base.ImageStore):
     stores (:meth:`GlancePendingImage.add_location`).
 
     :param session: a keystoneauth session to use instead of one built
-        from ``[glance]`` (the Nova driver passes the request's).
+        from ``[snapshot_glance]`` (the Nova driver passes the request's).
     """
 
     SUPPORTS_LOCATION = True
@@ -354,16 +355,17 @@ class GlanceStore(base.ImageStore):
                                                               GROUP)
             except ksa_exc.MissingRequiredOptions as e:
                 raise exception.InvalidInput(
-                    reason='[glance] auth_type %s needs %s' % (
+                    reason='[snapshot_glance] auth_type %s needs %s' % (
                         group.auth_type,
                         ', '.join(o.dest for o in e.options)))
             if auth is None:
                 if not kwargs.get('endpoint_override'):
                     raise exception.StoreUnavailable(
                         store=self,
-                        reason='no endpoint: set [glance] auth_type (with '
-                               'Keystone) or endpoint_override, or use '
-                               '--store glance+http://HOST:PORT')
+                        reason='no endpoint: set [snapshot_glance] '
+                               'auth_type (with Keystone) or '
+                               'endpoint_override, or use --store '
+                               'glance+http://HOST:PORT')
                 auth = noauth.NoAuth()
             session = ks_loading.load_session_from_conf_options(
                 self.conf, GROUP, auth=auth)
@@ -512,6 +514,12 @@ class GlanceStore(base.ImageStore):
             client.images.add_location(
                 image_id, url, {'store': store_id} if store_id else {})
 
+    def image_status(self, image_id: str) -> str | None:
+        try:
+            return self.get(image_id)['status']
+        except exception.ImageNotFound:
+            return None
+
     def image_locations(self, image_id: str) -> list[str]:
         """The URLs of an image's data that Glance shows this client
         (its ``locations``, or ``direct_url``); none when it shows none.
@@ -542,19 +550,17 @@ class GlanceStore(base.ImageStore):
         """The image once it is active.
 
         :raises StoreWriteFailed: it went to another final state, or is
-            still not active after ``[glance] active_timeout`` seconds.
+            still not active after ``[snapshot_glance] active_timeout``
+            seconds.
         """
-        deadline = time.monotonic() + self.conf[GROUP].active_timeout
-        while True:
-            image = self.get(image_id)
-            status = image['status']
-            if status == 'active':
-                return image
-            if status not in ('queued', 'saving', 'importing'):
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        image = retry.poll(
+            lambda: self.get(image_id),
+            lambda image: image['status'] not in ('queued', 'saving',
+                                                  'importing'),
+            timeout=self.conf[GROUP].active_timeout, interval=0.2)
+        status = image['status']
+        if status == 'active':
+            return image
         raise exception.StoreWriteFailed(
             store=self, reason='image %s is %s after the upload' % (
                 image_id, status))
@@ -563,14 +569,9 @@ class GlanceStore(base.ImageStore):
         """Delete an image whose snapshot failed, waiting a while for a
         Glance that went away to come back. Logs, never raises.
         """
-        retry = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(
-                exception.StoreUnavailable),
-            stop=tenacity.stop_after_delay(CLEANUP_TIMEOUT),
-            wait=tenacity.wait_exponential(multiplier=0.25, max=4),
-            reraise=True)
         try:
-            retry(self.delete, image_id)
+            retry.call(self.delete, image_id, on=exception.StoreUnavailable,
+                       timeout=CLEANUP_TIMEOUT, interval=0.25, max_interval=4)
             LOG.info('Deleted image %(id)s from %(store)s after the '
                      'failure', {'id': image_id, 'store': self})
         except exception.SnapshotError as e:

@@ -24,26 +24,31 @@ installs the module ``nova.virt.nova_snapshot_ext`` that makes this name
 work. Everything but :meth:`SnapshotLibvirtDriver.snapshot` is Nova's
 ``LibvirtDriver`` unchanged.
 
-The engine's options are read from the files nova-compute was started
-with (``[snapshot]``, ``[rbd]``, ``[qemu_img]``, and the engine's own
-options of ``[libvirt]`` and ``[workarounds]``), into a configuration of
-their own, so that they are never registered on Nova's. ``[DEFAULT]
-state_path`` and ``[oslo_concurrency] lock_path`` are read from the same
-lines as Nova's, with the same meaning. Where Nova has an option for the
-same thing under another name, Nova's value is the default:
+The engine's options are registered on Nova's own configuration (the
+one nova-compute parsed, with its ``--config-file`` and ``--config-dir``
+arguments and its reloads), in groups of the engine's own:
+``[snapshot]``, ``[snapshot_libvirt]``, ``[snapshot_workarounds]``,
+``[snapshot_rbd]``, ``[snapshot_qemu_img]``. ``[DEFAULT] state_path`` and
+``[oslo_concurrency] lock_path`` are Nova's. Where Nova has an option for
+the same thing, Nova's value is the default:
 
-=====================================  ======================================
-engine option                          default taken from Nova's
-=====================================  ======================================
-``[libvirt] connection_uri``           the driver's URI (``[libvirt]
-                                       connection_uri`` / ``virt_type``)
-``[snapshot] temp_directory``          ``[libvirt] snapshots_directory``
-``[snapshot] image_format``            ``[libvirt] snapshot_image_format``
-``[workarounds] disable_live_snapshot``  ``[workarounds]
-                                       disable_libvirt_livesnapshot``
-``[rbd] ceph_conf``, ``[rbd] user``    ``[libvirt] images_rbd_ceph_conf``,
-                                       ``rbd_user``
-=====================================  ======================================
+=========================================  ==================================
+engine option                              default taken from Nova's
+=========================================  ==================================
+``[snapshot_libvirt] connection_uri``      the driver's URI
+``[snapshot] temp_directory``              ``[libvirt] snapshots_directory``
+``[snapshot] image_format``                ``[libvirt] snapshot_image_format``
+``[snapshot_workarounds]                   ``[workarounds]
+disable_live_snapshot``                    disable_libvirt_livesnapshot``
+``[snapshot_rbd] ceph_conf``, ``user``     ``[libvirt] images_rbd_ceph_conf``,
+                                           ``rbd_user``
+=========================================  ==================================
+
+Long Ceph calls (a flatten can take minutes) run through Nova's
+``tpool_wrap``: in an eventlet nova-compute they run in native threads
+and the service keeps answering; in threading mode they run as they are.
+The backends, and their Ceph connection, are kept from the first snapshot
+until ``cleanup_host``.
 """
 
 import threading
@@ -59,6 +64,7 @@ from nova.virt.libvirt import host as nova_host
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import host as host_mod
@@ -75,35 +81,35 @@ _GONE = (exception.GuestNotFound, exception.GuestGone)
 
 
 def engine_conf(nova: cfg.ConfigOpts, uri: str) -> cfg.ConfigOpts:
-    """The engine's options, read from the files Nova was started with,
-    with Nova's settings as defaults where Nova has them.
+    """Nova's configuration ``nova``, with the engine's options registered
+    on it and Nova's settings as their defaults where Nova has them (see
+    the module's docstring). Safe to call again: the defaults follow
+    Nova's current values.
     """
-    conf = cfg.ConfigOpts()
-    nse_conf.register_opts(conf)
-    dirs = [nova.config_dir] if nova.config_dir else []
-    conf([], project='nova', default_config_files=list(nova.config_file),
-         default_config_dirs=dirs)
-    conf.set_default('connection_uri', uri, group='libvirt')
-    conf.set_default('temp_directory', nova.libvirt.snapshots_directory,
-                     group='snapshot')
-    if nova.libvirt.snapshot_image_format in qemu_img.FORMATS:
-        conf.set_default('image_format', nova.libvirt.snapshot_image_format,
-                         group='snapshot')
-    elif nova.libvirt.snapshot_image_format:
+    nse_conf.register_opts(nova, host_service=True)
+
+    def default(group: str, name: str, value: Any) -> None:
+        # NOTE: a value of Nova's the engine cannot use puts the engine's
+        # own default back, so a reload that unsets it takes effect.
+        nova.set_default(name, nse_conf.default_of(group, name)
+                         if value is None else value, group=group)
+
+    default('snapshot_libvirt', 'connection_uri', uri)
+    default('snapshot', 'temp_directory', nova.libvirt.snapshots_directory)
+    fmt = nova.libvirt.snapshot_image_format
+    if fmt and fmt not in qemu_img.FORMATS:
         LOG.warning('[libvirt] snapshot_image_format %(fmt)s is not one of '
                     '%(ours)s; snapshots are written as [snapshot] '
                     'image_format says', {
-                        'fmt': nova.libvirt.snapshot_image_format,
-                        'ours': '/'.join(qemu_img.FORMATS)})
-    conf.set_default('disable_live_snapshot',
-                     nova.workarounds.disable_libvirt_livesnapshot,
-                     group='workarounds')
-    if nova.libvirt.images_rbd_ceph_conf:
-        conf.set_default('ceph_conf', nova.libvirt.images_rbd_ceph_conf,
-                         group='rbd')
-    if nova.libvirt.rbd_user:
-        conf.set_default('user', nova.libvirt.rbd_user, group='rbd')
-    return conf
+                        'fmt': fmt, 'ours': '/'.join(qemu_img.FORMATS)})
+    default('snapshot', 'image_format',
+            fmt if fmt in qemu_img.FORMATS else None)
+    default('snapshot_workarounds', 'disable_live_snapshot',
+            nova.workarounds.disable_libvirt_livesnapshot)
+    default('snapshot_rbd', 'ceph_conf',
+            nova.libvirt.images_rbd_ceph_conf or None)
+    default('snapshot_rbd', 'user', nova.libvirt.rbd_user or None)
+    return nova
 
 
 def _quiesce(conf: cfg.ConfigOpts, image_meta: Any) -> str:
@@ -154,6 +160,7 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
         super().__init__(virtapi, read_only)
         self._nse_conf: cfg.ConfigOpts | None = None
         self._nse_host: host_mod.Host | None = None
+        self._nse_backends: backend_base.Backends | None = None
 
     @property
     def nse_conf(self) -> cfg.ConfigOpts:
@@ -171,10 +178,30 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
         if self._nse_host is None:
             classes = nova_host.Host._get_libvirt_proxy_classes(libvirt)
             self._nse_host = host_mod.Host(
-                self.nse_conf.libvirt.connection_uri,
+                self._uri(),
                 wrap=lambda conn: nova_utils.tpool_wrap(conn,
                                                         autowrap=classes))
         return self._nse_host
+
+    @property
+    def nse_backends(self) -> backend_base.Backends:
+        """The engine's backends, kept with their storage connections
+        until :meth:`cleanup_host`; their long storage calls run through
+        ``tpool_wrap`` (see the module's docstring).
+        """
+        if self._nse_backends is None:
+            self._nse_backends = backend_base.Backends(
+                self.nse_conf, wrap=nova_utils.tpool_wrap)
+        return self._nse_backends
+
+    def cleanup_host(self, host: str) -> None:
+        if self._nse_backends is not None:
+            self._nse_backends.close()
+            self._nse_backends = None
+        if self._nse_host is not None:
+            self._nse_host.close()
+            self._nse_host = None
+        super().cleanup_host(host)
 
     def snapshot(self, context: Any, instance: Any, image_id: str,
                  update_task_state: Any) -> None:
@@ -206,7 +233,7 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
             states.pending_upload()
             result = snapshot_mod.take_snapshot(
                 request, conf, host=self.nse_host, progress=states.progress,
-                store=store)
+                store=store, backends=self.nse_backends)
             states.uploading()
         except _GONE:
             raise nova_exc.InstanceNotRunning(instance_id=instance.uuid)

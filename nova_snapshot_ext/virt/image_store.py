@@ -211,6 +211,12 @@ class NovaImageStore(base.ImageStore):
     def image_url(self, image_id: str) -> str:
         return 'glance:%s' % image_id
 
+    def image_status(self, image_id: str) -> str | None:
+        try:
+            return self.get(image_id)['status']
+        except exception.ImageNotFound:
+            return None
+
     def image_locations(self, image_id: str) -> list[str]:
         """The URLs of an image's data that Glance shows these
         credentials.
@@ -221,7 +227,7 @@ class NovaImageStore(base.ImageStore):
 
     def stores_detail(self) -> None:
         """Nova's image API does not list Glance's stores: the rbd
-        backend finds Glance's pool from ``[rbd] glance_pool`` or the
+        backend finds Glance's pool from ``[snapshot_rbd] glance_pool`` or the
         base image's location, as Nova's own driver does.
         """
         return None

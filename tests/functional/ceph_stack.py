@@ -75,9 +75,9 @@ def mon_v1(conf: str) -> tuple[str, int]:
 
 
 def set_rbd_conf(conf, name: str = 'main') -> None:
-    """Point ``conf``'s [rbd] group at cluster ``name``."""
-    conf.set_override('ceph_conf', ceph_conf(name), group='rbd')
-    conf.set_override('user', 'admin', group='rbd')
+    """Point ``conf``'s [snapshot_rbd] group at cluster ``name``."""
+    conf.set_override('ceph_conf', ceph_conf(name), group='snapshot_rbd')
+    conf.set_override('user', 'admin', group='snapshot_rbd')
 
 
 def secret_uuid(conn: libvirt.virConnect, conf: str) -> str:

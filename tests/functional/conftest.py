@@ -63,7 +63,7 @@ def make_conf(root: str) -> cfg.ConfigOpts:
     conf([], project='nova-snapshot-ext-tests', default_config_files=[],
          default_config_dirs=[])
     conf.set_override('state_path', os.path.join(root, 'state'))
-    conf.set_override('connection_uri', URI, group='libvirt')
+    conf.set_override('connection_uri', URI, group='snapshot_libvirt')
     return conf
 
 

@@ -65,17 +65,18 @@ def test_cluster_pools_and_qemu_rbd():
 
 
 def test_unreachable_monitors_fail_within_the_timeout(tmp_path):
-    """librados would wait 300 s; [rbd] connect_timeout bounds it."""
+    """librados would wait 300 s; [snapshot_rbd] connect_timeout bounds it."""
     bad = tmp_path / 'ceph.conf'
     bad.write_text('[global]\nfsid = %s\nmon host = 127.0.0.1:1\n'
                    'auth client required = none\n' % uuid.uuid4())
     conf = conftest.make_conf(str(tmp_path))
-    conf.set_override('ceph_conf', str(bad), group='rbd')
-    conf.set_override('connect_timeout', 2, group='rbd')
+    conf.set_override('ceph_conf', str(bad), group='snapshot_rbd')
+    conf.set_override('connect_timeout', 2, group='snapshot_rbd')
     started = time.monotonic()
     with pytest.raises(exception.CephUnavailable) as e:
         rbd_storage.RBDDriver(conf).fsid()
     assert time.monotonic() - started < 10
     assert str(e.value) == (
         'Cannot use Ceph as client.admin with %s: no monitor answered '
-        'within 2 s. Check [rbd] ceph_conf, user and the keyring.' % bad)
+        'within 2 s. Check [snapshot_rbd] ceph_conf, user and the '
+        'keyring.' % bad)

@@ -135,7 +135,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(conf_file, workdir,
 
 def test_forced_live_impossible_names_the_reason(conf_file, qcow2_guest):
     with open(conf_file, 'a') as f:
-        f.write('[workarounds]\ndisable_live_snapshot = true\n')
+        f.write('[snapshot_workarounds]\ndisable_live_snapshot = true\n')
     done = cli(conf_file, 'snapshot', qcow2_guest.name, '--name', 'x',
                '--method', 'live')
     assert done.returncode == 1
@@ -182,7 +182,7 @@ def test_refused_token_is_one_line_and_leaves_nothing(
         conf_file, workdir, glance_instances, qcow2_guest):
     url = glance_instances('guarded', GLANCE_FLAVOR='trusted')
     with open(conf_file, 'a') as f:
-        f.write('[glance]\nauth_type = admin_token\nendpoint = %s\n'
+        f.write('[snapshot_glance]\nauth_type = admin_token\nendpoint = %s\n'
                 'token = not-a-valid-token\n' % url)
     done = cli(conf_file, 'snapshot', qcow2_guest.name, '--name', 'x',
                '--store', 'glance')

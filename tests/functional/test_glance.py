@@ -88,7 +88,7 @@ def test_live_snapshot_into_glance(conf, workdir, glance_url, qcow2_guest):
 
 def test_cold_raw_snapshot_into_configured_glance(conf, workdir, glance_url,
                                                   qcow2_guest):
-    conf.set_override('endpoint_override', glance_url, group='glance')
+    conf.set_override('endpoint_override', glance_url, group='snapshot_glance')
     before = GuestBefore(qcow2_guest)
     result = take(conf, qcow2_guest, store='glance', method='cold',
                   image_format='raw')
@@ -204,7 +204,7 @@ def test_glance_stopped_mid_upload(conf, glance_instances, qcow2_guest):
 
 
 def test_unreachable_endpoint_touches_nothing(conf, qcow2_guest):
-    conf.set_override('connect_retries', 1, group='glance')
+    conf.set_override('connect_retries', 1, group='snapshot_glance')
     before = GuestBefore(qcow2_guest)
     url = 'http://127.0.0.1:%d' % free_port()
     with pytest.raises(exception.StoreUnavailable) as e:
@@ -226,7 +226,7 @@ def test_connection_errors_are_retried(conf, workdir, qcow2_guest):
     """Glance is still starting when the snapshot begins: the store's
     retries with backoff reach it.
     """
-    conf.set_override('connect_retries', 6, group='glance')
+    conf.set_override('connect_retries', 6, group='snapshot_glance')
     port = free_port()
     starter = threading.Thread(target=glance_stack.glance_sh,
                                args=('start', 'late'),

@@ -224,7 +224,7 @@ def test_direct_snapshot_of_running_guest(rconf, drv, ceph_glance, rbd_guest,
 def test_deferred_flatten_then_gc(rconf, drv, ceph_glance, rbd_guest,
                                   workdir):
     g = rbd_guest
-    rconf.set_override('flatten', 'deferred', group='rbd')
+    rconf.set_override('flatten', 'deferred', group='snapshot_rbd')
     result = take(rconf, g, store='glance+' + ceph_glance)
     assert result.method == 'direct', result.reason
     image_id = result.image_id
@@ -355,7 +355,7 @@ def test_refused_location_falls_back_and_leaves_nothing(
     headers = glance_stack.MEMBER_HEADERS
     # A member cannot see Glance's stores: the pool comes from the
     # configuration, and Glance refuses the rbd location to a member.
-    rconf.set_override('glance_pool', IMAGES, group='rbd')
+    rconf.set_override('glance_pool', IMAGES, group='snapshot_rbd')
     store = glance_store.GlanceStore(
         rconf, 'glance+' + member_glance,
         session=glance_stack.session(member_glance, headers))
@@ -482,7 +482,8 @@ def test_gc_clears_planted_leftovers_and_ignores_foreign_images(
                '%s/%s' % (IMAGES, foreign_doomed)}
 
     conf_file = tmp_path / 'nse.conf'
-    conf_file.write_text('[rbd]\nceph_conf = %s\n' % ceph_stack.ceph_conf())
+    conf_file.write_text('[snapshot_rbd]\nceph_conf = %s\n' %
+                         ceph_stack.ceph_conf())
     base = [sys.executable, '-m', 'nova_snapshot_ext.cmd.main',
             '--config-file', str(conf_file), 'gc',
             '--store', 'glance+' + ceph_glance]

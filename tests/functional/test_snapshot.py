@@ -107,7 +107,7 @@ def assert_good_image(result, g, conf, fmt='qcow2'):
 
 @pytest.mark.parametrize('style', ['blockcopy', 'rebase'])
 def test_live_qcow2(conf, qcow2_guest, style):
-    conf.set_override('live_copy_style', style, group='libvirt')
+    conf.set_override('live_copy_style', style, group='snapshot_libvirt')
     before = GuestBefore(qcow2_guest)
     result = take(conf, qcow2_guest, method='live')
     assert result.method == 'live'
@@ -120,7 +120,7 @@ def test_live_qcow2(conf, qcow2_guest, style):
 @pytest.mark.parametrize('style,fmt', [('blockcopy', 'raw'),
                                        ('rebase', 'qcow2')])
 def test_live_raw(conf, raw_guest, style, fmt):
-    conf.set_override('live_copy_style', style, group='libvirt')
+    conf.set_override('live_copy_style', style, group='snapshot_libvirt')
     before = GuestBefore(raw_guest)
     result = take(conf, raw_guest, image_format=fmt)
     assert result.method == 'live'
@@ -201,7 +201,8 @@ def assert_refused(conf, g, error, match, **kwargs):
 
 
 def test_forced_live_with_live_disabled_fails(conf, qcow2_guest):
-    conf.set_override('disable_live_snapshot', True, group='workarounds')
+    conf.set_override('disable_live_snapshot', True,
+                      group='snapshot_workarounds')
     assert_refused(conf, qcow2_guest, exception.LiveSnapshotImpossible,
                    'disable_live_snapshot', method='live')
     # auto falls back to cold, and says why
@@ -211,7 +212,7 @@ def test_forced_live_with_live_disabled_fails(conf, qcow2_guest):
 
 
 def test_forced_live_with_too_old_qemu_fails(conf, qcow2_guest):
-    conf.set_override('min_qemu_version', '99.0', group='libvirt')
+    conf.set_override('min_qemu_version', '99.0', group='snapshot_libvirt')
     assert_refused(conf, qcow2_guest, exception.LiveSnapshotImpossible,
                    'older than the minimum 99.0', method='live')
 
@@ -339,8 +340,8 @@ def test_store_full(conf, qcow2_guest, tmpfs, method):
 
 @pytest.mark.parametrize('style', ['blockcopy', 'rebase'])
 def test_guest_destroyed_mid_copy(conf, fresh_guest, style):
-    conf.set_override('live_copy_style', style, group='libvirt')
-    conf.set_override('live_copy_bandwidth', 1, group='libvirt')
+    conf.set_override('live_copy_style', style, group='snapshot_libvirt')
+    conf.set_override('live_copy_bandwidth', 1, group='snapshot_libvirt')
     xml = fresh_guest.inactive_xml()
     disk_info = guest_mod.image_info(fresh_guest.disks.path, 'qcow2',
                                      force_share=True)

@@ -29,7 +29,10 @@ import copy
 import os
 import shutil
 import sys
+import time
 import uuid
+
+import fixtures
 
 import libvirt
 from nova.compute import task_states
@@ -127,11 +130,13 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
             os_require_quiesce='yes'))
         self.start_compute('compute1')
         self.driver = self.computes['compute1'].driver
-        conf = self.driver.nse_conf
-        conf.set_override('state_path', os.path.join(self.workdir, 'state'))
-        conf.set_override('temp_directory',
-                          os.path.join(self.workdir, 'tmp'),
-                          group='snapshot')
+        # NOTE: the engine's options are on Nova's CONF, which the test
+        # case resets after each test.
+        self.assertIs(nse_driver.CONF, self.driver.nse_conf)
+        self.flags(lock_path=os.path.join(self.workdir, 'locks'),
+                   group='oslo_concurrency')
+        self.flags(temp_directory=os.path.join(self.workdir, 'tmp'),
+                   group='snapshot')
         self.guests = []
         self.addCleanup(self._remove_guests)
 
@@ -325,7 +330,7 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         # same cluster's pool "images".
         conf = self.driver.nse_conf
         ceph_stack.set_rbd_conf(conf)
-        conf.set_override('glance_pool', 'images', group='rbd')
+        conf.set_override('glance_pool', 'images', group='snapshot_rbd')
         drv = ceph_stack.driver(conf)
         self.addCleanup(drv.close)
         server = self._create_server(image_uuid=BASE_IMAGE, networks='none')
@@ -377,18 +382,93 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
                    images_rbd_ceph_conf='/etc/ceph/nova.conf',
                    group='libvirt')
         self.flags(disable_libvirt_livesnapshot=True, group='workarounds')
+        nse_driver.CONF.clear_override('temp_directory', group='snapshot')
         conf = nse_driver.engine_conf(nse_driver.CONF, 'qemu:///system')
+        # On Nova's own configuration, in groups of the engine's own.
+        self.assertIs(nse_driver.CONF, conf)
         self.assertEqual('/srv/nova/snapshots', conf.snapshot.temp_directory)
         self.assertEqual('raw', conf.snapshot.image_format)
-        self.assertTrue(conf.workarounds.disable_live_snapshot)
-        self.assertEqual('/etc/ceph/nova.conf', conf.rbd.ceph_conf)
-        self.assertEqual('nova', conf.rbd.user)
-        self.assertEqual('qemu:///system', conf.libvirt.connection_uri)
+        self.assertTrue(conf.snapshot_workarounds.disable_live_snapshot)
+        self.assertEqual('/etc/ceph/nova.conf', conf.snapshot_rbd.ceph_conf)
+        self.assertEqual('nova', conf.snapshot_rbd.user)
+        self.assertEqual('qemu:///system',
+                         conf.snapshot_libvirt.connection_uri)
 
         # Nova's values the engine cannot use leave the engine's defaults.
         self.flags(snapshot_image_format='vmdk', images_rbd_ceph_conf='',
                    rbd_user=None, group='libvirt')
         conf = nse_driver.engine_conf(nse_driver.CONF, 'qemu:///system')
         self.assertIsNone(conf.snapshot.image_format)
-        self.assertEqual('/etc/ceph/ceph.conf', conf.rbd.ceph_conf)
-        self.assertEqual('admin', conf.rbd.user)
+        self.assertEqual('/etc/ceph/ceph.conf', conf.snapshot_rbd.ceph_conf)
+        self.assertEqual('admin', conf.snapshot_rbd.user)
+
+    def test_engine_options_are_read_from_nova_conf(self):
+        # What an operator writes into nova-cpu.conf, read by nova-compute
+        # as it reads its own options.
+        path = os.path.join(self.workdir, 'nova-cpu.conf')
+        with open(path, 'w') as f:
+            f.write('[snapshot]\nmethod = cold\n\n'
+                    '[snapshot_rbd]\nflatten = deferred\n\n'
+                    '[libvirt]\nlive_copy_style = rebase\n')
+        nse_driver.CONF(['--config-file', path], project='nova')
+        self.addCleanup(nse_driver.CONF.clear)
+        conf = nse_driver.engine_conf(nse_driver.CONF, 'qemu:///system')
+        self.assertEqual('cold', conf.snapshot.method)
+        self.assertEqual('deferred', conf.snapshot_rbd.flatten)
+        # The group of earlier releases still works, as a deprecated one.
+        self.assertEqual('rebase', conf.snapshot_libvirt.live_copy_style)
+
+    def test_compute_answers_while_a_flatten_runs(self):
+        # A direct snapshot's inline flatten copies the whole disk inside
+        # Ceph. Meanwhile the compute service must keep answering: here,
+        # pause and unpause of another server on the same host.
+        spans = []
+        flatten = rbd_storage.RBDDriver.flatten
+
+        def timed_flatten(drv, *args, **kwargs):
+            start = time.monotonic()
+            try:
+                return flatten(drv, *args, **kwargs)
+            finally:
+                spans.append((start, time.monotonic()))
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_snapshot_ext.storage.rbd.RBDDriver.flatten',
+            timed_flatten))
+        conf = self.driver.nse_conf
+        ceph_stack.set_rbd_conf(conf)
+        self.flags(glance_pool='images', group='snapshot_rbd')
+        drv = ceph_stack.driver(conf)
+        self.addCleanup(drv.close)
+        other = self._create_server(image_uuid=BASE_IMAGE, networks='none')
+        server = self._create_server(image_uuid=BASE_IMAGE, networks='none')
+        disk = '%s_disk' % server['id']
+        g = guest_mod.TestGuest(
+            self.conn, os.path.join(self.workdir, 'rbd'),
+            'nova-%s' % server['id'][:8], fmt='raw', data_mb=256,
+            uuid=server['id'], disks=lambda d, n: ceph_stack.import_disk(
+                self.conn, d, 'vms', disk))
+        self.guests.append(g)
+        self.addCleanup(ceph_stack.remove_disk, 'vms/' + disk)
+
+        body = self.api.post_server_action(
+            server['id'], {'createImage': {'name': 'snap-1'}})
+        self.addCleanup(drv.remove_image, 'images', body['image_id'])
+        answered = []
+        done = 'instance.snapshot.end'
+        while done not in [n['event_type'] for n in
+                           self.notifier.versioned_notifications]:
+            for action, state in (('pause', 'PAUSED'),
+                                  ('unpause', 'ACTIVE')):
+                self.api.post_server_action(other['id'], {action: None})
+                self._wait_for_state_change(other, state)
+                answered.append(time.monotonic())
+
+        self.assertEqual('direct', self.glance.images[body['image_id']][
+            'properties']['snapshot_method'])
+        self.assertEqual(1, len(spans))
+        start, end = spans[0]
+        self.assertTrue(
+            [t for t in answered if start < t < end],
+            'no pause or unpause completed during the %.1f s flatten' % (
+                end - start))

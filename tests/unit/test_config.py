@@ -41,6 +41,7 @@ def test_sample_config_is_current(tmp_path):
 def test_sample_config_documents_every_group():
     with open(SAMPLE) as f:
         text = f.read()
-    for group in ('[snapshot]', '[libvirt]', '[workarounds]', '[qemu_img]',
-                  '[file_store]', '[glance]'):
+    for group in ('[snapshot]', '[snapshot_libvirt]', '[snapshot_workarounds]',
+                  '[snapshot_qemu_img]', '[snapshot_file_store]',
+                  '[snapshot_glance]', '[snapshot_rbd]'):
         assert group in text

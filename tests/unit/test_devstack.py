@@ -246,7 +246,7 @@ def test_post_config_sets_driver_and_snapshot_options(stack):
     assert nova['DEFAULT']['compute_driver'] == (
         'nova_snapshot_ext.SnapshotLibvirtDriver')
     assert dict(nova['snapshot']) == {'method': 'auto', 'quiesce': 'auto'}
-    assert not nova.has_section('rbd')
+    assert not nova.has_section('snapshot_rbd')
     assert nova['libvirt']['virt_type'] == 'qemu'
     # devstack keeps installing and configuring libvirt.
     assert stack.report['VIRT_DRIVER'] == 'libvirt'
@@ -254,7 +254,7 @@ def test_post_config_sets_driver_and_snapshot_options(stack):
 
 def test_post_config_with_ceph_sets_rbd_options(stack):
     stack.run('post-config', **CEPH)
-    assert dict(stack.nova()['rbd']) == {
+    assert dict(stack.nova()['snapshot_rbd']) == {
         'ceph_conf': '/etc/ceph/ceph.conf',
         'user': 'cinder',
         'glance_pool': 'images',
@@ -267,7 +267,7 @@ def test_post_config_with_ceph_follows_the_ceph_plugin_variables(stack):
     stack.run('post-config', CEPH_CONF_FILE='/etc/ceph/other.conf',
               CINDER_CEPH_USER='nova-disks', GLANCE_CEPH_POOL='glance-imgs',
               NOVA_SNAPSHOT_EXT_RBD_FLATTEN='deferred', **CEPH)
-    rbd = stack.nova()['rbd']
+    rbd = stack.nova()['snapshot_rbd']
     assert rbd['ceph_conf'] == '/etc/ceph/other.conf'
     assert rbd['user'] == 'nova-disks'
     assert rbd['glance_pool'] == 'glance-imgs'
@@ -280,9 +280,9 @@ def test_post_config_with_ceph_follows_the_ceph_plugin_variables(stack):
 ], ids=['glance-not-on-ceph', 'glance-on-rgw'])
 def test_ceph_for_nova_only_has_no_glance_pool_nor_rbd_direct(stack, env):
     stack.run('post-config', 'test-config', **{**CEPH, **env})
-    rbd = stack.nova()['rbd']
+    rbd = stack.nova()['snapshot_rbd']
     assert rbd['user'] == 'cinder' and rbd['direct_snapshot'] == 'True'
-    assert not stack.nova().has_option('rbd', 'glance_pool')
+    assert not stack.nova().has_option('snapshot_rbd', 'glance_pool')
     assert stack.tempest()['nova_snapshot_ext']['rbd_direct'] == 'False'
 
 
@@ -293,7 +293,7 @@ def test_ceph_for_nova_only_has_no_glance_pool_nor_rbd_direct(stack, env):
 ], ids=['no-ceph-plugin', 'ceph-not-for-nova'])
 def test_without_ceph_for_nova_no_rbd_options(stack, env):
     stack.run('install', 'post-config', 'test-config', **env)
-    assert not stack.nova().has_section('rbd')
+    assert not stack.nova().has_section('snapshot_rbd')
     assert not any(c.startswith('install_package') for c in stack.calls())
     assert stack.tempest()['nova_snapshot_ext']['rbd_direct'] == 'False'
 

@@ -72,7 +72,7 @@ def test_disk_lookup_from_xml():
         def XMLDesc(self, flags):
             return xml
 
-    disk = guest.Guest(None, Dom()).root_disk()
+    disk = guest.Guest(Dom()).root_disk()
     assert disk == guest.Disk(target='vda', source_type='network',
                               path='vms/abc_disk', format='raw',
                               protocol='rbd')

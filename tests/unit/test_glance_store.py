@@ -65,12 +65,12 @@ def test_bad_specs(conf, spec):
 def test_no_endpoint_and_no_auth_is_one_clear_error(conf):
     with pytest.raises(exception.StoreUnavailable) as e:
         base.load(conf, 'glance').check()
-    assert 'no endpoint: set [glance] auth_type' in str(e.value)
+    assert 'no endpoint: set [snapshot_glance] auth_type' in str(e.value)
 
 
 def test_password_auth_is_keystoneauths_own(tmp_path):
     conf = make_conf(tmp_path, """
-[glance]
+[snapshot_glance]
 auth_type = password
 auth_url = http://keystone.example:5000/v3
 username = nova
@@ -95,10 +95,11 @@ cafile = /etc/ssl/ca.pem
 
 
 def test_incomplete_auth_names_what_is_missing(tmp_path):
-    conf = make_conf(tmp_path, '[glance]\nauth_type = password\n')
+    conf = make_conf(tmp_path, '[snapshot_glance]\nauth_type = password\n')
     with pytest.raises(exception.InvalidInput) as e:
         base.load(conf, 'glance').check()
-    assert '[glance] auth_type password needs auth_url' in str(e.value)
+    assert ('[snapshot_glance] auth_type password needs auth_url'
+            in str(e.value))
 
 
 def test_properties_are_strings_nova_names():

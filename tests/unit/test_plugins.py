@@ -19,7 +19,6 @@ import os
 import subprocess
 
 import pytest
-from stevedore import extension
 
 from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext.backends import qcow2
@@ -27,6 +26,7 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import guest
 from nova_snapshot_ext.stores import base as store_base
 from nova_snapshot_ext.stores import file as file_store
+from tests import vendor_plugins
 
 
 def test_backends_are_entry_points():
@@ -43,18 +43,50 @@ def test_unknown_backend_names_the_known_ones(conf):
 def test_load_backend(conf):
     backend = backend_base.load(conf, 'qcow2')
     assert isinstance(backend, qcow2.Qcow2Backend)
-    assert backend.SUPPORTS_LIVE and not backend.SUPPORTS_DIRECT
+    assert isinstance(backend, backend_base.ImageBackend)
 
 
-def test_third_party_backend_through_stevedore(conf):
-    class Vendor(backend_base.ImageBackend):
-        name = 'vendor'
-        disk_formats = ('raw',)
-        SUPPORTS_LIVE = False
+def test_a_backend_must_say_what_it_can_do_and_how_it_copies(conf):
+    class Incomplete(backend_base.ImageBackend):
+        name = 'incomplete'
 
-    ext = extension.Extension('vendor', None, Vendor, None)
-    mgr = extension.ExtensionManager.make_test_instance([ext])
-    assert mgr['vendor'].plugin(conf).SUPPORTS_LIVE is False
+        def inspect(self, job):
+            return backend_base.Support()
+
+    with pytest.raises(TypeError, match='copy'):
+        Incomplete(conf)
+
+
+def test_third_party_backend_through_the_loader(conf):
+    mgr = vendor_plugins.backend_manager()
+    assert backend_base.known_backends(mgr) == ['vendor']
+    backend = backend_base.load(conf, 'vendor', manager=mgr)
+    assert isinstance(backend, vendor_plugins.VendorBackend)
+    with backend_base.Backends(conf, manager=mgr) as backends:
+        assert backends.get('vendor') is backends.get('vendor')
+        with pytest.raises(exception.UnknownBackend,
+                           match="'qcow2'.*vendor"):
+            backends.get('qcow2')
+
+
+def test_third_party_store_through_the_loader(conf, tmp_path):
+    mgr = vendor_plugins.store_manager()
+    store = store_base.load(conf, 'vault://%s' % tmp_path, manager=mgr)
+    assert isinstance(store, vendor_plugins.VaultStore)
+    store.check()
+    # A store without locations answers the rbd backend's and gc's
+    # questions from the base class, never with AttributeError.
+    assert not store.SUPPORTS_LOCATION
+    assert store.stores_detail() is None
+    assert store.image_locations('x') == []
+    meta = store_base.ImageMeta(name='n', disk_format='raw')
+    with pytest.raises(RuntimeError):
+        with store.begin(meta) as pending:
+            _write_raw(pending.path)
+            raise RuntimeError('conversion failed')
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(exception.UnknownStore, match='vault'):
+        store_base.load(conf, 'file:///x', manager=mgr)
 
 
 def test_backend_chosen_from_disk():

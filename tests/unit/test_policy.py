@@ -17,6 +17,7 @@
 import pytest
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.libvirt import host
 from nova_snapshot_ext import policy
 
 BASE = dict(guest='g', hypervisor='QEMU', libvirt_version=(9, 0, 0),
@@ -104,5 +105,5 @@ def test_parse_version_bad():
 
 
 def test_from_libvirt_number():
-    assert policy.from_libvirt_number(9000000) == (9, 0, 0)
-    assert policy.from_libvirt_number(7002022) == (7, 2, 22)
+    assert host.from_libvirt_number(9000000) == (9, 0, 0)
+    assert host.from_libvirt_number(7002022) == (7, 2, 22)

@@ -48,8 +48,8 @@ def test_location_parse_refuses_incomplete_urls(url):
 
 
 def test_qemu_image_opts_name_the_format_and_escape_commas(conf):
-    conf.set_override('ceph_conf', '/etc/ceph/a,b.conf', group='rbd')
-    conf.set_override('user', 'nova', group='rbd')
+    conf.set_override('ceph_conf', '/etc/ceph/a,b.conf', group='snapshot_rbd')
+    conf.set_override('user', 'nova', group='snapshot_rbd')
     opts = rbd_storage.RBDDriver(conf).qemu_image_opts('raw', 'vms', 'd',
                                                        'nse-1')
     assert opts == ('driver=raw,file.driver=rbd,file.pool=vms,'
@@ -130,19 +130,19 @@ def test_target_is_glance_default_rbd_store(backend):
      "Glance's rbd store rbd1 is in Ceph cluster %s, the disk in %s" % (
          OTHER, FSID)),
     ([rbd_store('a', default=False), rbd_store('b', default=False)], '',
-     'Glance has several rbd stores (a, b); set [rbd] glance_store'),
+     'Glance has several rbd stores (a, b); set [snapshot_rbd] glance_store'),
     ([FILE, rbd_store()], 'file1',
      "Glance store 'file1' is a file store, not rbd"),
     ([rbd_store()], 'ceph2',
-     "Glance has no store 'ceph2' ([rbd] glance_store); it has rbd1"),
+     "Glance has no store 'ceph2' ([snapshot_rbd] glance_store); it has rbd1"),
 ])
 def test_why_no_direct_snapshot(backend, conf, stores, conf_store, reason):
-    conf.set_override('glance_store', conf_store, group='rbd')
+    conf.set_override('glance_store', conf_store, group='snapshot_rbd')
     assert backend.direct_unavailable(make_job(FakeStore(stores))) == reason
 
 
 def test_named_store_among_several(backend, conf):
-    conf.set_override('glance_store', 'b', group='rbd')
+    conf.set_override('glance_store', 'b', group='snapshot_rbd')
     job = make_job(FakeStore([rbd_store('a'), rbd_store('b', pool='p2',
                                                         default=False)]))
     assert backend.target(job) == rbd_backend.Target('p2', FSID, 'b')
@@ -160,9 +160,10 @@ def test_formats_that_cannot_be_cloned(backend, job_kwargs, reason):
 
 
 def test_direct_snapshot_can_be_switched_off(backend, conf):
-    conf.set_override('direct_snapshot', False, group='rbd')
+    conf.set_override('direct_snapshot', False, group='snapshot_rbd')
     job = make_job(FakeStore([rbd_store()]))
-    assert backend.direct_unavailable(job) == '[rbd] direct_snapshot is off'
+    assert backend.direct_unavailable(job) == (
+        '[snapshot_rbd] direct_snapshot is off')
 
 
 def test_a_store_without_locations(backend):
@@ -183,9 +184,9 @@ def test_hidden_stores_use_the_base_image_location(backend, conf):
     # Without a base image in this cluster, only the configuration tells.
     job = make_job(FakeStore(None, [other]),
                    metadata={'base_image_ref': 'base'})
-    assert 'set [rbd] glance_pool' in backend.direct_unavailable(job)
-    conf.set_override('glance_pool', 'images', group='rbd')
-    conf.set_override('glance_store', 'rbd1', group='rbd')
+    assert 'set [snapshot_rbd] glance_pool' in backend.direct_unavailable(job)
+    conf.set_override('glance_pool', 'images', group='snapshot_rbd')
+    conf.set_override('glance_store', 'rbd1', group='snapshot_rbd')
     assert backend.target(job) == rbd_backend.Target('images', FSID, 'rbd1')
 
 
@@ -218,12 +219,13 @@ def test_location_patch_on_a_glance_without_the_location_api(conf):
 
 
 def test_missing_ceph_conf_is_one_line(conf, tmp_path):
-    conf.set_override('ceph_conf', str(tmp_path / 'none.conf'), group='rbd')
+    conf.set_override('ceph_conf', str(tmp_path / 'none.conf'),
+                      group='snapshot_rbd')
     with pytest.raises(exception.CephUnavailable) as e:
         rbd_storage.RBDDriver(conf).fsid()
     assert str(e.value) == (
         'Cannot use Ceph as client.admin with %s: %s does not exist. Check '
-        '[rbd] ceph_conf, user and the keyring.' % (
+        '[snapshot_rbd] ceph_conf, user and the keyring.' % (
             tmp_path / 'none.conf', tmp_path / 'none.conf'))
 
 
@@ -232,7 +234,7 @@ def test_missing_bindings_are_one_line(conf, tmp_path, monkeypatch):
     # without them is simulated.
     conf_file = tmp_path / 'ceph.conf'
     conf_file.write_text('[global]\n')
-    conf.set_override('ceph_conf', str(conf_file), group='rbd')
+    conf.set_override('ceph_conf', str(conf_file), group='snapshot_rbd')
     monkeypatch.setattr(rbd_storage, 'rados', rbd_storage._Missing())
     monkeypatch.setattr(rbd_storage, 'rbd', rbd_storage._Missing())
     with pytest.raises(exception.CephUnavailable) as e:

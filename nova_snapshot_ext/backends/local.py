@@ -1,0 +1,142 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Disks that are local files or block devices: the live and cold flows.
+
+* **live**: mirror the disk into a delta image while the guest runs (a
+  libvirt block copy), cut the mirror (the delta is then one point in
+  time, frozen by the guest agent for the cut when it answers), convert
+  delta + backing file into a standalone image;
+* **cold**: save the guest's memory (managed save), convert the disk,
+  restore the guest in the state it was in.
+
+Every step that changes something registers its undo before the next one
+starts, so a failure anywhere leaves the guest as it was and no file
+behind.
+"""
+
+import contextlib
+import os
+from typing import ClassVar
+
+from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import steps
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.libvirt import guest as guest_mod
+from nova_snapshot_ext import model
+from nova_snapshot_ext import policy
+from nova_snapshot_ext.storage import qemu_img
+
+
+class FileBackend(base.ImageBackend):
+    """Base of the backends of local disks (files and block devices) in
+    the formats of :attr:`disk_formats`.
+    """
+
+    #: Disk formats (libvirt ``<driver type>``) this backend reads.
+    disk_formats: ClassVar[tuple[str, ...]] = ()
+
+    def inspect(self, job: model.SnapshotJob) -> base.Support:
+        disk = job.disk
+        if disk.format not in self.disk_formats:
+            raise exception.UnsupportedDisk(
+                guest=job.guest.name,
+                reason='the %s backend reads %s disks, %s is %s' % (
+                    self.name, '/'.join(self.disk_formats), disk.target,
+                    disk.format))
+        if disk.source_type not in ('file', 'block'):
+            raise exception.UnsupportedDisk(
+                guest=job.guest.name,
+                reason='the %s backend reads local files and block '
+                       'devices, %s is a %s disk' % (
+                           self.name, disk.target, disk.source_type))
+        return base.Support(live=True)
+
+    def copy(self, job: model.SnapshotJob, method: str, out_path: str,
+             outcome: steps.Outcome) -> None:
+        if method == policy.LIVE:
+            live_copy(job, out_path, outcome)
+            return
+        with steps.suspended(job, outcome):
+            steps.convert(job, job.disk.path, job.disk.format, out_path)
+
+
+def live_copy(job: model.SnapshotJob, out_path: str,
+              outcome: steps.Outcome) -> None:
+    """Copy the running guest's disk to ``out_path``, one point in time,
+    without stopping the guest.
+    """
+    guest, disk, conf = job.guest, job.disk, job.conf
+    guest.check_no_block_job(disk.target)
+    paused = steps.check_quiesce(job)
+    info = qemu_img.info(conf, disk.path, disk.format, force_share=True)
+    backing = qemu_img.backing_of(info)
+    transient_job = _transient_job(job)
+    with steps.temp_directory(conf) as tmpdir:
+        delta = os.path.join(tmpdir, 'delta.qcow2')
+        qemu_img.create_qcow2(delta, int(info['virtual-size']), backing)
+        job.progress('copy', 0.0)
+        with contextlib.ExitStack() as undo:
+            if not transient_job:
+                _make_transient(guest, undo)
+            guest.start_copy(disk.target, delta, 'qcow2', transient_job,
+                             conf.snapshot_libvirt.live_copy_bandwidth)
+            undo.callback(_stop_copy, guest, disk.target)
+            guest.wait_copy_ready(
+                disk.target, conf.snapshot.block_job_timeout,
+                conf.snapshot.block_job_poll_interval,
+                lambda f: job.progress('copy', f))
+            # NOTE: freeze only now that the mirror is in sync, so the
+            # guest's filesystems are frozen for the cut alone.
+            with steps.quiesced(job, paused, outcome):
+                guest.abort_copy(disk.target)
+        job.progress('copy', 1.0)
+        steps.convert(job, delta, 'qcow2', out_path)
+
+
+def _transient_job(job: model.SnapshotJob) -> bool:
+    style = job.conf.snapshot_libvirt.live_copy_style
+    if style == 'auto':
+        return job.host.has_transient_block_copy()
+    if style == 'blockcopy' and not job.host.has_transient_block_copy():
+        raise exception.LiveSnapshotImpossible(
+            guest=job.guest.name,
+            reason='[snapshot_libvirt] live_copy_style is blockcopy but '
+                   'this libvirt has no transient block copy jobs')
+    return style == 'blockcopy'
+
+
+def _make_transient(guest: guest_mod.Guest,
+                    undo: contextlib.ExitStack) -> None:
+    if not guest.is_persistent():
+        return
+    if guest.has_snapshot_metadata():
+        # NOTE: undefining would throw away the domain's snapshot and
+        # checkpoint metadata, which defining it again cannot restore.
+        raise exception.LiveSnapshotImpossible(
+            guest=guest.name,
+            reason='the domain has libvirt snapshots or checkpoints, '
+                   'which the rebase copy style would lose; set '
+                   '[snapshot_libvirt] live_copy_style = blockcopy')
+    xml = guest.xml(inactive=True)
+    guest.undefine_keep_running()
+    undo.callback(guest.define, xml)
+
+
+def _stop_copy(guest: guest_mod.Guest, dev: str) -> None:
+    try:
+        if guest.block_job(dev):
+            guest.abort_copy(dev)
+    except exception.GuestGone:
+        pass

@@ -1,0 +1,206 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Building blocks of a snapshot that any backend may use.
+
+Each step undoes itself when the block it guards fails, so a backend made
+of them leaves the guest as it was:
+
+* :func:`check_quiesce` and :func:`quiesced`: the guest's filesystems
+  frozen through the QEMU guest agent for a moment, when asked to and
+  able to;
+* :func:`suspended`: the guest's memory saved (managed save) and the
+  guest brought back in the state it was in, whatever happens;
+* :func:`temp_directory`: a private directory QEMU can reach, removed on
+  the way out;
+* :func:`convert`: ``qemu-img convert`` of a disk (or a copy of it) into
+  the image, with the job's format and progress.
+
+Each reports what the result tells the user (quiesced, downtime) in an
+:class:`Outcome`.
+"""
+
+from collections.abc import Iterator
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.libvirt import guest as guest_mod
+from nova_snapshot_ext import model
+from nova_snapshot_ext.storage import qemu_img
+
+LOG = logging.getLogger(__name__)
+
+
+class Outcome:
+    """What a snapshot step tells the result besides the image."""
+
+    def __init__(self) -> None:
+        #: The guest's filesystems were frozen for the point in time.
+        self.quiesced = False
+        #: Seconds the guest's CPUs were stopped.
+        self.downtime = 0.0
+
+
+def check_quiesce(job: model.SnapshotJob) -> bool:
+    """Fail early, before anything changes, when quiesce is required and
+    cannot work.
+
+    :returns: whether the guest is paused (a paused guest is not frozen:
+        it does no I/O and its agent cannot answer).
+    :raises QuiesceFailed: quiesce is required and impossible.
+    """
+    guest = job.guest
+    paused = guest.power_state() == guest_mod.PAUSED
+    if job.quiesce == 'required':
+        if paused:
+            raise exception.QuiesceFailed(
+                guest=guest.name, reason='the guest is paused, so its '
+                                         'agent cannot answer')
+        if not guest.agent_connected():
+            raise exception.QuiesceFailed(
+                guest=guest.name, reason='no QEMU guest agent is connected')
+    return paused
+
+
+@contextlib.contextmanager
+def quiesced(job: model.SnapshotJob, paused: bool,
+             outcome: Outcome) -> Iterator[None]:
+    """The guest's filesystems frozen, when asked to and able to, for the
+    duration of the block; thawed whatever happens.
+
+    :param paused: what :func:`check_quiesce` returned.
+    :raises QuiesceFailed: quiesce is required and the freeze failed.
+    """
+    outcome.quiesced = not paused and _freeze(job)
+    try:
+        yield
+    finally:
+        if outcome.quiesced:
+            job.guest.thaw()
+
+
+def _freeze(job: model.SnapshotJob) -> bool:
+    if job.quiesce == 'never':
+        return False
+    reason = None
+    if not job.guest.agent_connected():
+        reason = 'no QEMU guest agent is connected'
+    else:
+        try:
+            job.guest.freeze()
+            return True
+        except exception.QuiesceFailed as e:
+            reason = e.kwargs.get('reason', str(e))
+    if job.quiesce == 'required':
+        raise exception.QuiesceFailed(guest=job.guest.name, reason=reason)
+    # NOTE: most guests run no agent; that is worth a note, not a
+    # warning. An agent that fails to freeze is worth a warning.
+    log = LOG.info if reason.startswith('no QEMU') else LOG.warning
+    log('Snapshot of %(guest)s is crash-consistent, not quiesced: '
+        '%(reason)s', {'guest': job.guest.name, 'reason': reason})
+    return False
+
+
+@contextlib.contextmanager
+def suspended(job: model.SnapshotJob, outcome: Outcome) -> Iterator[None]:
+    """A running or paused guest's memory saved and the guest stopped for
+    the duration of the block, then restored in the state it was in, even
+    when the block fails. A guest that does not run is left alone.
+
+    :raises GuestRestoreFailed: the guest could not be brought back.
+    """
+    guest = job.guest
+    state = guest.power_state()
+    if state not in (guest_mod.RUNNING, guest_mod.PAUSED):
+        yield
+        return
+    stopped = time.monotonic()
+    guest.managed_save(paused=state == guest_mod.PAUSED)
+    try:
+        yield
+    finally:
+        _restore(guest, state)
+        outcome.downtime = time.monotonic() - stopped
+
+
+def _restore(guest: guest_mod.Guest, state: str) -> None:
+    try:
+        guest.restore()
+    except exception.SnapshotError as e:
+        raise exception.GuestRestoreFailed(guest=guest.name, state=state,
+                                           reason=e)
+    now = guest.power_state()
+    if now != state:
+        raise exception.GuestRestoreFailed(guest=guest.name, state=state,
+                                           reason='it is %s' % now)
+
+
+@contextlib.contextmanager
+def temp_directory(conf: cfg.ConfigOpts) -> Iterator[str]:
+    """A private directory under ``[snapshot] temp_directory`` that QEMU
+    can reach, removed with its content on the way out.
+
+    :raises InvalidInput: QEMU could not reach files there.
+    """
+    parent = conf.snapshot.temp_directory
+    os.makedirs(parent, mode=0o711, exist_ok=True)
+    _check_traversable(parent)
+    path = tempfile.mkdtemp(prefix='snap-', dir=parent)
+    try:
+        # NOTE: QEMU runs as another user and needs to open files here by
+        # name; o+x without o+r lets it do only that.
+        os.chmod(path, 0o711)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_traversable(path: str) -> None:
+    path = os.path.abspath(path)
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            raise exception.InvalidInput(
+                reason='QEMU cannot reach files under %s: %s is not '
+                       'traversable by others (chmod o+x it, or set '
+                       '[snapshot] temp_directory elsewhere)' % (
+                           path, path))
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+
+
+def convert(job: model.SnapshotJob, src: str, src_format: str,
+            out_path: str, image_opts: bool = False) -> None:
+    """Write ``src`` (read as ``src_format``, never guessed) into
+    ``out_path`` in the job's image format, reporting progress as the
+    ``convert`` stage.
+
+    :param image_opts: ``src`` is QEMU ``--image-opts`` (e.g. an RBD
+        snapshot), not a path.
+    """
+    conf = job.conf
+    job.progress('convert', 0.0)
+    qemu_img.convert(conf, src, src_format, out_path, job.image_format,
+                     compress=conf.snapshot.compress,
+                     progress=lambda f: job.progress('convert', f),
+                     image_opts=image_opts)
+    job.progress('convert', 1.0)
