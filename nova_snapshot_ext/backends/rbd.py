@@ -48,6 +48,7 @@ from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.storage import rbd as rbd_storage
+from nova_snapshot_ext.storage import rbd_location
 from nova_snapshot_ext.stores import base as store_base
 
 LOG = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ class RbdBackend(base.ImageBackend):
         pools = []
         if base_ref:
             for url in job.store.image_locations(base_ref):
-                loc = rbd_storage.Location.parse(url)
+                loc = rbd_location.Location.parse(url)
                 if loc is not None and loc.fsid == fsid:
                     pools.append(loc.pool)
         pool = self.conf.snapshot_rbd.glance_pool or (
@@ -288,8 +289,8 @@ class RbdBackend(base.ImageBackend):
             driver.create_snap(target.pool, image_id, GLANCE_SNAP,
                                protect=True)
             pending.meta.properties['quiesced'] = outcome.quiesced
-            location = rbd_storage.Location(target.fsid, target.pool,
-                                            image_id, GLANCE_SNAP)
+            location = rbd_location.Location(target.fsid, target.pool,
+                                             image_id, GLANCE_SNAP)
             # NOTE: registering the location is this path's upload.
             job.progress('upload', 0.0)
             try:

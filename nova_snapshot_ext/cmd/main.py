@@ -156,7 +156,8 @@ def _setup(args: argparse.Namespace) -> None:
         std_logging.getLogger().setLevel(std_logging.WARNING)
     connect = args.sub_connect or args.connect
     if connect:
-        conf.set_override('connection_uri', connect, group='libvirt')
+        conf.set_override('connection_uri', connect,
+                          group='snapshot_libvirt')
 
 
 def _summary(result: snapshot.SnapshotResult) -> str:

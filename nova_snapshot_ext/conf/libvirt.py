@@ -26,7 +26,6 @@ libvirt_group = cfg.OptGroup(
 libvirt_opts = [
     cfg.StrOpt(
         'connection_uri',
-        deprecated_group='libvirt',
         default='qemu:///system',
         help='libvirt URI of the hypervisor that runs the guests.'),
     cfg.StrOpt(

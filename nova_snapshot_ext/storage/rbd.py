@@ -32,9 +32,7 @@ import dataclasses
 import datetime
 import errno
 import os
-import threading
 from typing import Any
-import urllib.parse
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -64,38 +62,7 @@ except ImportError:  # pragma: no cover - depends on the host
 
 LOG = logging.getLogger(__name__)
 
-SCHEME = 'rbd://'
-
 Progress = Callable[[float], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class Location:
-    """An RBD snapshot as Glance names it: ``rbd://fsid/pool/image/snap``."""
-
-    fsid: str
-    pool: str
-    image: str
-    snap: str
-
-    @property
-    def url(self) -> str:
-        return SCHEME + '/'.join(
-            urllib.parse.quote(part, safe='')
-            for part in (self.fsid, self.pool, self.image, self.snap))
-
-    @classmethod
-    def parse(cls, url: str) -> 'Location | None':
-        """The location ``url`` names; None unless it is a complete
-        four-part ``rbd://`` URL.
-        """
-        if not url or not url.startswith(SCHEME):
-            return None
-        parts = [urllib.parse.unquote(p)
-                 for p in url[len(SCHEME):].split('/')]
-        if len(parts) != 4 or not all(parts):
-            return None
-        return cls(*parts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +81,11 @@ class RBDDriver:
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         self.conf = conf
-        self._cluster: Any = None
-        self._lock = threading.Lock()
+        # NOTE: no lock: under Nova in eventlet mode the driver's calls run
+        # in native threads (tpool) while eventlet makes threading's locks
+        # green, and a green lock waited for in a native thread is never
+        # woken. dict.setdefault and dict.pop are atomic instead.
+        self._handles: dict[str, Any] = {}
 
     def __str__(self) -> str:
         return 'Ceph (%s)' % self.conf.snapshot_rbd.ceph_conf
@@ -127,10 +97,14 @@ class RBDDriver:
         :raises CephUnavailable: the bindings are missing, or the cluster
             cannot be reached with the configured conf, user and keyring.
         """
-        with self._lock:
-            if self._cluster is None:
-                self._cluster = self._connect()
-            return self._cluster
+        cluster = self._handles.get('cluster')
+        if cluster is None:
+            new = self._connect()
+            cluster = self._handles.setdefault('cluster', new)
+            if cluster is not new:
+                # NOTE: another thread connected meanwhile; use its.
+                new.shutdown()
+        return cluster
 
     def _connect(self) -> Any:
         group = self.conf.snapshot_rbd
@@ -164,11 +138,15 @@ class RBDDriver:
             raise exception.CephUnavailable(reason=reason, **failed)
         return client
 
+    @property
+    def connected(self) -> bool:
+        """Whether the driver holds a cluster connection."""
+        return 'cluster' in self._handles
+
     def close(self) -> None:
-        with self._lock:
-            if self._cluster is not None:
-                self._cluster.shutdown()
-                self._cluster = None
+        cluster = self._handles.pop('cluster', None)
+        if cluster is not None:
+            cluster.shutdown()
 
     def fsid(self) -> str:
         with self._errors('read the fsid of', 'the cluster'):

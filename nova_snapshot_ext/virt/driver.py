@@ -25,24 +25,22 @@ work. Everything but :meth:`SnapshotLibvirtDriver.snapshot` is Nova's
 ``LibvirtDriver`` unchanged.
 
 The engine's options are registered on Nova's own configuration (the
-one nova-compute parsed, with its ``--config-file`` and ``--config-dir``
-arguments and its reloads), in groups of the engine's own:
-``[snapshot]``, ``[snapshot_libvirt]``, ``[snapshot_workarounds]``,
-``[snapshot_rbd]``, ``[snapshot_qemu_img]``. ``[DEFAULT] state_path`` and
-``[oslo_concurrency] lock_path`` are Nova's. Where Nova has an option for
-the same thing, Nova's value is the default:
+one nova-compute parsed from its ``--config-file`` and ``--config-dir``
+arguments), in groups of the engine's own: ``[snapshot]``,
+``[snapshot_libvirt]``, ``[snapshot_workarounds]``, ``[snapshot_rbd]``,
+``[snapshot_qemu_img]``. ``[DEFAULT] state_path`` and ``[oslo_concurrency]
+lock_path`` are Nova's. None of the engine's options is mutable: a change
+takes effect when nova-compute restarts. Where Nova has an option for the
+same thing, Nova's value is the default:
 
-=========================================  ==================================
-engine option                              default taken from Nova's
-=========================================  ==================================
-``[snapshot_libvirt] connection_uri``      the driver's URI
-``[snapshot] temp_directory``              ``[libvirt] snapshots_directory``
-``[snapshot] image_format``                ``[libvirt] snapshot_image_format``
-``[snapshot_workarounds]                   ``[workarounds]
-disable_live_snapshot``                    disable_libvirt_livesnapshot``
-``[snapshot_rbd] ceph_conf``, ``user``     ``[libvirt] images_rbd_ceph_conf``,
-                                           ``rbd_user``
-=========================================  ==================================
+* ``[snapshot_libvirt] connection_uri``: the driver's URI;
+* ``[snapshot] temp_directory``: ``[libvirt] snapshots_directory``;
+* ``[snapshot] image_format``: ``[libvirt] snapshot_image_format`` (raw
+  or qcow2 only);
+* ``[snapshot_workarounds] disable_live_snapshot``: ``[workarounds]
+  disable_libvirt_livesnapshot``;
+* ``[snapshot_rbd] ceph_conf`` and ``user``: ``[libvirt]
+  images_rbd_ceph_conf`` and ``rbd_user``, when set.
 
 Long Ceph calls (a flatten can take minutes) run through Nova's
 ``tpool_wrap``: in an eventlet nova-compute they run in native threads

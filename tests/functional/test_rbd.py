@@ -31,11 +31,12 @@ import libvirt
 import pytest
 import rbd
 
+from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext.backends import rbd as rbd_backend
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import explain
 from nova_snapshot_ext import gc as gc_mod
-from nova_snapshot_ext.storage import rbd as rbd_storage
+from nova_snapshot_ext.storage import rbd_location
 from nova_snapshot_ext.stores import glance as glance_store
 from tests.functional import ceph_stack
 from tests.functional import glance_stack
@@ -167,7 +168,7 @@ def test_direct_snapshot_of_running_guest(rconf, drv, ceph_glance, rbd_guest,
     assert result.backend == 'rbd' and result.downtime == 0
     image_id = result.image_id
     fsid = drv.fsid()
-    url = rbd_storage.Location(fsid, IMAGES, image_id, 'snap').url
+    url = rbd_location.Location(fsid, IMAGES, image_id, 'snap').url
     assert result.location == url
 
     image = glance_stack.client(ceph_glance).images.get(image_id)
@@ -225,7 +226,14 @@ def test_deferred_flatten_then_gc(rconf, drv, ceph_glance, rbd_guest,
                                   workdir):
     g = rbd_guest
     rconf.set_override('flatten', 'deferred', group='snapshot_rbd')
-    result = take(rconf, g, store='glance+' + ceph_glance)
+    with backend_base.Backends(rconf) as backends:
+        result = take(rconf, g, store='glance+' + ceph_glance,
+                      backends=backends)
+        # A service keeps the backend and its Ceph connection for the
+        # next snapshot, until it closes them.
+        kept = backends.get('rbd')
+        assert kept.driver.connected
+    assert not kept.driver.connected
     assert result.method == 'direct', result.reason
     image_id = result.image_id
     snap = rbd_backend.snap_name(image_id)

@@ -23,9 +23,12 @@ import sys
 import libvirt
 import pytest
 
+from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import snapshot
+from nova_snapshot_ext.stores import base as store_base
 from tests.functional import guest as guest_mod
+from tests import vendor_plugins
 
 
 class GuestBefore:
@@ -51,9 +54,11 @@ def take(conf, g, progress=None, **kwargs):
     if isinstance(store, str):
         kwargs['store'] = store
         store = None
+    backends = kwargs.pop('backends', None)
     request = snapshot.SnapshotRequest(guest=g.name, **kwargs)
     return snapshot.take_snapshot(request, conf=conf, store=store,
-                                  progress=progress or (lambda s, f: None))
+                                  progress=progress or (lambda s, f: None),
+                                  backends=backends)
 
 
 def assert_guest_as_before(g, before, running_expected=True):
@@ -364,3 +369,33 @@ def test_guest_destroyed_mid_copy(conf, fresh_guest, style):
     assert_nothing_left(conf)
     # and it boots again
     fresh_guest.start()
+
+
+def test_third_party_backend_and_store_through_the_loaders(
+        conf, qcow2_guest, workdir):
+    # A plugin author's backend (cold copies only) and store, written
+    # against the public interface and loaded by the project's loaders
+    # from stevedore test managers, snapshot a real running guest.
+    vault = os.path.join(workdir, 'vault')
+    os.makedirs(vault)
+    store = store_base.load(conf, 'vault://' + vault,
+                            manager=vendor_plugins.store_manager())
+    before = GuestBefore(qcow2_guest)
+    request = snapshot.SnapshotRequest(guest=qcow2_guest.name, name='snap',
+                                       backend='vendor', image_format='raw')
+    with backend_base.Backends(
+            conf, manager=vendor_plugins.backend_manager()) as backends:
+        result = snapshot.take_snapshot(request, conf=conf, store=store,
+                                        backends=backends)
+    assert (result.backend, result.method) == ('vendor', 'cold')
+    assert 'the vendor backend cannot copy a running disk' in result.reason
+    assert result.downtime > 0
+    assert_guest_as_before(qcow2_guest, before)
+    assert os.listdir(vault) == [result.image_id]
+    with open(os.path.join(vault, result.image_id, 'meta.json')) as f:
+        assert json.load(f)['properties']['method'] == 'cold'
+    check = guest_mod.check_image(os.path.join(result.location, 'data'),
+                                  'raw', qcow2_guest.disks.size)
+    assert check.data_sha256 == qcow2_guest.disks.data_sha256
+    assert check.point_in_time, check.counters
+    assert_no_temp_files(conf)

@@ -28,6 +28,7 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext import policy
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.storage import rbd as rbd_storage
+from nova_snapshot_ext.storage import rbd_location
 from nova_snapshot_ext.stores import glance
 
 FSID = '1e321b40-5d00-436c-b8e0-d3d1311caaba'
@@ -35,16 +36,16 @@ OTHER = '2f432c51-6e11-547d-c9f1-e4e2422dbbcb'
 
 
 def test_location_round_trip():
-    loc = rbd_storage.Location(FSID, 'images', 'a/b c', 'snap')
+    loc = rbd_location.Location(FSID, 'images', 'a/b c', 'snap')
     assert loc.url == 'rbd://%s/images/a%%2Fb%%20c/snap' % FSID
-    assert rbd_storage.Location.parse(loc.url) == loc
+    assert rbd_location.Location.parse(loc.url) == loc
 
 
 @pytest.mark.parametrize('url', [
     None, '', 'file:///x', 'rbd://%s/images/img' % FSID,
     'rbd://%s/images//snap' % FSID, 'rbd://%s/a/b/c/d' % FSID + '/e'])
 def test_location_parse_refuses_incomplete_urls(url):
-    assert rbd_storage.Location.parse(url) is None
+    assert rbd_location.Location.parse(url) is None
 
 
 def test_qemu_image_opts_name_the_format_and_escape_commas(conf):
@@ -175,8 +176,8 @@ def test_a_store_without_locations(backend):
 
 
 def test_hidden_stores_use_the_base_image_location(backend, conf):
-    base_url = rbd_storage.Location(FSID, 'glance-pool', 'base', 'snap').url
-    other = rbd_storage.Location(OTHER, 'far', 'base', 'snap').url
+    base_url = rbd_location.Location(FSID, 'glance-pool', 'base', 'snap').url
+    other = rbd_location.Location(OTHER, 'far', 'base', 'snap').url
     job = make_job(FakeStore(None, [other, base_url]),
                    metadata={'base_image_ref': 'base'})
     assert backend.target(job) == rbd_backend.Target('glance-pool', FSID,

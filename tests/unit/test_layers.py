@@ -1,0 +1,107 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Imports point down: no module imports one of a higher layer, and
+nothing below the Nova driver imports Nova.
+"""
+
+import ast
+import pathlib
+
+import pytest
+
+import nova_snapshot_ext
+
+ROOT = pathlib.Path(nova_snapshot_ext.__file__).parent
+PKG = 'nova_snapshot_ext'
+
+#: Layers, lowest first; a module may import its own layer and below.
+#: The longest matching prefix decides a module's layer.
+LAYERS = [
+    ('exception', 'retry', 'plugins', 'conf'),
+    ('storage', 'libvirt.guest'),
+    ('libvirt.host', 'stores.base'),
+    ('stores',),
+    ('policy', 'model'),
+    ('backends.steps',),
+    ('backends.base',),
+    ('backends',),
+    ('backends.qcow2', 'backends.raw'),
+    ('snapshot', 'explain', 'gc'),
+    ('cmd', 'virt'),
+]
+
+
+def layer_of(module: str) -> int:
+    best, found = -1, None
+    for rank, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            name = '%s.%s' % (PKG, prefix)
+            if (module == name or module.startswith(name + '.')) and \
+                    len(name) > best:
+                best, found = len(name), rank
+    assert found is not None, 'no layer for %s' % module
+    return found
+
+
+def modules():
+    """(name, path) of every module with code (empty ``__init__.py``
+    files of packages only group modules).
+    """
+    for path in sorted(ROOT.rglob('*.py')):
+        if path.name == '__init__.py' and not path.read_text().strip():
+            continue
+        parts = path.relative_to(ROOT).with_suffix('').parts
+        if parts[-1] == '__init__':
+            parts = parts[:-1]
+        yield '.'.join((PKG,) + parts), path
+
+
+def imports(path: pathlib.Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+            for a in node.names:
+                yield '%s.%s' % (node.module, a.name)
+
+
+@pytest.mark.parametrize('module,path', list(modules()),
+                         ids=lambda v: v if isinstance(v, str) else '')
+def test_imports_point_down(module, path):
+    known = dict(modules())
+    mine = layer_of(module)
+    upward = []
+    for name in set(imports(path)):
+        if name.split('.')[0] == 'nova' and not module.startswith(
+                PKG + '.virt'):
+            upward.append('%s (Nova)' % name)
+        if not name.startswith(PKG + '.') or name == module:
+            continue
+        target = name
+        # "from pkg import module" names the module; "from module import
+        # NAME" names a thing in it.
+        while target not in known and '.' in target:
+            target = target.rsplit('.', 1)[0]
+        if target not in known or target == module:
+            continue
+        if layer_of(target) > mine:
+            upward.append(target)
+    assert not upward, '%s imports upward: %s' % (module, sorted(upward))
+
+
+def test_every_module_has_a_layer():
+    for module, _path in modules():
+        layer_of(module)
