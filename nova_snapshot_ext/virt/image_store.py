@@ -17,135 +17,82 @@
 Nova's compute API has already made the image's record when the driver is
 called, with the request's credentials in the context. Everything here
 goes through ``nova.image.glance.API`` with that context, so the driver
-needs no Glance settings of its own: Nova's ``[glance]`` section, its
-service catalog handling, TLS and retries serve as they do for Nova's own
-driver. The data is read from the local image file while it is hashed.
+needs no Glance endpoint or credentials of its own: Nova's ``[glance]``
+section, its service catalog handling, TLS and retries serve as they do
+for Nova's own driver.
 
-Deleting the image when the snapshot fails is the compute manager's job
-(``delete_image_on_error``); :meth:`NovaPendingImage.abort` only removes
-the local file.
+The pending image is the command line's
+(:class:`~nova_snapshot_ext.stores.image_api.APIPendingImage`), with the
+same checks of the upload; :class:`NovaImageAPI` says what differs: no
+record is created, and a failed snapshot leaves the record to the compute
+manager, which deletes it (``delete_image_on_error``).
 """
 
 from collections.abc import Iterator
 import contextlib
-import hashlib
-import os
-from typing import Any, BinaryIO
+from typing import Any
 
 from nova import exception as nova_exc
-from oslo_log import log as logging
+from nova import utils as nova_utils
+from oslo_config import cfg
 
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.stores import base
-from nova_snapshot_ext.stores import glance as glance_store
+from nova_snapshot_ext.stores import image_api as api_mod
+from nova_snapshot_ext.stores import upload_body
 
-LOG = logging.getLogger(__name__)
+#: Attributes of a Glance image Nova's image API takes beside
+#: ``properties``; everything else the pending image sets is a property.
+_ATTRIBUTES = frozenset(('name', 'disk_format', 'container_format',
+                         'visibility', 'min_disk', 'min_ram', 'protected',
+                         'os_hidden', 'tags'))
 
 
-class _HashingReader:
-    """A file object that hashes what is read from it and reports
-    progress, for glanceclient's upload.
+def _flat(image: dict[str, Any]) -> dict[str, Any]:
+    """Nova's image dict as Glance's record: properties beside attributes.
+
+    NOTE: Nova puts what its Glance schema does not call a base attribute
+    under ``properties`` (``os_hash_value`` of an older schema among
+    them), and drops ``virtual_size``.
+    """
+    record = dict(image.get('properties') or {})
+    record.update((k, v) for k, v in image.items() if k != 'properties')
+    return record
+
+
+class _File:
+    """The upload body as the file object glanceclient reads under Nova's
+    image API, in its own chunks.
     """
 
-    def __init__(self, f: BinaryIO, size: int,
-                 progress: base.Progress | None) -> None:
-        self.f = f
-        self.size = size
-        self.sent = 0
-        self.progress = progress
-        self.sha256 = hashlib.sha256()
+    def __init__(self, body: upload_body.UploadBody) -> None:
+        self.body = body
 
     def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.sha256.update(data)
-        self.sent += len(data)
-        if self.progress is not None and self.size:
-            self.progress(min(1.0, self.sent / self.size))
-        return data
+        return self.body.chunk(n)
 
 
-class NovaPendingImage(base.UploadedImage):
-    """The queued record the compute API made, filled through Nova."""
+class NovaImageAPI(api_mod.ImageAPI):
+    """Glance through ``nova.image.glance.API``, with the request's
+    context.
 
-    TMP_PREFIX = 'nova-'
-
-    def __init__(self, store: 'NovaImageStore', meta: base.ImageMeta,
-                 image_id: str, workdir: str | None) -> None:
-        super().__init__(meta, workdir)
-        self.store = store
-        self.image_id = image_id
-        record = store.record(image_id)
-        # NOTE: only a queued record is ours to fill; never overwrite an
-        # image that already has data.
-        if record.get('status') != 'queued':
-            raise exception.ImageNotQueued(image=image_id, store=store,
-                                           status=record.get('status'))
-
-    def _metadata(self) -> dict[str, Any]:
-        return {'disk_format': self.meta.disk_format,
-                'container_format': self.meta.container_format,
-                'properties': glance_store.glance_properties(self.meta)}
-
-    def commit(self, progress: base.Progress | None = None
-               ) -> base.StoredImage:
-        try:
-            size = os.path.getsize(self.path)
-            with open(self.path, 'rb') as f:
-                reader = _HashingReader(f, size, progress)
-                image = self.store.update(self.image_id, self._metadata(),
-                                          data=reader)
-            if reader.sent != size:
-                raise exception.StoreWriteFailed(
-                    store=self.store, reason='%d of %d bytes were sent' % (
-                        reader.sent, size))
-            return self._stored(image, self.store.image_url(self.image_id),
-                                size, reader.sha256.hexdigest())
-        finally:
-            self.abort()
-
-    def add_location(self, url: str, store_id: str | None = None
-                     ) -> base.StoredImage:
-        metadata = self._metadata()
-        metadata['location'] = url
-        self.store.update(self.image_id, metadata)
-        # NOTE: Nova returns the record as it was before the location was
-        # added; Glance makes the image active when it adds it.
-        image = self.store.get(self.image_id)
-        return self._stored(image, url, image.get('size') or 0, None)
-
-    def _stored(self, image: dict[str, Any], location: str, size: int,
-                sha256: str | None) -> base.StoredImage:
-        if image.get('status') != 'active':
-            raise exception.StoreWriteFailed(
-                store=self.store, reason='image %s is %s, not active' % (
-                    self.image_id, image.get('status')))
-        return base.StoredImage(
-            id=self.image_id, location=location,
-            disk_format=self.meta.disk_format, size=int(size),
-            virtual_size=int(image.get('virtual_size') or size),
-            sha256=sha256)
-
-    def abort(self) -> None:
-        self.remove_file()
-
-
-class NovaImageStore(base.ImageStore):
-    """Images through Nova's image API, with the request's context.
+    The compute API made the record, and the compute manager deletes it
+    when the snapshot fails; under eventlet, Nova sends the upload from a
+    tpool thread, so it is hashed in that thread.
 
     :param image_api: ``nova.image.glance.API``.
     :param context: the request's ``nova.context.RequestContext``.
-    :param container_format: of the instance's image, as Nova keeps it.
     """
 
-    SUPPORTS_LOCATION = True
+    creates_records = False
+    deletes_on_failure = False
 
-    def __init__(self, conf: Any, image_api: Any, context: Any,
-                 container_format: str = 'bare') -> None:
-        super().__init__(conf, 'glance')
+    def __init__(self, image_api: Any, context: Any) -> None:
         self.image_api = image_api
         self.context = context
-        self.container_format = container_format
-        self._records: dict[str, dict[str, Any]] = {}
+        # NOTE: green threads must not be started from a native tpool
+        # thread; in threading mode Nova calls glanceclient as it is.
+        self.hash_in_threads = nova_utils.concurrency_mode_threading()
 
     def __str__(self) -> str:
         return "Nova's image service"
@@ -166,68 +113,89 @@ class NovaImageStore(base.ImageStore):
         except nova_exc.NovaException as e:
             raise exception.StoreWriteFailed(store=self, reason=str(e))
 
-    # -- the ImageStore interface --------------------------------------
-    def check(self) -> None:
-        """Nothing to check: the compute API has just used it."""
+    def _update(self, image_id: str, metadata: dict[str, Any],
+                data: Any = None) -> dict[str, Any]:
+        with self._errors(image_id):
+            return _flat(self.image_api.update(
+                self.context, image_id, metadata, data, purge_props=False))
 
-    def begin(self, meta: base.ImageMeta, image_id: str | None = None,
-              workdir: str | None = None) -> NovaPendingImage:
-        if image_id is None:
-            raise exception.InvalidInput(
-                reason='the Nova driver fills the record the compute API '
-                       'made; no image id was given')
-        meta.container_format = self.container_format
-        return NovaPendingImage(self, meta, image_id, workdir)
+    def get(self, image_id: str) -> dict[str, Any]:
+        with self._errors(image_id):
+            return _flat(self.image_api.get(self.context, image_id,
+                                            include_locations=True))
+
+    def create(self, attrs: dict[str, str]) -> dict[str, Any]:
+        """Never called: see :attr:`creates_records`."""
+        raise NotImplementedError('the compute API makes the record')
+
+    def update(self, image_id: str, changes: dict[str, str]
+               ) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            k: v for k, v in changes.items() if k in _ATTRIBUTES}
+        metadata['properties'] = {
+            k: v for k, v in changes.items() if k not in _ATTRIBUTES}
+        return self._update(image_id, metadata)
+
+    def upload(self, image_id: str, body: upload_body.UploadBody,
+               disk_format: str) -> None:
+        """Nova's update with data and nothing else to change.
+
+        NOTE: Nova retries a call whose connection failed, the upload
+        too, with the rest of the stream; the pending image's size check
+        catches the short image that makes.
+        """
+        self._update(image_id, {}, _File(body))
+
+    def add_location(self, image_id: str, url: str,
+                     store_id: str | None) -> None:
+        """Nova adds a ``location`` after the update, through Glance's
+        location API; it cannot name Glance's store.
+        """
+        self._update(image_id, {'location': url})
 
     def delete(self, image_id: str) -> None:
-        try:
-            with self._errors(image_id):
-                self.image_api.delete(self.context, image_id)
-        except exception.ImageNotFound:
-            pass
-
-    # -- calls ---------------------------------------------------------
-    def get(self, image_id: str, include_locations: bool = False
-            ) -> dict[str, Any]:
         with self._errors(image_id):
-            return dict(self.image_api.get(
-                self.context, image_id,
-                include_locations=include_locations))
+            self.image_api.delete(self.context, image_id)
 
-    def record(self, image_id: str) -> dict[str, Any]:
-        """The image's record as it was when first asked for (as the
-        compute API made it), read from Glance once.
+    def stores_detail(self) -> None:
+        """Nova's image API does not list Glance's stores: the rbd
+        backend finds Glance's pool from ``[snapshot_rbd] glance_pool`` or
+        the base image's location, as Nova's own driver does.
         """
-        if image_id not in self._records:
-            self._records[image_id] = self.get(image_id)
-        return self._records[image_id]
-
-    def update(self, image_id: str, metadata: dict[str, Any],
-               data: Any = None) -> dict[str, Any]:
-        with self._errors(image_id):
-            return dict(self.image_api.update(
-                self.context, image_id, metadata, data, purge_props=False))
+        return None
 
     def image_url(self, image_id: str) -> str:
         return 'glance:%s' % image_id
 
-    def image_status(self, image_id: str) -> str | None:
-        try:
-            return self.get(image_id)['status']
-        except exception.ImageNotFound:
-            return None
 
-    def image_locations(self, image_id: str) -> list[str]:
-        """The URLs of an image's data that Glance shows these
-        credentials.
-        """
-        image = self.get(image_id, include_locations=True)
-        return [loc['url'] for loc in image.get('locations') or ()
-                if loc.get('url')]
+class NovaImageStore(api_mod.APIImageStore):
+    """Images through Nova's image API, with the request's context.
 
-    def stores_detail(self) -> None:
-        """Nova's image API does not list Glance's stores: the rbd
-        backend finds Glance's pool from ``[snapshot_rbd] glance_pool`` or the
-        base image's location, as Nova's own driver does.
+    :param image_api: ``nova.image.glance.API``.
+    :param context: the request's ``nova.context.RequestContext``.
+    :param container_format: of the instance's image, as Nova keeps it.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts, image_api: Any, context: Any,
+                 container_format: str = 'bare') -> None:
+        super().__init__(conf, 'glance', NovaImageAPI(image_api, context))
+        self.container_format = container_format
+        self._records: dict[str, dict[str, Any]] = {}
+
+    def check(self) -> None:
+        """Nothing to check: the compute API has just used it."""
+
+    def begin(self, meta: base.ImageMeta, image_id: str | None = None,
+              workdir: str | None = None) -> api_mod.APIPendingImage:
+        meta.container_format = self.container_format
+        return super().begin(meta, image_id, workdir)
+
+    def record(self, image_id: str) -> dict[str, Any]:
+        """The image's record as it was when first asked for (as the
+        compute API made it), read from Glance once: the driver reads it
+        for the image's name, then :meth:`begin` to fill it. The store
+        lives for one snapshot.
         """
-        return None
+        if image_id not in self._records:
+            self._records[image_id] = self.api.get(image_id)
+        return self._records[image_id]

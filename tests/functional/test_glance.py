@@ -26,6 +26,7 @@ import uuid
 import pytest
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.stores import base
 from nova_snapshot_ext.stores import glance as glance_store
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
@@ -276,7 +277,7 @@ def test_unsafe_data_is_refused(conf, workdir, glance_url):
     """
     known = set(glance_stack.image_ids(glance_url))
     store = glance_store.GlanceStore(conf, 'glance+' + glance_url)
-    meta = glance_store.base.ImageMeta(name='unsafe', disk_format='qcow2')
+    meta = base.ImageMeta(name='unsafe', disk_format='qcow2')
     backing = os.path.join(workdir, 'base.raw')
     guest_mod.run('qemu-img', 'create', '-f', 'raw', backing, '1M')
     with pytest.raises(exception.StoreRejected) as e:

@@ -26,6 +26,7 @@ keep the data, which the tests read back as the guest would.
 """
 
 import copy
+import hashlib
 import os
 import shutil
 import sys
@@ -41,6 +42,7 @@ from nova.virt import driver as virt_driver
 from nova.virt import fake as fake_virt
 
 from nova_snapshot_ext.storage import rbd as rbd_storage
+from nova_snapshot_ext.storage import rbd_location
 from nova_snapshot_ext.virt import driver as nse_driver
 from tests.functional import ceph_stack
 from tests.functional import guest as guest_mod
@@ -63,7 +65,8 @@ def _base_image(image_id, name, **properties):
 class _Glance:
     """Nova's in-memory Glance, behaving as Glance does for a snapshot:
     the record the compute API makes is queued, data or a location makes
-    it active. The data is kept in ``datadir``.
+    it active. Data is kept in ``datadir``, and sized and hashed as
+    Glance does (``os_hash_algo`` is Glance's default, sha512).
     """
 
     def __init__(self, fixture, datadir):
@@ -84,10 +87,17 @@ class _Glance:
         metadata = copy.deepcopy(metadata)
         if data is not None:
             path = os.path.join(self.datadir, image_id)
+            digest = hashlib.sha512()
             with open(path, 'wb') as f:
-                shutil.copyfileobj(data, f)
+                for chunk in iter(lambda: data.read(1024 * 1024), b''):
+                    digest.update(chunk)
+                    f.write(chunk)
             self.data[image_id] = path
-            metadata.update(status='active', size=os.path.getsize(path))
+            # NOTE: top-level, as Nova's image API passes them on: they
+            # are base attributes of Glance's image schema.
+            metadata.update(status='active', size=os.path.getsize(path),
+                            os_hash_algo='sha512',
+                            os_hash_value=digest.hexdigest())
         location = metadata.pop('location', None)
         image = self._update(context, image_id, metadata,
                              purge_props=purge_props)
@@ -168,6 +178,28 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         if start:
             g.start()
         return server, g
+
+    def _rbd_server_with_guest(self, data_mb):
+        """A Nova server whose real guest (not started) has its disk in
+        RBD, with Glance's images in the same cluster's pool "images".
+
+        :returns: (Ceph driver, server, guest, disk name in pool "vms").
+        """
+        conf = self.driver.nse_conf
+        ceph_stack.set_rbd_conf(conf)
+        self.flags(glance_pool='images', group='snapshot_rbd')
+        drv = ceph_stack.driver(conf)
+        self.addCleanup(drv.close)
+        server = self._create_server(image_uuid=BASE_IMAGE, networks='none')
+        disk = '%s_disk' % server['id']
+        g = guest_mod.TestGuest(
+            self.conn, os.path.join(self.workdir, 'rbd'),
+            'nova-%s' % server['id'][:8], fmt='raw', data_mb=data_mb,
+            uuid=server['id'], disks=lambda d, n: ceph_stack.import_disk(
+                self.conn, d, 'vms', disk))
+        self.guests.append(g)
+        self.addCleanup(ceph_stack.remove_disk, 'vms/' + disk)
+        return drv, server, g, disk
 
     def _create_image(self, server, name='snap-1', fails=False):
         """createImage, and wait until Nova is done with it: the end of
@@ -326,22 +358,7 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
             n['event_type'] for n in self.notifier.versioned_notifications])
 
     def test_rbd_disk_direct_snapshot_registers_location(self):
-        # The disk is an RBD image, and Glance keeps its images in the
-        # same cluster's pool "images".
-        conf = self.driver.nse_conf
-        ceph_stack.set_rbd_conf(conf)
-        conf.set_override('glance_pool', 'images', group='snapshot_rbd')
-        drv = ceph_stack.driver(conf)
-        self.addCleanup(drv.close)
-        server = self._create_server(image_uuid=BASE_IMAGE, networks='none')
-        disk = '%s_disk' % server['id']
-        g = guest_mod.TestGuest(
-            self.conn, os.path.join(self.workdir, 'rbd'),
-            'nova-%s' % server['id'][:8], fmt='raw', data_mb=16,
-            uuid=server['id'], disks=lambda d, n: ceph_stack.import_disk(
-                self.conn, d, 'vms', disk))
-        self.guests.append(g)
-        self.addCleanup(ceph_stack.remove_disk, 'vms/' + disk)
+        drv, server, g, disk = self._rbd_server_with_guest(data_mb=16)
         g.start()
         before = g.last_counter()
         image_id = self._create_image(server)
@@ -353,8 +370,8 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.assertEqual('active', image['status'])
         self.assertEqual('direct', image['properties']['snapshot_method'])
         self.assertEqual('raw', image['disk_format'])
-        location = rbd_storage.Location(drv.fsid(), 'images', image_id,
-                                        'snap')
+        location = rbd_location.Location(drv.fsid(), 'images', image_id,
+                                         'snap')
         self.assertEqual([location.url],
                          [loc['url'] for loc in image['locations']])
         # No data went through the compute host.
@@ -435,21 +452,9 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.useFixture(fixtures.MonkeyPatch(
             'nova_snapshot_ext.storage.rbd.RBDDriver.flatten',
             timed_flatten))
-        conf = self.driver.nse_conf
-        ceph_stack.set_rbd_conf(conf)
-        self.flags(glance_pool='images', group='snapshot_rbd')
-        drv = ceph_stack.driver(conf)
-        self.addCleanup(drv.close)
         other = self._create_server(image_uuid=BASE_IMAGE, networks='none')
-        server = self._create_server(image_uuid=BASE_IMAGE, networks='none')
-        disk = '%s_disk' % server['id']
-        g = guest_mod.TestGuest(
-            self.conn, os.path.join(self.workdir, 'rbd'),
-            'nova-%s' % server['id'][:8], fmt='raw', data_mb=256,
-            uuid=server['id'], disks=lambda d, n: ceph_stack.import_disk(
-                self.conn, d, 'vms', disk))
-        self.guests.append(g)
-        self.addCleanup(ceph_stack.remove_disk, 'vms/' + disk)
+        # The guest need not run: the flatten copies what its disk holds.
+        drv, server, _g, _disk = self._rbd_server_with_guest(data_mb=256)
 
         body = self.api.post_server_action(
             server['id'], {'createImage': {'name': 'snap-1'}})

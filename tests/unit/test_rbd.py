@@ -213,8 +213,8 @@ def test_location_patch_on_a_glance_without_the_location_api(conf):
     client = mock.Mock()
     client.images.add_image_location.side_effect = (
         glance_exc.HTTPNotImplemented('not supported'))
-    store._client = client
-    store.add_location('id-1', 'rbd://f/p/i/snap', 'rbd1')
+    store.api._client = client
+    store.api.add_location('id-1', 'rbd://f/p/i/snap', 'rbd1')
     client.images.add_location.assert_called_once_with(
         'id-1', 'rbd://f/p/i/snap', {'store': 'rbd1'})
 

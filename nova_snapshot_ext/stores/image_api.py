@@ -1,0 +1,369 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Images in Glance, whichever way Glance is reached.
+
+The command line uses python-glanceclient (:mod:`.stores.glance`), the
+Nova driver Nova's own image API with the request's context
+(:mod:`nova_snapshot_ext.virt.image_store`). Both are an
+:class:`ImageAPI`: the few calls a snapshot makes. The record's life and
+every check of what Glance made of the data are :class:`APIPendingImage`
+and :class:`APIImageStore`, once for both; what the two ways do
+differently is said by the attributes of :class:`ImageAPI`.
+"""
+
+import abc
+import contextlib
+import hashlib
+import os
+import time
+from typing import Any
+
+from oslo_config import cfg
+from oslo_log import log as logging
+from oslo_utils import uuidutils
+
+from nova_snapshot_ext.conf import glance as glance_conf
+from nova_snapshot_ext import exception
+from nova_snapshot_ext import retry
+from nova_snapshot_ext.storage import qemu_img
+from nova_snapshot_ext.stores import base
+from nova_snapshot_ext.stores import upload_body
+
+LOG = logging.getLogger(__name__)
+
+GROUP = glance_conf.GROUP
+#: Glance's limit on the length of a property value.
+MAX_PROPERTY_LENGTH = 255
+#: Properties of the engine's ImageMeta, as Glance names them.
+PROPERTY_NAMES = {
+    'method': 'snapshot_method', 'reason': 'snapshot_reason',
+    'quiesced': 'snapshot_quiesced', 'source_domain': 'source_domain',
+    'source_uuid': 'instance_uuid'}
+#: Seconds the deletion of a failed image waits for a Glance gone away.
+CLEANUP_TIMEOUT = 30
+
+
+def glance_properties(meta: base.ImageMeta) -> dict[str, str]:
+    """The image properties Glance gets for ``meta``: those Nova sets on
+    a snapshot, the engine's own, and the caller's, all as strings.
+    """
+    props = {'image_type': 'snapshot'}
+    for key, value in meta.properties.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = 'true' if value else 'false'
+        props[PROPERTY_NAMES.get(key, key)] = str(
+            value)[:MAX_PROPERTY_LENGTH]
+    return props
+
+
+class ImageAPI(metaclass=abc.ABCMeta):
+    """The calls a snapshot makes to Glance's image API (v2).
+
+    A record is a Glance image as a flat dict, base attributes (``id``,
+    ``status``, ``size``, ``os_hash_algo``, ...) beside properties; what
+    an implementation cannot see (``virtual_size`` through Nova) is left
+    out. Every call raises the engine's exceptions: ImageNotFound,
+    StoreAuthFailed (credentials refused), StoreUnavailable (Glance
+    unreachable or failing itself), StoreRejected (quota, format,
+    conflict), StoreWriteFailed (anything else); ``str()`` names the API
+    in their messages.
+    """
+
+    #: New records may be made. Without it, a snapshot fills the queued
+    #: record made beforehand (under Nova, by the compute API).
+    creates_records: bool = True
+    #: A failed snapshot deletes its record. Without it, whoever made the
+    #: record deletes it: Nova's compute manager does, and a second
+    #: delete would only race it.
+    deletes_on_failure: bool = True
+    #: The upload may be hashed in worker threads while it is sent; not
+    #: where it is read in a thread that must not start threads (an
+    #: eventlet tpool worker of nova-compute).
+    hash_in_threads: bool = True
+
+    @abc.abstractmethod
+    def get(self, image_id: str) -> dict[str, Any]:
+        """The record now, with the locations Glance shows here."""
+
+    @abc.abstractmethod
+    def create(self, attrs: dict[str, str]) -> dict[str, Any]:
+        """Make a queued record with ``attrs``; returns it."""
+
+    @abc.abstractmethod
+    def update(self, image_id: str, changes: dict[str, str]
+               ) -> dict[str, Any]:
+        """Set ``changes``, keep other properties; returns the record."""
+
+    @abc.abstractmethod
+    def upload(self, image_id: str, body: upload_body.UploadBody,
+               disk_format: str) -> None:
+        """Send ``body`` as the data, once (a stream cannot be replayed);
+        ``disk_format`` names the format Glance may refuse the data as.
+        """
+
+    @abc.abstractmethod
+    def add_location(self, image_id: str, url: str,
+                     store_id: str | None) -> None:
+        """Register ``url`` (in Glance's store ``store_id``) as the data."""
+
+    @abc.abstractmethod
+    def delete(self, image_id: str) -> None:
+        """Delete the image; ImageNotFound when there is none."""
+
+    @abc.abstractmethod
+    def stores_detail(self) -> list[dict[str, Any]] | None:
+        """As :meth:`base.ImageStore.stores_detail` says."""
+
+    @abc.abstractmethod
+    def image_url(self, image_id: str) -> str:
+        """How a result names the image: a URL where the API has one."""
+
+
+class APIPendingImage(base.UploadedImage):
+    """A snapshot's Glance record, made (or found queued) before the
+    guest is touched, so that Glance validates name and properties first.
+    :meth:`commit` uploads the file and checks what Glance made of it:
+    active, of the size sent and (``[snapshot_glance] verify_hash``) of
+    the hash computed while sending. A failure aborts, which deletes the
+    record where :attr:`ImageAPI.deletes_on_failure` says so.
+    """
+
+    TMP_PREFIX = 'glance-'
+
+    def __init__(self, store: 'APIImageStore', meta: base.ImageMeta,
+                 image_id: str | None, workdir: str | None) -> None:
+        super().__init__(meta, workdir)
+        self.store = store
+        self.api = store.api
+        self.image_id: str | None = None
+        #: The record as Glance last returned it.
+        self.record: dict[str, Any] = {}
+        #: The record abort() deletes.
+        self._owned: str | None = None
+        try:
+            if image_id is None:
+                self.record = self.api.create(
+                    dict(self._wanted(), name=meta.name))
+                LOG.info('Created image %(id)s (%(name)s) in %(store)s',
+                         {'id': self.record['id'], 'name': meta.name,
+                          'store': store})
+            else:
+                self.record = store.record(image_id)
+                # NOTE: only a queued record is ours to fill, and to
+                # delete on failure; never touch an active image.
+                if self.record.get('status') != 'queued':
+                    raise exception.ImageNotQueued(
+                        image=image_id, store=store,
+                        status=self.record.get('status'))
+            self.image_id = self.record.get('id') or image_id
+            if self.api.deletes_on_failure:
+                self._owned = self.image_id
+        except BaseException:
+            self.abort()
+            raise
+
+    def _wanted(self) -> dict[str, str]:
+        return dict(glance_properties(self.meta),
+                    disk_format=self.meta.disk_format,
+                    container_format=self.meta.container_format)
+
+    def _update(self, image_id: str) -> None:
+        """Record what :attr:`meta` says now, where the record differs."""
+        want = self._wanted()
+        if self.record.get('name') is None:
+            want['name'] = self.meta.name
+        changes = {k: v for k, v in want.items() if self.record.get(k) != v}
+        if changes:
+            self.record = self.api.update(image_id, changes)
+
+    def commit(self, progress: base.Progress | None = None
+               ) -> base.StoredImage:
+        try:
+            stored = self._commit(progress)
+        except BaseException:
+            self.abort()
+            raise
+        # NOTE: the local file was only the upload's source.
+        self.remove_file()
+        return stored
+
+    def _commit(self, progress: base.Progress | None) -> base.StoredImage:
+        store, image_id = self.store, self.image_id
+        assert image_id is not None
+        self._update(image_id)
+        size = os.path.getsize(self.path)
+        started = time.monotonic()
+        with open(self.path, 'rb') as f, contextlib.closing(
+                upload_body.UploadBody(
+                    store, f, size, progress,
+                    threads=self.api.hash_in_threads)) as body:
+            self.api.upload(image_id, body, self.meta.disk_format)
+            LOG.info('Uploaded %(size)d bytes to image %(id)s in %(s).1f s',
+                     {'size': size, 'id': image_id,
+                      's': time.monotonic() - started})
+            image = store.wait_active(image_id)
+            # NOTE: a client that sends a stream again after an error
+            # (Nova's image API retries) sends only the rest of it.
+            if image.get('size') != size:
+                raise exception.StoreWriteFailed(
+                    store=store, reason='image %s has %s bytes, %d were '
+                                        'sent' % (image_id,
+                                                  image.get('size'), size))
+            if store.conf[GROUP].verify_hash:
+                self._verify_hash(image, body)
+            sha256 = body.hexdigest('sha256')
+        virtual_size = image.get('virtual_size')
+        if not virtual_size:
+            # NOTE: Glance fills it in for the formats it inspects; Nova's
+            # image API does not pass it on.
+            virtual_size = qemu_img.info(store.conf, self.path,
+                                         self.meta.disk_format)[
+                'virtual-size']
+        return base.StoredImage(
+            id=image_id, location=self.api.image_url(image_id),
+            disk_format=self.meta.disk_format, size=size,
+            virtual_size=int(virtual_size), sha256=sha256)
+
+    def _verify_hash(self, image: dict[str, Any],
+                     body: upload_body.UploadBody) -> None:
+        algo, value = image.get('os_hash_algo'), image.get('os_hash_value')
+        if not algo or not value:
+            LOG.warning('%(store)s reports no hash for image %(id)s; its '
+                        'data cannot be verified',
+                        {'store': self.store, 'id': self.image_id})
+            return
+        if algo in body.ALGORITHMS:
+            ours = body.hexdigest(algo)
+        else:
+            with open(self.path, 'rb') as f:
+                ours = hashlib.file_digest(f, algo).hexdigest()
+        if ours != value:
+            raise exception.StoreWriteFailed(
+                store=self.store,
+                reason='Glance has a different %s of image %s than the '
+                       'data sent: %s, not %s' % (algo, self.image_id,
+                                                  value, ours))
+
+    def add_location(self, url: str, store_id: str | None = None
+                     ) -> base.StoredImage:
+        """Register ``url`` as the image's data; Glance makes the image
+        active (and computes its hash in the background, so there is
+        none to check).
+
+        A failure does not abort the image: a refused location leaves the
+        record queued, for the caller to fill otherwise or abort.
+        """
+        image_id = self.image_id
+        assert image_id is not None
+        self._update(image_id)
+        self.api.add_location(image_id, url, store_id)
+        image = self.store.wait_active(image_id)
+        size = int(image.get('size') or 0)
+        return base.StoredImage(
+            id=image_id, location=url, disk_format=self.meta.disk_format,
+            size=size, virtual_size=int(image.get('virtual_size') or size),
+            sha256=None)
+
+    def abort(self) -> None:
+        self.remove_file()
+        image_id, self._owned = self._owned, None
+        if image_id is not None:
+            self.store.delete_failed(image_id)
+
+
+class APIImageStore(base.ImageStore):
+    """An image store over an :class:`ImageAPI`.
+
+    :param api: how Glance is reached.
+    """
+
+    SUPPORTS_LOCATION = True
+
+    def __init__(self, conf: cfg.ConfigOpts, spec: str,
+                 api: ImageAPI) -> None:
+        super().__init__(conf, spec)
+        self.api = api
+
+    def __str__(self) -> str:
+        return str(self.api)
+
+    def begin(self, meta: base.ImageMeta, image_id: str | None = None,
+              workdir: str | None = None) -> APIPendingImage:
+        if image_id is None and not self.api.creates_records:
+            raise exception.InvalidInput(
+                reason='%s fills the record made beforehand (by Nova\'s '
+                       'compute API); no image id was given' % self)
+        if image_id is not None and not uuidutils.is_uuid_like(image_id):
+            raise exception.InvalidInput(
+                reason='image id %r is not a UUID' % image_id)
+        return APIPendingImage(self, meta, image_id, workdir)
+
+    def delete(self, image_id: str) -> None:
+        try:
+            self.api.delete(image_id)
+        except exception.ImageNotFound:
+            pass
+
+    def record(self, image_id: str) -> dict[str, Any]:
+        """The record :meth:`begin` fills."""
+        return self.api.get(image_id)
+
+    def image_status(self, image_id: str) -> str | None:
+        try:
+            return self.api.get(image_id)['status']
+        except exception.ImageNotFound:
+            return None
+
+    def image_locations(self, image_id: str) -> list[str]:
+        # NOTE: Nova's image API lists direct_url among the locations.
+        image = self.api.get(image_id)
+        urls = [loc.get('url') for loc in image.get('locations') or ()]
+        urls.append(image.get('direct_url'))
+        return list(dict.fromkeys(u for u in urls if u))
+
+    def stores_detail(self) -> list[dict[str, Any]] | None:
+        return self.api.stores_detail()
+
+    def wait_active(self, image_id: str) -> dict[str, Any]:
+        """The image once it is active; StoreWriteFailed when it is not
+        within ``[snapshot_glance] active_timeout`` seconds.
+        """
+        image = retry.poll(
+            lambda: self.api.get(image_id),
+            lambda i: i.get('status') not in ('queued', 'saving',
+                                              'importing'),
+            timeout=self.conf[GROUP].active_timeout, interval=0.2)
+        status = image.get('status')
+        if status == 'active':
+            return image
+        raise exception.StoreWriteFailed(
+            store=self, reason='image %s is %s after the upload' % (
+                image_id, status))
+
+    def delete_failed(self, image_id: str) -> None:
+        """Delete an image whose snapshot failed, waiting a while for a
+        Glance that went away to come back. Logs, never raises.
+        """
+        try:
+            retry.call(self.delete, image_id, on=exception.StoreUnavailable,
+                       timeout=CLEANUP_TIMEOUT, interval=0.25, max_interval=4)
+            LOG.info('Deleted image %(id)s from %(store)s after the '
+                     'failure', {'id': image_id, 'store': self})
+        except exception.SnapshotError as e:
+            LOG.error('Could not delete image %(id)s from %(store)s: '
+                      '%(err)s. Delete it with "openstack image delete '
+                      '%(id)s".', {'id': image_id, 'store': self, 'err': e})
