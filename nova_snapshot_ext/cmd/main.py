@@ -36,6 +36,7 @@ import sys
 from typing import TextIO
 
 import libvirt
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.cmd import progress as progress_mod
@@ -137,14 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup(args: argparse.Namespace) -> None:
+def _setup(parser: argparse.ArgumentParser,
+           args: argparse.Namespace) -> None:
     conf = nse_conf.CONF
     files = args.config_file + args.sub_config_file
     conf_args = []
     for f in files:
         conf_args += ['--config-file', f]
     # Without --config-file, oslo.config reads the default locations.
-    conf(conf_args, project='nova-snapshot-ext', prog=PROG)
+    try:
+        conf(conf_args, project='nova-snapshot-ext', prog=PROG)
+    except cfg.ConfigFilesNotFoundError as e:
+        parser.error('cannot read the configuration file %s (no such file, '
+                     'or not readable)' % ', '.join(e.config_files))
+    except cfg.ConfigFileParseError as e:
+        parser.error('cannot parse the configuration file %s: %s' % (
+            e.config_file, e.msg))
     conf.set_override('use_stderr', True)
     for opt in ('logging_default_format_string',
                 'logging_context_format_string'):
@@ -253,14 +262,15 @@ def _quiet_libvirt(ctx: object, error: object) -> None:
 def main(argv: Sequence[str] | None = None,
          out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     # NOTE: by default libvirt prints every error on stderr, even those
     # handled; the command reports errors itself, once. Set here, not at
     # import: it is process-wide, and the library also runs inside
     # nova-compute.
     libvirt.registerErrorHandler(_quiet_libvirt, None)
     try:
-        _setup(args)
+        _setup(parser, args)
         return COMMANDS[args.command](args, out)
     except exception.SnapshotError as e:
         sys.stderr.write('%s: error: %s\n' % (PROG, e))

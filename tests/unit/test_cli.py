@@ -109,6 +109,24 @@ def test_usage_errors_are_one_line(argv, capsys):
     assert 'error:' in err
 
 
+@pytest.mark.parametrize('content,message', [
+    (None, 'cannot read the configuration file %s (no such file'),
+    ('[snapshot\nmethod = live\n',
+     'cannot parse the configuration file %s'),
+])
+def test_bad_config_file_is_a_usage_error(tmp_path, capsys, content,
+                                          message):
+    path = tmp_path / 'nse.conf'
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as e:
+        cli.main(['--config-file', str(path), 'check'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1, err
+    assert err.startswith('nova-snapshot-ext: error: ' + message % path)
+
+
 def test_invalid_name_fails_before_anything(capsys):
     with mock.patch('nova_snapshot_ext.stores.base.load') as load:
         rc, out, err = run_main(['snapshot', 'g', '--name', 'a\x07b'],
