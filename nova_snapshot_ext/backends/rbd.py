@@ -337,8 +337,8 @@ class RbdBackend(base.ImageBackend):
         with steps.quiesced(job, paused, outcome):
             self.driver.create_snap(pool, name, snap)
         try:
-            src = self.driver.qemu_image_opts(job.disk.format, pool, name,
-                                              snap)
+            src = rbd_location.qemu_image_opts(self.conf, job.disk.format,
+                                               pool, name, snap)
             if job.disk.format != 'raw':
                 info = qemu_img.info(self.conf, src, job.disk.format,
                                      image_opts=True)

@@ -404,19 +404,3 @@ class RBDDriver:
                 except rbd.ImageNotFound:
                     return False
         return True
-
-    # -- qemu ----------------------------------------------------------
-    def qemu_image_opts(self, fmt: str, pool: str, name: str,
-                        snap: str | None = None) -> str:
-        """QEMU ``--image-opts`` that read an RBD image (or snapshot) as
-        ``fmt``. The key comes from the keyring that ceph.conf names,
-        never from the command line.
-        """
-        opts = [('driver', fmt), ('file.driver', 'rbd'),
-                ('file.pool', pool), ('file.image', name)]
-        if snap:
-            opts.append(('file.snapshot', snap))
-        opts += [('file.user', self.conf.snapshot_rbd.user),
-                 ('file.conf', self.conf.snapshot_rbd.ceph_conf)]
-        return ','.join('%s=%s' % (k, str(v).replace(',', ',,'))
-                        for k, v in opts)

@@ -12,16 +12,19 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Where an RBD image's data is, as Glance names it:
-``rbd://fsid/pool/image/snap``.
+"""How others name an RBD image: Glance as a location URL
+(``rbd://fsid/pool/image/snap``, :class:`Location`), QEMU as
+``--image-opts`` (:func:`qemu_image_opts`).
 
 Plain names, no Ceph: the rbd backend builds the location it registers
-for a direct snapshot, and reads the locations of a base image, with
-:class:`Location`.
+for a direct snapshot, reads the locations of a base image, and has
+qemu-img read an RBD snapshot with them.
 """
 
 import dataclasses
 import urllib.parse
+
+from oslo_config import cfg
 
 SCHEME = 'rbd://'
 
@@ -53,3 +56,19 @@ class Location:
         if len(parts) != 4 or not all(parts):
             return None
         return cls(*parts)
+
+
+def qemu_image_opts(conf: cfg.ConfigOpts, fmt: str, pool: str, name: str,
+                    snap: str | None = None) -> str:
+    """QEMU ``--image-opts`` that read an RBD image (or snapshot) of the
+    cluster of ``[snapshot_rbd]`` as ``fmt``. The key comes from the
+    keyring that ceph.conf names, never from the command line.
+    """
+    opts = [('driver', fmt), ('file.driver', 'rbd'),
+            ('file.pool', pool), ('file.image', name)]
+    if snap:
+        opts.append(('file.snapshot', snap))
+    opts += [('file.user', conf.snapshot_rbd.user),
+             ('file.conf', conf.snapshot_rbd.ceph_conf)]
+    return ','.join('%s=%s' % (k, str(v).replace(',', ',,'))
+                    for k, v in opts)

@@ -51,8 +51,7 @@ def test_location_parse_refuses_incomplete_urls(url):
 def test_qemu_image_opts_name_the_format_and_escape_commas(conf):
     conf.set_override('ceph_conf', '/etc/ceph/a,b.conf', group='snapshot_rbd')
     conf.set_override('user', 'nova', group='snapshot_rbd')
-    opts = rbd_storage.RBDDriver(conf).qemu_image_opts('raw', 'vms', 'd',
-                                                       'nse-1')
+    opts = rbd_location.qemu_image_opts(conf, 'raw', 'vms', 'd', 'nse-1')
     assert opts == ('driver=raw,file.driver=rbd,file.pool=vms,'
                     'file.image=d,file.snapshot=nse-1,file.user=nova,'
                     'file.conf=/etc/ceph/a,,b.conf')
