@@ -172,3 +172,25 @@ class RbdForbidden(RbdFailed):
     msg_fmt = ('RBD could not %(action)s %(target)s: permission denied '
                '(%(reason)s). The Ceph client of [snapshot_rbd] user needs '
                'write access to that pool.')
+
+
+class SnapshotCancelled(SnapshotError):
+    msg_fmt = ('The snapshot of %(guest)s was cancelled (%(reason)s); what it '
+               'had made was undone.')
+
+
+class SnapshotTimedOut(SnapshotCancelled):
+    msg_fmt = ('The snapshot of %(guest)s did not finish within %(timeout)s s '
+               '(%(option)s); it was cancelled and what it had made was '
+               'undone.')
+
+
+class InsufficientSpace(SnapshotError):
+    msg_fmt = ('Not enough free space in %(path)s for the snapshot of '
+               '%(guest)s: it needs about %(need)s, %(free)s are free. Free '
+               'some space, or set %(option)s to a larger file system.')
+
+
+class JournalUnreadable(SnapshotError):
+    msg_fmt = ('Cannot read the snapshot journal %(path)s: %(reason)s. '
+               'Check what it names by hand, then remove it.')

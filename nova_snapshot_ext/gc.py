@@ -25,9 +25,15 @@ that they keep their data.
 * A clone marked for removal (``<name>_to_be_deleted_by_glance``) is
   removed, after its own clones are flattened so that they keep their
   data.
-* A clone with no Glance image, or whose image is still not active after
-  ``[snapshot_rbd] gc_min_age`` seconds, is left over from an interrupted
-  snapshot and is removed.
+* A clone whose image Glance has deleted or killed, or whose image is
+  still not active after ``[snapshot_rbd] gc_min_age`` seconds, is left
+  over from an interrupted snapshot and is removed.
+* A clone whose image Glance does not show is removed only when that is
+  certain: the credentials see every image (an admin, or a Glance without
+  Keystone), the clone is older than ``gc_min_age`` and a second look
+  still finds no image. A 404 under credentials that may not see the
+  image (another project's private image) proves nothing: such clones are
+  kept, saying why.
 * A disk snapshot with no clone left is removed once its image is active,
   or, with no image, once it is older than ``gc_min_age`` (younger ones
   may belong to a snapshot still running).
@@ -84,6 +90,7 @@ class Collector:
         self.driver = driver
         self.store = store
         self.min_age = min_age
+        self._sees_all: bool | None = None
         self.now = datetime.datetime.now(datetime.timezone.utc)
         self._status: dict[str, str | None] = {}
         #: (pool, image) that will no longer be clones of their parent.
@@ -137,6 +144,10 @@ class Collector:
             return self._remove(pool, name, snaps, 'marked for removal '
                                                    'after a failed snapshot')
         status = self.status(image_id)
+        if status is None:
+            doubt = self._absence_unproven(image_id, info['created'])
+            if doubt:
+                return [Action(KEEP, target, doubt)]
         if status in DONE:
             if info['parent'] is None:
                 return []
@@ -159,6 +170,29 @@ class Collector:
         return self._remove(pool, name, snaps,
                             'image %s is still %s after %d s: its snapshot '
                             'was interrupted' % (image_id, status, age))
+
+    def _absence_unproven(self, image_id: str,
+                          created: datetime.datetime) -> str | None:
+        """Why Glance's 404 for ``image_id`` does not prove the image is
+        gone; None when it does.
+        """
+        if self._sees_all is None:
+            self._sees_all = self.store.sees_all_images()
+        if not self._sees_all:
+            return ('image %s is not visible to these credentials, which may '
+                    'not see every image; run gc with admin credentials' %
+                    image_id)
+        age = self.age(created)
+        if age < self.min_age:
+            return ('image %s is not in Glance, but its snapshot may still be '
+                    'running (%d s old, gc_min_age %d s)' % (
+                        image_id, age, self.min_age))
+        # NOTE: a second look, past the cache: a record made meanwhile.
+        again = self.store.image_status(image_id)
+        if again is not None:
+            self._status[image_id] = again
+            return 'image %s appeared in Glance (%s)' % (image_id, again)
+        return None
 
     def _remove(self, pool: str, name: str, snaps: list[rbd_storage.Snap],
                 reason: str) -> list[Action]:

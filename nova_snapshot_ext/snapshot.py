@@ -19,30 +19,34 @@ store), takes the per-guest lock and calls the backend's ``snapshot()``
 hook. The command line and the Nova driver both come through here.
 """
 
-import os
+import contextlib
 import unicodedata
 
-from oslo_concurrency import lockutils
 from oslo_config import cfg
 from oslo_log import log as logging
+from oslo_utils import uuidutils
 
 from nova_snapshot_ext.backends import base as backend_base
+from nova_snapshot_ext import cancel as cancel_mod
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext import locks
 from nova_snapshot_ext.model import no_progress
 from nova_snapshot_ext.model import Progress
 from nova_snapshot_ext.model import SnapshotJob
 from nova_snapshot_ext.model import SnapshotRequest
 from nova_snapshot_ext.model import SnapshotResult
 from nova_snapshot_ext import policy
+from nova_snapshot_ext import recovery
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
 
 LOG = logging.getLogger(__name__)
 
 __all__ = ['SnapshotRequest', 'SnapshotResult', 'take_snapshot',
-           'validate_name']
+           'validate_name', 'validate_properties']
 
 MAX_NAME = 255
 
@@ -86,24 +90,36 @@ def take_snapshot(request: SnapshotRequest,
                   host: host_mod.Host | None = None,
                   progress: Progress = no_progress,
                   store: store_base.ImageStore | None = None,
-                  backends: backend_base.Backends | None = None
-                  ) -> SnapshotResult:
+                  backends: backend_base.Backends | None = None,
+                  cancel: cancel_mod.Cancel | None = None,
+                  host_slots: bool = False) -> SnapshotResult:
     """Take one snapshot.
 
     Input is checked and the store is tried before the guest is touched.
-    Only one snapshot of a guest runs at a time, across processes.
+    Only one snapshot of a guest runs at a time, across processes (see
+    :mod:`nova_snapshot_ext.locks`). Under the guest's lock, what an
+    earlier, killed snapshot of the guest left is put right first
+    (:func:`nova_snapshot_ext.recovery.recover_guest`), and every step
+    that leaves something outside the process is journaled
+    (:mod:`nova_snapshot_ext.journal`).
 
     :param store: a store to use instead of the one ``request.store``
         names (e.g. a Glance store with the caller's session).
     :param backends: the loaded backends to use (a service keeps them and
         their connections); by default they are loaded for this snapshot
         and closed after it.
+    :param cancel: how the caller stops the snapshot part-way (a signal,
+        its own deadline); by default one with ``[snapshot] timeout``.
+    :param host_slots: wait for one of ``[snapshot] max_concurrent``
+        host-wide slots first (the command line; Nova has its own limit).
 
     :raises SnapshotError: with a message for the operator; the guest is
         as it was and nothing is left in the store or on disk.
     """
     conf = conf or nse_conf.CONF
+    cancel = cancel or cancel_mod.Cancel(conf.snapshot.timeout)
     validate_name(request.name)
+    validate_properties(request.metadata)
     options = _resolve(conf, request)
     store = store or store_base.load(conf, request.store)
     store.check()
@@ -111,30 +127,110 @@ def take_snapshot(request: SnapshotRequest,
     host = host or host_mod.Host(conf.snapshot_libvirt.connection_uri)
     own_backends = backends is None
     backends = backends or backend_base.Backends(conf)
+
+    def checked_progress(stage: str, fraction: float) -> None:
+        cancel.check()
+        progress(stage, fraction)
+
     try:
-        guest = host.get_guest(request.guest)
-        disk = guest.root_disk()
-        backend = (backends.get(request.backend) if request.backend
-                   else backends.for_disk(disk))
-        job = SnapshotJob(
-            conf=conf, request=request, host=host, guest=guest, disk=disk,
-            store=store, method=options['method'],
-            image_format=options['image_format'] or _default_format(disk),
-            quiesce=options['quiesce'], progress=progress)
-        lock_path = (conf.oslo_concurrency.lock_path or
-                     os.path.join(conf.state_path, 'locks'))
-        os.makedirs(lock_path, mode=0o700, exist_ok=True)
-        try:
-            with lockutils.lock('snapshot-%s' % guest.uuid, external=True,
-                                lock_path=lock_path, blocking=False):
-                return backend.snapshot(job)
-        except lockutils.AcquireLockFailedException:
-            raise exception.SnapshotInProgress(guest=guest.name)
+        with contextlib.ExitStack() as slot:
+            if host_slots:
+                slot.enter_context(locks.host_slot(conf, cancel.check))
+            return _take(conf, request, options, host, store, backends,
+                         cancel, checked_progress)
     finally:
         if own_backends:
             backends.close()
         if own_host:
             host.close()
+
+
+def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,
+          host: host_mod.Host, store: store_base.ImageStore,
+          backends: backend_base.Backends, cancel: cancel_mod.Cancel,
+          progress: Progress) -> SnapshotResult:
+    """The snapshot, once input and store are checked."""
+    guest = host.get_guest(request.guest)
+    cancel.guest = guest.name
+    disk = guest.root_disk()
+    check_not_encrypted(guest.name, disk)
+    backend = (backends.get(request.backend) if request.backend
+               else backends.for_disk(disk))
+    job = SnapshotJob(
+        conf=conf, request=request, host=host, guest=guest, disk=disk,
+        store=store, method=options['method'],
+        image_format=options['image_format'] or _default_format(disk),
+        quiesce=options['quiesce'], progress=progress)
+    with locks.guest_lock(conf, guest.uuid, guest.name):
+        for action in recovery.recover_guest(conf, host, guest.uuid,
+                                             backends):
+            if action.verb not in recovery.QUIET:
+                LOG.warning('An interrupted snapshot of %(guest)s left '
+                            'something behind: %(action)s',
+                            {'guest': guest.name, 'action': action.line()})
+        cancel.check()
+        with journal.opened(
+                conf.snapshot.journal_directory, guest.uuid, guest.name,
+                host.uri, store.spec if store.RECOVERABLE else None,
+                uuidutils.generate_uuid(), check=cancel.check):
+            return backend.snapshot(job)
+
+
+def check_not_encrypted(guest: str, disk) -> None:
+    """Refuse an encrypted disk: its image would hold either ciphertext
+    labelled as a plain format, or (read through QEMU) the plaintext.
+
+    :raises UnsupportedDisk: the disk's XML declares <encryption>.
+    """
+    if disk.encryption:
+        raise exception.UnsupportedDisk(
+            guest=guest,
+            reason='its disk %s is encrypted (%s); snapshots of encrypted '
+                   'disks are not supported, the image would be neither '
+                   'encrypted nor readable' % (disk.target, disk.encryption))
+
+
+#: Image attributes Glance keeps itself or the snapshot sets: a property
+#: cannot set them.
+RESERVED_PROPERTIES = frozenset((
+    'id', 'name', 'status', 'size', 'virtual_size', 'checksum',
+    'os_hash_algo', 'os_hash_value', 'sha256', 'format', 'disk_format',
+    'container_format', 'owner', 'visibility', 'protected', 'os_hidden',
+    'locations', 'location', 'direct_url', 'created_at', 'updated_at',
+    'deleted', 'deleted_at', 'file', 'schema', 'self', 'tags', 'min_disk',
+    'min_ram', 'stores', 'image_type', 'snapshot_method',
+    'snapshot_reason', 'snapshot_quiesced', 'source_domain',
+    'instance_uuid', 'method', 'reason', 'quiesced', 'source_uuid'))
+#: Glance's limits on a property.
+MAX_PROPERTY_KEY = 255
+MAX_PROPERTY_VALUE = 255
+
+
+def validate_properties(properties: dict) -> dict:
+    """Check the caller's image properties: no reserved name, keys and
+    values within Glance's limits (nothing is cut short).
+
+    :raises InvalidInput: naming the property and what to do.
+    """
+    for key, value in properties.items():
+        if not isinstance(key, str) or not key.strip():
+            raise exception.InvalidInput(
+                reason='a property needs a name, got %r' % (key,))
+        if key.lower() in RESERVED_PROPERTIES:
+            raise exception.InvalidInput(
+                reason='property %r is set by the snapshot or by Glance '
+                       'and cannot be given' % key)
+        if len(key) > MAX_PROPERTY_KEY:
+            raise exception.InvalidInput(
+                reason='property name %r... has %d characters, at most %d '
+                       'are allowed' % (key[:20], len(key),
+                                        MAX_PROPERTY_KEY))
+        if value is not None and len(str(value)) > MAX_PROPERTY_VALUE:
+            raise exception.InvalidInput(
+                reason='the value of property %r has %d characters, at '
+                       'most %d are allowed' % (key, len(str(value)),
+                                                MAX_PROPERTY_VALUE))
+    return properties
 
 
 def _default_format(disk) -> str:

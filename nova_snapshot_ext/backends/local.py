@@ -33,6 +33,7 @@ from typing import ClassVar
 from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
@@ -65,11 +66,51 @@ class FileBackend(base.ImageBackend):
 
     def copy(self, job: model.SnapshotJob, method: str, out_path: str,
              outcome: steps.Outcome) -> None:
+        check_space(job, method, out_path)
         if method == policy.LIVE:
             live_copy(job, out_path, outcome)
             return
         with steps.suspended(job, outcome):
             steps.convert(job, job.disk.path, job.disk.format, out_path)
+
+
+def check_space(job: model.SnapshotJob, method: str, out_path: str) -> None:
+    """Refuse, before the guest is touched, a snapshot whose files would
+    not fit: the live copy's delta (as large as the disk's top image) in
+    the temporary directory, the image (as large as the data of the
+    disk's chain) where it is written.
+
+    :raises UnsupportedDisk: the disk is a qcow2 image with encryption.
+    :raises InsufficientSpace: naming the directory.
+    """
+    conf, disk = job.conf, job.disk
+    top, chain = 0, 0
+    path, fmt = disk.path, disk.format
+    while path:
+        info = qemu_img.info(conf, path, fmt, force_share=True)
+        if info.get('encrypted'):
+            raise exception.UnsupportedDisk(
+                guest=job.guest.name,
+                reason='%s is an encrypted %s image; snapshots of encrypted '
+                       'disks are not supported' % (path, fmt))
+        used = _allocated(path, int(info['virtual-size']))
+        top = top or used
+        chain += used
+        backing = qemu_img.backing_of(info)
+        path, fmt = backing if backing else (None, None)
+    needs = {os.path.dirname(out_path): chain}
+    if method == policy.LIVE:
+        temp = conf.snapshot.temp_directory
+        needs[temp] = needs.get(temp, 0) + top
+    steps.check_space(job, needs)
+
+
+def _allocated(path: str, virtual_size: int) -> int:
+    """Bytes a file uses on disk; a block device's size."""
+    st = os.stat(path)
+    if not st.st_blocks:
+        return virtual_size if not os.path.isfile(path) else 0
+    return st.st_blocks * 512
 
 
 def live_copy(job: model.SnapshotJob, out_path: str,
@@ -87,12 +128,15 @@ def live_copy(job: model.SnapshotJob, out_path: str,
         delta = os.path.join(tmpdir, 'delta.qcow2')
         qemu_img.create_qcow2(delta, int(info['virtual-size']), backing)
         job.progress('copy', 0.0)
+        record = journal.current()
         with contextlib.ExitStack() as undo:
             if not transient_job:
                 _make_transient(guest, undo)
-            guest.start_copy(disk.target, delta, 'qcow2', transient_job,
-                             conf.snapshot_libvirt.live_copy_bandwidth)
-            undo.callback(_stop_copy, guest, disk.target)
+            with record.step(journal.BLOCK_JOB, disk=disk.target,
+                             dest=delta) as step:
+                guest.start_copy(disk.target, delta, 'qcow2', transient_job,
+                                 conf.snapshot_libvirt.live_copy_bandwidth)
+            undo.callback(_stop_copy, guest, disk.target, step)
             guest.wait_copy_ready(
                 disk.target, conf.snapshot.block_job_timeout,
                 conf.snapshot.block_job_poll_interval,
@@ -101,6 +145,7 @@ def live_copy(job: model.SnapshotJob, out_path: str,
             # guest's filesystems are frozen for the cut alone.
             with steps.quiesced(job, paused, outcome):
                 guest.abort_copy(disk.target)
+                record.done(step)
         job.progress('copy', 1.0)
         steps.convert(job, delta, 'qcow2', out_path)
 
@@ -130,13 +175,21 @@ def _make_transient(guest: guest_mod.Guest,
                    'which the rebase copy style would lose; set '
                    '[snapshot_libvirt] live_copy_style = blockcopy')
     xml = guest.xml(inactive=True)
-    guest.undefine_keep_running()
-    undo.callback(guest.define, xml)
+    record = journal.current()
+    with record.step(journal.DOMAIN_XML, xml=xml) as step:
+        guest.undefine_keep_running()
+    undo.callback(_define, guest, xml, step)
 
 
-def _stop_copy(guest: guest_mod.Guest, dev: str) -> None:
+def _define(guest: guest_mod.Guest, xml: str, step: journal.Step) -> None:
+    guest.define(xml)
+    journal.current().done(step)
+
+
+def _stop_copy(guest: guest_mod.Guest, dev: str, step: journal.Step) -> None:
     try:
         if guest.block_job(dev):
             guest.abort_copy(dev)
     except exception.GuestGone:
         pass
+    journal.current().done(step)

@@ -44,6 +44,7 @@ from oslo_log import log as logging
 from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
 from nova_snapshot_ext.storage import qemu_img
@@ -267,16 +268,24 @@ class RbdBackend(base.ImageBackend):
         driver = self.driver
         paused = steps.check_quiesce(job)
         job.progress('copy', 0.0)
+        record = journal.current()
         with contextlib.ExitStack() as undo:
+            snap_step = record.add(journal.RBD_SNAP, pool=pool, image=name,
+                                   snap=snap)
             with steps.quiesced(job, paused, outcome):
                 driver.create_snap(pool, name, snap, protect=True)
-            undo.callback(self._drop_snap, pool, name, snap)
+            record.reached(journal.RBD_SNAP)
+            undo.callback(self._drop_snap, pool, name, snap, snap_step)
             try:
-                driver.clone(pool, name, snap, target.pool, image_id)
+                with record.step(journal.RBD_CLONE, pool=target.pool,
+                                 image=image_id) as clone_step:
+                    driver.clone(pool, name, snap, target.pool, image_id)
             except exception.RbdForbidden as e:
+                record.done(clone_step)
                 raise exception.DirectSnapshotImpossible(
                     guest=job.guest.name, reason=e.message)
-            undo.callback(self._drop_clone, target.pool, image_id)
+            undo.callback(self._drop_clone, target.pool, image_id,
+                          clone_step)
             driver.set_metadata(target.pool, image_id, {
                 META_CLONE: '%s/%s' % (target.pool, image_id),
                 META_IMAGE_ID: image_id,
@@ -305,7 +314,7 @@ class RbdBackend(base.ImageBackend):
             # NOTE: from here on the clone is Glance's image.
             undo.pop_all()
         if not deferred:
-            self._drop_snap(pool, name, snap)
+            self._drop_snap(pool, name, snap, snap_step)
         else:
             LOG.info('Image %(id)s is active; its clone %(pool)s/%(id)s '
                      'still depends on %(src)s until "nova-snapshot-ext gc" '
@@ -313,7 +322,8 @@ class RbdBackend(base.ImageBackend):
                                      'src': '%s/%s@%s' % (pool, name, snap)})
         return stored
 
-    def _drop_snap(self, pool: str, name: str, snap: str) -> None:
+    def _drop_snap(self, pool: str, name: str, snap: str,
+                   step: journal.Step | None = None) -> None:
         """Remove a snapshot of ours; what cannot be removed is logged
         and left to ``gc``.
         """
@@ -322,9 +332,13 @@ class RbdBackend(base.ImageBackend):
         except exception.SnapshotError as e:
             LOG.warning('%(err)s; "nova-snapshot-ext gc" will remove it',
                         {'err': e})
+            return
+        journal.current().done(step)
 
-    def _drop_clone(self, pool: str, name: str) -> None:
-        drop_clone(self.driver, pool, name)
+    def _drop_clone(self, pool: str, name: str,
+                    step: journal.Step | None = None) -> None:
+        if drop_clone(self.driver, pool, name):
+            journal.current().done(step)
 
     # -- export --------------------------------------------------------
     def _export(self, job: model.SnapshotJob, out_path: str, paused: bool,
@@ -334,9 +348,12 @@ class RbdBackend(base.ImageBackend):
         """
         pool, name = self.source(job)
         snap = snap_name(str(uuid.uuid4()))
-        with steps.quiesced(job, paused, outcome):
-            self.driver.create_snap(pool, name, snap)
+        record = journal.current()
+        step = record.add(journal.RBD_SNAP, pool=pool, image=name, snap=snap)
         try:
+            with steps.quiesced(job, paused, outcome):
+                self.driver.create_snap(pool, name, snap)
+            record.reached(journal.RBD_SNAP)
             src = rbd_location.qemu_image_opts(self.conf, job.disk.format,
                                                pool, name, snap)
             if job.disk.format != 'raw':
@@ -350,17 +367,19 @@ class RbdBackend(base.ImageBackend):
             steps.convert(job, src, job.disk.format, out_path,
                           image_opts=True)
         finally:
-            self._drop_snap(pool, name, snap)
+            self._drop_snap(pool, name, snap, step)
 
 
-def drop_clone(driver: rbd_storage.RBDDriver, pool: str, name: str) -> None:
+def drop_clone(driver: rbd_storage.RBDDriver, pool: str, name: str) -> bool:
     """Remove a clone of ours. One that cannot be removed now (busy, or
     cloned in turn) is renamed ``<name>_to_be_deleted_by_glance`` and
     marked, for ``gc``. Logs, never raises.
+
+    :returns: whether it is gone (or marked for ``gc``).
     """
     try:
         driver.remove_image(pool, name)
-        return
+        return True
     except exception.SnapshotError as e:
         failure = e
     doomed = name + TO_BE_DELETED
@@ -372,11 +391,12 @@ def drop_clone(driver: rbd_storage.RBDDriver, pool: str, name: str) -> None:
                   'it for removal (%(err)s); remove it with "rbd rm '
                   '%(pool)s/%(name)s"', {'pool': pool, 'name': name,
                                          'why': failure, 'err': e})
-        return
+        return False
     LOG.warning('Could not remove %(pool)s/%(name)s (%(why)s); renamed it '
                 '%(doomed)s for "nova-snapshot-ext gc"',
                 {'pool': pool, 'name': name, 'why': failure,
                  'doomed': doomed})
+    return True
 
 
 def _ids(stores) -> str:

@@ -35,18 +35,22 @@ from collections.abc import Iterator
 import contextlib
 import os
 import shutil
-import tempfile
 import time
 
 from oslo_config import cfg
 from oslo_log import log as logging
+from oslo_utils import uuidutils
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext.storage import qemu_img
 
 LOG = logging.getLogger(__name__)
+
+#: Name prefix of the temporary directories of snapshots.
+TEMP_PREFIX = 'snap-'
 
 
 class Outcome:
@@ -89,25 +93,36 @@ def quiesced(job: model.SnapshotJob, paused: bool,
     :param paused: what :func:`check_quiesce` returned.
     :raises QuiesceFailed: quiesce is required and the freeze failed.
     """
-    outcome.quiesced = not paused and _freeze(job)
+    step = None
+    if not paused:
+        step = _freeze(job)
+    outcome.quiesced = step is not None
     try:
         yield
     finally:
-        if outcome.quiesced:
+        if step is not None:
             job.guest.thaw()
+            journal.current().done(step)
 
 
-def _freeze(job: model.SnapshotJob) -> bool:
+def _freeze(job: model.SnapshotJob) -> journal.Step | None:
     if job.quiesce == 'never':
-        return False
+        return None
     reason = None
     if not job.guest.agent_connected():
         reason = 'no QEMU guest agent is connected'
     else:
+        record = journal.current()
+        step = record.add(journal.FREEZE)
         try:
             job.guest.freeze()
-            return True
+            record.reached(journal.FREEZE)
+            return step
         except exception.QuiesceFailed as e:
+            # NOTE: a freeze that failed may have frozen some filesystems;
+            # thawing is harmless either way.
+            _thaw_quietly(job.guest)
+            record.done(step)
             reason = e.kwargs.get('reason', str(e))
     if job.quiesce == 'required':
         raise exception.QuiesceFailed(guest=job.guest.name, reason=reason)
@@ -116,7 +131,15 @@ def _freeze(job: model.SnapshotJob) -> bool:
     log = LOG.info if reason.startswith('no QEMU') else LOG.warning
     log('Snapshot of %(guest)s is crash-consistent, not quiesced: '
         '%(reason)s', {'guest': job.guest.name, 'reason': reason})
-    return False
+    return None
+
+
+def _thaw_quietly(guest: guest_mod.Guest) -> None:
+    try:
+        guest.thaw()
+    except exception.SnapshotError as e:
+        LOG.debug('Thawing %(guest)s: %(err)s', {'guest': guest.name,
+                                                 'err': e})
 
 
 @contextlib.contextmanager
@@ -133,15 +156,22 @@ def suspended(job: model.SnapshotJob, outcome: Outcome) -> Iterator[None]:
         yield
         return
     stopped = time.monotonic()
-    guest.managed_save(paused=state == guest_mod.PAUSED)
+    record = journal.current()
+    with record.step(journal.MANAGED_SAVE, state=state) as step:
+        guest.managed_save(paused=state == guest_mod.PAUSED)
     try:
         yield
     finally:
-        _restore(guest, state)
+        restore_state(guest, state)
+        record.done(step)
         outcome.downtime = time.monotonic() - stopped
 
 
-def _restore(guest: guest_mod.Guest, state: str) -> None:
+def restore_state(guest: guest_mod.Guest, state: str) -> None:
+    """Start ``guest`` from its managed save and check it is ``state``.
+
+    :raises GuestRestoreFailed: it could not be, or is in another state.
+    """
     try:
         guest.restore()
     except exception.SnapshotError as e:
@@ -163,14 +193,58 @@ def temp_directory(conf: cfg.ConfigOpts) -> Iterator[str]:
     parent = conf.snapshot.temp_directory
     os.makedirs(parent, mode=0o711, exist_ok=True)
     _check_traversable(parent)
-    path = tempfile.mkdtemp(prefix='snap-', dir=parent)
+    path = os.path.join(parent, TEMP_PREFIX + uuidutils.generate_uuid(
+        dashed=False))
+    record = journal.current()
+    step = record.add(journal.TEMP_DIR, path=path)
     try:
         # NOTE: QEMU runs as another user and needs to open files here by
         # name; o+x without o+r lets it do only that.
+        os.mkdir(path, 0o711)
         os.chmod(path, 0o711)
+        record.reached(journal.TEMP_DIR)
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        record.done(step)
+
+
+def check_space(job: model.SnapshotJob, needs: dict[str, int]) -> None:
+    """Fail before anything is made when a directory lacks the room the
+    snapshot will take there.
+
+    :param needs: bytes needed per directory (existing or to be made);
+        directories on one file system add up.
+    :raises InsufficientSpace: naming the directory and the option.
+    """
+    temp = job.conf.snapshot.temp_directory
+    by_fs: dict[int, list] = {}
+    for path, need in needs.items():
+        existing = path
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        st = os.statvfs(existing)
+        entry = by_fs.setdefault(os.stat(existing).st_dev,
+                                 [path, 0, st.f_bavail * st.f_frsize])
+        entry[1] += need
+        if path == temp or path.startswith(temp.rstrip('/') + '/'):
+            entry[0] = temp
+    for path, need, free in by_fs.values():
+        if need > free:
+            raise exception.InsufficientSpace(
+                path=path, guest=job.guest.name, need=_human(need),
+                free=_human(free),
+                option=('[snapshot] temp_directory' if path == temp
+                        else 'the image store'))
+
+
+def _human(size: int) -> str:
+    for unit in ('bytes', 'KiB', 'MiB', 'GiB'):
+        if size < 1024 or unit == 'GiB':
+            return ('%d %s' % (size, unit) if unit == 'bytes'
+                    else '%.1f %s' % (size, unit))
+        size /= 1024
+    return str(size)
 
 
 def _check_traversable(path: str) -> None:

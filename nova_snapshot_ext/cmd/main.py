@@ -23,15 +23,19 @@
         [--json]
     nova-snapshot-ext gc [--dry-run] [--store STORE] [--min-age SECONDS]
         [--json]
+    nova-snapshot-ext recover [--dry-run] [--connect URI] [--json]
 
-Exit status: 0 done, 1 the snapshot (or a gc action) failed (one line on
-stderr says why), 2 bad usage.
+Exit status: 0 done, 1 the snapshot (or a gc or recover action) failed
+(one line on stderr says why), 2 bad usage, 130 and 143 cancelled by
+SIGINT and SIGTERM (what the snapshot had made is undone).
 """
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+import contextlib
 import json
 import logging as std_logging
+import signal
 import sys
 from typing import TextIO
 
@@ -39,12 +43,14 @@ import libvirt
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from nova_snapshot_ext import cancel as cancel_mod
 from nova_snapshot_ext.cmd import progress as progress_mod
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import explain
 from nova_snapshot_ext import gc as gc_mod
 from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext import recovery
 from nova_snapshot_ext import snapshot
 from nova_snapshot_ext.stores import base as store_base
 
@@ -66,6 +72,17 @@ def _property(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(
             'expected KEY=VALUE, got %r' % text)
     return key.strip(), value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            'expected a number of seconds above 0, got %r' % text)
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help='fill this existing queued image record '
                            'instead of creating one')
     snap.add_argument('--quiesce', choices=('never', 'auto', 'required'))
+    snap.add_argument('--timeout', type=_seconds, metavar='SECONDS',
+                      help='cancel the snapshot (undoing what it made) '
+                           'after this many seconds (default: [snapshot] '
+                           'timeout)')
 
     check = sub.add_parser('check', help='host facts, and the method a '
                                          'snapshot of each guest would use')
@@ -126,8 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help='treat unfinished snapshots older than this as '
                          'interrupted (default: [snapshot_rbd] gc_min_age)')
 
+    rec = sub.add_parser(
+        'recover', help='finish or undo what interrupted snapshots left '
+                        '(block jobs, managed saves, definitions, files, '
+                        'queued images, Ceph snapshots and clones)')
+    rec.add_argument('--dry-run', action='store_true',
+                     help='only list what would be done')
+
     # Global options may also follow the subcommand.
-    for p in (snap, check, gc):
+    for p in (snap, check, gc, rec):
         p.add_argument('--config-file', action='append',
                        dest='sub_config_file', default=[], metavar='F',
                        help=argparse.SUPPRESS)
@@ -163,6 +191,10 @@ def _setup(parser: argparse.ArgumentParser,
     logging.setup(conf, 'nova-snapshot-ext')
     if not (args.verbose or args.debug):
         std_logging.getLogger().setLevel(std_logging.WARNING)
+        # NOTE: keystoneauth warns at each retry of a connection, in
+        # lines of hundreds of characters; the command says once, in its
+        # own error, that the store could not be reached.
+        std_logging.getLogger('keystoneauth').setLevel(std_logging.ERROR)
     connect = args.sub_connect or args.connect
     if connect:
         conf.set_override('connection_uri', connect,
@@ -183,14 +215,48 @@ def _summary(result: snapshot.SnapshotResult) -> str:
                'reason': result.reason})
 
 
+#: Exit status of a command cancelled by a signal (128 + its number).
+SIGNAL_EXIT = {'SIGINT': 130, 'SIGTERM': 143}
+
+
+@contextlib.contextmanager
+def _cancel_on_signals(cancel: cancel_mod.Cancel) -> Iterator[None]:
+    """SIGINT and SIGTERM ask ``cancel`` to stop the snapshot at its next
+    safe point (see :mod:`nova_snapshot_ext.cancel`); the handler itself
+    never raises, so that no undo is cut short.
+    """
+    def handler(signum: int, frame: object) -> None:
+        cancel.request(signal.Signals(signum).name)
+
+    old = {sig: signal.signal(sig, handler)
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
 def cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
+    conf = nse_conf.CONF
     request = snapshot.SnapshotRequest(
         guest=args.domain, name=args.name, method=args.method,
         image_format=args.image_format, store=args.store,
         quiesce=args.quiesce, image_id=args.image_id,
         metadata=dict(args.properties))
-    with progress_mod.bar(sys.stderr) as report:
-        result = snapshot.take_snapshot(request, progress=report)
+    snapshot.validate_properties(request.metadata)
+    if args.timeout:
+        cancel = cancel_mod.Cancel(args.timeout, '--timeout')
+    else:
+        cancel = cancel_mod.Cancel(conf.snapshot.timeout)
+    try:
+        with _cancel_on_signals(cancel), \
+                progress_mod.bar(sys.stderr) as report:
+            result = snapshot.take_snapshot(request, progress=report,
+                                            cancel=cancel, host_slots=True)
+    except exception.SnapshotCancelled as e:
+        sys.stderr.write('%s: error: %s\n' % (PROG, e))
+        return SIGNAL_EXIT.get(cancel.reason or '', 1)
     if args.json or args.sub_json:
         json.dump(result.as_dict(), out, sort_keys=True)
         out.write('\n')
@@ -252,7 +318,28 @@ def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if failed else 0
 
 
-COMMANDS = {'snapshot': cmd_snapshot, 'check': cmd_check, 'gc': cmd_gc}
+def cmd_recover(args: argparse.Namespace, out: TextIO) -> int:
+    conf = nse_conf.CONF
+    connect = args.sub_connect or args.connect
+    actions = recovery.recover(conf, dry_run=args.dry_run, uri=connect)
+    failed = [a for a in actions if a.error]
+    if args.json or args.sub_json:
+        json.dump({'dry_run': args.dry_run,
+                   'actions': [a.as_dict() for a in actions]}, out,
+                  sort_keys=True)
+        out.write('\n')
+    else:
+        for a in actions:
+            out.write(a.line(args.dry_run) + '\n')
+        if not actions:
+            out.write('nothing to do\n')
+    for a in failed:
+        sys.stderr.write('%s: error: %s\n' % (PROG, a.line()))
+    return 1 if failed else 0
+
+
+COMMANDS = {'snapshot': cmd_snapshot, 'check': cmd_check, 'gc': cmd_gc,
+            'recover': cmd_recover}
 
 
 def _quiet_libvirt(ctx: object, error: object) -> None:

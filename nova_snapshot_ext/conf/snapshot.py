@@ -26,8 +26,9 @@ files, locks and, with the file store, the images.
 
 Related options:
 
-* ``[snapshot] temp_directory``, ``[snapshot_file_store] directory`` and
-  ``[oslo_concurrency] lock_path`` default to directories below it.
+* ``[snapshot] temp_directory``, ``lock_path``, ``journal_directory``,
+  ``[snapshot_file_store] directory`` and ``[oslo_concurrency] lock_path``
+  default to directories below it.
 """),
 ]
 
@@ -122,6 +123,57 @@ before the snapshot is abandoned (the guest is left as it was).
         default=0.05,
         min=0.01,
         help='Seconds between two checks of a running block copy job.'),
+    cfg.StrOpt(
+        'lock_path',
+        default='$state_path/locks',
+        help="""
+Directory of the per-guest lock files (``snapshot-<domain uuid>``) and of
+the host-wide snapshot slots. Only one snapshot of a guest runs at a time
+among the processes that use the same directory: give nova-compute and
+the command line the same one.
+
+In nova-compute the default is the command line's default,
+``/var/lib/nova-snapshot-ext/locks``, not below Nova's ``state_path``.
+
+Related options:
+
+* ``journal_directory``, ``max_concurrent``
+"""),
+    cfg.StrOpt(
+        'journal_directory',
+        default='$state_path/snapshots',
+        help="""
+Directory of the journals of snapshots in progress: one small file per
+snapshot, listing what it made outside the process (temporary files, the
+block job, the saved domain XML, a managed save, a freeze, the image record,
+Ceph snapshots and clones), so that ``nova-snapshot-ext recover`` (and
+nova-compute when it starts) can finish or undo what a killed snapshot left.
+Give nova-compute and the command line the same one.
+
+In nova-compute the default is the command line's default,
+``/var/lib/nova-snapshot-ext/snapshots``, not below Nova's ``state_path``.
+"""),
+    cfg.IntOpt(
+        'max_concurrent',
+        default=5,
+        min=0,
+        help="""
+Maximum number of snapshots the command line takes at the same time on
+this host (among processes that share ``lock_path``); more wait, saying
+so. 0 means no limit. nova-compute uses Nova's own
+``[DEFAULT] max_concurrent_snapshots`` instead.
+"""),
+    cfg.IntOpt(
+        'timeout',
+        default=0,
+        min=0,
+        help="""
+Seconds after which a snapshot is cancelled, the guest left as it was and
+what it made undone; 0 means no limit. The command line's ``--timeout``
+overrides it. The limit is checked between steps and as the copy, the
+conversion and the upload progress; one libvirt or storage call that hangs
+is not interrupted.
+"""),
 ]
 
 

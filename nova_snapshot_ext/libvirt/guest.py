@@ -57,6 +57,9 @@ class Disk:
     path: str
     format: str
     protocol: str | None = None
+    #: The encryption format (``luks``, ...) of an encrypted disk; None
+    #: when the domain XML declares no encryption.
+    encryption: str | None = None
 
 
 def translate(error: libvirt.libvirtError, guest: str, action: str,
@@ -103,6 +106,10 @@ class Guest:
     def power_state(self) -> str:
         state, _reason = self._call('read the state of', self.dom.state)
         return _STATES.get(state, 'unknown')
+
+    def is_active(self) -> bool:
+        """Whether the domain runs (or is paused)."""
+        return bool(self._is_active())
 
     def is_persistent(self) -> bool:
         return bool(self._call('inspect', self.dom.isPersistent))
@@ -157,8 +164,15 @@ class Guest:
             raise exception.UnsupportedDisk(
                 guest=self.name,
                 reason='disks of type %r are not supported' % kind)
+        # NOTE: libvirt accepts <encryption> in <disk> (older) and in
+        # <source> (since 6.4); either makes QEMU decrypt the disk.
+        enc = disk.find('encryption')
+        if enc is None:
+            enc = source.find('encryption')
         return Disk(target=target.get('dev'), source_type=kind, path=path,
-                    format=fmt, protocol=source.get('protocol'))
+                    format=fmt, protocol=source.get('protocol'),
+                    encryption=(enc.get('format') or 'unknown'
+                                if enc is not None else None))
 
     # -- block copy ----------------------------------------------------
     def block_job(self, dev: str) -> dict[str, int] | None:
@@ -239,6 +253,24 @@ class Guest:
                 return mirror is not None and mirror.get('ready') == 'yes'
         return False
 
+    def mirror_dest(self, dev: str) -> str | None:
+        """The file the block job of ``dev`` mirrors into, as the live
+        domain XML shows it; None when there is no mirror.
+        """
+        root = ET.fromstring(self.xml())
+        for disk in root.findall('./devices/disk'):
+            target = disk.find('target')
+            if target is None or target.get('dev') != dev:
+                continue
+            mirror = disk.find('mirror')
+            if mirror is None:
+                return None
+            source = mirror.find('source')
+            if source is not None and source.get('file'):
+                return source.get('file')
+            return mirror.get('file')
+        return None
+
     def wait_copy_ready(self, dev: str, timeout: float, interval: float,
                         progress: Callable[[float], None] | None = None
                         ) -> None:
@@ -260,6 +292,20 @@ class Guest:
         this moment and the guest keeps using its own disk.
         """
         self._call('stop the block copy of', self.dom.blockJobAbort, dev, 0)
+
+    def wait_no_job(self, timeout: float, interval: float = 0.5) -> bool:
+        """Wait for the domain's job (a save, a migration, ...) to end,
+        e.g. one its client started and did not see through.
+
+        :returns: whether no job runs.
+        """
+        def idle() -> bool:
+            try:
+                return self.dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE
+            except libvirt.libvirtError:
+                return True
+
+        return retry.poll(idle, bool, timeout=timeout, interval=interval)
 
     # -- definition ----------------------------------------------------
     def undefine_keep_running(self) -> None:

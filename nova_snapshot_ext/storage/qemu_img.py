@@ -150,7 +150,14 @@ def convert(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
         # NOTE: processutils calls this right after starting qemu-img and
         # before it collects the output, so reading the progress here
         # leaves nothing for communicate() but the exit status.
-        _read_progress(proc.stdout.fileno(), progress)
+        try:
+            _read_progress(proc.stdout.fileno(), progress)
+        except BaseException:
+            # NOTE: the progress callback stopped the snapshot (it was
+            # cancelled): qemu-img must not go on writing.
+            proc.kill()
+            proc.communicate()
+            raise
 
     LOG.debug('Converting %(src)s (%(sf)s) to %(dst)s (%(df)s)',
               {'src': src, 'sf': src_fmt, 'dst': dst, 'df': dst_fmt})

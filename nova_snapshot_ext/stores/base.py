@@ -29,8 +29,10 @@ import tempfile
 from typing import Any
 
 from oslo_config import cfg
+from oslo_utils import uuidutils
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
 from nova_snapshot_ext import plugins
 
 NAMESPACE = 'nova_snapshot_ext.image_stores'
@@ -124,14 +126,19 @@ class UploadedImage(PendingImage):
         self.meta = meta
         self.workdir = workdir
         self.tmpdir: str | None = None
+        self._tmp_step: journal.Step | None = None
 
     @property
     def path(self) -> str:
         if self.tmpdir is None:
-            if self.workdir:
-                os.makedirs(self.workdir, exist_ok=True)
-            self.tmpdir = tempfile.mkdtemp(prefix=self.TMP_PREFIX,
-                                           dir=self.workdir)
+            workdir = self.workdir or tempfile.gettempdir()
+            os.makedirs(workdir, exist_ok=True)
+            tmpdir = os.path.join(workdir, self.TMP_PREFIX +
+                                  uuidutils.generate_uuid(dashed=False))
+            self._tmp_step = journal.current().add(journal.TEMP_DIR,
+                                                   path=tmpdir)
+            os.mkdir(tmpdir, 0o700)
+            self.tmpdir = tmpdir
         return os.path.join(self.tmpdir, 'image.%s' % self.meta.disk_format)
 
     def remove_file(self) -> None:
@@ -139,6 +146,7 @@ class UploadedImage(PendingImage):
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             self.tmpdir = None
+            journal.current().done(self._tmp_step)
 
 
 class ImageStore(metaclass=abc.ABCMeta):
@@ -151,6 +159,9 @@ class ImageStore(metaclass=abc.ABCMeta):
     #: The store can register an image whose data already exists in
     #: shared storage (see :meth:`PendingImage.add_location`).
     SUPPORTS_LOCATION = False
+    #: ``recover`` can reach the store again from its spec alone, to undo
+    #: what a killed snapshot left in it (a record it created).
+    RECOVERABLE = True
 
     def __init__(self, conf: cfg.ConfigOpts, spec: str) -> None:
         self.conf = conf
@@ -202,6 +213,12 @@ class ImageStore(metaclass=abc.ABCMeta):
         that the store shows; none when it shows none.
         """
         return []
+
+    def sees_all_images(self) -> bool:
+        """Whether the store shows every image to these credentials, so
+        that an image it does not show does not exist.
+        """
+        return False
 
     def image_status(self, image_id: str) -> str | None:
         """The status of image ``image_id`` (``queued``, ``active``, ...);

@@ -40,6 +40,7 @@ from oslo_log import log as logging
 from oslo_utils import uuidutils
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base
 
@@ -72,6 +73,8 @@ class FilePendingImage(base.PendingImage):
         self.partial = os.path.join(store.directory,
                                     '.%s%s' % (image_id, PARTIAL_SUFFIX))
         self.final = os.path.join(store.directory, image_id)
+        self._step = journal.current().add(journal.STORE_PARTIAL,
+                                           path=self.partial)
         os.mkdir(self.partial, 0o755)
         self.path = os.path.join(self.partial, store.image_file(meta))
 
@@ -124,12 +127,14 @@ class FilePendingImage(base.PendingImage):
         _fsync_dir(self.partial)
         os.rename(self.partial, self.final)
         _fsync_dir(self.store.directory)
+        journal.current().done(self._step)
         LOG.info('Image %(id)s stored in %(dir)s',
                  {'id': stored.id, 'dir': self.final})
         return stored
 
     def abort(self) -> None:
         shutil.rmtree(self.partial, ignore_errors=True)
+        journal.current().done(self._step)
 
 
 class FileStore(base.ImageStore):

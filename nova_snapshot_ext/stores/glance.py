@@ -287,6 +287,23 @@ class GlanceAPI(image_api.ImageAPI):
                 return None
         return list((body or {}).get('stores') or ())
 
+    def sees_all_images(self) -> bool:
+        """A Glance without Keystone serves every request as an admin;
+        with Keystone, only a token with the admin role sees every
+        project's images.
+        """
+        session, _kwargs = self._connection()
+        auth = session.auth
+        if auth is None or isinstance(auth, noauth.NoAuth):
+            return True
+        get_access = getattr(auth, 'get_access', None)
+        if get_access is None:
+            # NOTE: e.g. a bare token: its roles are unknown.
+            return False
+        with self._errors():
+            access = get_access(session)
+        return 'admin' in (access.role_names or ())
+
     def image_url(self, image_id: str) -> str:
         adapter = self.adapter()
         with self._errors():

@@ -36,6 +36,7 @@ from oslo_utils import uuidutils
 
 from nova_snapshot_ext.conf import glance as glance_conf
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
 from nova_snapshot_ext import retry
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base
@@ -128,6 +129,10 @@ class ImageAPI(metaclass=abc.ABCMeta):
     def stores_detail(self) -> list[dict[str, Any]] | None:
         """As :meth:`base.ImageStore.stores_detail` says."""
 
+    def sees_all_images(self) -> bool:
+        """Whether these credentials see every image (admin)."""
+        return False
+
     @abc.abstractmethod
     def image_url(self, image_id: str) -> str:
         """How a result names the image: a URL where the API has one."""
@@ -154,10 +159,17 @@ class APIPendingImage(base.UploadedImage):
         self.record: dict[str, Any] = {}
         #: The record abort() deletes.
         self._owned: str | None = None
+        self._record_step: journal.Step | None = None
         try:
             if image_id is None:
+                # NOTE: the id is chosen here, so that the journal names
+                # the record before it exists.
+                new_id = uuidutils.generate_uuid()
+                self._record_step = journal.current().add(
+                    journal.GLANCE_IMAGE, id=new_id,
+                    store=store.spec if store.RECOVERABLE else None)
                 self.record = self.api.create(
-                    dict(self._wanted(), name=meta.name))
+                    dict(self._wanted(), name=meta.name, id=new_id))
                 LOG.info('Created image %(id)s (%(name)s) in %(store)s',
                          {'id': self.record['id'], 'name': meta.name,
                           'store': store})
@@ -197,6 +209,7 @@ class APIPendingImage(base.UploadedImage):
         except BaseException:
             self.abort()
             raise
+        journal.current().done(self._record_step)
         # NOTE: the local file was only the upload's source.
         self.remove_file()
         return stored
@@ -270,8 +283,10 @@ class APIPendingImage(base.UploadedImage):
         image_id = self.image_id
         assert image_id is not None
         self._update(image_id)
-        self.api.add_location(image_id, url, store_id)
+        with journal.current().step(journal.LOCATION, id=image_id, url=url):
+            self.api.add_location(image_id, url, store_id)
         image = self.store.wait_active(image_id)
+        journal.current().done(self._record_step)
         size = int(image.get('size') or 0)
         return base.StoredImage(
             id=image_id, location=url, disk_format=self.meta.disk_format,
@@ -281,8 +296,8 @@ class APIPendingImage(base.UploadedImage):
     def abort(self) -> None:
         self.remove_file()
         image_id, self._owned = self._owned, None
-        if image_id is not None:
-            self.store.delete_failed(image_id)
+        if image_id is not None and self.store.delete_failed(image_id):
+            journal.current().done(self._record_step)
 
 
 class APIImageStore(base.ImageStore):
@@ -338,6 +353,9 @@ class APIImageStore(base.ImageStore):
     def stores_detail(self) -> list[dict[str, Any]] | None:
         return self.api.stores_detail()
 
+    def sees_all_images(self) -> bool:
+        return self.api.sees_all_images()
+
     def wait_active(self, image_id: str) -> dict[str, Any]:
         """The image once it is active; StoreWriteFailed when it is not
         within ``[snapshot_glance] active_timeout`` seconds.
@@ -354,16 +372,21 @@ class APIImageStore(base.ImageStore):
             store=self, reason='image %s is %s after the upload' % (
                 image_id, status))
 
-    def delete_failed(self, image_id: str) -> None:
+    def delete_failed(self, image_id: str) -> bool:
         """Delete an image whose snapshot failed, waiting a while for a
         Glance that went away to come back. Logs, never raises.
+
+        :returns: whether the image is gone.
         """
         try:
             retry.call(self.delete, image_id, on=exception.StoreUnavailable,
                        timeout=CLEANUP_TIMEOUT, interval=0.25, max_interval=4)
             LOG.info('Deleted image %(id)s from %(store)s after the '
                      'failure', {'id': image_id, 'store': self})
+            return True
         except exception.SnapshotError as e:
             LOG.error('Could not delete image %(id)s from %(store)s: '
                       '%(err)s. Delete it with "openstack image delete '
-                      '%(id)s".', {'id': image_id, 'store': self, 'err': e})
+                      '%(id)s" or run "nova-snapshot-ext recover".',
+                      {'id': image_id, 'store': self, 'err': e})
+            return False

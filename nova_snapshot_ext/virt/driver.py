@@ -47,8 +47,16 @@ Long Ceph calls (a flatten can take minutes) run through Nova's
 and the service keeps answering; in threading mode they run as they are.
 The backends, and their Ceph connection, are kept from the first snapshot
 until ``cleanup_host``.
+
+``init_host`` recovers what snapshots killed with an earlier nova-compute
+left (as ``nova-snapshot-ext recover`` does). The per-guest locks and the
+journals are in ``[snapshot] lock_path`` and ``journal_directory``, by
+default the command line's, so that the command line and nova-compute
+never snapshot one guest at the same time and each recovers the other's
+interrupted snapshots.
 """
 
+import os
 import threading
 from typing import Any
 
@@ -67,6 +75,7 @@ from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext import model
+from nova_snapshot_ext import recovery
 from nova_snapshot_ext import snapshot as snapshot_mod
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.virt import image_store
@@ -107,6 +116,15 @@ def engine_conf(nova: cfg.ConfigOpts, uri: str) -> cfg.ConfigOpts:
     default('snapshot_rbd', 'ceph_conf',
             nova.libvirt.images_rbd_ceph_conf or None)
     default('snapshot_rbd', 'user', nova.libvirt.rbd_user or None)
+    # NOTE: the locks and journals are shared with the command line, so
+    # their defaults are the command line's (below its state_path), not
+    # below Nova's state_path.
+    cli_state = nse_conf.default_of('DEFAULT', 'state_path')
+    nova.set_default('lock_path', os.path.join(cli_state, 'locks'),
+                     group='snapshot')
+    nova.set_default('journal_directory', os.path.join(cli_state,
+                                                       'snapshots'),
+                     group='snapshot')
     return nova
 
 
@@ -191,6 +209,28 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
             self._nse_backends = backend_base.Backends(
                 self.nse_conf, wrap=nova_utils.tpool_wrap)
         return self._nse_backends
+
+    def init_host(self, host: str) -> None:
+        super().init_host(host)
+        self.nse_recover()
+
+    def nse_recover(self) -> None:
+        """Put right what snapshots killed with an earlier nova-compute
+        left (``nova-snapshot-ext recover``). Logs, never raises: the
+        service starts whatever it finds.
+        """
+        try:
+            actions = recovery.recover(self.nse_conf, host=self.nse_host,
+                                       backends=self.nse_backends)
+        except Exception:  # noqa: B902 - the service must start
+            LOG.exception('Could not recover interrupted snapshots; run '
+                          '"nova-snapshot-ext recover"')
+            return
+        for action in actions:
+            if action.error:
+                LOG.error('Snapshot recovery: %s', action.line())
+            elif action.verb not in recovery.QUIET:
+                LOG.warning('Snapshot recovery: %s', action.line())
 
     def cleanup_host(self, host: str) -> None:
         if self._nse_backends is not None:

@@ -176,6 +176,10 @@ class NovaImageStore(api_mod.APIImageStore):
     :param container_format: of the instance's image, as Nova keeps it.
     """
 
+    #: Nova's image API needs a request's context: recovery cannot reach
+    #: it (nor needs to: the compute manager owns the record).
+    RECOVERABLE = False
+
     def __init__(self, conf: cfg.ConfigOpts, image_api: Any, context: Any,
                  container_format: str = 'bare') -> None:
         super().__init__(conf, 'glance', NovaImageAPI(image_api, context))

@@ -251,7 +251,7 @@ with lockutils.lock(sys.argv[1], external=True, lock_path=sys.argv[2]):
 def test_one_snapshot_per_guest(conf, qcow2_guest):
     # Another process (another CLI run, or nova-compute) snapshots the
     # same guest: it holds the guest's lock.
-    lock_path = conf.oslo_concurrency.lock_path
+    lock_path = conf.snapshot.lock_path
     os.makedirs(lock_path, exist_ok=True)
     other = subprocess.Popen(
         [sys.executable, '-c', HOLD_LOCK,

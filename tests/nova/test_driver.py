@@ -146,6 +146,8 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.flags(lock_path=os.path.join(self.workdir, 'locks'),
                    group='oslo_concurrency')
         self.flags(temp_directory=os.path.join(self.workdir, 'tmp'),
+                   lock_path=os.path.join(self.workdir, 'locks'),
+                   journal_directory=os.path.join(self.workdir, 'journal'),
                    group='snapshot')
         self.guests = []
         self.addCleanup(self._remove_guests)

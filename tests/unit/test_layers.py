@@ -29,7 +29,7 @@ PKG = 'nova_snapshot_ext'
 #: Layers, lowest first; a module may import its own layer and below.
 #: The longest matching prefix decides a module's layer.
 LAYERS = [
-    ('exception', 'retry', 'plugins', 'conf'),
+    ('exception', 'retry', 'plugins', 'conf', 'journal', 'cancel', 'locks'),
     ('storage', 'libvirt.guest'),
     ('libvirt.host', 'stores.base'),
     ('stores',),
@@ -38,7 +38,7 @@ LAYERS = [
     ('backends.base',),
     ('backends',),
     ('backends.qcow2', 'backends.raw'),
-    ('snapshot', 'explain', 'gc'),
+    ('snapshot', 'explain', 'gc', 'recovery'),
     ('cmd', 'virt'),
 ]
 

@@ -1,0 +1,112 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Locks shared by every process of the host that snapshots guests.
+
+* :func:`guest_lock`: one snapshot (or recovery) of a guest at a time, in
+  ``[snapshot] lock_path``, the same directory for nova-compute and the
+  command line;
+* :func:`host_slot`: at most ``[snapshot] max_concurrent`` snapshots of the
+  command line at a time on the host.
+
+Both are file locks (``fcntl``): the kernel releases them when their
+process dies, however it dies.
+"""
+
+from collections.abc import Callable, Iterator
+import contextlib
+import os
+
+from oslo_concurrency import lockutils
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from nova_snapshot_ext import exception
+from nova_snapshot_ext import retry
+
+LOG = logging.getLogger(__name__)
+
+#: Seconds between two tries for a free slot.
+SLOT_INTERVAL = 0.5
+
+
+def lock_path(conf: cfg.ConfigOpts) -> str:
+    """``[snapshot] lock_path``, created if missing."""
+    path = conf.snapshot.lock_path
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise exception.InvalidInput(
+            reason='cannot create the lock directory %s ([snapshot] '
+                   'lock_path): %s' % (path, e.strerror or e))
+    return path
+
+
+def guest_lock_name(guest_uuid: str) -> str:
+    return 'snapshot-%s' % guest_uuid
+
+
+@contextlib.contextmanager
+def guest_lock(conf: cfg.ConfigOpts, guest_uuid: str,
+               guest_name: str) -> Iterator[None]:
+    """Hold the guest's lock for the block, without waiting.
+
+    :raises SnapshotInProgress: another process (or thread) holds it.
+    """
+    try:
+        with lockutils.lock(guest_lock_name(guest_uuid), external=True,
+                            lock_path=lock_path(conf), blocking=False):
+            yield
+    except lockutils.AcquireLockFailedException:
+        raise exception.SnapshotInProgress(guest=guest_name)
+
+
+@contextlib.contextmanager
+def host_slot(conf: cfg.ConfigOpts,
+              check: Callable[[], None] | None = None) -> Iterator[None]:
+    """One of ``[snapshot] max_concurrent`` host-wide slots for the block,
+    waiting for one as long as it takes (saying so once).
+
+    :param check: called while waiting; raises to stop waiting
+        (cancellation, a deadline).
+    """
+    count = conf.snapshot.max_concurrent
+    if not count:
+        yield
+        return
+    path = lock_path(conf)
+    slots = [lockutils.external_lock('snapshot-slot-%d' % i,
+                                     lock_path=path) for i in range(count)]
+    said = []
+
+    def take() -> object | None:
+        if check is not None:
+            check()
+        for slot in slots:
+            if slot.acquire(blocking=False):
+                return slot
+        if not said:
+            said.append(True)
+            LOG.warning('Waiting: %(n)d snapshots are running on this host '
+                        '([snapshot] max_concurrent = %(n)d)', {'n': count})
+        return None
+
+    held = retry.poll(take, lambda s: s is not None, timeout=float('inf'),
+                      interval=SLOT_INTERVAL)
+    if said:
+        LOG.info('A snapshot slot is free; going on')
+    try:
+        yield
+    finally:
+        held.release()

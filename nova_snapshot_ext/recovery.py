@@ -1,0 +1,491 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-snapshot-ext recover``: put right what killed snapshots left.
+
+It reads every journal (:mod:`nova_snapshot_ext.journal`) and, for each
+step not done, newest first, looks at what is there now and undoes only
+what the step names:
+
+* ``block_job``: aborts the disk's block job if it mirrors into the
+  journaled delta (a job of anyone else is left alone);
+* ``freeze``: thaws the guest's filesystems;
+* ``managed_save``: starts the guest from its managed save, back in the
+  journaled state (a guest without a managed save is left alone);
+* ``domain_xml``: defines the domain again from the journaled XML if it is
+  transient or gone;
+* ``temp_dir``, ``store_partial``: removes the directory;
+* ``glance_image``: deletes the record the snapshot created, if it is
+  still queued or saving;
+* ``rbd_clone``, ``rbd_snap``: hands them to :mod:`nova_snapshot_ext.gc`,
+  which removes them, unless a location was registered (the clone may be
+  Glance's image): then gc decides from Glance's status.
+
+Each look is made again on every run, so recovery is idempotent; a step
+is marked done once handled, and the journal removed once every step is.
+A step of a kind this release does not know is reported and its journal
+kept.
+
+Which journals: a journal whose owner (pid and process start time) still
+runs is skipped, and so is one whose guest's lock
+(:func:`nova_snapshot_ext.locks.guest_lock`) another process holds.
+"""
+
+from collections.abc import Callable
+import dataclasses
+import os
+import shutil
+import time
+from typing import Any
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from nova_snapshot_ext.backends import base as backend_base
+from nova_snapshot_ext.backends import steps as steps_mod
+from nova_snapshot_ext import exception
+from nova_snapshot_ext import gc as gc_mod
+from nova_snapshot_ext import journal
+from nova_snapshot_ext.libvirt import guest as guest_mod
+from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext import locks
+from nova_snapshot_ext.stores import base as store_base
+
+LOG = logging.getLogger(__name__)
+
+#: Verbs of actions.
+NOTHING, SKIP, KEEP, UNKNOWN, REMOVE_JOURNAL = (
+    'nothing to do', 'skip', 'keep', 'unknown step', 'remove journal')
+#: Verbs that change nothing and are not worth a warning.
+QUIET = (NOTHING, SKIP, REMOVE_JOURNAL)
+#: Seconds to wait for a libvirt job (a save) a killed client left.
+DOMAIN_JOB_WAIT = 120
+#: Name prefixes of the temporary directories a snapshot makes.
+TEMP_PREFIXES = (steps_mod.TEMP_PREFIX, 'glance-', 'image-')
+#: Seconds after which a journal's own temporary file is stale.
+STALE_TMP = 60
+
+
+@dataclasses.dataclass
+class Action:
+    """One thing recovery did (or, in a dry run, would do)."""
+
+    journal: str
+    guest: str
+    verb: str
+    target: str
+    detail: str = ''
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def line(self, dry_run: bool = False) -> str:
+        verb = self.verb
+        if self.error:
+            verb = 'FAILED to ' + verb
+        elif dry_run and verb not in (NOTHING, SKIP, KEEP, UNKNOWN):
+            verb = 'would ' + verb
+        text = '%s: %s %s' % (self.guest or '?', verb, self.target)
+        if self.detail:
+            text += ': ' + self.detail
+        if self.error:
+            text += ' (%s)' % self.error
+        return text
+
+
+class _NeverRegistered:
+    """The store gc asks about clones whose location was never
+    registered: Glance has no image of their data, for certain.
+    """
+
+    def sees_all_images(self) -> bool:
+        return True
+
+    def image_status(self, image_id: str) -> None:
+        return None
+
+
+class _Recovery:
+    """Recovery of one journal."""
+
+    def __init__(self, conf: cfg.ConfigOpts, j: journal.Journal,
+                 host: host_mod.Host, dry_run: bool,
+                 backends: backend_base.Backends | None) -> None:
+        self.conf = conf
+        self.j = j
+        self.host = host
+        self.dry_run = dry_run
+        self.backends = backends
+        self.actions: list[Action] = []
+        self._guest: guest_mod.Guest | None = None
+        self._looked_up = False
+        self._store: store_base.ImageStore | None = None
+        self._collector: gc_mod.Collector | None = None
+        self._own_driver: Any = None
+
+    # -- helpers -------------------------------------------------------
+    def act(self, verb: str, target: str, detail: str = '',
+            run: Callable[[], Any] | None = None) -> None:
+        action = Action(self.j.id, self.j.guest_name or '', verb, target,
+                        detail)
+        self.actions.append(action)
+        if run is None or self.dry_run:
+            return
+        try:
+            run()
+            LOG.info('recover: %s', action.line())
+        except exception.SnapshotError as e:
+            action.error = e.message
+            LOG.error('recover: %s', action.line())
+
+    def guest(self) -> guest_mod.Guest | None:
+        if not self._looked_up:
+            self._looked_up = True
+            try:
+                self._guest = self.host.get_guest(self.j.guest_uuid or '')
+            except exception.GuestNotFound:
+                self._guest = None
+            if self._guest is not None and not self.dry_run:
+                # NOTE: a save the killed client asked for goes on in
+                # libvirtd; look at the guest once it is over.
+                self._guest.wait_no_job(DOMAIN_JOB_WAIT)
+        return self._guest
+
+    def active_guest(self) -> guest_mod.Guest | None:
+        g = self.guest()
+        if g is None or not g.is_active():
+            return None
+        return g
+
+    def has_location(self) -> bool:
+        return any(s.kind == journal.LOCATION for s in self.j.steps)
+
+    # -- the run -------------------------------------------------------
+    def run(self) -> None:
+        failed = unknown = False
+        for step in reversed(self.j.steps):
+            if step.done or step.kind in journal.MARKERS:
+                continue
+            handler = HANDLERS.get(step.kind)
+            if handler is None:
+                unknown = True
+                self.act(UNKNOWN, step.kind, 'not known to this release, '
+                         'left as it is: %s' % _short(step.data))
+                continue
+            before = len(self.actions)
+            try:
+                handler(self, step)
+            except exception.SnapshotError as e:
+                self.actions.append(Action(
+                    self.j.id, self.j.guest_name or '', 'recover',
+                    step.kind, _short(step.data), error=e.message))
+            errors = any(a.error for a in self.actions[before:])
+            failed = failed or errors
+            if not errors and not self.dry_run:
+                self.j.done(step)
+        self.close()
+        if failed or unknown:
+            self.act(KEEP, 'journal %s' % self.j.path,
+                     'run recover again once the errors above are dealt '
+                     'with' if failed else 'a newer release may know it')
+            return
+        self.act(REMOVE_JOURNAL, self.j.path, run=self.j.remove)
+
+    def close(self) -> None:
+        if self._own_driver is not None:
+            self._own_driver.close()
+            self._own_driver = None
+
+    # -- stores and Ceph -----------------------------------------------
+    def store(self, spec: str | None) -> store_base.ImageStore | None:
+        if not spec:
+            return None
+        if self._store is None or self._store.spec != spec:
+            self._store = store_base.load(self.conf, spec)
+        return self._store
+
+    def collector(self) -> gc_mod.Collector:
+        if self._collector is None:
+            driver = None
+            if self.backends is not None:
+                driver = getattr(self.backends.get('rbd'), 'driver', None)
+            if driver is None:
+                from nova_snapshot_ext.storage import rbd as rbd_storage
+                driver = self._own_driver = rbd_storage.RBDDriver(self.conf)
+            store: Any = _NeverRegistered()
+            if self.has_location():
+                store = self.store(self.j.header.get('store'))
+                if store is None:
+                    raise exception.InvalidInput(
+                        reason='a location was registered and the store '
+                               'cannot be reached from here; run '
+                               '"nova-snapshot-ext gc"')
+            self._collector = gc_mod.Collector(self.conf, driver, store,
+                                               min_age=0)
+        return self._collector
+
+    def gc_actions(self, actions: list[gc_mod.Action]) -> None:
+        for a in actions:
+            self.act(a.verb, a.target, a.reason, run=a.run)
+
+
+def _short(data: dict[str, Any]) -> str:
+    text = ', '.join('%s=%s' % (k, v) for k, v in sorted(data.items())
+                     if k != 'xml')
+    return text[:200]
+
+
+# -- one handler per kind of step -----------------------------------------
+def _temp_dir(r: _Recovery, step: journal.Step) -> None:
+    _remove_dir(r, step, TEMP_PREFIXES, 'temporary directory')
+
+
+def _store_partial(r: _Recovery, step: journal.Step) -> None:
+    _remove_dir(r, step, None, 'partial image')
+
+
+def _remove_dir(r: _Recovery, step: journal.Step,
+                prefixes: tuple[str, ...] | None, what: str) -> None:
+    path = str(step.data.get('path') or '')
+    base = os.path.basename(path.rstrip('/'))
+    ours = (base.startswith(prefixes) if prefixes else
+            base.startswith('.') and base.endswith('.partial'))
+    if not os.path.isabs(path) or not ours:
+        r.act(KEEP, path or '(no path)', 'not a %s of ours' % what)
+        return
+    if not os.path.lexists(path):
+        r.act(NOTHING, path, 'already gone')
+        return
+    r.act('remove', path, what,
+          run=lambda: shutil.rmtree(path, ignore_errors=True))
+
+
+def _glance_image(r: _Recovery, step: journal.Step) -> None:
+    image_id = str(step.data.get('id'))
+    store = r.store(step.data.get('store'))
+    if store is None:
+        r.act(KEEP, 'image %s' % image_id, 'its store cannot be reached '
+              'from here; delete it if it is still queued')
+        return
+    status = store.image_status(image_id)
+    if status is None:
+        r.act(NOTHING, 'image %s' % image_id, 'not in %s' % store)
+    elif status in ('queued', 'saving', 'uploading', 'importing'):
+        r.act('delete', 'image %s' % image_id, 'it is %s in %s' % (
+            status, store), run=lambda: store.delete(image_id))
+    else:
+        r.act(KEEP, 'image %s' % image_id, 'it is %s' % status)
+
+
+def _block_job(r: _Recovery, step: journal.Step) -> None:
+    disk, dest = str(step.data.get('disk')), str(step.data.get('dest'))
+    g = r.active_guest()
+    if g is None:
+        r.act(NOTHING, 'block job on %s' % disk, 'the guest does not run')
+        return
+    if not g.block_job(disk):
+        r.act(NOTHING, 'block job on %s' % disk, 'there is none')
+        return
+    mirror = g.mirror_dest(disk)
+    if mirror != dest:
+        r.act(KEEP, 'block job on %s' % disk, 'not ours: it copies into '
+              '%s' % mirror)
+        return
+    r.act('abort', 'block job on %s' % disk, 'it copies into %s' % dest,
+          run=lambda: g.abort_copy(disk))
+
+
+def _freeze(r: _Recovery, step: journal.Step) -> None:
+    g = r.active_guest()
+    if g is None or not g.agent_connected():
+        r.act(NOTHING, 'filesystems', 'no guest agent answers, so none is '
+              'frozen')
+        return
+    r.act('thaw', 'filesystems', run=g.thaw)
+
+
+def _managed_save(r: _Recovery, step: journal.Step) -> None:
+    state = str(step.data.get('state'))
+    g = r.guest()
+    if g is None or not g.has_managed_save():
+        r.act(NOTHING, 'managed save', 'there is none')
+        return
+    if g.power_state() != guest_mod.SHUTOFF:
+        r.act(KEEP, 'managed save', 'the guest is %s' % g.power_state())
+        return
+
+    def restore() -> None:
+        steps_mod.restore_state(g, state)
+
+    r.act('restore', 'the guest', 'from its managed save, %s' % state,
+          run=restore)
+
+
+def _domain_xml(r: _Recovery, step: journal.Step) -> None:
+    g = r.guest()
+    if g is not None and g.is_persistent():
+        r.act(NOTHING, 'definition', 'the domain is persistent')
+        return
+    xml = str(step.data.get('xml'))
+
+    def define() -> None:
+        try:
+            r.host.conn.defineXML(xml)
+        except Exception as e:  # noqa: B902 - libvirt's, translated
+            raise exception.LibvirtFailed(
+                action='define', guest=r.j.guest_name, reason=str(e))
+
+    r.act('define', 'the domain', 'from its saved XML (it is %s)' % (
+        'transient' if g is not None else 'gone'), run=define)
+
+
+def _rbd_clone(r: _Recovery, step: journal.Step) -> None:
+    pool, image = str(step.data.get('pool')), str(step.data.get('image'))
+    c = r.collector()
+    try:
+        info = c.driver.info(pool, image)
+    except exception.RbdFailed:
+        r.act(NOTHING, '%s/%s' % (pool, image), 'there is no such image')
+        return
+    r.gc_actions(c.clone(pool, image, info, image))
+
+
+def _rbd_snap(r: _Recovery, step: journal.Step) -> None:
+    pool, image = str(step.data.get('pool')), str(step.data.get('image'))
+    name = str(step.data.get('snap'))
+    c = r.collector()
+    try:
+        snaps = [s for s in c.driver.snaps(pool, image) if s.name == name]
+    except exception.RbdFailed:
+        snaps = []
+    if not snaps:
+        r.act(NOTHING, '%s/%s@%s' % (pool, image, name), 'there is no such '
+              'snapshot')
+        return
+    r.gc_actions(c.snapshot(pool, image, snaps[0]))
+
+
+HANDLERS: dict[str, Callable[[_Recovery, journal.Step], None]] = {
+    journal.TEMP_DIR: _temp_dir,
+    journal.STORE_PARTIAL: _store_partial,
+    journal.GLANCE_IMAGE: _glance_image,
+    journal.BLOCK_JOB: _block_job,
+    journal.FREEZE: _freeze,
+    journal.MANAGED_SAVE: _managed_save,
+    journal.DOMAIN_XML: _domain_xml,
+    journal.RBD_CLONE: _rbd_clone,
+    journal.RBD_SNAP: _rbd_snap,
+}
+
+
+# -- entry points -----------------------------------------------------------
+def _journals(conf: cfg.ConfigOpts, actions: list[Action],
+              dry_run: bool) -> list[journal.Journal]:
+    directory = conf.snapshot.journal_directory
+    found = []
+    for path in journal.paths(directory):
+        try:
+            found.append(journal.read(path))
+        except exception.JournalUnreadable as e:
+            actions.append(Action(os.path.basename(path), '', KEEP, path,
+                                  error=e.message))
+    _remove_stale_tmp(directory, dry_run)
+    return found
+
+
+def _remove_stale_tmp(directory: str, dry_run: bool) -> None:
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.startswith('.') and name.endswith('.tmp') and not dry_run:
+            try:
+                if time.time() - os.stat(path).st_mtime > STALE_TMP:
+                    os.unlink(path)
+            except OSError:
+                pass
+
+
+def _alive(j: journal.Journal) -> Action | None:
+    owner = j.header.get('owner') or {}
+    if journal.owner_alive(owner) and owner.get('pid') != os.getpid():
+        return Action(j.id, j.guest_name or '', SKIP, 'journal %s' % j.path,
+                      'its snapshot is still running (pid %s)' %
+                      owner.get('pid'))
+    return None
+
+
+def recover_guest(conf: cfg.ConfigOpts, host: host_mod.Host,
+                  guest_uuid: str,
+                  backends: backend_base.Backends | None = None,
+                  dry_run: bool = False) -> list[Action]:
+    """Recover the journals of one guest. The caller holds the guest's
+    lock.
+    """
+    actions: list[Action] = []
+    for j in _journals(conf, actions, dry_run):
+        if j.guest_uuid != guest_uuid:
+            continue
+        alive = _alive(j)
+        if alive is not None:
+            actions.append(alive)
+            continue
+        r = _Recovery(conf, j, host, dry_run, backends)
+        r.run()
+        actions += r.actions
+    return actions
+
+
+def recover(conf: cfg.ConfigOpts, dry_run: bool = False,
+            uri: str | None = None, host: host_mod.Host | None = None,
+            backends: backend_base.Backends | None = None) -> list[Action]:
+    """Recover every journal whose snapshot is no longer running.
+
+    :param uri: the libvirt URI of the guests; by default each journal's.
+    :param host: a connection to use (a service's) for journals of its
+        URI.
+    """
+    actions: list[Action] = []
+    hosts: dict[str, host_mod.Host] = {}
+    if host is not None:
+        hosts[host.uri] = host
+    try:
+        for j in _journals(conf, actions, dry_run):
+            alive = _alive(j)
+            if alive is not None:
+                actions.append(alive)
+                continue
+            j_uri = uri or j.header.get('uri') or \
+                conf.snapshot_libvirt.connection_uri
+            if j_uri not in hosts:
+                hosts[j_uri] = host_mod.Host(j_uri)
+            r = _Recovery(conf, j, hosts[j_uri], dry_run, backends)
+            try:
+                with locks.guest_lock(conf, j.guest_uuid or 'unknown',
+                                      j.guest_name or ''):
+                    r.run()
+            except exception.SnapshotInProgress:
+                actions.append(Action(
+                    j.id, j.guest_name or '', SKIP, 'journal %s' % j.path,
+                    'a snapshot of the guest is running'))
+                continue
+            actions += r.actions
+    finally:
+        for h in hosts.values():
+            if h is not host:
+                h.close()
+    return actions
