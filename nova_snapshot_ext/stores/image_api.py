@@ -170,6 +170,7 @@ class APIPendingImage(base.UploadedImage):
                     store=store.spec if store.RECOVERABLE else None)
                 self.record = self.api.create(
                     dict(self._wanted(), name=meta.name, id=new_id))
+                journal.current().reached(journal.GLANCE_IMAGE)
                 LOG.info('Created image %(id)s (%(name)s) in %(store)s',
                          {'id': self.record['id'], 'name': meta.name,
                           'store': store})
