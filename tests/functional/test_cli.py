@@ -115,6 +115,14 @@ def test_progress_bar_on_a_terminal(conf_file, qcow2_guest):
      "Unknown image store 'nfs://h/x'"),
     (['--connect', 'qemu+unix:///system?socket=/nonexistent', 'snapshot',
       '{guest}', '--name', 'x'], 'Cannot connect to libvirt'),
+    # Glance down: one line, without keystoneauth's retry warnings.
+    (['snapshot', '{guest}', '--name', 'x', '--store',
+      'glance+http://127.0.0.1:9'], 'Glance at http://127.0.0.1:9 cannot be '
+                                    'used: unreachable'),
+    (['snapshot', '{guest}', '--name', 'x', '--property', 'checksum=1'],
+     "property 'checksum' is set by the snapshot or by Glance"),
+    (['snapshot', '{guest}', '--name', 'x', '--property', 'k=' + 'v' * 256],
+     "the value of property 'k' has 256 characters, at most 255"),
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(conf_file, workdir,
                                                   qcow2_guest, args,

@@ -235,6 +235,8 @@ def test_unknown_guest(conf, conn):
 
 
 class _Named:
+    """What take() needs of a guest: its name."""
+
     def __init__(self, name):
         self.name = name
 
@@ -334,13 +336,51 @@ def test_store_not_writable(conf, qcow2_guest, tmpfs):
 
 @pytest.mark.parametrize('method', ['live', 'cold'])
 def test_store_full(conf, qcow2_guest, tmpfs, method):
+    # Refused up front, before the guest is touched.
     store = tmpfs('full-store', size='2m')
     before = GuestBefore(qcow2_guest)
-    with pytest.raises(exception.ConversionFailed, match='No space'):
+    with pytest.raises(exception.InsufficientSpace,
+                       match='Not enough free space in %s/.*partial for the '
+                             'snapshot of %s: it needs about .* MiB, .* are '
+                             'free. .* set the image store' % (
+                                 store, qcow2_guest.name)):
         take(conf, qcow2_guest, store='file://' + store, method=method)
     assert_guest_as_before(qcow2_guest, before)
     assert os.listdir(store) == []
     assert_nothing_left(conf)
+
+
+def test_temp_directory_too_small_for_the_delta(conf, qcow2_guest, tmpfs):
+    conf.set_override('temp_directory', tmpfs('small-tmp', size='8m'),
+                      group='snapshot')
+    before = GuestBefore(qcow2_guest)
+    with pytest.raises(exception.InsufficientSpace,
+                       match=r'Not enough free space in .*small-tmp .*set '
+                             r'\[snapshot\] temp_directory'):
+        take(conf, qcow2_guest, method='live')
+    assert_guest_as_before(qcow2_guest, before)
+    assert_nothing_left(conf)
+
+
+def test_encrypted_disk_is_refused(conf, conn, workdir):
+    # Defined only: the refusal comes before anything reads the disk.
+    name = guest_mod.PREFIX + 'luks-%s' % os.urandom(3).hex()
+    disks = guest_mod.Disks(path=os.path.join(workdir, 'luks.qcow2'),
+                            format='qcow2', size=0, data_sha256='')
+    xml = guest_mod.domain_xml(name, disks, os.path.join(workdir, 's.log'))
+    xml = xml.replace(
+        '<target dev="vda"', '<encryption format="luks"><secret '
+        'type="passphrase" uuid="6e3b0f5a-3c1d-4f7e-9a2b-1c0d9e8f7a6b" />'
+        '</encryption><target dev="vda"')
+    dom = conn.defineXML(xml)
+    try:
+        with pytest.raises(exception.UnsupportedDisk,
+                           match='its disk vda is encrypted .luks.'):
+            take(conf, _Named(name))
+        assert not dom.isActive()
+        assert_nothing_left(conf)
+    finally:
+        dom.undefine()
 
 
 @pytest.mark.parametrize('style', ['blockcopy', 'rebase'])
