@@ -41,7 +41,10 @@
 #                          them is a service user's (roles admin, member,
 #                          service role 'service', project nse-stack), as
 #                          Nova's calls with a service token are
-#                          (tools/glance_identity.py)
+#                          (tools/glance_identity.py);
+#                          'keystone': keystonemiddleware, configured by
+#                          [keystone_authtoken] in GLANCE_EXTRA_CONF
+#   GLANCE_PORT            default: a free port
 #   GLANCE_CEPH_CONF       a ceph.conf: add the rbd store 'rbd1' (pool
 #                          GLANCE_CEPH_POOL, default images, client
 #                          GLANCE_CEPH_USER, default admin) and make it
@@ -299,6 +302,9 @@ function run_uwsgi {
         fi
         code=$(http_code "$endpoint/v2/images?limit=1")
         if [ "$code" = 200 ]; then
+            break
+        elif [ "$code" = 401 ] && [ "${GLANCE_FLAVOR:-}" = keystone ]; then
+            # Behind keystonemiddleware: it answers, and wants a token.
             break
         elif [ "$code" != 000 ]; then
             tail -n 10 "$d/log/glance-api.log" >&2 || true

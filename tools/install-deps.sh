@@ -50,6 +50,11 @@ PACKAGES=(
     python3-rados
     python3-rbd
     qemu-block-extra
+    # tools/cloud.sh: Nova's rbd image backend asks a manager for "ceph df"
+    ceph-mgr
+    # tools/cloud.sh: the one-node OpenStack's database and message queue
+    mariadb-server
+    rabbitmq-server
     # tools/build-guest.sh
     busybox-static
     cpio

@@ -1,0 +1,832 @@
+#!/bin/bash
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+# A real one-node OpenStack on the test stack's libvirtd and Ceph, from
+# Debian packages and PyPI only (no devstack, no git clones, no systemd),
+# with this project's Nova driver on its compute hosts.  Run as root,
+# after tools/stack.sh up.
+#
+#   tools/cloud.sh up       build and start a fresh cloud (below)
+#   tools/cloud.sh down     stop every service, delete the servers' domains
+#                           and the cloud's data; the venv stays
+#   tools/cloud.sh status   exit 0 if every service runs, 3 otherwise
+#   tools/cloud.sh restart SERVICE   stop and start one service (the
+#                           names are those of the pid files in
+#                           $CLOUD_DIR/run, e.g. nova-compute-local)
+#
+# The cloud, all on 127.0.0.1:
+#   MariaDB (own datadir, TCP $CLOUD_DB_PORT) and RabbitMQ (Debian's).
+#   Keystone (fernet, uWSGI, :5000): user admin (project admin), user
+#     demo (member of project demo), the service users, a catalog with
+#     identity, image, placement, compute and network in RegionOne.
+#   Glance (uWSGI, :9292, keystonemiddleware, tools/glance.sh instance
+#     "cloud"): stores file1 (file) and rbd1 (the stack's Ceph, pool
+#     images, the default store).
+#   Placement (uWSGI, :8778).
+#   Neutron API (uWSGI, :9696): ML2, no agents; servers boot with no NIC.
+#   Nova API (uWSGI, :8774), conductor, scheduler and two nova-compute
+#     services with compute_driver = nova_snapshot_ext.SnapshotLibvirtDriver
+#     and [libvirt] virt_type = qemu:
+#       nova-compute-local  host "local": instance disks are qcow2 files,
+#                           on the stack's libvirtd;
+#       nova-compute-rbd    host "rbd": [libvirt] images_type = rbd on the
+#                           stack's Ceph (pool vms), on a second libvirtd
+#                           of its own that runs in a private mount and
+#                           UTS namespace (hostname nse-cloud-rbd), because
+#                           Nova names a libvirt compute node after its
+#                           libvirtd's hostname and two compute services
+#                           on one libvirtd would be one node twice.
+#     Aggregates "local" and "rbd" (one host each) let a server be placed
+#     on either with the availability zone "nova:local" or "nova:rbd".
+#   The test image "nse-guest" (a qcow2 disk with kernel_id/ramdisk_id:
+#     the stack's counter-writing guest, see tools/build-guest.sh), its
+#     kernel and ramdisk images, and the flavor "nse.tiny".
+#
+# Output in $CLOUD_DIR (default $STACK_DIR/cloud):
+#   openrc, admin-openrc   "source" one before running openstack
+#   tempest/               a Tempest workspace: etc/tempest.conf describes
+#                          this cloud
+#   venv/                  every service, the openstack client and Tempest
+#                          (tools/cloud-requirements.txt, pinned by
+#                          tools/cloud-constraints.txt) and this project
+#   etc/ log/ run/ ...     each service's configuration, log and pid
+#
+# Passwords are made at random by "up", kept in $CLOUD_DIR/secrets (mode
+# 0600) and in the configuration files, never on a command line.
+#
+# Environment:
+#   STACK_DIR   see tools/stack.sh
+#   CLOUD_DIR   default $STACK_DIR/cloud
+#   CLOUD_DB_PORT  default 13306
+
+set -euo pipefail
+
+TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$TOOLS_DIR/.." && pwd)
+# shellcheck source=tools/functions.sh
+source "$TOOLS_DIR/functions.sh"
+STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
+CLOUD_DIR=$(realpath -m -- "${CLOUD_DIR:-$STACK_DIR/cloud}")
+VENV=$CLOUD_DIR/venv
+ETC=$CLOUD_DIR/etc
+LOG=$CLOUD_DIR/log
+RUN=$CLOUD_DIR/run
+DB_PORT=${CLOUD_DB_PORT:-13306}
+DB_SOCK=$RUN/mysqld.sock
+HOST_IP=127.0.0.1
+KEYSTONE_URL=http://$HOST_IP:5000
+GLANCE_PORT=9292
+CEPH_CONF=$STACK_DIR/ceph/ceph.conf
+# The libvirt secret of the Ceph key on the rbd host.
+CEPH_SECRET_UUID=5b6b1d4e-7d3c-4f59-9a61-2b3a8f0c9e11
+READY_TIMEOUT=${READY_TIMEOUT:-120}
+STOP_TIMEOUT=${STOP_TIMEOUT:-20}
+# Started in this order, stopped in the reverse one.
+SERVICES=(mysqld rabbitmq ceph-mgr keystone placement neutron nova-api
+          nova-conductor nova-scheduler libvirtd-local libvirtd-rbd
+          nova-compute-local nova-compute-rbd)
+
+export STACK_DIR CLOUD_DIR
+
+function log {
+    echo "cloud: [${SECONDS}s] $*"
+}
+
+function die {
+    echo "cloud: ERROR: $*" >&2
+    exit 1
+}
+
+# service_pid NAME: print the PID of running service NAME.
+function service_pid {
+    local pidfile=$RUN/$1.pid pid
+    [ -s "$pidfile" ] || return 1
+    pid=$(cat "$pidfile" 2>/dev/null) || return 1
+    alive "$pid" || return 1
+    echo "$pid"
+}
+
+# spawn NAME COMMAND...: run COMMAND in the background as service NAME,
+# its output in $LOG/NAME.out, its pid in $RUN/NAME.pid.
+function spawn {
+    local name=$1
+    shift
+    setsid "$@" < /dev/null >> "$LOG/$name.out" 2>&1 &
+    echo $! > "$RUN/$name.pid"
+}
+
+# wait_for WHAT COMMAND...: retry COMMAND until it succeeds.
+function wait_for {
+    local what=$1 deadline
+    shift
+    deadline=$((SECONDS + READY_TIMEOUT))
+    until "$@" >/dev/null 2>&1; do
+        if [ $SECONDS -ge $deadline ]; then
+            die "$what not ready after ${READY_TIMEOUT}s (logs in $LOG)"
+        fi
+        sleep 0.5
+    done
+}
+
+# quietly NAME COMMAND...: run COMMAND, its output in $LOG/NAME.log;
+# show the end of it and fail if COMMAND fails.
+function quietly {
+    local name=$1
+    shift
+    if ! "$@" >> "$LOG/$name.log" 2>&1; then
+        tail -n 20 "$LOG/$name.log" >&2
+        die "$* failed"
+    fi
+}
+
+# http_up URL: something answers HTTP at URL (any status).
+function http_up {
+    "$VENV/bin/python" - "$1" <<'PY'
+import sys
+import urllib.error
+import urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=5)
+except urllib.error.HTTPError:
+    pass
+PY
+}
+
+# iniset FILE SECTION OPTION VALUE, as devstack's: the devstack plugin's
+# own functions write their options through it.
+function iniset {
+    "$VENV/bin/python" - "$@" <<'PY'
+import configparser
+import sys
+
+path, section, option, value = sys.argv[1:5]
+cp = configparser.RawConfigParser(strict=False, interpolation=None)
+cp.optionxform = str
+cp.read(path)
+if section != 'DEFAULT' and not cp.has_section(section):
+    cp.add_section(section)
+cp.set(section, option, value)
+with open(path, 'w') as f:
+    cp.write(f)
+PY
+}
+
+function secret {
+    # shellcheck disable=SC1090,SC1091
+    (source "$CLOUD_DIR/secrets" && echo "${!1}")
+}
+
+function cmd_install {
+    local recipe
+    recipe=$(cat "$TOOLS_DIR/cloud-requirements.txt" \
+        "$TOOLS_DIR/cloud-constraints.txt" | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$VENV/recipe" 2>/dev/null)" != "$recipe" ]; then
+        log "installing the services into $VENV (a few minutes)"
+        rm -rf "$VENV"
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q -U pip
+        "$VENV/bin/pip" install -q -c "$TOOLS_DIR/cloud-constraints.txt" \
+            -r "$TOOLS_DIR/cloud-requirements.txt"
+        echo "$recipe" > "$VENV/recipe"
+    fi
+    # This project, as Nova's compute hosts install it (not in develop
+    # mode: the module it puts into nova.virt is the one Nova loads).
+    quietly pip "$VENV/bin/pip" install -c "$TOOLS_DIR/cloud-constraints.txt" \
+        --force-reinstall --no-deps "$ROOT"
+    quietly pip "$VENV/bin/pip" install -c "$TOOLS_DIR/cloud-constraints.txt" \
+        "$ROOT"
+    bash "$TOOLS_DIR/link-ceph-bindings.sh" "$VENV"
+}
+
+function make_secrets {
+    local name
+    umask 077
+    : > "$CLOUD_DIR/secrets"
+    for name in DB_PASS ADMIN_PASS DEMO_PASS SERVICE_PASS; do
+        echo "$name=$("$VENV/bin/python" -c \
+            'import secrets; print(secrets.token_hex(16))')" \
+            >> "$CLOUD_DIR/secrets"
+    done
+    umask 022
+}
+
+# --- MariaDB -------------------------------------------------------------
+
+function start_mysqld {
+    local data=$CLOUD_DIR/mysql
+    if [ ! -d "$data/mysql" ]; then
+        mkdir -p "$data"
+        mariadb-install-db --no-defaults --datadir="$data" --user=root \
+            --auth-root-authentication-method=socket \
+            > "$LOG/mysql-install.log" 2>&1 \
+            || { tail "$LOG/mysql-install.log" >&2; die "mariadb-install-db failed"; }
+    fi
+    spawn mysqld /usr/sbin/mariadbd --no-defaults --datadir="$data" \
+        --user=root --socket="$DB_SOCK" --port="$DB_PORT" \
+        --bind-address=$HOST_IP --skip-name-resolve \
+        --innodb-buffer-pool-size=64M --max-connections=500 \
+        --log-error="$LOG/mysqld.log" --pid-file="$RUN/mysqld.real.pid"
+    wait_for MariaDB mariadb --no-defaults -S "$DB_SOCK" -u root -e 'SELECT 1'
+    local db pass
+    pass=$(secret DB_PASS)
+    {
+        for db in keystone glance placement neutron nova_api nova \
+                nova_cell0; do
+            echo "CREATE DATABASE IF NOT EXISTS $db;"
+        done
+        echo "CREATE USER IF NOT EXISTS 'openstack'@'$HOST_IP' IDENTIFIED BY '$pass';"
+        echo "GRANT ALL PRIVILEGES ON *.* TO 'openstack'@'$HOST_IP';"
+        echo "FLUSH PRIVILEGES;"
+    } | mariadb --no-defaults -S "$DB_SOCK" -u root
+    log "MariaDB ready on $HOST_IP:$DB_PORT"
+}
+
+function db_url {
+    echo "mysql+pymysql://openstack:$(secret DB_PASS)@$HOST_IP:$DB_PORT/$1?charset=utf8"
+}
+
+# --- RabbitMQ ------------------------------------------------------------
+
+function start_rabbitmq {
+    local d=$CLOUD_DIR/rabbitmq
+    mkdir -p "$d/mnesia" "$d/log" "$d/home"
+    # The guest user may connect from loopback only, which is all the
+    # cloud needs.
+    cat > "$d/rabbitmq.conf" <<CONF
+listeners.tcp.default = $HOST_IP:5672
+loopback_users.guest = true
+CONF
+    export RABBITMQ_CONFIG_FILE=$d/rabbitmq.conf
+    export RABBITMQ_MNESIA_BASE=$d/mnesia RABBITMQ_LOG_BASE=$d/log
+    export RABBITMQ_NODENAME=rabbit@localhost RABBITMQ_PID_FILE=$RUN/rabbitmq.real.pid
+    export RABBITMQ_ENABLED_PLUGINS_FILE=$d/enabled_plugins
+    export HOME=$d/home
+    echo '[].' > "$d/enabled_plugins"
+    spawn rabbitmq /usr/lib/rabbitmq/bin/rabbitmq-server
+    wait_for RabbitMQ /usr/lib/rabbitmq/bin/rabbitmqctl -n rabbit@localhost \
+        await_startup
+    log "RabbitMQ ready on $HOST_IP:5672"
+}
+
+function transport_url {
+    echo "rabbit://guest:guest@$HOST_IP:5672/"
+}
+
+# --- a Ceph manager --------------------------------------------------------
+
+# Nova's rbd image backend reads the pools' usage with "ceph df", which
+# a manager answers: the stack's cluster has none of its own.
+function start_ceph_mgr {
+    local d=$CLOUD_DIR/ceph-mgr
+    mkdir -p "$d"
+    CEPH_CONF=$CEPH_CONF ceph auth get-or-create mgr.cloud \
+        mon 'allow profile mgr' osd 'allow *' mds 'allow *' \
+        -o "$d/keyring" 2>> "$LOG/ceph-mgr.out"
+    spawn ceph-mgr ceph-mgr -f -c "$CEPH_CONF" -i cloud \
+        --keyring "$d/keyring" --mgr-data "$d"
+    wait_for "the Ceph manager" pool_stats vms
+    log "Ceph manager ready"
+}
+
+# pool_stats POOL: "ceph df" knows POOL.
+function pool_stats {
+    CEPH_CONF=$CEPH_CONF timeout 10 ceph df -f json \
+        | grep -q "\"name\":\"$1\""
+}
+
+# --- uWSGI services ------------------------------------------------------
+
+# start_uwsgi NAME PORT MODULE [ENV=VALUE...]
+function start_uwsgi {
+    local name=$1 port=$2 module=$3
+    shift 3
+    cat > "$ETC/$name-uwsgi.ini" <<UWSGI
+[uwsgi]
+http-socket = $HOST_IP:$port
+module = $module
+master = true
+processes = ${UWSGI_PROCESSES:-1}
+threads = 4
+enable-threads = true
+lazy-apps = true
+die-on-term = true
+need-app = true
+http-chunked-input = true
+http-auto-chunked = true
+http-raw-body = true
+chunked-input-limit = 4096000
+buffer-size = 65535
+add-header = Connection: close
+logto = $LOG/$name-uwsgi.log
+UWSGI
+    spawn "$name" env "$@" "$VENV/bin/uwsgi" --ini "$ETC/$name-uwsgi.ini"
+    wait_for "$name" http_up "http://$HOST_IP:$port/"
+    log "$name ready on $HOST_IP:$port"
+}
+
+# authtoken FILE: keystonemiddleware settings of a service user.
+function authtoken {
+    local file=$1 user=$2
+    cat >> "$file" <<CONF
+
+[keystone_authtoken]
+www_authenticate_uri = $KEYSTONE_URL
+auth_url = $KEYSTONE_URL
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = $user
+password = $(secret SERVICE_PASS)
+service_token_roles_required = true
+CONF
+}
+
+# ksa_section FILE SECTION: keystoneauth password settings of the nova
+# service user (Nova's [placement], [neutron], [service_user] ...).
+function ksa_section {
+    cat >> "$1" <<CONF
+
+[$2]
+auth_url = $KEYSTONE_URL
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = ${3:-nova}
+password = $(secret SERVICE_PASS)
+region_name = RegionOne
+CONF
+}
+
+function start_keystone {
+    local conf=$ETC/keystone.conf
+    mkdir -p "$CLOUD_DIR/keystone/fernet-keys" "$CLOUD_DIR/keystone/credential-keys"
+    cat > "$conf" <<CONF
+[DEFAULT]
+log_file = $LOG/keystone.log
+
+[database]
+connection = $(db_url keystone)
+
+[token]
+provider = fernet
+
+[fernet_tokens]
+key_repository = $CLOUD_DIR/keystone/fernet-keys
+
+[credential]
+key_repository = $CLOUD_DIR/keystone/credential-keys
+CONF
+    local km=(quietly keystone-manage "$VENV/bin/keystone-manage"
+              --config-file "$conf")
+    "${km[@]}" db_sync
+    "${km[@]}" fernet_setup --keystone-user root --keystone-group root
+    "${km[@]}" credential_setup --keystone-user root --keystone-group root
+    OS_BOOTSTRAP_PASSWORD=$(secret ADMIN_PASS) "${km[@]}" bootstrap \
+        --bootstrap-admin-url "$KEYSTONE_URL/v3" \
+        --bootstrap-internal-url "$KEYSTONE_URL/v3" \
+        --bootstrap-public-url "$KEYSTONE_URL/v3" \
+        --bootstrap-region-id RegionOne
+    start_uwsgi keystone 5000 keystone.wsgi.api:application \
+        OS_KEYSTONE_CONFIG_FILES="$conf"
+}
+
+function start_glance {
+    local extra=$ETC/glance-extra.conf
+    : > "$extra"
+    authtoken "$extra" glance
+    GLANCE_VENV=$VENV GLANCE_PORT=$GLANCE_PORT GLANCE_FLAVOR=keystone \
+        GLANCE_CEPH_CONF=$CEPH_CONF GLANCE_EXTRA_CONF=$extra \
+        bash "$TOOLS_DIR/glance.sh" start cloud
+}
+
+function start_placement {
+    local conf=$ETC/placement.conf
+    cat > "$conf" <<CONF
+[DEFAULT]
+log_file = $LOG/placement.log
+
+[placement_database]
+connection = $(db_url placement)
+
+[api]
+auth_strategy = keystone
+CONF
+    authtoken "$conf" placement
+    "$VENV/bin/placement-manage" --config-file "$conf" db sync
+    start_uwsgi placement 8778 placement.wsgi.api:application \
+        OS_PLACEMENT_CONFIG_DIR="$ETC" OS_PLACEMENT_CONFIG_FILES=placement.conf
+}
+
+function start_neutron {
+    local conf=$ETC/neutron.conf ml2=$ETC/ml2_conf.ini
+    cp "$VENV/etc/neutron/api-paste.ini" "$ETC/neutron-api-paste.ini"
+    cat > "$conf" <<CONF
+[DEFAULT]
+core_plugin = ml2
+service_plugins =
+auth_strategy = keystone
+transport_url = $(transport_url)
+api_paste_config = $ETC/neutron-api-paste.ini
+log_file = $LOG/neutron.log
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
+
+[database]
+connection = $(db_url neutron)
+
+[oslo_concurrency]
+lock_path = $CLOUD_DIR/neutron/locks
+CONF
+    authtoken "$conf" neutron
+    cat > "$ml2" <<CONF
+[ml2]
+type_drivers = flat,vlan
+tenant_network_types =
+mechanism_drivers =
+extension_drivers = port_security
+
+[ml2_type_flat]
+flat_networks = *
+CONF
+    "$VENV/bin/neutron-db-manage" --config-file "$conf" --config-file "$ml2" \
+        upgrade heads > "$LOG/neutron-db-manage.log" 2>&1 \
+        || { tail "$LOG/neutron-db-manage.log" >&2; die "neutron-db-manage failed"; }
+    start_uwsgi neutron 9696 neutron.wsgi.api:application \
+        OS_NEUTRON_CONFIG_DIR="$ETC" \
+        "OS_NEUTRON_CONFIG_FILES=neutron.conf;ml2_conf.ini"
+}
+
+# --- Nova ------------------------------------------------------------------
+
+function write_nova_conf {
+    local conf=$ETC/nova.conf
+    cp "$VENV/etc/nova/api-paste.ini" "$ETC/nova-api-paste.ini"
+    mkdir -p "$CLOUD_DIR/nova/locks"
+    cat > "$conf" <<CONF
+[DEFAULT]
+transport_url = $(transport_url)
+my_ip = $HOST_IP
+state_path = $CLOUD_DIR/nova
+use_neutron = true
+compute_driver = libvirt.LibvirtDriver
+instance_name_template = instance-%08x
+# Servers without networks must not wait for Neutron's events.
+vif_plugging_is_fatal = false
+vif_plugging_timeout = 0
+allow_resize_to_same_host = true
+# Servers without an availability zone go to the local-disk host.
+default_schedule_zone = local
+metadata_workers = 1
+osapi_compute_workers = 1
+enabled_apis = osapi_compute
+
+[api]
+auth_strategy = keystone
+
+[wsgi]
+api_paste_config = $ETC/nova-api-paste.ini
+
+[api_database]
+connection = $(db_url nova_api)
+
+[database]
+connection = $(db_url nova)
+
+[oslo_concurrency]
+lock_path = $CLOUD_DIR/nova/locks
+
+[conductor]
+workers = 1
+
+[scheduler]
+workers = 1
+discover_hosts_in_cells_interval = -1
+
+[filter_scheduler]
+enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter
+
+[glance]
+api_servers = http://$HOST_IP:$GLANCE_PORT
+num_retries = 2
+
+[libvirt]
+virt_type = qemu
+connection_uri = qemu:///system
+cpu_mode = none
+
+[vnc]
+enabled = false
+
+[spice]
+enabled = false
+
+[serial_console]
+enabled = false
+
+[oslo_messaging_notifications]
+driver = noop
+
+[notifications]
+notification_format = unversioned
+CONF
+    authtoken "$conf" nova
+    ksa_section "$conf" placement
+    ksa_section "$conf" neutron
+    ksa_section "$conf" service_user
+    cat >> "$conf" <<CONF
+send_service_user_token = true
+CONF
+}
+
+# compute_conf HOST: the nova.conf overlay of compute service HOST.
+function compute_conf {
+    local host=$1 conf=$ETC/nova-compute-$1.conf
+    mkdir -p "$CLOUD_DIR/nova-$host/instances"
+    cat > "$conf" <<CONF
+[DEFAULT]
+host = $host
+state_path = $CLOUD_DIR/nova-$host
+instances_path = $CLOUD_DIR/nova-$host/instances
+log_file = $LOG/nova-compute-$host.log
+
+# nova-compute runs as root: its privileged helpers need no sudo nor
+# rootwrap (not installed), only the venv's privsep-helper.
+[nova_sys_admin]
+helper_command = $VENV/bin/privsep-helper --config-file $ETC/nova.conf --config-file $conf
+
+[privsep_osbrick]
+helper_command = $VENV/bin/privsep-helper --config-file $ETC/nova.conf --config-file $conf
+CONF
+    # The devstack plugin's own functions write our options, as in a
+    # devstack run: the driver, [snapshot], and with Ceph [snapshot_rbd].
+    (
+        # devstack's helpers, as far as the plugin uses them.
+        function define_plugin { :; }
+        function enable_service { :; }
+        function is_service_enabled { return 1; }
+        function is_ceph_enabled_for_service { [ "$host" = rbd ]; }
+        # shellcheck disable=SC2034
+        DEST=$ROOT/.. NOVA_CONF=$conf CEPH_CONF_FILE=$CEPH_CONF
+        # shellcheck disable=SC2034
+        CINDER_CEPH_USER=admin GLANCE_CEPH_POOL=images
+        # shellcheck source=devstack/settings
+        source "$ROOT/devstack/settings"
+        # shellcheck source=devstack/plugin.sh
+        source "$ROOT/devstack/plugin.sh"
+        nova_snapshot_ext_check_settings
+        configure_nova_snapshot_ext
+    )
+    iniset "$conf" libvirt connection_uri "$(lv_uri "$host")"
+    if [ "$host" = rbd ]; then
+        iniset "$conf" libvirt rbd_secret_uuid "$CEPH_SECRET_UUID"
+        iniset "$conf" libvirt images_type rbd
+        iniset "$conf" libvirt images_rbd_pool vms
+        iniset "$conf" libvirt images_rbd_ceph_conf "$CEPH_CONF"
+        iniset "$conf" libvirt rbd_user admin
+        iniset "$conf" libvirt images_rbd_glance_store_name rbd1
+    fi
+}
+
+function nova_manage {
+    "$VENV/bin/nova-manage" --config-file "$ETC/nova.conf" "$@" \
+        >> "$LOG/nova-manage.log" 2>&1 \
+        || { tail "$LOG/nova-manage.log" >&2; die "nova-manage $* failed"; }
+}
+
+function start_nova {
+    write_nova_conf
+    nova_manage api_db sync
+    nova_manage cell_v2 map_cell0
+    nova_manage cell_v2 create_cell --name cell1
+    nova_manage db sync
+    start_uwsgi nova-api 8774 nova.wsgi.osapi_compute:application \
+        OS_NOVA_CONFIG_DIR="$ETC" \
+        "OS_NOVA_CONFIG_FILES=nova-api-paste.ini;nova.conf"
+    local svc
+    for svc in conductor scheduler; do
+        spawn "nova-$svc" "$VENV/bin/nova-$svc" --config-file "$ETC/nova.conf" \
+            --log-file "$LOG/nova-$svc.log"
+    done
+}
+
+# --- the compute hosts' libvirtds -------------------------------------------
+
+# lv_uri HOST: the URI of compute host HOST's libvirtd.
+function lv_uri {
+    echo "qemu+unix:///system?socket=$CLOUD_DIR/libvirt-$1/run/libvirt-sock"
+}
+
+# start_libvirtd HOST: a libvirtd (and its virtlogd) of compute host HOST
+# in a private mount and UTS namespace: its hostname (nse-cloud-HOST), its
+# domain and secret definitions, its run, state, cache and log
+# directories are its own; its socket is $CLOUD_DIR/libvirt-HOST/run.
+function start_libvirtd {
+    local host=$1 lv=$CLOUD_DIR/libvirt-$1 d
+    for d in run etc-qemu etc-secrets lib cache log; do
+        mkdir -p "$lv/$d"
+    done
+    chmod 0700 "$lv/etc-secrets"
+    cat > "$lv/libvirtd.conf" <<CONF
+unix_sock_dir = "$lv/run"
+CONF
+    cat > "$lv/start" <<'SH'
+#!/bin/bash
+# Runs inside "unshare --mount --uts --propagation private".
+set -e
+hostname "$1"
+lv=$2
+mount -t tmpfs tmpfs /run/libvirt
+mount --bind "$lv/etc-qemu" /etc/libvirt/qemu
+mount --bind "$lv/etc-secrets" /etc/libvirt/secrets
+mount --bind "$lv/lib" /var/lib/libvirt
+mount --bind "$lv/cache" /var/cache/libvirt
+mount --bind "$lv/log" /var/log/libvirt
+mkdir -p /var/lib/libvirt/qemu /var/lib/libvirt/images
+chown libvirt-qemu:libvirt-qemu /var/lib/libvirt/qemu
+virtlogd -d -p "$lv/run/virtlogd.pid"
+exec libvirtd -p "$lv/run/libvirtd.pid" -f "$lv/libvirtd.conf"
+SH
+    spawn "libvirtd-$host" unshare --mount --uts --propagation private \
+        bash "$lv/start" "nse-cloud-$host" "$lv"
+    wait_for "libvirtd of host $host" virsh -c "$(lv_uri "$host")" version
+    log "libvirtd of host $host ready (hostname nse-cloud-$host)"
+}
+
+# ceph_secret HOST: the libvirt secret with the key of client.admin
+# (Nova's [libvirt] rbd_user, rbd_secret_uuid).
+function ceph_secret {
+    local uri key
+    uri=$(lv_uri "$1")
+    cat > "$CLOUD_DIR/ceph-secret.xml" <<XML
+<secret ephemeral='no' private='yes'>
+  <uuid>$CEPH_SECRET_UUID</uuid>
+  <usage type='ceph'><name>client.admin secret</name></usage>
+</secret>
+XML
+    virsh -q -c "$uri" secret-define "$CLOUD_DIR/ceph-secret.xml" >/dev/null
+    key=$(mktemp)
+    ceph-authtool -p -n client.admin "$STACK_DIR/ceph/ceph.client.admin.keyring" \
+        > "$key"
+    virsh -q -c "$uri" secret-set-value --secret "$CEPH_SECRET_UUID" \
+        --file "$key" >/dev/null
+    rm -f "$key"
+}
+
+function start_compute {
+    local host=$1
+    spawn "nova-compute-$host" "$VENV/bin/nova-compute" \
+        --config-file "$ETC/nova.conf" \
+        --config-file "$ETC/nova-compute-$host.conf"
+}
+
+# compute_up HOST: nova-compute of HOST is up and its node is mapped
+# to the cell (nova-manage cell_v2 discover_hosts).
+function compute_up {
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/admin-openrc"
+    [ "$("$VENV/bin/openstack" compute service list --service nova-compute \
+        --host "$1" -f value -c State)" = up ] || return 1
+    "$VENV/bin/nova-manage" --config-file "$ETC/nova.conf" \
+        cell_v2 discover_hosts >> "$LOG/nova-manage.log" 2>&1 || return 1
+    "$VENV/bin/openstack" hypervisor list -f value -c "Hypervisor Hostname" \
+        | grep -qx "nse-cloud-$1"
+}
+
+function cmd_up {
+    require_root cloud "it starts services and libvirt domains"
+    bash "$TOOLS_DIR/stack.sh" status >/dev/null \
+        || die "the stack is not running: run tools/stack.sh up first"
+    [ -s "$CEPH_CONF" ] || die "no Ceph at $CEPH_CONF: run tools/stack.sh up"
+    if cmd_status >/dev/null 2>&1; then
+        log "already running"
+        return 0
+    fi
+    cmd_down >/dev/null 2>&1 || true
+    local t0=$SECONDS
+    mkdir -p "$CLOUD_DIR" "$ETC" "$LOG" "$RUN"
+    command -v mariadbd >/dev/null && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] \
+        || die "MariaDB or RabbitMQ missing: run tools/install-deps.sh"
+    cmd_install
+    make_secrets
+    start_mysqld
+    start_rabbitmq
+    start_ceph_mgr
+    start_keystone
+    "$VENV/bin/python" "$TOOLS_DIR/cloud_setup.py" identity
+    start_glance
+    start_placement
+    start_neutron
+    start_nova
+    compute_conf local
+    compute_conf rbd
+    start_libvirtd local
+    start_libvirtd rbd
+    ceph_secret rbd
+    start_compute local
+    start_compute rbd
+    wait_for "nova-compute on host local" compute_up local
+    wait_for "nova-compute on host rbd" compute_up rbd
+    "$VENV/bin/python" "$TOOLS_DIR/cloud_setup.py" resources
+    cmd_status > /dev/null || { cmd_status >&2; die "a service died"; }
+    log "cloud ready in $((SECONDS - t0)) s: source $CLOUD_DIR/openrc"
+}
+
+function delete_domains {
+    local uri dom
+    for uri in "$(lv_uri local)" "$(lv_uri rbd)"; do
+        timeout 10 virsh -q -c "$uri" version >/dev/null 2>&1 || continue
+        for dom in $(virsh -q -c "$uri" list --all --name); do
+            [[ "$dom" == instance-* ]] || continue
+            virsh -q -c "$uri" destroy "$dom" >/dev/null 2>&1 || true
+            virsh -q -c "$uri" undefine --managed-save --nvram "$dom" \
+                >/dev/null 2>&1 || true
+        done
+    done
+}
+
+function cmd_down {
+    local i name pid
+    delete_domains
+    for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+        name=${SERVICES[$i]}
+        if pid=$(service_pid "$name"); then
+            if [ "$name" = rabbitmq ]; then
+                HOME=$CLOUD_DIR/rabbitmq/home \
+                    /usr/lib/rabbitmq/bin/rabbitmqctl -n rabbit@localhost \
+                    stop > /dev/null 2>&1 || true
+            fi
+            # The whole session: uWSGI workers, QEMU of the rbd host.
+            kill -TERM -- "-$pid" 2>/dev/null || true
+            stop_pid "$pid" "$(cat "/proc/$pid/comm" 2>/dev/null || echo "$name")"
+            kill -KILL -- "-$pid" 2>/dev/null || true
+            log "$name stopped"
+        fi
+        rm -f "$RUN/$name.pid"
+        if [[ "$name" == libvirtd-* ]]; then
+            pid=$(cat "$CLOUD_DIR/${name/libvirtd/libvirt}/run/virtlogd.pid" \
+                2>/dev/null) || continue
+            if alive "$pid" virtlogd; then
+                stop_pid "$pid" virtlogd
+            fi
+        fi
+    done
+    GLANCE_VENV=$VENV bash "$TOOLS_DIR/glance.sh" stop cloud >/dev/null 2>&1 || true
+    # epmd, started by RabbitMQ, outlives it.
+    pkill -x epmd 2>/dev/null || true
+    if [ -d "$CLOUD_DIR" ]; then
+        find "$CLOUD_DIR" -mindepth 1 -maxdepth 1 ! -name venv \
+            -exec rm -rf {} +
+    fi
+}
+
+function cmd_status {
+    local name rc=0
+    for name in "${SERVICES[@]}"; do
+        if service_pid "$name" >/dev/null; then
+            echo "$name: running"
+        else
+            echo "$name: stopped"
+            rc=3
+        fi
+    done
+    return $rc
+}
+
+function cmd_restart {
+    local name=${1:?service name}
+    local pid
+    if pid=$(service_pid "$name"); then
+        kill -TERM -- "-$pid" 2>/dev/null || true
+        stop_pid "$pid" "$(cat "/proc/$pid/comm")"
+    fi
+    case $name in
+        nova-compute-*) start_compute "${name#nova-compute-}" ;;
+        nova-conductor|nova-scheduler)
+            spawn "$name" "$VENV/bin/$name" --config-file "$ETC/nova.conf" \
+                --log-file "$LOG/$name.log" ;;
+        *) die "restart of $name is not supported" ;;
+    esac
+    log "$name started again"
+}
+
+case "${1:-}" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    restart) shift; cmd_restart "$@" ;;
+    install) cmd_install ;;
+    *) echo "usage: $0 up|down|status|restart SERVICE|install" >&2; exit 2 ;;
+esac
