@@ -197,6 +197,11 @@ class APIPendingImage(base.UploadedImage):
     def _update(self, image_id: str) -> None:
         """Record what :attr:`meta` says now, where the record differs."""
         want = self._wanted()
+        # NOTE: image_type=snapshot is only a default: the record's maker
+        # (Nova's compute API, from the user's --property) may have
+        # chosen another type, which stays.
+        if self.record.get('image_type'):
+            want.pop('image_type', None)
         if self.record.get('name') is None:
             want['name'] = self.meta.name
         changes = {k: v for k, v in want.items() if self.record.get(k) != v}

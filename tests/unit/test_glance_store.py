@@ -308,3 +308,14 @@ def test_upload_body_reads_as_a_file_to_its_end(threads):
         b'ab', b'cde', b'']
     assert body.hexdigest('sha256') == hashlib.sha256(b'abcde').hexdigest()
     body.close()
+
+
+def test_the_record_makers_image_type_stays(conf, tmp_path):
+    # As Nova's compute API makes the record for
+    # "openstack server image create --property image_type=test".
+    store = fake_store(conf, creates_records=False)
+    record = store.api.create({'name': 'n', 'image_type': 'test'})
+    stored = snapshot(store, tmp_path, image_id=record['id'])
+    image = store.api.images[stored.id]
+    assert image['image_type'] == 'test'
+    assert image['snapshot_method'] == 'live'
