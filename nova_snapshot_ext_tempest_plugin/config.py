@@ -39,4 +39,10 @@ NovaSnapshotExtGroup = [
         help='Snapshots are direct RBD clones registered as rbd:// '
              'locations in Glance, which shares the Ceph cluster with '
              'Nova.'),
+    cfg.StrOpt(
+        'rbd_availability_zone',
+        help='The availability zone of the compute hosts whose instance '
+             'disks are in Ceph, where the direct snapshot tests boot '
+             'their server; unset: the default zone, where every host '
+             'keeps its disks in Ceph.'),
 ]

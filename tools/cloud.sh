@@ -38,23 +38,27 @@
 #   Nova API (uWSGI, :8774), conductor, scheduler and two nova-compute
 #     services with compute_driver = nova_snapshot_ext.SnapshotLibvirtDriver
 #     and [libvirt] virt_type = qemu:
-#       nova-compute-local  host "local": instance disks are qcow2 files,
-#                           on the stack's libvirtd;
+#       nova-compute-local  host "local": instance disks are qcow2 files;
 #       nova-compute-rbd    host "rbd": [libvirt] images_type = rbd on the
-#                           stack's Ceph (pool vms), on a second libvirtd
-#                           of its own that runs in a private mount and
-#                           UTS namespace (hostname nse-cloud-rbd), because
-#                           Nova names a libvirt compute node after its
-#                           libvirtd's hostname and two compute services
-#                           on one libvirtd would be one node twice.
-#     Aggregates "local" and "rbd" (one host each) let a server be placed
-#     on either with the availability zone "nova:local" or "nova:rbd".
+#                           stack's Ceph (pool vms).
+#     Each has a libvirtd of its own (hostname nse-cloud-HOST), in a
+#     private mount and UTS namespace, with the stack's libvirt and QEMU:
+#     Nova names a libvirt compute node after its libvirtd's hostname (two
+#     services on one libvirtd would be one node twice), and refuses to
+#     start a new compute service on a libvirtd that has domains already
+#     (the functional tests' guests on the stack's libvirtd).
+#     Aggregates "local" and "rbd" (one host each) are availability zones
+#     of those names; a server without a zone goes to "local".
+#   A Ceph manager for the stack's cluster: Nova's rbd backend asks it
+#     for the pools' usage.
 #   The test image "nse-guest" (a qcow2 disk with kernel_id/ramdisk_id:
 #     the stack's counter-writing guest, see tools/build-guest.sh), its
-#     kernel and ramdisk images, and the flavor "nse.tiny".
+#     kernel and ramdisk images, and the flavors "nse.tiny" and "nse.small".
 #
 # Output in $CLOUD_DIR (default $STACK_DIR/cloud):
 #   openrc, admin-openrc   "source" one before running openstack
+#   cli.conf               nova-snapshot-ext's --config-file on host rbd
+#                          (venv/bin/nova-snapshot-ext gc --store glance)
 #   tempest/               a Tempest workspace: etc/tempest.conf describes
 #                          this cloud
 #   venv/                  every service, the openstack client and Tempest
@@ -93,9 +97,11 @@ CEPH_SECRET_UUID=5b6b1d4e-7d3c-4f59-9a61-2b3a8f0c9e11
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 STOP_TIMEOUT=${STOP_TIMEOUT:-20}
 # Started in this order, stopped in the reverse one.
-SERVICES=(mysqld rabbitmq ceph-mgr keystone placement neutron nova-api
-          nova-conductor nova-scheduler libvirtd-local libvirtd-rbd
-          nova-compute-local nova-compute-rbd)
+SERVICES=(
+    mysqld rabbitmq ceph-mgr keystone placement neutron nova-api
+    nova-conductor nova-scheduler libvirtd-local libvirtd-rbd
+    nova-compute-local nova-compute-rbd
+)
 
 export STACK_DIR CLOUD_DIR
 
@@ -389,8 +395,10 @@ key_repository = $CLOUD_DIR/keystone/fernet-keys
 [credential]
 key_repository = $CLOUD_DIR/keystone/credential-keys
 CONF
-    local km=(quietly keystone-manage "$VENV/bin/keystone-manage"
-              --config-file "$conf")
+    local km=(
+        quietly keystone-manage "$VENV/bin/keystone-manage"
+        --config-file "$conf"
+    )
     "${km[@]}" db_sync
     "${km[@]}" fernet_setup --keystone-user root --keystone-group root
     "${km[@]}" credential_setup --keystone-user root --keystone-group root
@@ -487,6 +495,8 @@ instance_name_template = instance-%08x
 vif_plugging_is_fatal = false
 vif_plugging_timeout = 0
 allow_resize_to_same_host = true
+# The test guest ignores ACPI: no need to wait for it to power off.
+shutdown_timeout = 3
 # Servers without an availability zone go to the local-disk host.
 default_schedule_zone = local
 metadata_workers = 1
@@ -562,6 +572,12 @@ state_path = $CLOUD_DIR/nova-$host
 instances_path = $CLOUD_DIR/nova-$host/instances
 log_file = $LOG/nova-compute-$host.log
 
+# Two compute hosts on one machine: each its own journals and locks (on
+# a real host they are host-wide, shared with nova-snapshot-ext there).
+[snapshot]
+journal_directory = $CLOUD_DIR/nova-$host/snapshot-journals
+lock_path = $CLOUD_DIR/nova-$host/snapshot-locks
+
 # nova-compute runs as root: its privileged helpers need no sudo nor
 # rootwrap (not installed), only the venv's privsep-helper.
 [nova_sys_admin]
@@ -572,23 +588,10 @@ helper_command = $VENV/bin/privsep-helper --config-file $ETC/nova.conf --config-
 CONF
     # The devstack plugin's own functions write our options, as in a
     # devstack run: the driver, [snapshot], and with Ceph [snapshot_rbd].
-    (
-        # devstack's helpers, as far as the plugin uses them.
-        function define_plugin { :; }
-        function enable_service { :; }
-        function is_service_enabled { return 1; }
-        function is_ceph_enabled_for_service { [ "$host" = rbd ]; }
-        # shellcheck disable=SC2034
-        DEST=$ROOT/.. NOVA_CONF=$conf CEPH_CONF_FILE=$CEPH_CONF
-        # shellcheck disable=SC2034
-        CINDER_CEPH_USER=admin GLANCE_CEPH_POOL=images
-        # shellcheck source=devstack/settings
-        source "$ROOT/devstack/settings"
-        # shellcheck source=devstack/plugin.sh
-        source "$ROOT/devstack/plugin.sh"
-        nova_snapshot_ext_check_settings
-        configure_nova_snapshot_ext
-    )
+    # On the rbd host the clones are flattened later, by
+    # "nova-snapshot-ext gc" (cli.conf): the image is active at once.
+    devstack_plugin "$host" configure_nova_snapshot_ext NOVA_CONF="$conf" \
+        NOVA_SNAPSHOT_EXT_RBD_FLATTEN=deferred
     iniset "$conf" libvirt connection_uri "$(lv_uri "$host")"
     if [ "$host" = rbd ]; then
         iniset "$conf" libvirt rbd_secret_uuid "$CEPH_SECRET_UUID"
@@ -598,6 +601,64 @@ CONF
         iniset "$conf" libvirt rbd_user admin
         iniset "$conf" libvirt images_rbd_glance_store_name rbd1
     fi
+}
+
+# devstack_plugin HOST FUNCTION [VAR=VALUE...]: run FUNCTION of the
+# devstack plugin (devstack/plugin.sh) as devstack would on compute host
+# HOST (Ceph for Nova and Glance on host rbd), with devstack's helpers
+# that it uses.
+function devstack_plugin {
+    local host=$1 func=$2
+    shift 2
+    (
+        function define_plugin { :; }
+        function enable_service { :; }
+        function is_service_enabled { return 1; }
+        function is_ceph_enabled_for_service { [ "$host" = rbd ]; }
+        # shellcheck disable=SC2034
+        DEST=$ROOT/.. CEPH_CONF_FILE=$CEPH_CONF CINDER_CEPH_USER=admin
+        # shellcheck disable=SC2034
+        GLANCE_CEPH_POOL=images
+        local assignment
+        for assignment in "$@"; do
+            # shellcheck disable=SC2163
+            export "$assignment"
+        done
+        # shellcheck source=devstack/settings
+        source "$ROOT/devstack/settings"
+        # shellcheck source=devstack/plugin.sh
+        source "$ROOT/devstack/plugin.sh"
+        nova_snapshot_ext_check_settings
+        "$func"
+    )
+}
+
+# cli_conf: $CLOUD_DIR/cli.conf, the command line's configuration on the
+# rbd host: Ceph as Nova's, Glance through Keystone as the admin (gc must
+# see every project's images).
+function cli_conf {
+    umask 077
+    cat > "$CLOUD_DIR/cli.conf" <<CONF
+[snapshot]
+journal_directory = $CLOUD_DIR/nova-rbd/snapshot-journals
+lock_path = $CLOUD_DIR/nova-rbd/snapshot-locks
+
+[snapshot_rbd]
+ceph_conf = $CEPH_CONF
+user = admin
+glance_pool = images
+
+[snapshot_glance]
+auth_type = password
+auth_url = $KEYSTONE_URL/v3
+username = admin
+password = $(secret ADMIN_PASS)
+project_name = admin
+user_domain_name = Default
+project_domain_name = Default
+region_name = RegionOne
+CONF
+    umask 022
 }
 
 function nova_manage {
@@ -732,6 +793,7 @@ function cmd_up {
     start_nova
     compute_conf local
     compute_conf rbd
+    cli_conf
     start_libvirtd local
     start_libvirtd rbd
     ceph_secret rbd
@@ -740,6 +802,12 @@ function cmd_up {
     wait_for "nova-compute on host local" compute_up local
     wait_for "nova-compute on host rbd" compute_up rbd
     "$VENV/bin/python" "$TOOLS_DIR/cloud_setup.py" resources
+    # Our plugin's Tempest options, by the devstack plugin: the direct
+    # snapshot tests boot their server on the rbd host.
+    local tempest_conf=$CLOUD_DIR/tempest/etc/tempest.conf
+    devstack_plugin rbd configure_tempest_for_nova_snapshot_ext \
+        TEMPEST_CONFIG="$tempest_conf"
+    iniset "$tempest_conf" nova_snapshot_ext rbd_availability_zone rbd
     cmd_status > /dev/null || { cmd_status >&2; die "a service died"; }
     log "cloud ready in $((SECONDS - t0)) s: source $CLOUD_DIR/openrc"
 }
@@ -759,6 +827,9 @@ function delete_domains {
 
 function cmd_down {
     local i name pid
+    # Everything is deleted afterwards: no need to wait long for a
+    # graceful stop.
+    local STOP_TIMEOUT=5
     delete_domains
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
         name=${SERVICES[$i]}

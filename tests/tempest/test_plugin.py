@@ -171,5 +171,6 @@ def test_opt_lists(plugin):
     assert [group for group, _ in opt_lists] == [GROUP]
     opts = opt_lists[0][1]
     assert sorted(opt.name for opt in opts) == ['live_snapshot',
+                                                'rbd_availability_zone',
                                                 'rbd_direct']
     assert all(isinstance(opt, cfg.BoolOpt) for opt in opts)

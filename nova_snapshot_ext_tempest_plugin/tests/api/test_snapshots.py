@@ -60,10 +60,17 @@ class SnapshotTestBase(base.BaseV2ComputeTest):
                 '%s skipped: server snapshots are not enabled' %
                 cls.__name__)
 
+    #: The availability zone of the server; None: the default one.
+    availability_zone = None
+
     @classmethod
     def resource_setup(cls):
         super(SnapshotTestBase, cls).resource_setup()
-        cls.server_id = cls.create_test_server(wait_until='ACTIVE')['id']
+        kwargs = {}
+        if cls.availability_zone:
+            kwargs['availability_zone'] = cls.availability_zone
+        cls.server_id = cls.create_test_server(wait_until='ACTIVE',
+                                               **kwargs)['id']
 
     def start_snapshot(self):
         """Ask Nova for a snapshot of the server; return the image id.
@@ -186,6 +193,11 @@ class DirectSnapshotsAdminTest(SnapshotTestBase):
             raise cls.skipException(
                 '%s skipped: snapshots are not direct RBD clones: '
                 '[nova_snapshot_ext] rbd_direct' % cls.__name__)
+
+    @classmethod
+    def resource_setup(cls):
+        cls.availability_zone = CONF.nova_snapshot_ext.rbd_availability_zone
+        super(DirectSnapshotsAdminTest, cls).resource_setup()
 
     @classmethod
     def setup_clients(cls):

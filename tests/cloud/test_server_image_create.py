@@ -1,0 +1,285 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS,
+#    WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or
+#    implied. See the License for the specific language governing
+#    permissions and limitations under the License.
+
+"""``openstack server image create`` through a real nova-compute."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.cloud import conftest
+from tests.functional import guest as guest_mod
+
+RUNNING = 1          # Nova's power_state.RUNNING
+SHUTDOWN = 4
+
+
+def _save(demo, image, tmp_path):
+    path = os.path.join(str(tmp_path), image['id'])
+    demo.run('image', 'save', '--file', path, image['id'])
+    return path
+
+
+def _info(path, fmt):
+    return json.loads(subprocess.run(
+        ['prlimit', '--as=1073741824', 'qemu-img', 'info', '-f', fmt,
+         '--output=json', path], check=True, capture_output=True,
+        text=True).stdout)
+
+
+def test_live_snapshot_of_a_running_server(demo, local_server, images,
+                                           servers, tmp_path):
+    with conftest.Sampler(demo.sdk, local_server['id']) as sampler:
+        image = demo.snapshot(local_server['id'], 'nse-cloud-live')
+    images.append('nse-cloud-live')
+
+    assert image['status'] == 'active'
+    props = image['properties']
+    assert props['image_type'] == 'snapshot'
+    assert props['instance_uuid'] == local_server['id']
+    assert props['snapshot_method'] == 'live'
+    assert 'running' in props['snapshot_reason']
+    # Never paused nor stopped while the snapshot ran.
+    assert sampler.samples
+    assert {(s, p) for s, p, _ in sampler.samples} == {('ACTIVE', RUNNING)}
+    assert any(t for _, _, t in sampler.samples), 'no snapshot seen'
+
+    path = _save(demo, image, tmp_path)
+    info = _info(path, image['disk_format'])
+    assert 'backing-filename' not in info      # standalone
+    check = guest_mod.check_image(path, image['disk_format'],
+                                  info['virtual-size'])
+    assert check.point_in_time, check.counters
+    assert check.last >= 500
+
+    # A server booted from the snapshot runs and writes again.
+    server = demo.server('nse-cloud-from-live', image=image['id'])
+    servers.append(server['id'])
+    demo.console_until(server['id'], 'TINYGUEST READY')
+
+
+@pytest.mark.parametrize('state', ['stopped', 'paused', 'suspended'])
+def test_snapshot_of_a_stopped_server_puts_it_back(demo, local_server,
+                                                   images, state):
+    sid = local_server['id']
+    # A paused guest's disk stands still: it is copied live, as Nova's
+    # own driver does, and the guest stays paused.
+    to, back, status, method = {
+        'stopped': ('stop', 'start', 'SHUTOFF', 'cold'),
+        'paused': ('pause', 'unpause', 'PAUSED', 'live'),
+        'suspended': ('suspend', 'resume', 'SUSPENDED', 'cold'),
+    }[state]
+    demo.run('server', to, sid)
+    _wait_status(demo, sid, status)
+    name = 'nse-cloud-cold-' + state
+    try:
+        image = demo.snapshot(sid, name)
+        images.append(name)
+        assert image['status'] == 'active'
+        assert image['properties']['snapshot_method'] == method
+        server = demo.run('server', 'show', '-f', 'json', sid)
+        assert server['status'] == status
+        assert server['OS-EXT-STS:task_state'] is None
+    finally:
+        demo.run('server', back, sid)
+        _wait_status(demo, sid, 'ACTIVE')
+
+
+def test_direct_snapshot_on_the_rbd_host(demo, admin, rbd_server, images,
+                                         servers):
+    with conftest.Sampler(demo.sdk, rbd_server['id']) as sampler:
+        image = demo.snapshot(rbd_server['id'], 'nse-cloud-direct')
+    images.append('nse-cloud-direct')
+
+    assert image['status'] == 'active'
+    assert image['properties']['snapshot_method'] == 'direct'
+    assert {(s, p) for s, p, _ in sampler.samples} == {('ACTIVE', RUNNING)}
+    # Registered in Glance's rbd store, in the cluster of the disk: nothing
+    # went through the compute host.
+    shown = admin.run('image', 'show', '-f', 'json', image['id'])
+    urls = [loc['url'] for loc in shown['properties']['locations']]
+    fsid = _ceph_fsid()
+    assert urls == ['rbd://%s/images/%s/snap' % (fsid, image['id'])]
+    assert shown['properties']['stores'] == 'rbd1'
+
+    server = demo.server('nse-cloud-from-direct', az='rbd',
+                         image=image['id'])
+    servers.append(server['id'])
+    demo.console_until(server['id'], 'TINYGUEST READY')
+
+
+def test_deferred_flatten_then_gc(demo, rbd_server, images):
+    """On the rbd host the image is active at once, a clone of the disk's
+    snapshot; ``nova-snapshot-ext gc`` flattens it.
+    """
+    image = demo.snapshot(rbd_server['id'], 'nse-cloud-deferred')
+    images.append('nse-cloud-deferred')
+    assert image['status'] == 'active'
+    assert image['properties']['snapshot_method'] == 'direct'
+    assert 'parent' in _rbd_info('images/' + image['id'])
+
+    cli = os.path.join(conftest.CLOUD_DIR, 'venv', 'bin',
+                       'nova-snapshot-ext')
+    proc = subprocess.run(
+        [cli, '--config-file', os.path.join(conftest.CLOUD_DIR, 'cli.conf'),
+         'gc', '--store', 'glance', '--min-age', '0'],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert 'parent' not in _rbd_info('images/' + image['id'])
+    # Still the image Glance serves, now standalone.
+    assert demo.run('image', 'show', '-f', 'json',
+                    image['id'])['status'] == 'active'
+
+
+def _rbd_info(spec):
+    env = dict(os.environ, CEPH_CONF=os.path.join(
+        conftest.STACK_DIR, 'ceph', 'ceph.conf'))
+    return json.loads(subprocess.run(
+        ['rbd', 'info', '--format', 'json', spec], env=env, check=True,
+        capture_output=True, text=True).stdout)
+
+
+def test_other_servers_answer_during_a_snapshot(demo, admin, local_server,
+                                                images, servers):
+    """nova-compute keeps serving its other servers and its heartbeat
+    while it snapshots one of them.
+    """
+    other = demo.server('nse-cloud-neighbour')
+    servers.append(other['id'])
+    done = threading.Event()
+    errors = []
+
+    def snapshot():
+        try:
+            demo.snapshot(local_server['id'], 'nse-cloud-busy')
+        except Exception as e:  # reported below
+            errors.append(e)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=snapshot)
+    thread.start()
+    _wait_task(demo, local_server['id'])
+    demo.run('server', 'pause', other['id'])
+    _wait_status(demo, other['id'], 'PAUSED')
+    demo.run('server', 'unpause', other['id'])
+    _wait_status(demo, other['id'], 'ACTIVE')
+    services = admin.run('compute', 'service', 'list', '--service',
+                         'nova-compute', '--host', 'local', '-f', 'json')
+    assert [s['State'] for s in services] == ['up']
+    thread.join()
+    images.append('nse-cloud-busy')
+    assert not errors, errors
+
+
+def test_glance_stopped_during_a_snapshot(demo, local_server, images):
+    sid = local_server['id']
+    demo.run('server', 'image', 'create', '--name', 'nse-cloud-no-glance',
+             sid)
+    images.append('nse-cloud-no-glance')
+    try:
+        _wait_task(demo, sid, ('image_pending_upload',))
+        conftest.glance('stop')
+        _wait_status(demo, sid, 'ACTIVE', timeout=300)
+    finally:
+        conftest.glance('restart')
+    server = demo.run('server', 'show', '-f', 'json', sid)
+    assert server['OS-EXT-STS:power_state'] == 'Running'
+    left = demo.run('image', 'show', '-f', 'json', 'nse-cloud-no-glance',
+                    check=False)
+    print('image after Glance came back: %s' % (
+        json.loads(left.stdout)['status'] if left.returncode == 0
+        else 'gone'))
+    if left.returncode == 0:
+        assert json.loads(left.stdout)['status'] != 'active'
+    image = demo.snapshot(sid, 'nse-cloud-glance-back')
+    images.append('nse-cloud-glance-back')
+    assert image['status'] == 'active'
+
+
+def test_compute_killed_mid_snapshot_and_started_again(demo, admin,
+                                                       local_server,
+                                                       images):
+    sid = local_server['id']
+    demo.run('server', 'image', 'create', '--name', 'nse-cloud-killed', sid)
+    images.append('nse-cloud-killed')
+    _wait_task(demo, sid, ('image_pending_upload', 'image_uploading'))
+    pid = int(open(os.path.join(conftest.CLOUD_DIR, 'run',
+                                'nova-compute-local.pid')).read())
+    os.kill(pid, 9)
+    conftest.cloud_sh('restart', 'nova-compute-local')
+    deadline = time.monotonic() + 180
+    while True:
+        server = demo.run('server', 'show', '-f', 'json', sid)
+        if (server['status'] == 'ACTIVE'
+                and server['OS-EXT-STS:task_state'] is None):
+            break
+        assert time.monotonic() < deadline, server
+        time.sleep(3)
+    assert server['OS-EXT-STS:power_state'] == 'Running'
+    # What Nova leaves of the image: reported, not ours to judge.
+    left = demo.run('image', 'show', '-f', 'json', 'nse-cloud-killed',
+                    check=False)
+    print('image after the kill: %s' % (
+        json.loads(left.stdout)['status'] if left.returncode == 0
+        else 'gone'))
+    # None of our leftovers once the driver started again: no block job,
+    # no journal, no temporary file.
+    dom = admin.run('server', 'show', '-f', 'json',
+                    sid)['OS-EXT-SRV-ATTR:instance_name']
+    uri = ('qemu+unix:///system?socket=%s/libvirt-local/run/libvirt-sock'
+           % conftest.CLOUD_DIR)
+    jobs = subprocess.run(['virsh', '-c', uri, 'blockjob', dom, 'vda'],
+                          capture_output=True, text=True, check=True)
+    assert 'No current block job' in jobs.stdout, jobs.stdout
+    host_dir = os.path.join(conftest.CLOUD_DIR, 'nova-local')
+    for sub in ('snapshot-journals', 'instances/snapshots'):
+        path = os.path.join(host_dir, sub)
+        assert not os.path.isdir(path) or os.listdir(path) == [], path
+    # Usable: the next snapshot works.
+    image = demo.snapshot(sid, 'nse-cloud-after-kill')
+    images.append('nse-cloud-after-kill')
+    assert image['status'] == 'active'
+
+
+def _ceph_fsid():
+    conf = os.path.join(conftest.STACK_DIR, 'ceph', 'ceph.conf')
+    with open(conf) as f:
+        for line in f:
+            if line.strip().startswith('fsid'):
+                return line.split('=', 1)[1].strip()
+    raise AssertionError('no fsid in ' + conf)
+
+
+def _wait_status(cloud, sid, status, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        server = cloud.sdk.compute.get_server(sid)
+        if server.status == status and not server.task_state:
+            return
+        assert time.monotonic() < deadline, (server.status,
+                                             server.task_state)
+        time.sleep(0.5)
+
+
+def _wait_task(cloud, sid, states=None, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        task = cloud.sdk.compute.get_server(sid).task_state
+        if task and (states is None or task in states):
+            return task
+        assert time.monotonic() < deadline, task
+        time.sleep(0.1)
