@@ -257,6 +257,16 @@ def cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
     except exception.SnapshotCancelled as e:
         sys.stderr.write('%s: error: %s\n' % (PROG, e))
         return SIGNAL_EXIT.get(cancel.reason or '', 1)
+    except exception.SnapshotError as e:
+        if cancel.reason not in SIGNAL_EXIT:
+            raise
+        # NOTE: Ctrl-C reaches the whole process group: qemu-img may have
+        # died of it before the snapshot saw its own cancellation.
+        LOG.debug('Cancelled snapshot failed: %s', e)
+        cancelled = exception.SnapshotCancelled(guest=args.domain,
+                                                reason=cancel.reason)
+        sys.stderr.write('%s: error: %s\n' % (PROG, cancelled))
+        return SIGNAL_EXIT[cancel.reason]
     if args.json or args.sub_json:
         json.dump(result.as_dict(), out, sort_keys=True)
         out.write('\n')

@@ -139,6 +139,7 @@ class UploadedImage(PendingImage):
                                                    path=tmpdir)
             os.mkdir(tmpdir, 0o700)
             self.tmpdir = tmpdir
+            journal.current().reached(journal.TEMP_DIR)
         return os.path.join(self.tmpdir, 'image.%s' % self.meta.disk_format)
 
     def remove_file(self) -> None:

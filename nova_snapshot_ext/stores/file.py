@@ -76,6 +76,7 @@ class FilePendingImage(base.PendingImage):
         self._step = journal.current().add(journal.STORE_PARTIAL,
                                            path=self.partial)
         os.mkdir(self.partial, 0o755)
+        journal.current().reached(journal.STORE_PARTIAL)
         self.path = os.path.join(self.partial, store.image_file(meta))
 
     def commit(self, progress: base.Progress | None = None

@@ -194,3 +194,120 @@ def test_sigterm_cancels_cleanly(workdir, setup, args, step):
     assert err.count('\n') == 1, err
     assert 'was cancelled (SIGTERM); what it had made was undone' in err
     assert_nothing_left(run, g, before, store, images_before)
+
+
+# -- concurrency ---------------------------------------------------------
+class Cli:
+    """The command in the background, its stderr in a file."""
+
+    def __init__(self, conf_file, workdir, domain, stop_after=None):
+        env = dict(os.environ)
+        if stop_after:
+            env[journal.TEST_STOP_AFTER] = stop_after
+        self.err_path = os.path.join(workdir, 'err-%s' % os.urandom(4).hex())
+        self.err = open(self.err_path, 'w')
+        self.proc = subprocess.Popen(
+            [sys.executable, '-m', 'nova_snapshot_ext.cmd.main',
+             '--config-file', conf_file, 'snapshot', domain, '--name',
+             'c', '--json'],
+            stdout=subprocess.PIPE, stderr=self.err, text=True, env=env)
+
+    def stderr(self):
+        with open(self.err_path) as f:
+            return f.read()
+
+    def wait_for(self, predicate, what, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.05)
+        pytest.fail('%s did not happen: %s' % (what, self.stderr()))
+
+    def stopped(self):
+        if self.proc.poll() is not None:
+            pytest.fail('the command ended: %s' % self.stderr())
+        with open('/proc/%d/stat' % self.proc.pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] == 'T'
+
+    def finish(self, timeout=120):
+        os.kill(self.proc.pid, signal.SIGCONT)
+        out, _ = self.proc.communicate(timeout=timeout)
+        self.err.close()
+        return self.proc.returncode, out, self.stderr()
+
+
+@pytest.fixture
+def small_domains(conn, workdir):
+    """``make(n)``: n shut-off guests with small disks (a snapshot of
+    one is a conversion of its disk).
+    """
+    made = []
+
+    def make(n):
+        names = []
+        for _ in range(n):
+            name = guest_mod.PREFIX + 'small-%s' % os.urandom(3).hex()
+            path = os.path.join(workdir, name + '.raw')
+            guest_mod.run('qemu-img', 'create', '-q', '-f', 'raw', path,
+                          '16M')
+            disks = guest_mod.Disks(path=path, format='raw', size=16 << 20,
+                                    data_sha256='')
+            made.append(conn.defineXML(guest_mod.domain_xml(
+                name, disks, os.path.join(workdir, name + '.log'))))
+            names.append(name)
+        return names
+
+    yield make
+    for dom in made:
+        dom.undefine()
+
+
+def write_conf(workdir, extra=''):
+    path = os.path.join(workdir, 'nse.conf')
+    with open(path, 'w') as f:
+        f.write('[DEFAULT]\nstate_path = %s\n%s' % (
+            os.path.join(workdir, 'state'), extra))
+    return path
+
+
+def test_two_commands_on_one_guest(workdir, small_domains):
+    [name] = small_domains(1)
+    conf_file = write_conf(workdir)
+    first = Cli(conf_file, workdir, name, stop_after='store_partial')
+    first.wait_for(first.stopped, 'the first snapshot')
+    second = Cli(conf_file, workdir, name)
+    rc, out, err = second.finish()
+    assert rc == 1 and out == ''
+    assert err == ('nova-snapshot-ext: error: Another snapshot of guest %s '
+                   'is running; wait for it to finish and try again.\n' %
+                   name)
+    # The refused one did not recover (nor touch) the running one's work.
+    rc, out, err = first.finish()
+    assert rc == 0, err
+    assert json.loads(out)['method'] == 'cold'
+
+
+def test_host_wide_limit(workdir, small_domains):
+    names = small_domains(3)
+    conf_file = write_conf(workdir, '[snapshot]\nmax_concurrent = 2\n')
+    journals = os.path.join(workdir, 'state', 'snapshots')
+    held = [Cli(conf_file, workdir, n, stop_after='store_partial')
+            for n in names[:2]]
+    for c in held:
+        c.wait_for(c.stopped, 'a held snapshot')
+    third = Cli(conf_file, workdir, names[2])
+    third.wait_for(lambda: 'Waiting' in third.stderr(), 'waiting')
+    assert third.stderr() == (
+        'WARNING: Waiting: 2 snapshots are running on this host ([snapshot] '
+        'max_concurrent = 2)\n')
+    time.sleep(1)
+    assert third.proc.poll() is None
+    assert len(journal.paths(journals)) == 2
+    # One slot frees: the third goes on; all three succeed.
+    assert held[0].finish()[0] == 0
+    assert third.finish()[0] == 0
+    assert held[1].finish()[0] == 0
+    assert journal.paths(journals) == []
+    images = os.path.join(workdir, 'state', 'images')
+    assert len(os.listdir(images)) == 3
