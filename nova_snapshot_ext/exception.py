@@ -194,3 +194,8 @@ class InsufficientSpace(SnapshotError):
 class JournalUnreadable(SnapshotError):
     msg_fmt = ('Cannot read the snapshot journal %(path)s: %(reason)s. '
                'Check what it names by hand, then remove it.')
+
+
+class JournalUnwritable(SnapshotError):
+    msg_fmt = ('Cannot write the snapshot journal %(path)s: %(reason)s. '
+               'Check [snapshot] journal_directory.')

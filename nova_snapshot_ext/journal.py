@@ -188,8 +188,17 @@ class Journal:
 
     # -- writing -------------------------------------------------------
     def save(self) -> None:
-        if self.path:
+        """Write the journal, atomically.
+
+        :raises JournalUnwritable: e.g. its file system is full.
+        """
+        if not self.path:
+            return
+        try:
             _write(self.path, self.as_dict())
+        except OSError as e:
+            raise exception.JournalUnwritable(path=self.path,
+                                              reason=e.strerror or str(e))
 
     def add(self, kind: str, **data: Any) -> Step:
         """Record that ``kind`` is about to be made; returns the step."""
@@ -271,8 +280,12 @@ def opened(directory: str, guest_uuid: str, guest_name: str, uri: str,
     :param store: how recovery reaches the store (its spec), or None
         when it cannot.
     """
-    os.makedirs(directory, mode=0o700, exist_ok=True)
     path = os.path.join(directory, snapshot_id + SUFFIX)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise exception.JournalUnwritable(path=path,
+                                          reason=e.strerror or str(e))
     header = {
         'id': snapshot_id,
         'created': datetime.datetime.now(datetime.timezone.utc).isoformat(

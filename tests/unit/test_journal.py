@@ -203,3 +203,15 @@ def test_owner_alive_needs_the_same_start_time():
     assert not journal.owner_alive(dict(me, start=me['start'] + 1))
     assert not journal.owner_alive(dict(me, host='another-host'))
     assert not journal.owner_alive({})
+
+
+def test_a_journal_that_cannot_be_written_fails_the_snapshot_early(
+        conf, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    with pytest.raises(exception.JournalUnwritable,
+                       match='Cannot write the snapshot journal .*/file/'
+                             'j.json: File exists'):
+        with journal.opened(str(blocker), GUEST, 'g', 'qemu:///system',
+                            None, 'j'):
+            pytest.fail('the snapshot ran without a journal')
