@@ -21,6 +21,7 @@ sample. A missing cloud fails the tests: run ``tools/cloud.sh up``.
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -172,6 +173,17 @@ def rbd_server(demo, servers):
     servers.append(server['id'])
     demo.console_until(server['id'], 'CTR 500')
     return server
+
+
+def glance_kill():
+    """SIGKILL the cloud's Glance (uWSGI master and workers) at once."""
+    pidfile = os.path.join(STACK_DIR, 'glance', 'cloud', 'glance.pid')
+    with open(pidfile) as f:
+        master = int(f.read())
+    with open('/proc/%d/task/%d/children' % (master, master)) as f:
+        workers = [int(pid) for pid in f.read().split()]
+    for pid in [master] + workers:
+        os.kill(pid, signal.SIGKILL)
 
 
 def glance(action):
