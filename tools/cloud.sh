@@ -32,7 +32,7 @@
 #     identity, image, placement, compute and network in RegionOne.
 #   Glance (uWSGI, :9292, keystonemiddleware, tools/glance.sh instance
 #     "cloud"): stores file1 (file) and rbd1 (the stack's Ceph, pool
-#     images, the default store).
+#     cloud-images, the default store).
 #   Placement (uWSGI, :8778).
 #   Neutron API (uWSGI, :9696): ML2, no agents; servers boot with no NIC.
 #   Nova API (uWSGI, :8774), conductor, scheduler and two nova-compute
@@ -40,7 +40,7 @@
 #     and [libvirt] virt_type = qemu:
 #       nova-compute-local  host "local": instance disks are qcow2 files;
 #       nova-compute-rbd    host "rbd": [libvirt] images_type = rbd on the
-#                           stack's Ceph (pool vms).
+#                           stack's Ceph (pool cloud-vms).
 #     Each has a libvirtd of its own (hostname nse-cloud-HOST), in a
 #     private mount and UTS namespace, with the stack's libvirt and QEMU:
 #     Nova names a libvirt compute node after its libvirtd's hostname (two
@@ -92,6 +92,10 @@ HOST_IP=127.0.0.1
 KEYSTONE_URL=http://$HOST_IP:5000
 GLANCE_PORT=9292
 CEPH_CONF=$STACK_DIR/ceph/ceph.conf
+# Pools of their own in the stack's Ceph: the functional tests' gc must
+# not see the cloud's images.
+CLOUD_VMS_POOL=cloud-vms
+CLOUD_IMAGES_POOL=cloud-images
 # The libvirt secret of the Ceph key on the rbd host.
 CEPH_SECRET_UUID=5b6b1d4e-7d3c-4f59-9a61-2b3a8f0c9e11
 READY_TIMEOUT=${READY_TIMEOUT:-120}
@@ -301,8 +305,26 @@ function start_ceph_mgr {
         -o "$d/keyring" 2>> "$LOG/ceph-mgr.out"
     spawn ceph-mgr ceph-mgr -f -c "$CEPH_CONF" -i cloud \
         --keyring "$d/keyring" --mgr-data "$d"
-    wait_for "the Ceph manager" pool_stats vms
-    log "Ceph manager ready"
+    local pool
+    for pool in "$CLOUD_VMS_POOL" "$CLOUD_IMAGES_POOL"; do
+        CEPH_CONF=$CEPH_CONF ceph osd pool create "$pool" 8 8 replicated \
+            --size 1 >> "$LOG/ceph-mgr.out" 2>&1
+        CEPH_CONF=$CEPH_CONF rbd pool init "$pool"
+    done
+    wait_for "the Ceph manager" pool_stats "$CLOUD_VMS_POOL"
+    log "Ceph manager ready, pools $CLOUD_VMS_POOL and $CLOUD_IMAGES_POOL"
+}
+
+# delete_pools: the cloud's pools, with every image in them.
+function delete_pools {
+    local pool
+    [ -s "$CEPH_CONF" ] || return 0
+    CEPH_CONF=$CEPH_CONF timeout 30 ceph config set mon \
+        mon_allow_pool_delete true > /dev/null 2>&1 || return 0
+    for pool in "$CLOUD_VMS_POOL" "$CLOUD_IMAGES_POOL"; do
+        CEPH_CONF=$CEPH_CONF timeout 30 ceph osd pool rm "$pool" "$pool" \
+            --yes-i-really-really-mean-it > /dev/null 2>&1 || true
+    done
 }
 
 # pool_stats POOL: "ceph df" knows POOL.
@@ -416,7 +438,8 @@ function start_glance {
     : > "$extra"
     authtoken "$extra" glance
     GLANCE_VENV=$VENV GLANCE_PORT=$GLANCE_PORT GLANCE_FLAVOR=keystone \
-        GLANCE_CEPH_CONF=$CEPH_CONF GLANCE_EXTRA_CONF=$extra \
+        GLANCE_CEPH_CONF=$CEPH_CONF GLANCE_CEPH_POOL=$CLOUD_IMAGES_POOL \
+        GLANCE_EXTRA_CONF=$extra \
         bash "$TOOLS_DIR/glance.sh" start cloud
 }
 
@@ -596,7 +619,7 @@ CONF
     if [ "$host" = rbd ]; then
         iniset "$conf" libvirt rbd_secret_uuid "$CEPH_SECRET_UUID"
         iniset "$conf" libvirt images_type rbd
-        iniset "$conf" libvirt images_rbd_pool vms
+        iniset "$conf" libvirt images_rbd_pool "$CLOUD_VMS_POOL"
         iniset "$conf" libvirt images_rbd_ceph_conf "$CEPH_CONF"
         iniset "$conf" libvirt rbd_user admin
         iniset "$conf" libvirt images_rbd_glance_store_name rbd1
@@ -618,7 +641,7 @@ function devstack_plugin {
         # shellcheck disable=SC2034
         DEST=$ROOT/.. CEPH_CONF_FILE=$CEPH_CONF CINDER_CEPH_USER=admin
         # shellcheck disable=SC2034
-        GLANCE_CEPH_POOL=images
+        GLANCE_CEPH_POOL=$CLOUD_IMAGES_POOL
         local assignment
         for assignment in "$@"; do
             # shellcheck disable=SC2163
@@ -646,7 +669,7 @@ lock_path = $CLOUD_DIR/nova-rbd/snapshot-locks
 [snapshot_rbd]
 ceph_conf = $CEPH_CONF
 user = admin
-glance_pool = images
+glance_pool = $CLOUD_IMAGES_POOL
 
 [snapshot_glance]
 auth_type = password
@@ -855,6 +878,7 @@ function cmd_down {
         fi
     done
     GLANCE_VENV=$VENV bash "$TOOLS_DIR/glance.sh" stop cloud >/dev/null 2>&1 || true
+    delete_pools
     # epmd, started by RabbitMQ, outlives it.
     pkill -x epmd 2>/dev/null || true
     if [ -d "$CLOUD_DIR" ]; then

@@ -24,7 +24,8 @@ from tests.cloud import conftest
 from tests.functional import guest as guest_mod
 
 RUNNING = 1          # Nova's power_state.RUNNING
-SHUTDOWN = 4
+#: Glance's rbd store in the cloud (tools/cloud.sh).
+IMAGES_POOL = 'cloud-images'
 
 
 def _save(demo, image, tmp_path):
@@ -114,7 +115,8 @@ def test_direct_snapshot_on_the_rbd_host(demo, admin, rbd_server, images,
     shown = admin.run('image', 'show', '-f', 'json', image['id'])
     urls = [loc['url'] for loc in shown['properties']['locations']]
     fsid = _ceph_fsid()
-    assert urls == ['rbd://%s/images/%s/snap' % (fsid, image['id'])]
+    assert urls == ['rbd://%s/%s/%s/snap' % (fsid, IMAGES_POOL,
+                                             image['id'])]
     assert shown['properties']['stores'] == 'rbd1'
 
     server = demo.server('nse-cloud-from-direct', az='rbd',
@@ -132,7 +134,7 @@ def test_deferred_flatten_then_gc(demo, rbd_server, images):
     images.append('nse-cloud-deferred')
     assert image['status'] == 'active'
     assert image['properties']['snapshot_method'] == 'direct'
-    assert 'parent' in _rbd_info('images/' + image['id'])
+    assert 'parent' in _rbd_info(IMAGES_POOL + '/' + image['id'])
 
     cli = os.path.join(conftest.CLOUD_DIR, 'venv', 'bin',
                        'nova-snapshot-ext')
@@ -141,7 +143,7 @@ def test_deferred_flatten_then_gc(demo, rbd_server, images):
          'gc', '--store', 'glance', '--min-age', '0'],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert 'parent' not in _rbd_info('images/' + image['id'])
+    assert 'parent' not in _rbd_info(IMAGES_POOL + '/' + image['id'])
     # Still the image Glance serves, now standalone.
     assert demo.run('image', 'show', '-f', 'json',
                     image['id'])['status'] == 'active'
