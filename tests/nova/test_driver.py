@@ -27,6 +27,7 @@ keep the data, which the tests read back as the guest would.
 
 import copy
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -412,6 +413,14 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.assertEqual('nova', conf.snapshot_rbd.user)
         self.assertEqual('qemu:///system',
                          conf.snapshot_libvirt.connection_uri)
+        # The locks and journals are the command line's, not below Nova's
+        # state_path: one lock per guest for both.
+        for name in ('lock_path', 'journal_directory'):
+            nse_driver.CONF.clear_override(name, group='snapshot')
+        self.assertEqual('/var/lib/nova-snapshot-ext/locks',
+                         conf.snapshot.lock_path)
+        self.assertEqual('/var/lib/nova-snapshot-ext/snapshots',
+                         conf.snapshot.journal_directory)
 
         # Nova's values the engine cannot use leave the engine's defaults.
         self.flags(snapshot_image_format='vmdk', images_rbd_ceph_conf='',
@@ -420,6 +429,26 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.assertIsNone(conf.snapshot.image_format)
         self.assertEqual('/etc/ceph/ceph.conf', conf.snapshot_rbd.ceph_conf)
         self.assertEqual('admin', conf.snapshot_rbd.user)
+
+    def test_recovery_at_init_host(self):
+        # A journal left by a snapshot killed with an earlier
+        # nova-compute: its temporary directory is removed, the journal
+        # too; the service starts whatever it finds.
+        journals = os.path.join(self.workdir, 'journal')
+        os.makedirs(journals)
+        scratch = os.path.join(self.workdir, 'tmp', 'snap-killed')
+        os.makedirs(scratch)
+        with open(os.path.join(journals, 'j.json'), 'w') as f:
+            json.dump({'version': 1, 'id': 'j', 'uri': 'qemu:///system',
+                       'guest': {'uuid': str(uuid.uuid4()), 'name': 'x'},
+                       'owner': {'pid': 1, 'start': 0, 'host': 'gone'},
+                       'store': None,
+                       'steps': [{'kind': 'temp_dir', 'path': scratch}]}, f)
+        with open(os.path.join(journals, 'bad.json'), 'w') as f:
+            f.write('{')
+        self.driver.nse_recover()
+        self.assertFalse(os.path.exists(scratch))
+        self.assertEqual(['bad.json'], os.listdir(journals))
 
     def test_engine_options_are_read_from_nova_conf(self):
         # What an operator writes into nova-cpu.conf, read by nova-compute

@@ -256,3 +256,8 @@ def test_gc_removes_a_clone_only_when_its_image_is_surely_gone(
     else:
         [action] = actions
         assert action.verb == gc_mod.KEEP and kept in action.reason
+
+
+def test_image_type_may_be_chosen():
+    # Only a default: Nova's compute API passes a user's choice too.
+    assert snapshot.validate_properties({'image_type': 'test'})
