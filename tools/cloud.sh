@@ -769,11 +769,17 @@ XML
     rm -f "$key"
 }
 
+# start_compute HOST: nova-compute of HOST, with
+# $ETC/nova-compute-HOST-extra.conf last if it exists (tools/bench_cloud.py
+# puts Nova's own driver there).
 function start_compute {
-    local host=$1
+    local host=$1 extra=()
+    if [ -e "$ETC/nova-compute-$host-extra.conf" ]; then
+        extra=(--config-file "$ETC/nova-compute-$host-extra.conf")
+    fi
     spawn "nova-compute-$host" "$VENV/bin/nova-compute" \
         --config-file "$ETC/nova.conf" \
-        --config-file "$ETC/nova-compute-$host.conf"
+        --config-file "$ETC/nova-compute-$host.conf" "${extra[@]}"
 }
 
 # compute_up HOST: nova-compute of HOST is up and its node is mapped
