@@ -153,17 +153,19 @@ def test_register_opts_defaults(plugin):
     conf([], default_config_files=[])
     assert conf.nova_snapshot_ext.live_snapshot is True
     assert conf.nova_snapshot_ext.rbd_direct is False
+    assert conf.nova_snapshot_ext.rbd_availability_zone is None
 
 
 def test_register_opts_reads_config_file(plugin, tmp_path):
     conf_file = tmp_path / 'tempest.conf'
     conf_file.write_text('[%s]\nlive_snapshot = false\nrbd_direct = true\n'
-                         % GROUP)
+                         'rbd_availability_zone = rbd\n' % GROUP)
     conf = cfg.ConfigOpts()
     plugin.register_opts(conf)
     conf([], default_config_files=[str(conf_file)])
     assert conf.nova_snapshot_ext.live_snapshot is False
     assert conf.nova_snapshot_ext.rbd_direct is True
+    assert conf.nova_snapshot_ext.rbd_availability_zone == 'rbd'
 
 
 def test_opt_lists(plugin):
@@ -173,4 +175,6 @@ def test_opt_lists(plugin):
     assert sorted(opt.name for opt in opts) == ['live_snapshot',
                                                 'rbd_availability_zone',
                                                 'rbd_direct']
-    assert all(isinstance(opt, cfg.BoolOpt) for opt in opts)
+    kinds = {opt.name: type(opt) for opt in opts}
+    assert kinds == {'live_snapshot': cfg.BoolOpt, 'rbd_direct': cfg.BoolOpt,
+                     'rbd_availability_zone': cfg.StrOpt}
