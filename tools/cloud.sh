@@ -98,7 +98,7 @@ CLOUD_VMS_POOL=cloud-vms
 CLOUD_IMAGES_POOL=cloud-images
 # The libvirt secret of the Ceph key on the rbd host.
 CEPH_SECRET_UUID=5b6b1d4e-7d3c-4f59-9a61-2b3a8f0c9e11
-READY_TIMEOUT=${READY_TIMEOUT:-120}
+READY_TIMEOUT=${READY_TIMEOUT:-240}
 STOP_TIMEOUT=${STOP_TIMEOUT:-20}
 # Started in this order, stopped in the reverse one.
 SERVICES=(
@@ -141,8 +141,9 @@ function wait_for {
     local what=$1 deadline
     shift
     deadline=$((SECONDS + READY_TIMEOUT))
-    until "$@" >/dev/null 2>&1; do
+    until "$@" > "$LOG/wait.out" 2>&1; do
         if [ $SECONDS -ge $deadline ]; then
+            tail -n 5 "$LOG/wait.out" >&2
             die "$what not ready after ${READY_TIMEOUT}s (logs in $LOG)"
         fi
         sleep 0.5
