@@ -39,7 +39,17 @@ bash tools/install-deps.sh
 TOX_VENV=${TOX_VENV:-$ROOT/.venv-tox}
 ensure_venv "$TOX_VENV" tox 'tox>=4.0.0'
 
-trap 'bash tools/cloud.sh down > /dev/null 2>&1 || true; bash tools/stack.sh down' EXIT
+# Everything down at the end; the cloud's service logs outlive it, in
+# .ci-logs/cloud-log.
+function teardown {
+    local log=${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}/cloud/log
+    rm -rf .ci-logs/cloud-log
+    cp -r "$log" .ci-logs/cloud-log 2> /dev/null || true
+    bash tools/cloud.sh down > /dev/null 2>&1 || true
+    bash tools/stack.sh down
+}
+trap teardown EXIT
+mkdir -p .ci-logs
 NSE_SKIP_INSTALL=1 bash tools/stack.sh up
 
 OTHER_ENVS=$(tr ',' '\n' <<< "$ENVS" | grep -vx cloud | paste -sd, -) || true
