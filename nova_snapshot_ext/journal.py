@@ -123,10 +123,11 @@ def _write(path: str, doc: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Make a rename or an unlink in directory ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -233,7 +234,7 @@ class Journal:
         if self.path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-                _fsync_dir(os.path.dirname(self.path))
+                fsync_dir(os.path.dirname(self.path))
 
     def reached(self, kind: str) -> None:
         """The thing of the last step of ``kind`` is made.

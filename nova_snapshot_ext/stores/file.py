@@ -55,14 +55,6 @@ def sha256_of(path: str) -> str:
         return hashlib.file_digest(f, 'sha256').hexdigest()
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class FilePendingImage(base.PendingImage):
 
     def __init__(self, store: 'FileStore', image_id: str,
@@ -125,9 +117,9 @@ class FilePendingImage(base.PendingImage):
             f.write('\n')
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(self.partial)
+        journal.fsync_dir(self.partial)
         os.rename(self.partial, self.final)
-        _fsync_dir(self.store.directory)
+        journal.fsync_dir(self.store.directory)
         journal.current().done(self._step)
         LOG.info('Image %(id)s stored in %(dir)s',
                  {'id': stored.id, 'dir': self.final})
