@@ -83,6 +83,9 @@ KINDS = (TEMP_DIR, STORE_PARTIAL, GLANCE_IMAGE, LOCATION, BLOCK_JOB,
 #: is made, the process stops itself (SIGSTOP), so that a test can kill
 #: it at exactly that point. Never set outside tests.
 TEST_STOP_AFTER = 'NSE_TEST_STOP_AFTER'
+#: Test hook: as :data:`TEST_STOP_AFTER`, but once the step is written and
+#: before its thing is made (a record about to be created).
+TEST_STOP_BEFORE = 'NSE_TEST_STOP_BEFORE'
 
 
 def process_start(pid: int) -> int | None:
@@ -208,6 +211,8 @@ class Journal:
         step = Step(kind, data)
         self.steps.append(step)
         self.save()
+        if self.path and os.environ.get(TEST_STOP_BEFORE) == kind:
+            os.kill(os.getpid(), signal.SIGSTOP)
         return step
 
     @contextlib.contextmanager

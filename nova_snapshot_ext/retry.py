@@ -52,10 +52,12 @@ def _sleep(seconds: float) -> None:
 
 def call(fn: Callable[..., T], *args: Any,
          on: type[BaseException] | tuple[type[BaseException], ...],
+         unless: type[BaseException] | tuple[type[BaseException], ...] = (),
          attempts: int | None = None, timeout: float | None = None,
          interval: float = 0.1, max_interval: float | None = None,
          **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)``, called again while it raises ``on``.
+    """``fn(*args, **kwargs)``, called again while it raises ``on``
+    (but not ``unless``, a narrower kind of it).
 
     :param attempts: give up after this many calls.
     :param timeout: give up once this many seconds have passed.
@@ -74,7 +76,8 @@ def call(fn: Callable[..., T], *args: Any,
         wait = tenacity.wait_exponential(multiplier=interval,
                                          max=max_interval)
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(on),
+        retry=tenacity.retry_if_exception(
+            lambda e: isinstance(e, on) and not isinstance(e, unless)),
         stop=tenacity.stop_any(*stops) if stops else tenacity.stop_never,
         wait=wait, sleep=_sleep, reraise=True,
         before_sleep=lambda state: LOG.debug(

@@ -64,12 +64,45 @@ differ.
         help="""
 Seconds to wait, after the upload, for the image to become ``active``.
 """),
+    cfg.IntOpt(
+        'request_attempts',
+        default=4,
+        min=1,
+        help="""
+Tries of each request to Glance other than the upload (the check that Glance
+answers, making, reading, updating and deleting the record) when Glance
+cannot be reached or answers with a 5xx status, with pauses of
+``retry_interval``, 2 x ``retry_interval``, ... (at most 10 s) between
+them. The upload itself is sent once: a failed upload fails the snapshot
+and its record is deleted.
+
+Related options:
+
+* ``connect_retries``: keystoneauth's own retries of a connection, inside
+  each try (0 by default).
+"""),
+    cfg.FloatOpt(
+        'retry_interval',
+        default=1.0,
+        min=0.01,
+        help="""
+Seconds before the second try of a request to Glance (see
+``request_attempts``); each further pause is twice the one before.
+"""),
 ]
 
-# NOTE: keystoneauth's adapter retries a request whose connection failed.
-# That is safe for the metadata calls, not for the streamed upload (its
-# body cannot be rewound), which the store sends without retries.
-DEFAULT_CONNECT_RETRIES = 3
+#: Seconds a request to Glance may wait for an answer, or for Glance to
+#: take more of an upload, unless ``[snapshot_glance] timeout`` says
+#: otherwise. keystoneauth's own default is to wait forever.
+DEFAULT_TIMEOUT = 60
+#: The longest pause between two tries of a request.
+MAX_RETRY_INTERVAL = 10
+
+# NOTE: the store tries requests again itself (request_attempts), after
+# a 5xx as after a connection error, and never the streamed upload (its
+# body cannot be rewound); keystoneauth's retries of a connection would
+# only multiply the tries.
+DEFAULT_CONNECT_RETRIES = 0
 
 
 def _adapter_opts() -> list[cfg.Opt]:
@@ -82,11 +115,19 @@ def _adapter_opts() -> list[cfg.Opt]:
     return opts
 
 
+def _session_opts() -> list[cfg.Opt]:
+    opts = ks_loading.get_session_conf_options()
+    for opt in opts:
+        if opt.dest == 'timeout':
+            opt.default = DEFAULT_TIMEOUT
+    return opts
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_group(cfg.OptGroup(GROUP, title=glance_group.title,
                                      help=glance_group.help))
     conf.register_opts(glance_opts, group=GROUP)
-    ks_loading.register_session_conf_options(conf, GROUP)
+    conf.register_opts(_session_opts(), group=GROUP)
     ks_loading.register_auth_conf_options(conf, GROUP)
     conf.register_opts(_adapter_opts(), group=GROUP)
 
@@ -97,7 +138,7 @@ def list_opts() -> dict:
     # own options when it loads it.
     return {glance_group: (
         glance_opts
-        + ks_loading.get_session_conf_options()
+        + _session_opts()
         + ks_loading.get_auth_common_conf_options()
         + ks_loading.get_auth_plugin_conf_options('password')
         + _adapter_opts())}

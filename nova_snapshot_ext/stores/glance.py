@@ -26,10 +26,9 @@ module is how the command line reaches Glance (:class:`GlanceAPI`). The
 store makes records, and deletes the record of a failed snapshot.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable
 import contextlib
-import re
-from typing import Any
+from typing import Any, TypeVar
 
 import glanceclient
 from glanceclient import exc as glance_exc
@@ -42,7 +41,10 @@ from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from nova_snapshot_ext.conf import glance as glance_conf
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import retry
+from nova_snapshot_ext.stores import glance_errors
 from nova_snapshot_ext.stores import image_api
 from nova_snapshot_ext.stores import upload_body
 
@@ -50,28 +52,10 @@ LOG = logging.getLogger(__name__)
 
 GROUP = image_api.GROUP
 
-
-def _one_line(e: BaseException) -> str:
-    text = getattr(e, 'details', None) or str(e) or type(e).__name__
-    return ' '.join(str(text).split())
-
-
-def _status_code(e: glance_exc.HTTPException) -> int | None:
-    """The HTTP status of ``e``. glanceclient has classes for some codes
-    only; for the others (415 among them) the code leads the details.
-    """
-    code = getattr(e, 'code', None)
-    if isinstance(code, int):
-        return code
-    match = re.match(r'\s*(\d{3})\b', str(getattr(e, 'details', '')))
-    return int(match.group(1)) if match else None
-
-
-def _http_reason(e: glance_exc.HTTPException, code: int | None) -> str:
-    details = _one_line(e)
-    if code is None or details.startswith(str(code)):
-        return 'HTTP %s' % details
-    return 'HTTP %s %s' % (code, details)
+T = TypeVar('T')
+#: The property of the records the store makes, by which ``gc`` knows
+#: them (:mod:`nova_snapshot_ext.sweep`); ``--property`` cannot set it.
+MADE_BY, MAKER = 'snapshot_made_by', 'nova-snapshot-ext'
 
 
 class GlanceAPI(image_api.ImageAPI):
@@ -80,6 +64,14 @@ class GlanceAPI(image_api.ImageAPI):
 
     Records are made, with ``[snapshot_glance] visibility``; a failed
     snapshot deletes its record, nobody else would.
+
+    Every request waits at most ``[snapshot_glance] timeout`` seconds for
+    an answer. A request other than the upload and the registration of a
+    location is tried up to ``request_attempts`` times while Glance cannot
+    be reached or answers 5xx (StoreUnavailable), with growing pauses:
+    Glance restarted while a snapshot begins costs a few seconds, not the
+    snapshot. The upload and the location are sent once: a second POST of
+    a location, or a replayed stream, is not the same request.
 
     :param endpoint: Glance's URL, instead of ``[snapshot_glance]``'s.
     :param session: a keystoneauth session to use instead of one built
@@ -165,72 +157,98 @@ class GlanceAPI(image_api.ImageAPI):
                 self._adapter = ks_adapter.Adapter(session, **kwargs)
         return self._adapter
 
-    @contextlib.contextmanager
     def _errors(self, image_id: str | None = None,
-                disk_format: str | None = None) -> Iterator[None]:
-        """Translate glanceclient's and keystoneauth's errors into ours."""
-        try:
-            yield
-        except (glance_exc.CommunicationError, glance_exc.InvalidEndpoint,
-                ksa_exc.ConnectionError, ksa_exc.EndpointNotFound,
-                ksa_exc.DiscoveryFailure) as e:
-            raise exception.StoreUnavailable(
-                store=self, reason='unreachable (%s)' % _one_line(e))
-        except (ksa_exc.Unauthorized, ksa_exc.Forbidden) as e:
-            # NOTE: keystone itself refused (wrong password, ...).
-            raise exception.StoreAuthFailed(
-                store=self, reason='HTTP %s %s' % (e.http_status,
-                                                   _one_line(e)))
-        except glance_exc.HTTPException as e:
-            code = _status_code(e)
-            reason = _http_reason(e, code)
-            if code in (401, 403):
-                raise exception.StoreAuthFailed(store=self, reason=reason)
-            if code == 404:
-                if image_id is None:
-                    raise exception.StoreUnavailable(store=self,
-                                                     reason=reason)
-                raise exception.ImageNotFound(image=image_id, store=self)
-            if code == 413:
-                raise exception.StoreRejected(
-                    store=self, reason='over a size limit or quota (%s)' %
-                                       reason)
-            if code == 415:
-                raise exception.StoreRejected(
-                    store=self, reason='Glance does not accept its data '
-                                       'as %s (%s)' % (
-                                           disk_format or 'its disk_format',
-                                           reason))
-            if code == 409:
-                raise exception.StoreRejected(store=self, reason=reason)
-            if code is not None and code >= 500:
-                # NOTE: a server-side error; worth retrying a delete.
-                raise exception.StoreUnavailable(store=self, reason=reason)
-            raise exception.StoreWriteFailed(store=self, reason=reason)
-        except ksa_exc.ClientException as e:
-            raise exception.StoreUnavailable(store=self,
-                                             reason=_one_line(e))
+                disk_format: str | None = None
+                ) -> contextlib.AbstractContextManager[None]:
+        return glance_errors.translated(self, image_id, disk_format)
+
+    def _retried(self, fn: Callable[[], T]) -> T:
+        """``fn()``, tried again while it raises StoreUnavailable (not
+        for refused credentials).
+        """
+        group = self.conf[GROUP]
+        return retry.call(fn, on=exception.StoreUnavailable,
+                          unless=exception.StoreAuthFailed,
+                          attempts=group.request_attempts,
+                          interval=group.retry_interval,
+                          max_interval=glance_conf.MAX_RETRY_INTERVAL)
 
     def check(self) -> None:
         """List one image: Glance is there and takes the credentials."""
-        with self._errors():
-            next(iter(self.client().images.list(limit=1, page_size=1)),
-                 None)
+        def list_one() -> None:
+            with self._errors():
+                next(iter(self.client().images.list(limit=1, page_size=1)),
+                     None)
+        self._retried(list_one)
 
     # -- the ImageAPI --------------------------------------------------
     def get(self, image_id: str) -> dict[str, Any]:
-        with self._errors(image_id):
-            return dict(self.client().images.get(image_id))
+        def get() -> dict[str, Any]:
+            with self._errors(image_id):
+                return dict(self.client().images.get(image_id))
+        return self._retried(get)
 
     def create(self, attrs: dict[str, str]) -> dict[str, Any]:
-        attrs = dict(attrs, visibility=self.conf[GROUP].visibility)
-        with self._errors():
-            return dict(self.client().images.create(**attrs))
+        """Make the record; tried again, as the other calls are.
+
+        A try whose answer was lost may have made the record: the next
+        one is then refused (409, the id is taken), and the record found
+        under the id, queued and of the name asked for, is the one made.
+        When no try reached Glance (no connection could be made), the
+        error says so: ``record_made`` is False.
+        """
+        attrs = dict(attrs, visibility=self.conf[GROUP].visibility,
+                     **{MADE_BY: MAKER})
+        lost = []
+
+        def create() -> dict[str, Any]:
+            try:
+                with self._errors():
+                    return dict(self.client().images.create(**attrs))
+            except exception.StoreUnavailable as e:
+                lost.append(not glance_errors.never_sent(e))
+                raise
+            except exception.StoreRejected:
+                made = self._made_before(attrs) if lost else None
+                if made is None:
+                    raise
+                return made
+        try:
+            return self._retried(create)
+        except exception.StoreUnavailable as e:
+            e.record_made = None if any(lost) else False
+            raise
+
+    def _made_before(self, attrs: dict[str, str]) -> dict[str, Any] | None:
+        image_id = attrs.get('id')
+        if not image_id:
+            return None
+        try:
+            image = self.get(image_id)
+        except exception.ImageNotFound:
+            return None
+        if (image.get('status') != 'queued'
+                or image.get('name') != attrs.get('name')):
+            return None
+        LOG.info('Image %(id)s was made by a request whose answer was '
+                 'lost', {'id': image_id})
+        return image
+
+    def queued_of_ours(self) -> list[dict[str, Any]]:
+        """The queued records this store made, that the credentials see."""
+        def listed() -> list[dict[str, Any]]:
+            with self._errors():
+                return [dict(i) for i in self.client().images.list(
+                    filters={'status': 'queued', MADE_BY: MAKER})]
+        return self._retried(listed)
 
     def update(self, image_id: str, changes: dict[str, str]
                ) -> dict[str, Any]:
-        with self._errors(image_id):
-            return dict(self.client().images.update(image_id, **changes))
+        def update() -> dict[str, Any]:
+            with self._errors(image_id):
+                return dict(self.client().images.update(image_id,
+                                                        **changes))
+        return self._retried(update)
 
     def upload(self, image_id: str, body: upload_body.UploadBody,
                disk_format: str) -> None:
@@ -244,6 +262,9 @@ class GlanceAPI(image_api.ImageAPI):
         """
         adapter = self.adapter()
         with self._errors(image_id, disk_format):
+            # NOTE: the session's timeout applies: a Glance that stops
+            # taking data, or does not answer once it has it all, fails
+            # the upload instead of hanging it.
             resp = adapter.put(
                 '/v2/images/%s/file' % image_id, data=body,
                 headers={'Content-Type': 'application/octet-stream'},
@@ -270,6 +291,9 @@ class GlanceAPI(image_api.ImageAPI):
                 image_id, url, {'store': store_id} if store_id else {})
 
     def delete(self, image_id: str) -> None:
+        """Delete once: whoever deletes a failed snapshot's record waits
+        for Glance itself (:meth:`~image_api.APIImageStore.delete_failed`).
+        """
         with self._errors(image_id):
             self.client().images.delete(image_id)
 
@@ -277,15 +301,17 @@ class GlanceAPI(image_api.ImageAPI):
         """None when Glance does not show its stores to this client (it
         needs the admin or service role, and multiple stores enabled).
         """
-        client = self.client()
-        with self._errors():
-            try:
-                body = client.images.get_stores_info_detail()
-            except (glance_exc.HTTPForbidden, glance_exc.HTTPNotFound) as e:
-                LOG.debug('%s does not show its stores: %s', self,
-                          _one_line(e))
-                return None
-        return list((body or {}).get('stores') or ())
+        def detail() -> list[dict[str, Any]] | None:
+            with self._errors():
+                try:
+                    body = self.client().images.get_stores_info_detail()
+                except (glance_exc.HTTPForbidden,
+                        glance_exc.HTTPNotFound) as e:
+                    LOG.debug('%s does not show its stores: %s', self,
+                              glance_errors.one_line(e))
+                    return None
+            return list((body or {}).get('stores') or ())
+        return self._retried(detail)
 
     def sees_all_images(self) -> bool:
         """A Glance without Keystone serves every request as an admin;

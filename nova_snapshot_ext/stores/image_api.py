@@ -168,8 +168,12 @@ class APIPendingImage(base.UploadedImage):
                 self._record_step = journal.current().add(
                     journal.GLANCE_IMAGE, id=new_id,
                     store=store.spec if store.RECOVERABLE else None)
-                self.record = self.api.create(
-                    dict(self._wanted(), name=meta.name, id=new_id))
+                try:
+                    self.record = self.api.create(
+                        dict(self._wanted(), name=meta.name, id=new_id))
+                except exception.StoreUnavailable as e:
+                    self._failed_create(e, new_id)
+                    raise
                 journal.current().reached(journal.GLANCE_IMAGE)
                 LOG.info('Created image %(id)s (%(name)s) in %(store)s',
                          {'id': self.record['id'], 'name': meta.name,
@@ -188,6 +192,18 @@ class APIPendingImage(base.UploadedImage):
         except BaseException:
             self.abort()
             raise
+
+    def _failed_create(self, e: exception.StoreUnavailable,
+                       image_id: str) -> None:
+        """The create failed with Glance unreachable or failing: its
+        record is certainly not made when the error says no try reached
+        Glance; otherwise it may be, and abort() deletes it (or leaves
+        it to recover).
+        """
+        if getattr(e, 'record_made', None) is False:
+            journal.current().done(self._record_step)
+        elif self.api.deletes_on_failure:
+            self._owned = image_id
 
     def _wanted(self) -> dict[str, str]:
         return dict(glance_properties(self.meta),

@@ -29,6 +29,7 @@ from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.stores import base
 from nova_snapshot_ext.stores import glance
+from nova_snapshot_ext.stores import glance_errors
 from nova_snapshot_ext.stores import image_api
 from nova_snapshot_ext.stores import upload_body
 
@@ -96,7 +97,8 @@ cafile = /etc/ssl/ca.pem
         assert a.service_type == 'image'
         assert a.region_name == 'RegionTwo'
         assert a.interface == ['internal']
-        assert a.connect_retries == 3
+        assert a.connect_retries == 0
+    assert adapter.session.timeout == 60
 
 
 def test_image_url_is_the_adapters_endpoint(conf):
@@ -128,7 +130,7 @@ def test_properties_are_strings_nova_names():
 @pytest.mark.parametrize('details,code', [
     ('415 Unsupported Media Type: bad', 415), ('nothing', None)])
 def test_status_code_of_unmapped_errors(details, code):
-    assert glance._status_code(
+    assert glance_errors.status_code(
         glance_exc.HTTPException(details=details)) == code
 
 
