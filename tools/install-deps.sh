@@ -55,6 +55,9 @@ PACKAGES=(
     # tools/cloud.sh: the one-node OpenStack's database and message queue
     mariadb-server
     rabbitmq-server
+    # tests/cloud: a TLS front for Glance with a CA the test makes
+    stunnel4
+    openssl
     # tools/build-guest.sh
     busybox-static
     cpio
