@@ -12,13 +12,16 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Clean-up after direct RBD snapshots: ``nova-snapshot-ext gc``.
+"""Clean-up after interrupted snapshots: ``nova-snapshot-ext gc``.
 
-It walks every pool of the cluster of ``[snapshot_rbd]`` and looks only at
-what the rbd backend makes: disk snapshots named ``nse-<uuid>`` and the
-clones that its RBD metadata names. Everything else is never touched,
-except that the clones of a clone being removed are flattened first, so
-that they keep their data.
+Queued Glance records the command made and local leftovers (temporary and
+partial directories) that no live snapshot owns are swept as
+:mod:`nova_snapshot_ext.sweep` says. For direct RBD snapshots, it walks
+every pool of the cluster of ``[snapshot_rbd]`` (when its ``ceph_conf``
+exists) and looks only at what the rbd backend makes: disk snapshots
+named ``nse-<uuid>`` and the clones that its RBD metadata names.
+Everything else is never touched, except that the clones of a clone being
+removed are flattened first, so that they keep their data.
 
 * A clone whose Glance image is active but still has a parent (its flatten
   was deferred) is flattened.
@@ -44,6 +47,7 @@ With ``dry_run`` it only says what it would do.
 from collections.abc import Callable
 import dataclasses
 import datetime
+import os
 from typing import Any
 
 from oslo_config import cfg
@@ -53,6 +57,7 @@ from nova_snapshot_ext.backends import rbd as rbd_backend
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.storage import rbd as rbd_storage
 from nova_snapshot_ext.stores import base as store_base
+from nova_snapshot_ext import sweep
 
 LOG = logging.getLogger(__name__)
 
@@ -241,38 +246,52 @@ def collect_garbage(conf: cfg.ConfigOpts, store: store_base.ImageStore,
                     dry_run: bool = False, min_age: float | None = None,
                     driver: rbd_storage.RBDDriver | None = None
                     ) -> list[Action]:
-    """Find the leftovers of direct snapshots and, unless ``dry_run``,
-    clear them. An action that fails has its ``error`` set; the others
-    still run.
+    """Find the leftovers of interrupted snapshots and, unless
+    ``dry_run``, clear them. An action that fails has its ``error`` set;
+    the others still run.
 
-    :param store: the Glance store that holds the images.
+    :param store: the store that holds the images: a Glance store (its
+        queued records, and the Ceph leftovers of direct snapshots) or a
+        file store (local leftovers only).
     :param min_age: seconds; None means ``[snapshot_rbd] gc_min_age``.
     """
-    if not store.SUPPORTS_LOCATION:
-        raise exception.InvalidInput(
-            reason='gc needs the Glance store that holds the images, not '
-                   '%s' % store)
+    if min_age is None:
+        min_age = conf.snapshot_rbd.gc_min_age
     store.check()
+    claims = sweep.Claims(conf)
+    actions = [Action(verb, target, reason, run=run) for
+               verb, target, reason, run in
+               sweep.local(conf, min_age, claims)
+               + sweep.records(store, min_age, claims)]
+    if store.SUPPORTS_LOCATION:
+        actions += _ceph(conf, store, min_age, driver)
+    if dry_run:
+        return actions
+    for action in actions:
+        if action.run is None:
+            continue
+        try:
+            action.run()
+            LOG.info('gc: %s %s: %s', action.verb, action.target,
+                     action.reason)
+        except exception.SnapshotError as e:
+            action.error = str(e)
+            LOG.error('gc: could not %s %s: %s', action.verb,
+                      action.target, e)
+    return actions
+
+
+def _ceph(conf: cfg.ConfigOpts, store: store_base.ImageStore,
+          min_age: float, driver: rbd_storage.RBDDriver | None
+          ) -> list[Action]:
+    if driver is None and not os.path.exists(conf.snapshot_rbd.ceph_conf):
+        return [Action(KEEP, 'Ceph', 'no cluster to look at: '
+                                     '[snapshot_rbd] ceph_conf %s does not '
+                                     'exist' % conf.snapshot_rbd.ceph_conf)]
     own = driver is None
     driver = driver or rbd_storage.RBDDriver(conf)
     try:
-        actions = Collector(conf, driver, store,
-                            conf.snapshot_rbd.gc_min_age if min_age is None
-                            else min_age).collect()
-        if dry_run:
-            return actions
-        for action in actions:
-            if action.run is None:
-                continue
-            try:
-                action.run()
-                LOG.info('gc: %s %s: %s', action.verb, action.target,
-                         action.reason)
-            except exception.SnapshotError as e:
-                action.error = str(e)
-                LOG.error('gc: could not %s %s: %s', action.verb,
-                          action.target, e)
-        return actions
+        return Collector(conf, driver, store, min_age).collect()
     finally:
         if own:
             driver.close()

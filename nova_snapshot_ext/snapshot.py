@@ -198,7 +198,7 @@ RESERVED_PROPERTIES = frozenset((
     'container_format', 'owner', 'visibility', 'protected', 'os_hidden',
     'locations', 'location', 'direct_url', 'created_at', 'updated_at',
     'deleted', 'deleted_at', 'file', 'schema', 'self', 'tags', 'min_disk',
-    'min_ram', 'stores', 'snapshot_method',
+    'min_ram', 'stores', 'snapshot_method', 'snapshot_made_by',
     'snapshot_reason', 'snapshot_quiesced', 'source_domain',
     'instance_uuid', 'method', 'reason', 'quiesced', 'source_uuid'))
 #: Glance's limits on a property.

@@ -135,17 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
                             'default: [snapshot] default_store')
 
     gc = sub.add_parser(
-        'gc', help='flatten deferred RBD clones and remove what '
-                   'interrupted direct snapshots left behind')
+        'gc', help='remove what interrupted snapshots left behind (queued '
+                   'image records of this command, temporary and partial '
+                   'directories, Ceph snapshots and clones) and flatten '
+                   'deferred RBD clones')
     gc.add_argument('--dry-run', action='store_true',
                     help='only list what would be done')
     gc.add_argument('--store', metavar='STORE', default='glance',
-                    help='the Glance that holds the images: glance (as '
-                         '[snapshot_glance] configures it, the default) or '
-                         'glance+http://HOST:PORT')
+                    help='the store that holds the images: glance (as '
+                         '[snapshot_glance] configures it, the default), '
+                         'glance+http://HOST:PORT, or file (local '
+                         'leftovers only)')
     gc.add_argument('--min-age', type=float, metavar='SECONDS',
-                    help='treat unfinished snapshots older than this as '
-                         'interrupted (default: [snapshot_rbd] gc_min_age)')
+                    help='treat what unfinished snapshots made, older than '
+                         'this and owned by no running snapshot, as left '
+                         'by interrupted ones (default: [snapshot_rbd] '
+                         'gc_min_age)')
 
     rec = sub.add_parser(
         'recover', help='finish or undo what interrupted snapshots left '

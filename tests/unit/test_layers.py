@@ -38,7 +38,7 @@ LAYERS = [
     ('backends.base',),
     ('backends',),
     ('backends.qcow2', 'backends.raw'),
-    ('snapshot', 'explain', 'gc', 'recovery'),
+    ('snapshot', 'explain', 'gc', 'recovery', 'sweep'),
     ('cmd', 'virt'),
 ]
 

@@ -1,0 +1,174 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""What ``nova-snapshot-ext gc`` sweeps besides Ceph: queued Glance
+records the command made, and local leftovers.
+
+Nothing is swept that a live snapshot may own: a journal whose owner still
+runs (:func:`nova_snapshot_ext.journal.owner_alive`) claims what its steps
+name, and only what is older than the minimum age is taken, so that a
+snapshot whose journal lives elsewhere (another ``journal_directory``)
+keeps its files too.
+
+* Glance records: queued, made by the command (the property
+  ``snapshot_made_by`` = ``nova-snapshot-ext``, which ``--property``
+  cannot set), created more than ``min_age`` seconds ago, claimed by no
+  live journal. Records made by Nova's compute API never carry the
+  property.
+* Local leftovers: ``snap-*``, ``glance-*`` and ``image-*`` directories in
+  ``[snapshot] temp_directory`` and ``.<id>.partial`` directories in
+  ``[snapshot_file_store] directory``, last changed more than
+  ``min_age`` seconds ago, claimed by no live journal.
+
+Each finding is ``(verb, target, reason, run)``; :mod:`nova_snapshot_ext.gc`
+reports and runs them.
+"""
+
+from collections.abc import Callable
+import datetime
+import os
+import shutil
+import time
+from typing import Any
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from nova_snapshot_ext.backends import steps as steps_mod
+from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
+from nova_snapshot_ext.stores import base as store_base
+from nova_snapshot_ext.stores import file as file_store
+from nova_snapshot_ext.stores import glance as glance_store
+from nova_snapshot_ext.stores import image_api
+
+LOG = logging.getLogger(__name__)
+
+REMOVE_DIR, DELETE_RECORD = 'remove directory', 'delete image record'
+#: Name prefixes of the temporary directories snapshots make.
+TEMP_PREFIXES = (steps_mod.TEMP_PREFIX, image_api.APIPendingImage.TMP_PREFIX,
+                 store_base.UploadedImage.TMP_PREFIX)
+
+Finding = tuple[str, str, str, Callable[[], Any]]
+
+
+class Claims:
+    """What the journals of live snapshots name."""
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.records: set[str] = set()
+        self.paths: set[str] = set()
+        for path in journal.paths(conf.snapshot.journal_directory):
+            try:
+                j = journal.read(path)
+            except exception.JournalUnreadable as e:
+                LOG.debug('Skipping %s: %s', path, e)
+                continue
+            if not journal.owner_alive(j.header.get('owner') or {}):
+                continue
+            for step in j.steps:
+                if step.kind == journal.GLANCE_IMAGE:
+                    self.records.add(str(step.data.get('id')))
+                elif step.kind in (journal.TEMP_DIR, journal.STORE_PARTIAL):
+                    self.paths.add(os.path.realpath(
+                        str(step.data.get('path'))))
+
+
+def local(conf: cfg.ConfigOpts, min_age: float,
+          claims: Claims) -> list[Finding]:
+    """Temporary and partial directories no live snapshot owns."""
+    found = []
+    temp = conf.snapshot.temp_directory
+    for name in _names(temp):
+        if name.startswith(TEMP_PREFIXES):
+            found += _old_dir(os.path.join(temp, name), 'temporary '
+                              'directory', min_age, claims)
+    images = conf.snapshot_file_store.directory
+    for name in _names(images):
+        if name.startswith('.') and name.endswith(
+                file_store.PARTIAL_SUFFIX):
+            found += _old_dir(os.path.join(images, name), 'partial image',
+                              min_age, claims)
+    return found
+
+
+def _names(directory: str) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+
+
+def _old_dir(path: str, what: str, min_age: float,
+             claims: Claims) -> list[Finding]:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return []
+    if not os.path.isdir(path) or os.path.islink(path):
+        return []
+    if os.path.realpath(path) in claims.paths:
+        return []
+    age = time.time() - st.st_mtime
+    if age < min_age:
+        return []
+    return [(REMOVE_DIR, path,
+             '%s left by an interrupted snapshot (%d s old, no snapshot '
+             'running owns it)' % (what, age),
+             lambda: _rmtree(path))]
+
+
+def _rmtree(path: str) -> None:
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise exception.SnapshotError('cannot remove %s: %s' % (
+            path, e.strerror or e))
+
+
+def records(store: store_base.ImageStore, min_age: float,
+            claims: Claims) -> list[Finding]:
+    """Queued records of the command's that no live snapshot owns."""
+    api = getattr(store, 'api', None)
+    if not isinstance(api, glance_store.GlanceAPI):
+        return []
+    now = datetime.datetime.now(datetime.timezone.utc)
+    found = []
+    for image in api.queued_of_ours():
+        image_id = image['id']
+        if image_id in claims.records:
+            continue
+        age = (now - _when(image.get('created_at'), now)).total_seconds()
+        if age < min_age:
+            continue
+        found.append((
+            DELETE_RECORD, '%s image %s (%s)' % (store, image_id,
+                                                 image.get('name')),
+            'queued for %d s, made by an interrupted snapshot of the '
+            'command' % age,
+            lambda i=image_id: store.delete(i)))
+    return found
+
+
+def _when(text: object, default: datetime.datetime) -> datetime.datetime:
+    try:
+        when = datetime.datetime.fromisoformat(str(text))
+    except ValueError:
+        # NOTE: no date: as young as can be, so never swept.
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when
