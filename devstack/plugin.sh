@@ -19,7 +19,9 @@
 #
 #   stack install      install the package where nova-compute runs
 #   stack post-config  make Nova's compute driver ours, set [snapshot]
-#                      and, with devstack-plugin-ceph, [snapshot_rbd]
+#                      and, with devstack-plugin-ceph, [snapshot_rbd];
+#                      create the lock, journal and temporary directories
+#                      for a non-root nova-compute
 #   stack test-config  set our tempest plugin's [nova_snapshot_ext]
 #   clean              remove the driver link (see install)
 #
@@ -123,6 +125,23 @@ function configure_nova_snapshot_ext {
     fi
 }
 
+# init_nova_snapshot_ext_dirs: the directories nova-compute shares with the
+# command line by default ([snapshot] lock_path, journal_directory and
+# temp_directory below [DEFAULT] state_path, /var/lib/nova-snapshot-ext),
+# owned by the user Nova runs as: nova-compute, not root, cannot create
+# them in /var/lib.  As root, Nova creates them itself.
+function init_nova_snapshot_ext_dirs {
+    local state=${NOVA_SNAPSHOT_EXT_STATE_PATH:-/var/lib/nova-snapshot-ext}
+    local user=${STACK_USER:-$(whoami)}
+    if [[ $user == root ]]; then
+        return 0
+    fi
+    # QEMU (another user) reaches the snapshot's delta below tmp.
+    sudo install -d -o "$user" -m 0755 "$state"
+    sudo install -d -o "$user" -m 0700 "$state/locks" "$state/snapshots"
+    sudo install -d -o "$user" -m 0711 "$state/tmp"
+}
+
 function configure_tempest_for_nova_snapshot_ext {
     local live_snapshot=True rbd_direct=False
     if [[ "$NOVA_SNAPSHOT_EXT_METHOD" == cold ]]; then
@@ -158,6 +177,7 @@ if is_service_enabled nova-snapshot-ext; then
         if is_service_enabled n-cpu; then
             echo_summary "Configuring nova-snapshot-ext"
             configure_nova_snapshot_ext
+            init_nova_snapshot_ext_dirs
         fi
 
     elif [[ "${1:-}" == stack && "${2:-}" == test-config ]]; then

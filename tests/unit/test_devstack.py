@@ -25,6 +25,8 @@ import ast
 import configparser
 import os
 import pathlib
+import pwd
+import stat
 import subprocess
 import sys
 
@@ -76,6 +78,11 @@ function setup_develop { echo "setup_develop $*" >> "$CALLS"; }
 function install_package { echo "install_package $*" >> "$CALLS"; }
 function echo_summary { echo "$*"; }
 function die { shift; echo "die: $*" >&2; exit 1; }
+# Recorded; run for real only where the test runs as root.
+function sudo {
+    echo "sudo $*" >> "$CALLS"
+    if [[ $(id -u) == 0 ]]; then "$@"; fi
+}
 
 if [[ -n ${WITH_CEPH_PLUGIN:-} ]]; then
     # As devstack-plugin-ceph's lib/cephadm defines it.
@@ -388,3 +395,32 @@ def test_compute_driver_names_the_class_of_this_repository(stack):
         source_path = REPO.joinpath(*source.split('.')).with_suffix('.py')
         assert name in _bound_names(source_path), (
             '%s does not define %s' % (source_path, name))
+
+
+def test_post_config_makes_the_shared_dirs_for_a_non_root_nova(
+        stack, tmp_path):
+    state = tmp_path / 'var-lib-nse'
+    stack.run('post-config', STACK_USER='nobody',
+              NOVA_SNAPSHOT_EXT_STATE_PATH=str(state))
+    calls = [c for c in stack.calls() if c.startswith('sudo ')]
+    assert calls == [
+        'sudo install -d -o nobody -m 0755 %s' % state,
+        'sudo install -d -o nobody -m 0700 %s/locks %s/snapshots' % (
+            state, state),
+        'sudo install -d -o nobody -m 0711 %s/tmp' % state]
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam('nobody').pw_uid
+        for sub, mode in (('', 0o755), ('locks', 0o700),
+                          ('snapshots', 0o700), ('tmp', 0o711)):
+            st = (state / sub).stat()
+            assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (nobody, mode)
+    # Again: nothing changes, nothing fails.
+    stack.run('post-config', STACK_USER='nobody',
+              NOVA_SNAPSHOT_EXT_STATE_PATH=str(state))
+
+
+def test_post_config_as_root_leaves_the_dirs_to_nova(stack, tmp_path):
+    stack.run('post-config', STACK_USER='root',
+              NOVA_SNAPSHOT_EXT_STATE_PATH=str(tmp_path / 's'))
+    assert not any(c.startswith('sudo ') for c in stack.calls())
+    assert not (tmp_path / 's').exists()
