@@ -440,7 +440,7 @@ function start_glance {
     authtoken "$extra" glance
     GLANCE_VENV=$VENV GLANCE_PORT=$GLANCE_PORT GLANCE_FLAVOR=keystone \
         GLANCE_CEPH_CONF=$CEPH_CONF GLANCE_CEPH_POOL=$CLOUD_IMAGES_POOL \
-        GLANCE_EXTRA_CONF=$extra \
+        GLANCE_EXTRA_CONF=$extra GLANCE_DB_CONNECTION=$(db_url glance) \
         bash "$TOOLS_DIR/glance.sh" start cloud
 }
 

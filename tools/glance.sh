@@ -52,6 +52,9 @@
 #   GLANCE_IMAGE_SIZE_CAP  bytes (default Glance's own, 1 TiB)
 #   GLANCE_EXTRA_BACKENDS  e.g. "rbd1:rbd", added to enabled_backends
 #   GLANCE_EXTRA_CONF      a file appended to glance-api.conf
+#   GLANCE_DB_CONNECTION   [database] connection (default: SQLite in the
+#                          instance's directory, which serialises writers:
+#                          concurrent clients see "database is locked")
 #
 # Glance's check that uploaded data matches the image's disk_format
 # ([image_format] require_image_format_match) stays on.
@@ -179,7 +182,7 @@ image_size_cap = ${GLANCE_IMAGE_SIZE_CAP:-1099511627776}
 log_file = $d/log/glance-api.log
 
 [database]
-connection = sqlite:///$d/glance.sqlite
+connection = ${GLANCE_DB_CONNECTION:-sqlite:///$d/glance.sqlite}
 
 [glance_store]
 default_backend = $default
