@@ -26,6 +26,9 @@
 #                           the nse-* test domains, stop libvirtd and
 #                           virtlogd, TERM leftover nse-* QEMUs
 #   tools/stack.sh status   exit 0 if both daemons run, 3 otherwise
+#   tools/stack.sh restart-libvirtd
+#                           stop the stack's libvirtd (by its pid file) and
+#                           start it again; running guests go on
 #
 # up and down are idempotent; down exits 0 when nothing is running.
 #
@@ -127,6 +130,46 @@ function virsh_ok {
     timeout 10 virsh -q -c "$URI" version >/dev/null 2>&1
 }
 
+# pin_launch: set LAUNCH to pin a daemon to the first CPU this shell
+# may use (see cmd_up).
+function pin_launch {
+    local cpu
+    cpu=$(awk '$1 == "Cpus_allowed_list:" { sub(/[-,].*/, "", $2);
+                                            print $2 }' /proc/self/status)
+    LAUNCH=(taskset -c "$cpu")
+}
+
+# start_libvirtd: start the stack's libvirtd and wait until it answers.
+function start_libvirtd {
+    start_daemon libvirtd -f "$LV_DIR/libvirtd.conf"
+    local deadline
+    deadline=$((SECONDS + READY_TIMEOUT))
+    until virsh_ok; do
+        if [ $SECONDS -ge $deadline ]; then
+            show_log libvirtd
+            die "libvirtd does not answer on $URI after ${READY_TIMEOUT}s"
+        fi
+        sleep 0.2
+    done
+}
+
+# cmd_restart_libvirtd: stop the stack's libvirtd (the one whose pid file
+# is ours; never another libvirtd of this machine) and start it again with
+# the same arguments.  Running guests go on: libvirtd re-attaches to them.
+function cmd_restart_libvirtd {
+    require_root stack "it restarts libvirtd"
+    local pid cmdline
+    if pid=$(daemon_pid libvirtd); then
+        cmdline=$(tr '\0' ' ' < "/proc/$pid/cmdline")
+        [[ "$cmdline" == *" $LV_DIR/libvirtd.pid "* ]] \
+            || die "pid $pid is not the libvirtd of $LV_DIR"
+    fi
+    stop_daemon libvirtd
+    pin_launch
+    start_libvirtd
+    log "libvirtd restarted (pid $(daemon_pid libvirtd))"
+}
+
 function cmd_up {
     require_root stack "it starts libvirtd, Ceph and Glance"
     if [ "${NSE_SKIP_INSTALL:-0}" != 1 ]; then
@@ -151,10 +194,7 @@ function cmd_up {
     # differs from the cached one.  On CPUs with CPUID leaf 0x1f that data
     # includes the x2APIC ID of the CPU libvirtd happens to run on, so pin
     # it to one CPU.  QEMU is not affected: libvirt resets its affinity.
-    local cpu
-    cpu=$(awk '$1 == "Cpus_allowed_list:" { sub(/[-,].*/, "", $2);
-                                            print $2 }' /proc/self/status)
-    LAUNCH=(taskset -c "$cpu")
+    pin_launch
     # Without udev, /dev/kvm stays root:root 0600. The QEMU probe (run as
     # root) then finds KVM, while the check of the cached capabilities (as
     # libvirt-qemu, in group kvm) does not, so libvirtd re-probes QEMU at
@@ -167,17 +207,7 @@ function cmd_up {
         chmod 0660 /dev/kvm
         log "/dev/kvm: group kvm, mode 0660, as udev would set it"
     fi
-    start_daemon libvirtd -f "$LV_DIR/libvirtd.conf"
-
-    local deadline
-    deadline=$((SECONDS + READY_TIMEOUT))
-    until virsh_ok; do
-        if [ $SECONDS -ge $deadline ]; then
-            show_log libvirtd
-            die "libvirtd does not answer on $URI after ${READY_TIMEOUT}s"
-        fi
-        sleep 0.2
-    done
+    start_libvirtd
     log "libvirt ready on $URI ($(virsh -q -c "$URI" version \
         | sed -n 's/^Using library: //p; s/^Running hypervisor: //p' \
         | paste -sd, - | sed 's/,/, /g'))"
@@ -284,8 +314,9 @@ case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
+    restart-libvirtd) cmd_restart_libvirtd ;;
     *)
-        echo "usage: $0 up|down|status" >&2
+        echo "usage: $0 up|down|status|restart-libvirtd" >&2
         exit 2
         ;;
 esac
