@@ -342,7 +342,7 @@ def _domain_xml(r: _Recovery, step: journal.Step) -> None:
 
     def define() -> None:
         try:
-            r.host.conn.defineXML(xml)
+            r.host.call(lambda conn: conn.defineXML(xml))
         except Exception as e:  # noqa: B902 - libvirt's, translated
             raise exception.LibvirtFailed(
                 action='define', guest=r.j.guest_name, reason=str(e))

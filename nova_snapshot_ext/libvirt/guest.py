@@ -15,19 +15,44 @@
 """One libvirt guest: its disk, block copy jobs, managed save, quiesce.
 
 Every libvirt error is turned into an exception of
-:mod:`nova_snapshot_ext.exception` here, so that nothing above this module
-needs to know libvirt's error codes.
+:mod:`nova_snapshot_ext.exception` (by :mod:`.domain`), so that nothing
+above this package needs to know libvirt's error codes.
+
+When the connection to libvirtd is lost (libvirtd restarted; QEMU and its
+block job go on), a guest of a :class:`~nova_snapshot_ext.libvirt.host.
+Host` has the host connect again, looks its domain up again by UUID
+(:class:`~nova_snapshot_ext.libvirt.domain.Domain`) and then, call by
+call:
+
+* reads (state, XML, block job info, ...) and ``defineXML`` (the same
+  definition again) and thaw are made again;
+* a block copy is started again only when the disk has no block job (one
+  into our destination is the one we started; another is refused);
+* the abort of our block job is made again only when the job is still
+  there (gone: the abort was done);
+* undefine is made again only when the domain is still persistent, start
+  (restore) only when it does not run;
+* a managed save is made again only when the domain still runs, once
+  libvirtd's recovery of the interrupted save is over, and without the
+  partial save file, which is removed; a domain that is off with its save
+  needs nothing more;
+* a freeze is not made again: it fails as a failed freeze does (the
+  caller thaws, and goes on unquiesced or fails if quiesce is required).
 """
 
 from collections.abc import Callable
 import dataclasses
-from typing import Any
 import xml.etree.ElementTree as ET
 
 import libvirt
 from oslo_log import log as logging
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.libvirt import domain
+from nova_snapshot_ext.libvirt.domain import connection_lost  # noqa: F401
+from nova_snapshot_ext.libvirt.domain import DONE
+from nova_snapshot_ext.libvirt.domain import REPEAT
+from nova_snapshot_ext.libvirt.domain import translate  # noqa: F401
 from nova_snapshot_ext import retry
 
 LOG = logging.getLogger(__name__)
@@ -62,69 +87,42 @@ class Disk:
     encryption: str | None = None
 
 
-def translate(error: libvirt.libvirtError, guest: str, action: str,
-              active: bool | None = None) -> exception.SnapshotError:
-    """Turn a libvirt error into one of our exceptions.
-
-    :param active: whether the domain still runs, when the caller knows.
-    """
-    code = error.get_error_code()
-    message = error.get_error_message() or str(error)
-    if code == libvirt.VIR_ERR_NO_DOMAIN:
-        return exception.GuestGone(guest=guest, reason=message)
-    if code == libvirt.VIR_ERR_OPERATION_INVALID and active is False:
-        return exception.GuestGone(guest=guest, reason=message)
-    if code in (libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
-                libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED):
-        return exception.QuiesceFailed(guest=guest, reason=message)
-    return exception.LibvirtFailed(action=action, guest=guest,
-                                   reason=message)
+#: Seconds to wait for libvirtd to end a save it found interrupted.
+SAVE_JOB_WAIT = 60
 
 
-class Guest:
+class Guest(domain.Domain):
     """A libvirt domain seen through the operations a snapshot needs."""
-
-    def __init__(self, dom: libvirt.virDomain) -> None:
-        self.dom = dom
-        self.name: str = dom.name()
-        self.uuid: str = dom.UUIDString()
-
-    def _call(self, action: str, fn: Callable[..., Any],
-              *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except libvirt.libvirtError as e:
-            raise translate(e, self.name, action, self._is_active())
-
-    def _is_active(self) -> bool | None:
-        try:
-            return bool(self.dom.isActive())
-        except libvirt.libvirtError:
-            return False
 
     # -- state ---------------------------------------------------------
     def power_state(self) -> str:
-        state, _reason = self._call('read the state of', self.dom.state)
+        state, _reason = self._call('read the state of', 'state')
         return _STATES.get(state, 'unknown')
 
     def is_active(self) -> bool:
         """Whether the domain runs (or is paused)."""
-        return bool(self._is_active())
+        if self.host is None:
+            return bool(self._is_active())
+        try:
+            return bool(self._call('inspect', 'isActive'))
+        except exception.GuestGone:
+            return False
 
     def is_persistent(self) -> bool:
-        return bool(self._call('inspect', self.dom.isPersistent))
+        return bool(self._call('inspect', 'isPersistent'))
 
     def xml(self, inactive: bool = False) -> str:
         flags = libvirt.VIR_DOMAIN_XML_SECURE
         if inactive:
             flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
-        return self._call('read the XML of', self.dom.XMLDesc, flags)
+        return self._call('read the XML of', 'XMLDesc', flags)
 
     def has_snapshot_metadata(self) -> bool:
-        count = self._call('list snapshots of', self.dom.snapshotNum, 0)
+        count = self._call('list snapshots of', 'snapshotNum', 0)
         try:
-            count += len(self.dom.listAllCheckpoints(0))
-        except (libvirt.libvirtError, AttributeError):
+            count += len(self._call('list checkpoints of',
+                                    'listAllCheckpoints', 0))
+        except (exception.SnapshotError, AttributeError):
             pass
         return count > 0
 
@@ -176,8 +174,7 @@ class Guest:
 
     # -- block copy ----------------------------------------------------
     def block_job(self, dev: str) -> dict[str, int] | None:
-        info = self._call('read the block jobs of', self.dom.blockJobInfo,
-                          dev, 0)
+        info = self._call('read the block jobs of', 'blockJobInfo', dev, 0)
         return info or None
 
     def check_no_block_job(self, dev: str) -> None:
@@ -210,16 +207,28 @@ class Guest:
             flags = (libvirt.VIR_DOMAIN_BLOCK_COPY_REUSE_EXT |
                      libvirt.VIR_DOMAIN_BLOCK_COPY_SHALLOW |
                      libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB)
-            self._call('start a block copy of', self.dom.blockCopy, dev,
-                       dest_xml, params, flags)
+            self._call('start a block copy of', 'blockCopy', dev,
+                       dest_xml, params, flags,
+                       again=lambda: self._copy_again(dev, dest))
         else:
             flags = (libvirt.VIR_DOMAIN_BLOCK_REBASE_COPY |
                      libvirt.VIR_DOMAIN_BLOCK_REBASE_REUSE_EXT |
                      libvirt.VIR_DOMAIN_BLOCK_REBASE_SHALLOW)
             if dest_format == 'raw':
                 flags |= libvirt.VIR_DOMAIN_BLOCK_REBASE_COPY_RAW
-            self._call('start a block copy of', self.dom.blockRebase, dev,
-                       dest, bandwidth_mib, flags)
+            self._call('start a block copy of', 'blockRebase', dev,
+                       dest, bandwidth_mib, flags,
+                       again=lambda: self._copy_again(dev, dest))
+
+    def _copy_again(self, dev: str, dest: str) -> str:
+        """Whether to start the copy again after a reconnect."""
+        if not self.block_job(dev):
+            return REPEAT
+        mirror = self.mirror_dest(dev)
+        if mirror == dest:
+            return DONE
+        raise exception.BlockJobActive(guest=self.name, disk=dev,
+                                       job='a copy into %s' % mirror)
 
     def copy_ready(self, dev: str) -> tuple[bool, float]:
         """Whether the mirror of ``dev`` is in sync, and how far it is.
@@ -291,7 +300,8 @@ class Guest:
         """Stop the mirror without pivoting: the copy keeps its data as of
         this moment and the guest keeps using its own disk.
         """
-        self._call('stop the block copy of', self.dom.blockJobAbort, dev, 0)
+        self._call('stop the block copy of', 'blockJobAbort', dev, 0,
+                   again=lambda: REPEAT if self.block_job(dev) else DONE)
 
     def wait_no_job(self, timeout: float, interval: float = 0.5) -> bool:
         """Wait for the domain's job (a save, a migration, ...) to end,
@@ -301,8 +311,9 @@ class Guest:
         """
         def idle() -> bool:
             try:
-                return self.dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE
-            except libvirt.libvirtError:
+                return (self._call('inspect', 'jobInfo')[0] ==
+                        libvirt.VIR_DOMAIN_JOB_NONE)
+            except exception.SnapshotError:
                 return True
 
         return retry.poll(idle, bool, timeout=timeout, interval=interval)
@@ -312,9 +323,13 @@ class Guest:
         """Make a running persistent domain transient."""
         flags = libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
         flags |= getattr(libvirt, 'VIR_DOMAIN_UNDEFINE_KEEP_TPM', 0)
-        self._call('undefine', self.dom.undefineFlags, flags)
+        self._call('undefine', 'undefineFlags', flags,
+                   again=lambda: REPEAT if self.is_persistent() else DONE)
 
     def define(self, xml: str) -> None:
+        if self.host is not None:
+            self._call('define', 'defineXML', xml, on_conn=True)
+            return
         try:
             self.dom.connect().defineXML(xml)
         except libvirt.libvirtError as e:
@@ -327,13 +342,31 @@ class Guest:
         """
         flags = (libvirt.VIR_DOMAIN_SAVE_PAUSED if paused
                  else libvirt.VIR_DOMAIN_SAVE_RUNNING)
-        self._call('save', self.dom.managedSave, flags)
+        self._call('save', 'managedSave', flags, again=self._save_again)
+
+    def _save_again(self) -> str:
+        """Whether to save again after a reconnect: libvirtd cancels an
+        interrupted save when it starts and the domain runs on.
+        """
+        self.wait_no_job(SAVE_JOB_WAIT)
+        if not self.is_active():
+            if self.has_managed_save():
+                return DONE
+            raise exception.GuestGone(guest=self.name,
+                                      reason='it stopped during its save')
+        if self.has_managed_save():
+            # NOTE: a save file left by the interrupted save would be
+            # what the next start of the guest restores.
+            self._call('remove the partial save of', 'managedSaveRemove',
+                       0)
+        return REPEAT
 
     def has_managed_save(self) -> bool:
-        return bool(self._call('inspect', self.dom.hasManagedSaveImage, 0))
+        return bool(self._call('inspect', 'hasManagedSaveImage', 0))
 
     def restore(self) -> None:
-        self._call('restore', self.dom.create)
+        self._call('restore', 'create',
+                   again=lambda: DONE if self.is_active() else REPEAT)
 
     # -- quiesce -------------------------------------------------------
     def agent_connected(self) -> bool:
@@ -345,7 +378,13 @@ class Guest:
         return False
 
     def freeze(self) -> None:
-        self._call('freeze the filesystems of', self.dom.fsFreeze, None, 0)
+        self._call('freeze the filesystems of', 'fsFreeze', None, 0,
+                   again=self._freeze_again)
+
+    def _freeze_again(self) -> str:
+        raise exception.QuiesceFailed(
+            guest=self.name, reason='the connection to libvirtd was lost '
+                                    'during the freeze')
 
     def thaw(self) -> None:
-        self._call('thaw the filesystems of', self.dom.fsThaw, None, 0)
+        self._call('thaw the filesystems of', 'fsThaw', None, 0)

@@ -12,18 +12,40 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The libvirt connection and the facts of the host."""
+"""The libvirt connection and the facts of the host.
+
+When libvirtd restarts, every call on the open connection fails (a broken
+pipe, "client socket is closed"); QEMU and its block jobs go on and the
+new libvirtd re-attaches to them. :meth:`Host.reconnect` opens the
+connection again, waiting (up to :data:`RECONNECT_TIMEOUT` seconds) for
+libvirtd to answer, and :class:`~nova_snapshot_ext.libvirt.guest.Guest`
+looks its domain up again on it (see its docstring for which calls it
+then repeats).
+"""
 
 from collections.abc import Callable
 import threading
+import time
+from typing import Any, TypeVar
 
 import libvirt
 from oslo_log import log as logging
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.libvirt import domain
 from nova_snapshot_ext.libvirt import guest as guest_mod
+from nova_snapshot_ext import retry
 
 LOG = logging.getLogger(__name__)
+
+T = TypeVar('T')
+
+#: Seconds to wait for libvirtd to answer again once the connection to it
+#: is lost (a restart takes a few seconds; the first start after an
+#: upgrade probes QEMU for longer).
+RECONNECT_TIMEOUT = 60.0
+#: Seconds between two tries to connect again.
+RECONNECT_INTERVAL = 0.5
 
 
 def from_libvirt_number(number: int) -> tuple[int, int, int]:
@@ -36,20 +58,30 @@ class Host:
 
     :param wrap: applied to the connection once opened, e.g. Nova's
         ``tpool_wrap`` so that libvirt calls do not block eventlet.
+    :param reconnect_timeout: seconds :meth:`reconnect` waits for libvirtd.
     """
 
     def __init__(self, uri: str = 'qemu:///system',
                  wrap: Callable[[libvirt.virConnect], libvirt.virConnect]
-                 | None = None) -> None:
+                 | None = None,
+                 reconnect_timeout: float = RECONNECT_TIMEOUT) -> None:
         self.uri = uri
         self._wrap = wrap
         self._conn: libvirt.virConnect | None = None
         self._lock = threading.Lock()
+        self.reconnect_timeout = reconnect_timeout
+        #: How many times the connection was opened again after a loss;
+        #: a domain handle from an older generation is stale.
+        self.generation = 0
 
     @property
     def conn(self) -> libvirt.virConnect:
         with self._lock:
             if self._conn is None or not self._conn.isAlive():
+                if self._conn is not None:
+                    # NOTE: domains looked up on the dead one are stale.
+                    self._drop()
+                    self.generation += 1
                 try:
                     conn = libvirt.open(self.uri)
                 except libvirt.libvirtError as e:
@@ -60,21 +92,74 @@ class Host:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except libvirt.libvirtError:
+                pass
+            self._conn = None
+
+    def reconnect(self, generation: int | None = None) -> int:
+        """Open the connection again after it was lost, waiting for
+        libvirtd to answer for up to :attr:`reconnect_timeout` seconds.
+
+        :param generation: the generation the caller saw fail; when the
+            connection was opened again since (by another caller), it is
+            not opened once more.
+        :returns: the new generation.
+        :raises HypervisorUnavailable: libvirtd did not answer in time.
+        """
+        with self._lock:
+            if generation is not None and generation != self.generation:
+                return self.generation
+            self._drop()
+            LOG.warning('The connection to libvirt at %(uri)s was lost '
+                        '(libvirtd restarted?); connecting again',
+                        {'uri': self.uri})
+            deadline = time.monotonic() + self.reconnect_timeout
+            while True:
                 try:
-                    self._conn.close()
-                except libvirt.libvirtError:
-                    pass
-                self._conn = None
+                    conn = libvirt.open(self.uri)
+                    break
+                except libvirt.libvirtError as e:
+                    if time.monotonic() >= deadline:
+                        raise exception.HypervisorUnavailable(
+                            uri=self.uri,
+                            reason='the connection was lost and libvirtd '
+                                   'did not answer again within %d s (%s)' %
+                                   (self.reconnect_timeout,
+                                    e.get_error_message()))
+                retry.sleep(RECONNECT_INTERVAL)
+            self._conn = self._wrap(conn) if self._wrap else conn
+            self.generation += 1
+            LOG.info('Connected to libvirt at %(uri)s again',
+                     {'uri': self.uri})
+            return self.generation
+
+    def call(self, fn: Callable[[libvirt.virConnect], T]) -> T:
+        """``fn(conn)``, once more on a new connection when the first
+        connection was lost. Only for calls that are safe to repeat.
+        """
+        generation = self.generation
+        try:
+            return fn(self.conn)
+        except libvirt.libvirtError as e:
+            if not domain.connection_lost(e):
+                raise
+        self.reconnect(generation)
+        return fn(self.conn)
 
     def hypervisor(self) -> str:
-        return self.conn.getType()
+        return self.call(lambda c: c.getType())
 
     def libvirt_version(self) -> tuple[int, int, int]:
-        return from_libvirt_number(self.conn.getLibVersion())
+        return from_libvirt_number(self.call(lambda c: c.getLibVersion()))
 
     def qemu_version(self) -> tuple[int, int, int]:
-        return from_libvirt_number(self.conn.getVersion())
+        return from_libvirt_number(self.call(lambda c: c.getVersion()))
 
     def has_transient_block_copy(self) -> bool:
         # NOTE: VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB arrived in libvirt
@@ -87,18 +172,24 @@ class Host:
 
         :raises GuestNotFound: no such domain.
         """
-        conn = self.conn
-        try:
-            dom = conn.lookupByName(name)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise
+        def lookup(conn: Any) -> libvirt.virDomain | None:
             try:
-                dom = conn.lookupByUUIDString(name)
-            except libvirt.libvirtError:
-                raise exception.GuestNotFound(guest=name, uri=self.uri)
-        return guest_mod.Guest(dom)
+                return conn.lookupByName(name)
+            except libvirt.libvirtError as e:
+                if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+            try:
+                return conn.lookupByUUIDString(name)
+            except libvirt.libvirtError as e:
+                if domain.connection_lost(e):
+                    raise
+                return None
+
+        dom = self.call(lookup)
+        if dom is None:
+            raise exception.GuestNotFound(guest=name, uri=self.uri)
+        return guest_mod.Guest(dom, self)
 
     def list_guests(self) -> list['guest_mod.Guest']:
-        return [guest_mod.Guest(dom)
-                for dom in self.conn.listAllDomains(0)]
+        return [guest_mod.Guest(dom, self)
+                for dom in self.call(lambda c: c.listAllDomains(0))]
