@@ -281,12 +281,25 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
             raise nova_exc.InstanceQuiesceFailed(reason=e.message)
         except exception.SnapshotError as e:
             LOG.error('Snapshot failed: %s', e.message, instance=instance)
+            if isinstance(e, exception.StoreUnavailable):
+                self._nse_delete_later(context, image_id)
             raise nova_exc.InternalError(e.message)
         LOG.info('Snapshot %(image)s: %(method)s in %(s).1f s, because '
                  '%(reason)s', {'image': image_id, 'method': result.method,
                                 's': result.seconds,
                                 'reason': result.reason},
                  instance=instance)
+
+    def _nse_delete_later(self, context: Any, image_id: str) -> None:
+        """Glance did not answer: the compute manager's delete of the
+        record will fail too. Delete it once Glance answers again, in a
+        thread of its own (a green one in an eventlet nova-compute).
+        """
+        thread = threading.Thread(
+            target=image_store.delete_when_glance_answers,
+            args=(self._image_api, context, image_id),
+            name='nse-delete-%s' % image_id, daemon=True)
+        thread.start()
 
     @staticmethod
     def _method(conf: cfg.ConfigOpts) -> str:

@@ -25,21 +25,27 @@ The pending image is the command line's
 (:class:`~nova_snapshot_ext.stores.image_api.APIPendingImage`), with the
 same checks of the upload; :class:`NovaImageAPI` says what differs: no
 record is created, and a failed snapshot leaves the record to the compute
-manager, which deletes it (``delete_image_on_error``).
+manager, which deletes it (``delete_image_on_error``). When Glance did
+not answer, that delete fails as well: :func:`delete_when_glance_answers`
+deletes the record once Glance is back.
 """
 
 from collections.abc import Iterator
 import contextlib
+import time
 from typing import Any
 
 from nova import exception as nova_exc
 from nova import utils as nova_utils
 from oslo_config import cfg
+from oslo_log import log as logging
 
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.stores import base
 from nova_snapshot_ext.stores import image_api as api_mod
 from nova_snapshot_ext.stores import upload_body
+
+LOG = logging.getLogger(__name__)
 
 #: Attributes of a Glance image Nova's image API takes beside
 #: ``properties``; everything else the pending image sets is a property.
@@ -203,3 +209,55 @@ class NovaImageStore(api_mod.APIImageStore):
         if image_id not in self._records:
             self._records[image_id] = self.api.get(image_id)
         return self._records[image_id]
+
+
+#: Glance states of a record no upload will fill any more once its
+#: snapshot failed.
+_UNFINISHED = ('queued', 'saving')
+
+
+def delete_when_glance_answers(image_api: Any, context: Any, image_id: str,
+                               interval: float = 5.0,
+                               give_up_after: float = 1800.0,
+                               sleep: Any = time.sleep,
+                               clock: Any = time.monotonic) -> str:
+    """Delete the record of a snapshot that failed because Glance did not
+    answer, once Glance answers again.
+
+    The compute manager deletes the record of a failed snapshot, but with
+    Glance away its delete fails too and the record would stay queued
+    for good. This tries again every ``interval`` seconds, with the
+    request's context (its token lasts about as long as ``give_up_after``),
+    and deletes the record only while no upload fills it (queued or
+    saving): an active image is never touched.
+
+    :returns: what happened: ``deleted``, ``gone`` (someone else deleted
+        it), ``kept`` (it is no longer unfinished) or ``gave up``.
+    """
+    deadline = clock() + give_up_after
+    status = 'queued'
+    while True:
+        sleep(interval)
+        try:
+            status = image_api.get(context, image_id).get('status')
+            if status not in _UNFINISHED:
+                LOG.info('Image %s of a failed snapshot is %s now: kept',
+                         image_id, status)
+                return 'kept'
+            image_api.delete(context, image_id)
+        except nova_exc.ImageNotFound:
+            return 'gone'
+        except nova_exc.GlanceConnectionFailed:
+            if clock() >= deadline:
+                LOG.warning('Image %s of a failed snapshot stays %s: Glance '
+                            'did not answer for %d s; delete it by hand',
+                            image_id, status, give_up_after)
+                return 'gave up'
+            continue
+        except Exception as e:  # noqa: B902 - logged, never raised
+            LOG.warning('Could not delete image %s of a failed snapshot: '
+                        '%s', image_id, e)
+            return 'gave up'
+        LOG.info('Deleted image %s of a snapshot that failed while Glance '
+                 'did not answer', image_id)
+        return 'deleted'

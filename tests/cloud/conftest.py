@@ -197,3 +197,24 @@ def glance(action):
 def cloud_sh(*args):
     subprocess.run(['bash', os.path.join(TOOLS, 'cloud.sh'), *args],
                    check=True, capture_output=True)
+
+
+def wait_status(cloud, sid, status, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        server = cloud.sdk.compute.get_server(sid)
+        if server.status == status and not server.task_state:
+            return
+        assert time.monotonic() < deadline, (server.status,
+                                             server.task_state)
+        time.sleep(0.5)
+
+
+def wait_task(cloud, sid, states=None, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        task = cloud.sdk.compute.get_server(sid).task_state
+        if task and (states is None or task in states):
+            return task
+        assert time.monotonic() < deadline, task
+        time.sleep(0.1)
