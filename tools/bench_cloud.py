@@ -15,25 +15,24 @@
 For a server with 64 MiB and 1 GiB of data on its disk, on the local
 (qcow2) and the rbd compute host, ``openstack server image create --wait``
 with ``compute_driver = libvirt.LibvirtDriver`` and with
-``nova_snapshot_ext.SnapshotLibvirtDriver``: seconds to an active image,
-seconds the guest was not running (sampled every 0.1 s), peak bytes staged
-in the host's snapshot directory and peak RSS of nova-compute (both
-sampled every 0.1 s).
+``nova_snapshot_ext.SnapshotLibvirtDriver``: seconds to an active image
+(the command's own time, as a user waits for it), seconds the guest was
+not running (its libvirt domain state, sampled every 0.1 s on the host's
+libvirtd), peak bytes staged on the compute host (Nova's
+``instances/snapshots`` and our ``$state_path/tmp``) and peak RSS of
+nova-compute, both sampled every 0.1 s.
 
-Run with the cloud's venv, after ``tools/cloud.sh up``::
+Run with the cloud's venv, after ``tools/cloud.sh up`` (``tox -e bench``
+does)::
 
     $CLOUD_DIR/venv/bin/python tools/bench_cloud.py [--sizes 64,1024] \
         [--hosts local,rbd]
-
-Not yet part of ``tox -e bench``: on the rbd host the server of Nova's own
-driver went to ERROR once while booting, not understood yet.
 
 Each compute host is restarted with the driver under test
 (``$CLOUD_DIR/etc/nova-compute-HOST-extra.conf``) and put back at the end.
 """
 
 import argparse
-import datetime
 import os
 import subprocess
 import sys
@@ -41,15 +40,17 @@ import tempfile
 import threading
 import time
 
+import libvirt
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cloud_setup  # noqa: E402
 
-TOOLS = os.path.dirname(os.path.abspath(__file__))
 CLOUD_DIR = cloud_setup.CLOUD_DIR
 DRIVERS = [('stock', 'libvirt.LibvirtDriver'),
            ('ours', 'nova_snapshot_ext.SnapshotLibvirtDriver')]
 HOSTS = ['local', 'rbd']
 MiB = 1 << 20
+FLAVOR = 'nse.bench'
 
 
 def openstack(*args, rc='openrc'):
@@ -64,30 +65,10 @@ def openstack(*args, rc='openrc'):
 
 
 def use_driver(host, driver):
-    extra = os.path.join(CLOUD_DIR, 'etc', 'nova-compute-%s-extra.conf'
-                         % host)
-    if driver is None:
-        if os.path.exists(extra):
-            os.unlink(extra)
-    else:
-        with open(extra, 'w') as f:
-            f.write('[DEFAULT]\ncompute_driver = %s\n' % driver)
-    restarted = datetime.datetime.utcnow().isoformat()
-    subprocess.run(['bash', os.path.join(TOOLS, 'cloud.sh'), 'restart',
-                    'nova-compute-' + host], check=True,
-                   capture_output=True)
-    conn = cloud_setup.connect()
-    deadline = time.monotonic() + 180
-    while True:
-        # Up again: it reported after the restart.
-        services = list(conn.compute.services(binary='nova-compute',
-                                              host=host))
-        if (services and services[0].state == 'up'
-                and (services[0].updated_at or '') > restarted):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError('nova-compute on %s is not up' % host)
-        time.sleep(2)
+    """HOST's nova-compute with DRIVER (None: the cloud's own)."""
+    cloud_setup.restart_compute(
+        host, None if driver is None
+        else '[DEFAULT]\ncompute_driver = %s\n' % driver)
 
 
 def data_image(conn, size_mib):
@@ -105,6 +86,7 @@ def data_image(conn, size_mib):
         with open(raw, 'wb') as f:
             for _ in range(size_mib):
                 f.write(os.urandom(MiB))
+            # Within the bench flavor's 4 GB root disk.
             f.truncate(max(2 * size_mib, 1024) * MiB)
         disk = os.path.join(tmp, 'disk.qcow2')
         subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2',
@@ -117,12 +99,21 @@ def data_image(conn, size_mib):
             os_command_line=cloud_setup.GUEST_CMDLINE)
 
 
+def lv_uri(host):
+    return ('qemu+unix:///system?socket=%s' % os.path.join(
+        CLOUD_DIR, 'libvirt-' + host, 'run', 'libvirt-sock'))
+
+
 class Sampler(threading.Thread):
-    def __init__(self, conn, server_id, host):
+    """The guest's domain state, bytes staged and nova-compute's RSS."""
+
+    def __init__(self, server_id, host):
         super().__init__(daemon=True)
-        self.conn, self.server_id = conn, server_id
-        self.snapdir = os.path.join(CLOUD_DIR, 'nova-' + host, 'instances',
-                                    'snapshots')
+        self.lv = libvirt.open(lv_uri(host))
+        self.dom = self.lv.lookupByUUIDString(server_id)
+        state = os.path.join(CLOUD_DIR, 'nova-' + host)
+        self.stage_dirs = [os.path.join(state, 'instances', 'snapshots'),
+                           os.path.join(state, 'tmp')]
         with open(os.path.join(CLOUD_DIR, 'run',
                                'nova-compute-%s.pid' % host)) as f:
             self.pid = int(f.read())
@@ -135,13 +126,14 @@ class Sampler(threading.Thread):
         last = time.monotonic()
         while not self.stop.is_set():
             now = time.monotonic()
-            server = self.conn.compute.get_server(self.server_id)
-            if server.power_state != 1:
+            if self.dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
                 self.not_running += now - last
             last = now
-            self.staged = max(self.staged, _du(self.snapdir))
+            self.staged = max(self.staged,
+                              sum(_du(d) for d in self.stage_dirs))
             self.rss = max(self.rss, _rss(self.pid))
             self.stop.wait(0.1)
+        self.lv.close()
 
 
 def _du(path):
@@ -166,16 +158,25 @@ def _rss(pid):
     return 0
 
 
+def bench_flavor(conn):
+    """nse.tiny's memory with room on its root disk for the data."""
+    flavor = conn.compute.find_flavor(FLAVOR)
+    if flavor is None:
+        flavor = conn.compute.create_flavor(name=FLAVOR, ram=192, vcpus=1,
+                                            disk=4, is_public=True)
+    return flavor
+
+
 def measure(conn, image, host, label):
     name = 'nse-bench-%s-%s' % (host, label)
     server = conn.compute.create_server(
         name=name, image_id=image.id,
-        flavor_id=conn.compute.find_flavor('nse.tiny').id,
+        flavor_id=bench_flavor(conn).id,
         networks='none', availability_zone=host)
     server = conn.compute.wait_for_server(server, wait=600)
     try:
         time.sleep(5)
-        sampler = Sampler(conn, server.id, host)
+        sampler = Sampler(server.id, host)
         sampler.start()
         started = time.monotonic()
         openstack('server', 'image', 'create', '--wait', '--name',
@@ -223,6 +224,9 @@ def main():
             image = conn.image.find_image('nse-bench-%d' % size)
             if image is not None:
                 conn.image.delete_image(image)
+        flavor = conn.compute.find_flavor(FLAVOR)
+        if flavor is not None:
+            conn.compute.delete_flavor(flavor)
     print('%-6s %6s %-6s %-7s %10s %12s %12s %12s' % (
         'host', 'data', 'driver', 'method', 'to active', 'not running',
         'staged', 'compute RSS'))

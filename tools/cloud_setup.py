@@ -23,15 +23,18 @@ line.
 """
 
 import configparser
+import datetime
 import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import openstack
 
 STACK_DIR = os.environ.get('STACK_DIR', '/var/tmp/nova-snapshot-ext-stack')
 CLOUD_DIR = os.environ.get('CLOUD_DIR', os.path.join(STACK_DIR, 'cloud'))
+TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
 GUEST_DIR = os.environ.get('GUEST_DIR', os.path.join(STACK_DIR, 'guest'))
 HOST = '127.0.0.1'
 KEYSTONE = 'http://%s:5000/v3' % HOST
@@ -63,6 +66,39 @@ def connect(project='admin', user='admin', password_key='ADMIN_PASS'):
         password=secrets()[password_key], user_domain_name='Default',
         project_domain_name='Default', region_name=REGION,
         identity_api_version='3')
+
+
+def restart_compute(host, extra=None, timeout=180):
+    """Restart nova-compute of HOST with EXTRA appended to its nova.conf
+    (``$CLOUD_DIR/etc/nova-compute-HOST-extra.conf``; None: without one);
+    return once the service reported up after the restart.
+    """
+    path = os.path.join(CLOUD_DIR, 'etc', 'nova-compute-%s-extra.conf'
+                        % host)
+    if extra is None:
+        if os.path.exists(path):
+            os.unlink(path)
+    else:
+        with open(path, 'w') as f:
+            f.write(extra)
+    subprocess.run(['bash', os.path.join(TOOLS_DIR, 'cloud.sh'), 'restart',
+                    'nova-compute-' + host], check=True,
+                   capture_output=True)
+    # The old process is gone: a report from now on is the new one's.
+    restarted = datetime.datetime.now(datetime.timezone.utc).replace(
+        tzinfo=None).isoformat()
+    conn = connect()
+    deadline = time.monotonic() + timeout
+    while True:
+        services = list(conn.compute.services(binary='nova-compute',
+                                              host=host))
+        if (services and services[0].state == 'up'
+                and (services[0].updated_at or '') > restarted):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError('nova-compute on %s is not up %d s after its '
+                               'restart' % (host, timeout))
+        time.sleep(2)
 
 
 def write_private(path, text):

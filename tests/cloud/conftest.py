@@ -106,6 +106,35 @@ class Cloud:
         self.run('server', 'delete', '--wait', server_id, check=False)
 
 
+class SnapshotInBackground:
+    """``Cloud.snapshot`` in a thread, while the test does something else.
+
+    ``done`` is set when it ends; ``join`` raises what it raised.
+    """
+
+    def __init__(self, cloud, server_id, name):
+        self.done = threading.Event()
+        self.errors = []
+        self.image = None
+        self._thread = threading.Thread(
+            target=self._run, args=(cloud, server_id, name), daemon=True)
+        self._thread.start()
+
+    def _run(self, cloud, server_id, name):
+        try:
+            self.image = cloud.snapshot(server_id, name)
+        except Exception as e:  # raised by join()
+            self.errors.append(e)
+        finally:
+            self.done.set()
+
+    def join(self):
+        self._thread.join()
+        if self.errors:
+            raise self.errors[0]
+        return self.image
+
+
 class Sampler:
     """The server's status and power state, sampled until stopped."""
 

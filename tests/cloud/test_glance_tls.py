@@ -149,11 +149,15 @@ def cli_conf(path, url, cafile, tempdir):
         os.umask(old)
 
 
-def snapshot(conf, domain, name):
+def snapshot(tmp_path, url, cafile, domain, name):
+    """The command with its configuration: (the process, its temp dir)."""
+    conf = str(tmp_path / 'cli.conf')
+    tempdir = str(tmp_path / 'tmp')
+    cli_conf(conf, url, cafile, tempdir)
     return subprocess.run(
         [CLI, '--config-file', conf, 'snapshot', domain, '--name', name,
          '--store', 'glance', '--json'],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600), tempdir
 
 
 def leftovers(tempdir):
@@ -170,13 +174,10 @@ def test_password_auth_and_https_with_the_right_ca(tls, plain_guest, demo,
     url, ca, _ = tls
     domain, dom, disks, _ = plain_guest
     xml = dom.XMLDesc(0)
-    conf = str(tmp_path / 'cli.conf')
-    tempdir = str(tmp_path / 'tmp')
-    cli_conf(conf, url, ca, tempdir)
     name = 'nse-tls-%s' % uuid.uuid4().hex[:8]
     images.append(name)
 
-    proc = snapshot(conf, domain, name)
+    proc, tempdir = snapshot(tmp_path, url, ca, domain, name)
 
     assert proc.returncode == 0, proc.stderr
     image = demo.run('image', 'show', '-f', 'json', name)
@@ -201,15 +202,13 @@ def test_https_with_a_wrong_ca_fails_in_one_line_and_leaves_nothing(
     url, _, other_ca = tls
     domain, dom, _, _ = plain_guest
     xml = dom.XMLDesc(0)
-    conf = str(tmp_path / 'cli.conf')
-    tempdir = str(tmp_path / 'tmp')
-    cli_conf(conf, url, other_ca, tempdir)
     name = 'nse-tls-bad-%s' % uuid.uuid4().hex[:8]
 
-    proc = snapshot(conf, domain, name)
+    proc, tempdir = snapshot(tmp_path, url, other_ca, domain, name)
 
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
+    print('with another CA: %s' % proc.stderr.strip())
     assert len(lines) == 1, proc.stderr
     assert 'certificate' in lines[0].lower() or 'ssl' in lines[0].lower(), (
         lines)

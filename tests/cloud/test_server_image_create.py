@@ -15,7 +15,6 @@
 import json
 import os
 import subprocess
-import threading
 import time
 
 import pytest
@@ -164,19 +163,9 @@ def test_other_servers_answer_during_a_snapshot(demo, admin, local_server,
     """
     other = demo.server('nse-cloud-neighbour')
     servers.append(other['id'])
-    done = threading.Event()
-    errors = []
-
-    def snapshot():
-        try:
-            demo.snapshot(local_server['id'], 'nse-cloud-busy')
-        except Exception as e:  # reported below
-            errors.append(e)
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=snapshot)
-    thread.start()
+    images.append('nse-cloud-busy')
+    snap = conftest.SnapshotInBackground(demo, local_server['id'],
+                                         'nse-cloud-busy')
     conftest.wait_task(demo, local_server['id'])
     # Through the API directly: a command per action would take longer
     # than the snapshot.
@@ -187,11 +176,9 @@ def test_other_servers_answer_during_a_snapshot(demo, admin, local_server,
     states = [s.state for s in admin.sdk.compute.services(
         binary='nova-compute', host='local')]
     assert states == ['up']
-    assert not done.is_set(), 'the snapshot ended before the checks'
-    thread.join()
+    assert not snap.done.is_set(), 'the snapshot ended before the checks'
+    snap.join()
     demo.delete_server(other['id'])
-    images.append('nse-cloud-busy')
-    assert not errors, errors
 
 
 def test_glance_stopped_during_a_snapshot(demo, local_server, images):
