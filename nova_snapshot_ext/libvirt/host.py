@@ -73,6 +73,8 @@ class Host:
         #: How many times the connection was opened again after a loss;
         #: a domain handle from an older generation is stale.
         self.generation = 0
+        #: When a reconnect last gave up (monotonic seconds).
+        self._gave_up: float | None = None
 
     @property
     def conn(self) -> libvirt.virConnect:
@@ -109,6 +111,10 @@ class Host:
         :param generation: the generation the caller saw fail; when the
             connection was opened again since (by another caller), it is
             not opened once more.
+
+        Within :attr:`reconnect_timeout` seconds of a reconnect that gave
+        up, it tries once without waiting: the undo steps that follow a
+        failure do not wait again each (``recover`` finishes their work).
         :returns: the new generation.
         :raises HypervisorUnavailable: libvirtd did not answer in time.
         """
@@ -119,13 +125,18 @@ class Host:
             LOG.warning('The connection to libvirt at %(uri)s was lost '
                         '(libvirtd restarted?); connecting again',
                         {'uri': self.uri})
-            deadline = time.monotonic() + self.reconnect_timeout
+            now = time.monotonic()
+            deadline = now + self.reconnect_timeout
+            if self._gave_up is not None and \
+                    now - self._gave_up < self.reconnect_timeout:
+                deadline = now
             while True:
                 try:
                     conn = libvirt.open(self.uri)
                     break
                 except libvirt.libvirtError as e:
                     if time.monotonic() >= deadline:
+                        self._gave_up = time.monotonic()
                         raise exception.HypervisorUnavailable(
                             uri=self.uri,
                             reason='the connection was lost and libvirtd '
@@ -135,6 +146,7 @@ class Host:
                 retry.sleep(RECONNECT_INTERVAL)
             self._conn = self._wrap(conn) if self._wrap else conn
             self.generation += 1
+            self._gave_up = None
             LOG.info('Connected to libvirt at %(uri)s again',
                      {'uri': self.uri})
             return self.generation

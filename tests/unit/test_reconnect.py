@@ -354,6 +354,29 @@ def test_libvirtd_does_not_come_back(daemon, host, guest):
     assert guest.block_job('vda') is None
 
 
+def test_after_giving_up_the_next_reconnect_does_not_wait(daemon, host,
+                                                          guest,
+                                                          monkeypatch):
+    host.reconnect_timeout = 3600
+    clock = [0.0]
+    monkeypatch.setattr(host_mod.time, 'monotonic', lambda: clock[0])
+
+    def sleep(seconds):
+        clock[0] += seconds
+
+    monkeypatch.setattr(retry, 'sleep', sleep)
+    daemon.restart()
+    daemon.up = False
+    with pytest.raises(exception.HypervisorUnavailable):
+        guest.block_job('vda')
+    assert clock[0] >= 3600
+    waited = clock[0]
+    # The undo that follows tries once.
+    with pytest.raises(exception.HypervisorUnavailable):
+        guest.abort_copy('vda')
+    assert clock[0] == waited
+
+
 def test_without_a_host_a_lost_connection_is_an_error(daemon):
     g = guest_mod.Guest(Dom(Conn(daemon)))
     daemon.restart()
