@@ -17,7 +17,9 @@
 The real command stops itself right after a step is made (the journal's
 test hook, ``NSE_TEST_STOP_AFTER``): a live block copy started (both copy
 styles; with ``rebase`` the domain is transient then) or the guest
-managed-saved (cold). The stack's libvirtd is restarted
+managed-saved (cold); or just before (``NSE_TEST_STOP_BEFORE``), so that
+the call that starts the copy, undefines the domain or saves the guest is
+the first on the dead connection. The stack's libvirtd is restarted
 (``tools/stack.sh restart-libvirtd``), the command goes on, and must
 finish its snapshot on a new connection: a good image, and the guest as
 before (state, persistent, same XML, no block job, no managed save, not
@@ -161,34 +163,45 @@ def cli(workdir, *args):
             '--config-file', os.path.join(workdir, 'nse.conf'), *args]
 
 
-def start_cli(workdir, g, style, args, step):
-    """The snapshot command, which stops itself after ``step``."""
+def start_cli(workdir, g, style, args, step, hook=journal.TEST_STOP_AFTER):
+    """The snapshot command, which stops itself after ``step`` (or before
+    its thing is made, with ``hook`` TEST_STOP_BEFORE).
+    """
     write_conf(workdir, style)
-    env = dict(os.environ, **{journal.TEST_STOP_AFTER: step})
+    env = dict(os.environ, **{hook: step})
     return subprocess.Popen(
         cli(workdir, 'snapshot', g.name, '--name', 'snap', '--store', 'file',
             '--json', *args),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+AFTER, BEFORE = journal.TEST_STOP_AFTER, journal.TEST_STOP_BEFORE
+#: (copy style, arguments, step, hook): with BEFORE the call that makes
+#: the step is the first on the dead connection.
 POINTS = [
-    ('blockcopy', ['--method', 'live'], journal.BLOCK_JOB),
-    ('rebase', ['--method', 'live'], journal.BLOCK_JOB),
-    ('blockcopy', ['--method', 'cold'], journal.MANAGED_SAVE),
+    ('blockcopy', ['--method', 'live'], journal.BLOCK_JOB, AFTER),
+    ('rebase', ['--method', 'live'], journal.BLOCK_JOB, AFTER),
+    ('blockcopy', ['--method', 'cold'], journal.MANAGED_SAVE, AFTER),
+    ('blockcopy', ['--method', 'live'], journal.BLOCK_JOB, BEFORE),
+    ('rebase', ['--method', 'live'], journal.DOMAIN_XML, BEFORE),
+    ('blockcopy', ['--method', 'cold'], journal.MANAGED_SAVE, BEFORE),
 ]
 
 
-@pytest.mark.parametrize('style,args,step', POINTS,
-                         ids=['live-blockcopy', 'live-rebase', 'cold'])
-def test_restart_mid_snapshot(workdir, guest, style, args, step):
+@pytest.mark.parametrize(
+    'style,args,step,hook', POINTS,
+    ids=['%s-%s' % ('cold' if a[1] == 'cold' else 'live-' + st,
+                    'after' if h == AFTER else 'before')
+         for st, a, _s, h in POINTS])
+def test_restart_mid_snapshot(workdir, guest, style, args, step, hook):
     before = GuestBefore(guest)
-    proc = start_cli(workdir, guest, style, args, step)
+    proc = start_cli(workdir, guest, style, args, step, hook)
     try:
         wait_stopped(proc)
-        if step == journal.BLOCK_JOB:
+        if step == journal.BLOCK_JOB and hook == AFTER:
             assert block_jobs(guest.name)
         restart_libvirtd()
-        if step == journal.BLOCK_JOB:
+        if step == journal.BLOCK_JOB and hook == AFTER:
             # QEMU's job outlived libvirtd, which found it again.
             assert block_jobs(guest.name)
         os.kill(proc.pid, signal.SIGCONT)
