@@ -24,6 +24,12 @@
 Every step that changes something registers its undo before the next one
 starts, so a failure anywhere leaves the guest as it was and no file
 behind.
+
+A restart of libvirtd part-way does not fail the snapshot: QEMU's mirror
+goes on, and the guest's calls connect again and are made again only when
+that is safe (:mod:`nova_snapshot_ext.libvirt.guest`). When libvirtd does
+not come back, the snapshot fails and the journal tells ``recover`` what
+to undo.
 """
 
 import contextlib
