@@ -373,3 +373,25 @@ def image_info(path: str, fmt: str, force_share: bool = False) -> dict:
     share = ['-U'] if force_share else []
     return json.loads(run('qemu-img', 'info', '-f', fmt, '--output=json',
                           *share, path))
+
+
+def is_stopped(proc: subprocess.Popen) -> bool:
+    """The command is stopped (SIGSTOP, as the journal's test hooks stop
+    it at a step); a command that ended fails the test with its output.
+    """
+    if proc.poll() is not None:
+        out, err = proc.communicate()
+        raise AssertionError('the command ended (%s) before its step: %s%s'
+                             % (proc.returncode, out, err))
+    with open('/proc/%d/stat' % proc.pid) as f:
+        return f.read().rsplit(')', 1)[1].split()[0] == 'T'
+
+
+def wait_stopped(proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until the command stops at its step (see :func:`is_stopped`)."""
+    deadline = time.monotonic() + timeout
+    while not is_stopped(proc):
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError('the command did not reach its step')
+        time.sleep(0.05)

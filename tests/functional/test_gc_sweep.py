@@ -20,10 +20,10 @@ made for real: commands killed at their step, and one still running.
 import os
 import subprocess
 import sys
-import time
 
 from nova_snapshot_ext import journal
 from tests.functional import glance_stack
+from tests.functional import guest as guest_mod
 from tests.functional.test_snapshot import assert_guest_as_before
 from tests.functional.test_snapshot import GuestBefore
 
@@ -51,14 +51,7 @@ class Commands:
                      store, *args),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=dict(os.environ, **{journal.TEST_STOP_AFTER: step}))
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            with open('/proc/%d/stat' % proc.pid) as f:
-                if f.read().rsplit(')', 1)[1].split()[0] == 'T':
-                    break
-            assert time.monotonic() < deadline, 'no step %s' % step
-            time.sleep(0.05)
+        guest_mod.wait_stopped(proc)
         paths = journal.paths(os.path.join(self.state, 'snapshots'))
         made = {}
         for path in paths:

@@ -80,15 +80,7 @@ class Command:
         self.started = time.monotonic()
 
     def wait_stopped(self, timeout=120):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.proc.communicate()
-            with open('/proc/%d/stat' % self.proc.pid) as f:
-                if f.read().rsplit(')', 1)[1].split()[0] == 'T':
-                    return
-            time.sleep(0.05)
-        self.proc.kill()
-        pytest.fail('the command did not reach its step')
+        glance_stack.guest_mod.wait_stopped(self.proc, timeout)
 
     def finish(self, timeout=180):
         out, err = self.proc.communicate(timeout=timeout)

@@ -113,25 +113,6 @@ def write_conf(workdir, style='blockcopy', extra=''):
     return path
 
 
-def stopped(proc):
-    if proc.poll() is not None:
-        out, err = proc.communicate()
-        pytest.fail('the command ended (%s) before its step: %s%s' % (
-            proc.returncode, out, err))
-    with open('/proc/%d/stat' % proc.pid) as f:
-        return f.read().rsplit(')', 1)[1].split()[0] == 'T'
-
-
-def wait_stopped(proc, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if stopped(proc):
-            return
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail('the command did not reach its step')
-
-
 def block_jobs(name):
     """The block jobs of domain ``name``, as a new client sees them."""
     c = libvirt.open(guest_mod.URI)
@@ -197,7 +178,7 @@ def test_restart_mid_snapshot(workdir, guest, style, args, step, hook):
     before = GuestBefore(guest)
     proc = start_cli(workdir, guest, style, args, step, hook)
     try:
-        wait_stopped(proc)
+        guest_mod.wait_stopped(proc)
         if step == journal.BLOCK_JOB and hook == AFTER:
             assert block_jobs(guest.name)
         restart_libvirtd()
@@ -230,7 +211,7 @@ def test_killed_then_restart_then_recover(workdir, guest, args, step):
     before = GuestBefore(guest)
     proc = start_cli(workdir, guest, 'blockcopy', args, step)
     try:
-        wait_stopped(proc)
+        guest_mod.wait_stopped(proc)
     finally:
         proc.kill()
         proc.communicate()

@@ -84,18 +84,7 @@ class Run:
                 '--config-file', self.conf_file, *args]
 
     def wait_stopped(self, timeout=120):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                out, err = self.proc.communicate()
-                pytest.fail('the command ended (%s) before its step: %s%s' % (
-                    self.proc.returncode, out, err))
-            with open('/proc/%d/stat' % self.proc.pid) as f:
-                if f.read().rsplit(')', 1)[1].split()[0] == 'T':
-                    return
-            time.sleep(0.05)
-        self.proc.kill()
-        pytest.fail('the command did not reach its step')
+        guest_mod.wait_stopped(self.proc, timeout)
 
     def read_journal(self):
         [path] = journal.paths(os.path.join(self.state, 'snapshots'))
@@ -225,10 +214,7 @@ class Cli:
         pytest.fail('%s did not happen: %s' % (what, self.stderr()))
 
     def stopped(self):
-        if self.proc.poll() is not None:
-            pytest.fail('the command ended: %s' % self.stderr())
-        with open('/proc/%d/stat' % self.proc.pid) as f:
-            return f.read().rsplit(')', 1)[1].split()[0] == 'T'
+        return guest_mod.is_stopped(self.proc)
 
     def finish(self, timeout=120):
         os.kill(self.proc.pid, signal.SIGCONT)
