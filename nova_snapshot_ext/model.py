@@ -96,6 +96,9 @@ class SnapshotResult:
     quiesced: bool = False
     #: Seconds the guest's CPUs were stopped (cold snapshots).
     downtime: float = 0.0
+    #: Target of the disk the image is of (the root disk: see
+    #: ``Guest.root_disk``), e.g. ``vda``.
+    disk: str = ''
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

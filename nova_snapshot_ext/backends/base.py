@@ -215,7 +215,7 @@ class ImageBackend(metaclass=abc.ABCMeta):
             seconds=round(time.monotonic() - started, 3),
             guest=job.guest.name, backend=self.name,
             quiesced=outcome.quiesced,
-            downtime=round(outcome.downtime, 3))
+            downtime=round(outcome.downtime, 3), disk=job.disk.target)
 
     def _log_plan(self, job: model.SnapshotJob, plan: policy.Plan,
                   support: Support) -> None:
@@ -223,9 +223,10 @@ class ImageBackend(metaclass=abc.ABCMeta):
         # the whole disk: the operator should hear of it.
         loud = support.direct and plan.method != policy.DIRECT
         (LOG.warning if loud else LOG.info)(
-            'Snapshot of %(guest)s: %(method)s, because %(reason)s',
-            {'guest': job.guest.name, 'method': plan.method,
-             'reason': plan.reason})
+            'Snapshot of %(guest)s (root disk %(disk)s): %(method)s, '
+            'because %(reason)s',
+            {'guest': job.guest.name, 'disk': job.disk.target,
+             'method': plan.method, 'reason': plan.reason})
 
 
 def host_facts(conf: cfg.ConfigOpts, host: 'host_mod.Host',

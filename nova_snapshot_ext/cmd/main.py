@@ -207,9 +207,10 @@ def _setup(parser: argparse.ArgumentParser,
 
 
 def _summary(result: snapshot.SnapshotResult) -> str:
-    return ('%(method)s snapshot of %(guest)s: %(image)s (%(format)s, '
-            '%(size)s%(sha)s, %(secs).2f s%(down)s): %(reason)s'
+    return ('%(method)s snapshot of %(guest)s%(disk)s: %(image)s '
+            '(%(format)s, %(size)s%(sha)s, %(secs).2f s%(down)s): %(reason)s'
             % {'method': result.method, 'guest': result.guest,
+               'disk': ' disk %s' % result.disk if result.disk else '',
                'image': result.image, 'format': result.format,
                'size': progress_mod.human_size(result.size),
                'sha': (', sha256 %s...' % result.sha256[:12]

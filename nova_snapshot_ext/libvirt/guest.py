@@ -130,6 +130,12 @@ class Guest(domain.Domain):
     def root_disk(self) -> Disk:
         """The first disk device of the domain (the one it boots from).
 
+        Nova's libvirt driver takes the first ``<disk>`` of the domain as
+        the root disk of a snapshot; Nova writes an instance's root disk
+        first, so both take the same disk. A CD-ROM or floppy first (a
+        plain libvirt guest's) is skipped here. The result and the log
+        name the disk taken.
+
         :raises UnsupportedDisk: no disk, or one we cannot read.
         """
         root = ET.fromstring(self.xml())

@@ -55,6 +55,8 @@ def test_snapshot_json(conf_file, workdir, qcow2_guest):
     doc = json.loads(done.stdout)
     assert doc['method'] == 'live'
     assert doc['reason']
+    # The root disk, as Nova takes it: the domain's first disk.
+    assert doc['disk'] == 'vda'
     assert doc['format'] == 'qcow2'
     assert doc['image'].startswith(images_dir(workdir))
     assert doc['size'] == os.path.getsize(doc['image'])
