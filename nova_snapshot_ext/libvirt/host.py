@@ -75,6 +75,8 @@ class Host:
         self.generation = 0
         #: When a reconnect last gave up (monotonic seconds).
         self._gave_up: float | None = None
+        #: What the daemon told of itself on this connection.
+        self._facts: dict[str, Any] = {}
 
     @property
     def conn(self) -> libvirt.virConnect:
@@ -97,6 +99,7 @@ class Host:
             self._drop()
 
     def _drop(self) -> None:
+        self._facts = {}
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -164,14 +167,29 @@ class Host:
         self.reconnect(generation)
         return fn(self.conn)
 
+    def _fact(self, name: str, fn: Callable[[libvirt.virConnect], T]) -> T:
+        """``fn(conn)``, asked once per connection.
+
+        NOTE: libvirtd may probe QEMU again to answer ``getVersion``
+        (seconds on a TCG host, every time); what it answers changes only
+        when libvirtd restarts, which drops the connection. Nova's driver
+        also learns the versions once, when nova-compute starts.
+        """
+        self.conn  # noqa: B018 - a dead connection goes, with its facts
+        if name not in self._facts:
+            self._facts[name] = self.call(fn)
+        return self._facts[name]
+
     def hypervisor(self) -> str:
-        return self.call(lambda c: c.getType())
+        return self._fact('type', lambda c: c.getType())
 
     def libvirt_version(self) -> tuple[int, int, int]:
-        return from_libvirt_number(self.call(lambda c: c.getLibVersion()))
+        return from_libvirt_number(
+            self._fact('libvirt', lambda c: c.getLibVersion()))
 
     def qemu_version(self) -> tuple[int, int, int]:
-        return from_libvirt_number(self.call(lambda c: c.getVersion()))
+        return from_libvirt_number(
+            self._fact('qemu', lambda c: c.getVersion()))
 
     def has_transient_block_copy(self) -> bool:
         # NOTE: VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB arrived in libvirt
