@@ -32,7 +32,8 @@ what the step names:
   which removes them, unless a location was registered (the clone may be
   Glance's image): then gc decides from Glance's status.
 
-Each look is made again on every run, so recovery is idempotent; a step
+The handlers are in :mod:`nova_snapshot_ext.undo`. Each look is made
+again on every run, so recovery is idempotent; a step
 is marked done once handled, and the journal removed once every step is.
 A step of a kind this release does not know is reported and its journal
 kept.
@@ -45,7 +46,6 @@ runs is skipped, and so is one whose guest's lock
 from collections.abc import Callable
 import dataclasses
 import os
-import shutil
 import time
 from typing import Any
 
@@ -53,7 +53,6 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import base as backend_base
-from nova_snapshot_ext.backends import steps as steps_mod
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import gc as gc_mod
 from nova_snapshot_ext import journal
@@ -61,18 +60,17 @@ from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext import locks
 from nova_snapshot_ext.stores import base as store_base
+from nova_snapshot_ext import undo
 
 LOG = logging.getLogger(__name__)
 
-#: Verbs of actions.
+#: Verbs of actions (see :mod:`nova_snapshot_ext.undo`).
 NOTHING, SKIP, KEEP, UNKNOWN, REMOVE_JOURNAL = (
-    'nothing to do', 'skip', 'keep', 'unknown step', 'remove journal')
+    undo.NOTHING, undo.SKIP, undo.KEEP, undo.UNKNOWN, undo.REMOVE_JOURNAL)
 #: Verbs that change nothing and are not worth a warning.
-QUIET = (NOTHING, SKIP, REMOVE_JOURNAL)
+QUIET = undo.QUIET
 #: Seconds to wait for a libvirt job (a save) a killed client left.
 DOMAIN_JOB_WAIT = 120
-#: Name prefixes of the temporary directories a snapshot makes.
-TEMP_PREFIXES = (steps_mod.TEMP_PREFIX, 'glance-', 'image-')
 #: Seconds after which a journal's own temporary file is stale.
 STALE_TMP = 60
 
@@ -178,11 +176,11 @@ class _Recovery:
         for step in reversed(self.j.steps):
             if step.done or step.kind in journal.MARKERS:
                 continue
-            handler = HANDLERS.get(step.kind)
+            handler = undo.HANDLERS.get(step.kind)
             if handler is None:
                 unknown = True
                 self.act(UNKNOWN, step.kind, 'not known to this release, '
-                         'left as it is: %s' % _short(step.data))
+                         'left as it is: %s' % undo.short(step.data))
                 continue
             before = len(self.actions)
             try:
@@ -190,7 +188,7 @@ class _Recovery:
             except exception.SnapshotError as e:
                 self.actions.append(Action(
                     self.j.id, self.j.guest_name or '', 'recover',
-                    step.kind, _short(step.data), error=e.message))
+                    step.kind, undo.short(step.data), error=e.message))
             errors = any(a.error for a in self.actions[before:])
             failed = failed or errors
             if not errors and not self.dry_run:
@@ -239,155 +237,6 @@ class _Recovery:
     def gc_actions(self, actions: list[gc_mod.Action]) -> None:
         for a in actions:
             self.act(a.verb, a.target, a.reason, run=a.run)
-
-
-def _short(data: dict[str, Any]) -> str:
-    text = ', '.join('%s=%s' % (k, v) for k, v in sorted(data.items())
-                     if k != 'xml')
-    return text[:200]
-
-
-# -- one handler per kind of step -----------------------------------------
-def _temp_dir(r: _Recovery, step: journal.Step) -> None:
-    _remove_dir(r, step, TEMP_PREFIXES, 'temporary directory')
-
-
-def _store_partial(r: _Recovery, step: journal.Step) -> None:
-    _remove_dir(r, step, None, 'partial image')
-
-
-def _remove_dir(r: _Recovery, step: journal.Step,
-                prefixes: tuple[str, ...] | None, what: str) -> None:
-    path = str(step.data.get('path') or '')
-    base = os.path.basename(path.rstrip('/'))
-    ours = (base.startswith(prefixes) if prefixes else
-            base.startswith('.') and base.endswith('.partial'))
-    if not os.path.isabs(path) or not ours:
-        r.act(KEEP, path or '(no path)', 'not a %s of ours' % what)
-        return
-    if not os.path.lexists(path):
-        r.act(NOTHING, path, 'already gone')
-        return
-    r.act('remove', path, what,
-          run=lambda: shutil.rmtree(path, ignore_errors=True))
-
-
-def _glance_image(r: _Recovery, step: journal.Step) -> None:
-    image_id = str(step.data.get('id'))
-    store = r.store(step.data.get('store'))
-    if store is None:
-        r.act(KEEP, 'image %s' % image_id, 'its store cannot be reached '
-              'from here; delete it if it is still queued')
-        return
-    status = store.image_status(image_id)
-    if status is None:
-        r.act(NOTHING, 'image %s' % image_id, 'not in %s' % store)
-    elif status in ('queued', 'saving', 'uploading', 'importing'):
-        r.act('delete', 'image %s' % image_id, 'it is %s in %s' % (
-            status, store), run=lambda: store.delete(image_id))
-    else:
-        r.act(KEEP, 'image %s' % image_id, 'it is %s' % status)
-
-
-def _block_job(r: _Recovery, step: journal.Step) -> None:
-    disk, dest = str(step.data.get('disk')), str(step.data.get('dest'))
-    g = r.active_guest()
-    if g is None:
-        r.act(NOTHING, 'block job on %s' % disk, 'the guest does not run')
-        return
-    if not g.block_job(disk):
-        r.act(NOTHING, 'block job on %s' % disk, 'there is none')
-        return
-    mirror = g.mirror_dest(disk)
-    if mirror != dest:
-        r.act(KEEP, 'block job on %s' % disk, 'not ours: it copies into '
-              '%s' % mirror)
-        return
-    r.act('abort', 'block job on %s' % disk, 'it copies into %s' % dest,
-          run=lambda: g.abort_copy(disk))
-
-
-def _freeze(r: _Recovery, step: journal.Step) -> None:
-    g = r.active_guest()
-    if g is None or not g.agent_connected():
-        r.act(NOTHING, 'filesystems', 'no guest agent answers, so none is '
-              'frozen')
-        return
-    r.act('thaw', 'filesystems', run=g.thaw)
-
-
-def _managed_save(r: _Recovery, step: journal.Step) -> None:
-    state = str(step.data.get('state'))
-    g = r.guest()
-    if g is None or not g.has_managed_save():
-        r.act(NOTHING, 'managed save', 'there is none')
-        return
-    if g.power_state() != guest_mod.SHUTOFF:
-        r.act(KEEP, 'managed save', 'the guest is %s' % g.power_state())
-        return
-
-    def restore() -> None:
-        steps_mod.restore_state(g, state)
-
-    r.act('restore', 'the guest', 'from its managed save, %s' % state,
-          run=restore)
-
-
-def _domain_xml(r: _Recovery, step: journal.Step) -> None:
-    g = r.guest()
-    if g is not None and g.is_persistent():
-        r.act(NOTHING, 'definition', 'the domain is persistent')
-        return
-    xml = str(step.data.get('xml'))
-
-    def define() -> None:
-        try:
-            r.host.call(lambda conn: conn.defineXML(xml))
-        except Exception as e:  # noqa: B902 - libvirt's, translated
-            raise exception.LibvirtFailed(
-                action='define', guest=r.j.guest_name, reason=str(e))
-
-    r.act('define', 'the domain', 'from its saved XML (it is %s)' % (
-        'transient' if g is not None else 'gone'), run=define)
-
-
-def _rbd_clone(r: _Recovery, step: journal.Step) -> None:
-    pool, image = str(step.data.get('pool')), str(step.data.get('image'))
-    c = r.collector()
-    try:
-        info = c.driver.info(pool, image)
-    except exception.RbdFailed:
-        r.act(NOTHING, '%s/%s' % (pool, image), 'there is no such image')
-        return
-    r.gc_actions(c.clone(pool, image, info, image))
-
-
-def _rbd_snap(r: _Recovery, step: journal.Step) -> None:
-    pool, image = str(step.data.get('pool')), str(step.data.get('image'))
-    name = str(step.data.get('snap'))
-    c = r.collector()
-    try:
-        snaps = [s for s in c.driver.snaps(pool, image) if s.name == name]
-    except exception.RbdFailed:
-        snaps = []
-    if not snaps:
-        r.act(NOTHING, '%s/%s@%s' % (pool, image, name), 'there is no such '
-              'snapshot')
-        return
-    r.gc_actions(c.snapshot(pool, image, snaps[0]))
-
-
-HANDLERS: dict[str, Callable[[_Recovery, journal.Step], None]] = {
-    journal.TEMP_DIR: _temp_dir,
-    journal.STORE_PARTIAL: _store_partial,
-    journal.GLANCE_IMAGE: _glance_image,
-    journal.BLOCK_JOB: _block_job,
-    journal.FREEZE: _freeze,
-    journal.MANAGED_SAVE: _managed_save,
-    journal.DOMAIN_XML: _domain_xml,
-    journal.RBD_CLONE: _rbd_clone,
-    journal.RBD_SNAP: _rbd_snap,
-}
 
 
 # -- entry points -----------------------------------------------------------

@@ -38,7 +38,7 @@ LAYERS = [
     ('backends.base',),
     ('backends',),
     ('backends.qcow2', 'backends.raw'),
-    ('snapshot', 'explain', 'gc', 'recovery', 'sweep'),
+    ('snapshot', 'explain', 'gc', 'recovery', 'undo', 'sweep'),
     ('cmd', 'virt'),
 ]
 
