@@ -31,13 +31,13 @@ SIGINT and SIGTERM (what the snapshot had made is undone).
 """
 
 import argparse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 import contextlib
 import json
 import logging as std_logging
 import signal
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import libvirt
 from oslo_config import cfg
@@ -305,12 +305,22 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
-    conf = nse_conf.CONF
-    actions = gc_mod.collect_garbage(
-        conf, store_base.load(conf, args.store), dry_run=args.dry_run,
-        min_age=args.min_age)
-    failed = [a for a in actions if a.error]
+def _gc_line(a: gc_mod.Action, dry_run: bool) -> str:
+    verb = a.verb
+    if a.error:
+        verb = 'FAILED to ' + verb
+    elif dry_run and a.verb != gc_mod.KEEP:
+        verb = 'would ' + verb
+    return '%s %s: %s%s' % (verb, a.target, a.reason,
+                            ' (%s)' % a.error if a.error else '')
+
+
+def _report(args: argparse.Namespace, out: TextIO, actions: list[Any],
+            line: Callable[[Any], str],
+            error_line: Callable[[Any], str]) -> int:
+    """Print what gc or recover did (JSON, or a line each) and, on
+    standard error, what failed; the exit status.
+    """
     if args.json or args.sub_json:
         json.dump({'dry_run': args.dry_run,
                    'actions': [a.as_dict() for a in actions]}, out,
@@ -318,40 +328,32 @@ def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
         out.write('\n')
     else:
         for a in actions:
-            verb = a.verb
-            if a.error:
-                verb = 'FAILED to ' + verb
-            elif args.dry_run and a.verb != gc_mod.KEEP:
-                verb = 'would ' + verb
-            out.write('%s %s: %s%s\n' % (
-                verb, a.target, a.reason,
-                ' (%s)' % a.error if a.error else ''))
+            out.write(line(a) + '\n')
         if not actions:
             out.write('nothing to do\n')
+    failed = [a for a in actions if a.error]
     for a in failed:
-        sys.stderr.write('%s: error: could not %s %s: %s\n' % (
-            PROG, a.verb, a.target, a.error))
+        sys.stderr.write('%s: error: %s\n' % (PROG, error_line(a)))
     return 1 if failed else 0
+
+
+def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
+    conf = nse_conf.CONF
+    actions = gc_mod.collect_garbage(
+        conf, store_base.load(conf, args.store), dry_run=args.dry_run,
+        min_age=args.min_age)
+    return _report(args, out, actions,
+                   lambda a: _gc_line(a, args.dry_run),
+                   lambda a: 'could not %s %s: %s' % (a.verb, a.target,
+                                                      a.error))
 
 
 def cmd_recover(args: argparse.Namespace, out: TextIO) -> int:
     conf = nse_conf.CONF
     connect = args.sub_connect or args.connect
     actions = recovery.recover(conf, dry_run=args.dry_run, uri=connect)
-    failed = [a for a in actions if a.error]
-    if args.json or args.sub_json:
-        json.dump({'dry_run': args.dry_run,
-                   'actions': [a.as_dict() for a in actions]}, out,
-                  sort_keys=True)
-        out.write('\n')
-    else:
-        for a in actions:
-            out.write(a.line(args.dry_run) + '\n')
-        if not actions:
-            out.write('nothing to do\n')
-    for a in failed:
-        sys.stderr.write('%s: error: %s\n' % (PROG, a.line()))
-    return 1 if failed else 0
+    return _report(args, out, actions, lambda a: a.line(args.dry_run),
+                   lambda a: a.line())
 
 
 COMMANDS = {'snapshot': cmd_snapshot, 'check': cmd_check, 'gc': cmd_gc,
