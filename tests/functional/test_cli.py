@@ -76,7 +76,7 @@ def test_snapshot_raw_cold_summary_line(conf_file, workdir, qcow2_guest):
                'file://' + os.path.join(workdir, 'other'))
     assert done.returncode == 0, done.stderr
     assert done.stdout.count('\n') == 1
-    assert done.stdout.startswith('cold snapshot of %s: %s' % (
+    assert done.stdout.startswith('cold snapshot of %s disk vda: %s' % (
         qcow2_guest.name, os.path.join(workdir, 'other')))
     assert 'guest paused' in done.stdout
     assert qcow2_guest.state() == libvirt.VIR_DOMAIN_RUNNING
