@@ -32,6 +32,7 @@ from nova_snapshot_ext.backends import steps as steps_mod
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import guest as guest_mod
+from nova_snapshot_ext import sweep
 
 if TYPE_CHECKING:
     from nova_snapshot_ext import recovery
@@ -42,7 +43,7 @@ NOTHING, SKIP, KEEP, UNKNOWN, REMOVE_JOURNAL = (
 #: Verbs that change nothing and are not worth a warning.
 QUIET = (NOTHING, SKIP, REMOVE_JOURNAL)
 #: Name prefixes of the temporary directories a snapshot makes.
-TEMP_PREFIXES = (steps_mod.TEMP_PREFIX, 'glance-', 'image-')
+TEMP_PREFIXES = sweep.TEMP_PREFIXES
 
 
 def short(data: dict[str, Any]) -> str:
