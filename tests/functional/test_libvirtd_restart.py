@@ -31,6 +31,7 @@ bandwidth limited so that it lasts), in the process.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,14 +82,18 @@ def libvirtd_back(conn):
         pass
 
 
-@pytest.fixture
-def guest(workdir):
-    """A guest on a connection of its own, opened again after each
-    restart (``g.reconnect()``).
+@pytest.fixture(scope='module')
+def shared_guest(workroot):
+    """One running guest for the module's tests (each leaves it running),
+    on a connection of its own, opened again after each restart
+    (``g.reconnect()``).
     """
+    path = os.path.join(workroot, 'restart-%s' % os.urandom(3).hex())
+    os.makedirs(path)
+    os.chmod(path, 0o755)
     own = libvirt.open(guest_mod.URI)
-    g = guest_mod.TestGuest(own, os.path.join(workdir, 'guest'),
-                            'restart-%s' % os.urandom(3).hex())
+    g = guest_mod.TestGuest(own, os.path.join(path, 'guest'),
+                            os.path.basename(path))
 
     def reconnect():
         g.conn = libvirt.open(guest_mod.URI)
@@ -101,6 +106,17 @@ def guest(workdir):
         restart_libvirtd()
     reconnect()
     g.remove()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def guest(shared_guest):
+    """The shared guest, its connection alive again after a restart."""
+    if not libvirtd_up():
+        restart_libvirtd()
+    if not shared_guest.conn.isAlive():
+        shared_guest.reconnect()
+    return shared_guest
 
 
 def write_conf(workdir, style='blockcopy', extra=''):
