@@ -24,6 +24,7 @@ is paused and unpaused through the API, and ``openstack compute service
 list`` shows the host up.
 """
 
+from concurrent import futures
 import os
 import time
 import uuid
@@ -57,18 +58,25 @@ def _count(path, text):
         return sum(1 for line in f if text in line)
 
 
+def _restart_both(extra):
+    """Both hosts' nova-compute restarted at once, with EXTRA[host]."""
+    with futures.ThreadPoolExecutor(len(EXTRA)) as pool:
+        for done in [pool.submit(cloud_setup.restart_compute, host,
+                                 extra and extra[host]) for host in EXTRA]:
+            done.result()
+
+
 @pytest.fixture(scope='module')
 def eventlet_hosts():
     before = {host: _count(_log(host), STARTED_EVENTLET) for host in EXTRA}
     try:
-        for host, extra in EXTRA.items():
-            cloud_setup.restart_compute(host, extra)
+        _restart_both(EXTRA)
+        for host in EXTRA:
             assert _count(_log(host), STARTED_EVENTLET) > before[host], (
                 'nova-compute on %s did not start in eventlet mode' % host)
         yield
     finally:
-        for host in EXTRA:
-            cloud_setup.restart_compute(host, None)
+        _restart_both(None)
 
 
 @pytest.fixture(scope='module')
