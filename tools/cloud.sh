@@ -102,7 +102,7 @@ READY_TIMEOUT=${READY_TIMEOUT:-240}
 STOP_TIMEOUT=${STOP_TIMEOUT:-20}
 # Started in this order, stopped in the reverse one.
 SERVICES=(
-    mysqld rabbitmq ceph-mgr keystone placement neutron nova-api
+    mysqld epmd rabbitmq ceph-mgr keystone placement neutron nova-api
     nova-conductor nova-scheduler libvirtd-local libvirtd-rbd
     nova-compute-local nova-compute-rbd
 )
@@ -268,6 +268,14 @@ function db_url {
 }
 
 # --- RabbitMQ ------------------------------------------------------------
+
+# epmd, Erlang's port mapper, in the foreground under its recorded pid:
+# RabbitMQ would start one of its own that leaves its session and
+# outlives it.
+function start_epmd {
+    spawn epmd /usr/bin/epmd -address "$HOST_IP"
+    wait_for epmd /usr/bin/epmd -names
+}
 
 function start_rabbitmq {
     local d=$CLOUD_DIR/rabbitmq
@@ -813,6 +821,7 @@ function cmd_up {
     cmd_install
     make_secrets
     start_mysqld
+    start_epmd
     start_rabbitmq
     start_ceph_mgr
     start_keystone
@@ -886,8 +895,6 @@ function cmd_down {
     done
     GLANCE_VENV=$VENV bash "$TOOLS_DIR/glance.sh" stop cloud >/dev/null 2>&1 || true
     delete_pools
-    # epmd, started by RabbitMQ, outlives it.
-    pkill -x epmd 2>/dev/null || true
     if [ -d "$CLOUD_DIR" ]; then
         find "$CLOUD_DIR" -mindepth 1 -maxdepth 1 ! -name venv \
             -exec rm -rf {} +
