@@ -46,6 +46,7 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext import retry
 from nova_snapshot_ext.stores import glance_errors
 from nova_snapshot_ext.stores import image_api
+from nova_snapshot_ext.stores import image_calls
 from nova_snapshot_ext.stores import upload_body
 
 LOG = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ T = TypeVar('T')
 MADE_BY, MAKER = 'snapshot_made_by', 'nova-snapshot-ext'
 
 
-class GlanceAPI(image_api.ImageAPI):
+class GlanceAPI(image_calls.ImageAPI):
     """Glance's image API v2 through python-glanceclient, and a
     keystoneauth adapter of the same session for the upload.
 

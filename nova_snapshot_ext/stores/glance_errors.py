@@ -15,7 +15,7 @@
 """What glanceclient's and keystoneauth's errors mean for a snapshot.
 
 :func:`translated` turns them into the engine's exceptions (see
-:class:`~nova_snapshot_ext.stores.image_api.ImageAPI`), one line each;
+:class:`~nova_snapshot_ext.stores.image_calls.ImageAPI`), one line each;
 :func:`never_sent` tells a request that never reached Glance (no
 connection could be made) from one that may have.
 """

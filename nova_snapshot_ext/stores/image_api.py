@@ -17,13 +17,13 @@
 The command line uses python-glanceclient (:mod:`.stores.glance`), the
 Nova driver Nova's own image API with the request's context
 (:mod:`nova_snapshot_ext.virt.image_store`). Both are an
-:class:`ImageAPI`: the few calls a snapshot makes. The record's life and
+:class:`~nova_snapshot_ext.stores.image_calls.ImageAPI`: the few calls a
+snapshot makes. The record's life and
 every check of what Glance made of the data are :class:`APIPendingImage`
 and :class:`APIImageStore`, once for both; what the two ways do
-differently is said by the attributes of :class:`ImageAPI`.
+differently is said by the attributes of ``ImageAPI``.
 """
 
-import abc
 import contextlib
 import hashlib
 import os
@@ -40,6 +40,7 @@ from nova_snapshot_ext import journal
 from nova_snapshot_ext import retry
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base
+from nova_snapshot_ext.stores import image_calls
 from nova_snapshot_ext.stores import upload_body
 
 LOG = logging.getLogger(__name__)
@@ -71,80 +72,13 @@ def glance_properties(meta: base.ImageMeta) -> dict[str, str]:
     return props
 
 
-class ImageAPI(metaclass=abc.ABCMeta):
-    """The calls a snapshot makes to Glance's image API (v2).
-
-    A record is a Glance image as a flat dict, base attributes (``id``,
-    ``status``, ``size``, ``os_hash_algo``, ...) beside properties; what
-    an implementation cannot see (``virtual_size`` through Nova) is left
-    out. Every call raises the engine's exceptions: ImageNotFound,
-    StoreAuthFailed (credentials refused), StoreUnavailable (Glance
-    unreachable or failing itself), StoreRejected (quota, format,
-    conflict), StoreWriteFailed (anything else); ``str()`` names the API
-    in their messages.
-    """
-
-    #: New records may be made. Without it, a snapshot fills the queued
-    #: record made beforehand (under Nova, by the compute API).
-    creates_records: bool = True
-    #: A failed snapshot deletes its record. Without it, whoever made the
-    #: record deletes it: Nova's compute manager does, and a second
-    #: delete would only race it.
-    deletes_on_failure: bool = True
-    #: The upload may be hashed in worker threads while it is sent; not
-    #: where it is read in a thread that must not start threads (an
-    #: eventlet tpool worker of nova-compute).
-    hash_in_threads: bool = True
-
-    @abc.abstractmethod
-    def get(self, image_id: str) -> dict[str, Any]:
-        """The record now, with the locations Glance shows here."""
-
-    @abc.abstractmethod
-    def create(self, attrs: dict[str, str]) -> dict[str, Any]:
-        """Make a queued record with ``attrs``; returns it."""
-
-    @abc.abstractmethod
-    def update(self, image_id: str, changes: dict[str, str]
-               ) -> dict[str, Any]:
-        """Set ``changes``, keep other properties; returns the record."""
-
-    @abc.abstractmethod
-    def upload(self, image_id: str, body: upload_body.UploadBody,
-               disk_format: str) -> None:
-        """Send ``body`` as the data, once (a stream cannot be replayed);
-        ``disk_format`` names the format Glance may refuse the data as.
-        """
-
-    @abc.abstractmethod
-    def add_location(self, image_id: str, url: str,
-                     store_id: str | None) -> None:
-        """Register ``url`` (in Glance's store ``store_id``) as the data."""
-
-    @abc.abstractmethod
-    def delete(self, image_id: str) -> None:
-        """Delete the image; ImageNotFound when there is none."""
-
-    @abc.abstractmethod
-    def stores_detail(self) -> list[dict[str, Any]] | None:
-        """As :meth:`base.ImageStore.stores_detail` says."""
-
-    def sees_all_images(self) -> bool:
-        """Whether these credentials see every image (admin)."""
-        return False
-
-    @abc.abstractmethod
-    def image_url(self, image_id: str) -> str:
-        """How a result names the image: a URL where the API has one."""
-
-
 class APIPendingImage(base.UploadedImage):
     """A snapshot's Glance record, made (or found queued) before the
     guest is touched, so that Glance validates name and properties first.
     :meth:`commit` uploads the file and checks what Glance made of it:
     active, of the size sent and (``[snapshot_glance] verify_hash``) of
     the hash computed while sending. A failure aborts, which deletes the
-    record where :attr:`ImageAPI.deletes_on_failure` says so.
+    record where :attr:`image_calls.ImageAPI.deletes_on_failure` says so.
     """
 
     TMP_PREFIX = 'glance-'
@@ -323,7 +257,7 @@ class APIPendingImage(base.UploadedImage):
 
 
 class APIImageStore(base.ImageStore):
-    """An image store over an :class:`ImageAPI`.
+    """An image store over an :class:`image_calls.ImageAPI`.
 
     :param api: how Glance is reached.
     """
@@ -331,7 +265,7 @@ class APIImageStore(base.ImageStore):
     SUPPORTS_LOCATION = True
 
     def __init__(self, conf: cfg.ConfigOpts, spec: str,
-                 api: ImageAPI) -> None:
+                 api: image_calls.ImageAPI) -> None:
         super().__init__(conf, spec)
         self.api = api
 

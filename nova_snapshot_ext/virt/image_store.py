@@ -43,6 +43,7 @@ from oslo_log import log as logging
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.stores import base
 from nova_snapshot_ext.stores import image_api as api_mod
+from nova_snapshot_ext.stores import image_calls
 from nova_snapshot_ext.stores import upload_body
 
 LOG = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class _File:
         return self.body.chunk(n)
 
 
-class NovaImageAPI(api_mod.ImageAPI):
+class NovaImageAPI(image_calls.ImageAPI):
     """Glance through ``nova.image.glance.API``, with the request's
     context.
 

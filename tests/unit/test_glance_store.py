@@ -31,6 +31,7 @@ from nova_snapshot_ext.stores import base
 from nova_snapshot_ext.stores import glance
 from nova_snapshot_ext.stores import glance_errors
 from nova_snapshot_ext.stores import image_api
+from nova_snapshot_ext.stores import image_calls
 from nova_snapshot_ext.stores import upload_body
 
 
@@ -134,7 +135,7 @@ def test_status_code_of_unmapped_errors(details, code):
         glance_exc.HTTPException(details=details)) == code
 
 
-class FakeAPI(image_api.ImageAPI):
+class FakeAPI(image_calls.ImageAPI):
     """Glance in memory, with answers a real one does not give: a wrong
     hash, a wrong size, none at all.
     """
