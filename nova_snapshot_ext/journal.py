@@ -112,9 +112,37 @@ def owner_alive(owner: dict[str, Any]) -> bool:
     return start is not None and start == owner.get('start')
 
 
+#: A journal is written to a temporary file first, named after its writer
+#: (``.<pid>-<start>-<random>.tmp``) so that recovery can tell the
+#: leftover of a dead writer from the file a live one is writing.
+TMP_SUFFIX = '.tmp'
+
+
+def _tmp_prefix() -> str:
+    pid = os.getpid()
+    return '.%d-%s-' % (pid, process_start(pid))
+
+
+def stale_tmp(name: str) -> bool | None:
+    """Whether ``name`` in a journal directory is a temporary file whose
+    writer no longer runs; None when its name does not say who wrote it.
+    """
+    if not (name.startswith('.') and name.endswith(TMP_SUFFIX)):
+        return False
+    pid, _, rest = name[1:].partition('-')
+    start, _, _ = rest.partition('-')
+    try:
+        owner = {'pid': int(pid), 'start': int(start),
+                 'host': socket.gethostname()}
+    except ValueError:
+        return None
+    return not owner_alive(owner)
+
+
 def _write(path: str, doc: dict[str, Any]) -> None:
     directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix='.', suffix='.tmp', dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=TMP_SUFFIX,
+                               dir=directory)
     try:
         with os.fdopen(fd, 'w') as f:
             json.dump(doc, f, sort_keys=True)

@@ -71,7 +71,7 @@ NOTHING, SKIP, KEEP, UNKNOWN, REMOVE_JOURNAL = (
 QUIET = undo.QUIET
 #: Seconds to wait for a libvirt job (a save) a killed client left.
 DOMAIN_JOB_WAIT = 120
-#: Seconds after which a journal's own temporary file is stale.
+#: Seconds after which a temporary file of unknown writer is stale.
 STALE_TMP = 60
 
 
@@ -261,12 +261,15 @@ def _remove_stale_tmp(directory: str, dry_run: bool) -> None:
         return
     for name in names:
         path = os.path.join(directory, name)
-        if name.startswith('.') and name.endswith('.tmp') and not dry_run:
-            try:
-                if time.time() - os.stat(path).st_mtime > STALE_TMP:
-                    os.unlink(path)
-            except OSError:
-                pass
+        if dry_run or not name.endswith(journal.TMP_SUFFIX):
+            continue
+        stale = journal.stale_tmp(name)
+        try:
+            if stale or (stale is None and
+                         time.time() - os.stat(path).st_mtime > STALE_TMP):
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 def _alive(j: journal.Journal) -> Action | None:

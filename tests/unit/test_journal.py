@@ -215,3 +215,20 @@ def test_a_journal_that_cannot_be_written_fails_the_snapshot_early(
         with journal.opened(str(blocker), GUEST, 'g', 'qemu:///system',
                             None, 'j'):
             pytest.fail('the snapshot ran without a journal')
+
+
+def test_a_dead_writers_temporary_file_is_removed_at_once(conf):
+    # A writer killed between its temporary file and the rename leaves
+    # the file behind; a live writer's file is left alone.
+    os.makedirs(journal_dir(conf))
+    code = ('import tempfile, sys\n'
+            'from nova_snapshot_ext import journal\n'
+            'tempfile.mkstemp(prefix=journal._tmp_prefix(),\n'
+            '                 suffix=journal.TMP_SUFFIX, dir=sys.argv[1])\n')
+    subprocess.run([sys.executable, '-c', code, journal_dir(conf)],
+                   check=True)
+    [dead] = os.listdir(journal_dir(conf))
+    live = journal._tmp_prefix() + 'x' + journal.TMP_SUFFIX
+    open(os.path.join(journal_dir(conf), live), 'w').close()
+    assert recovery.recover(conf) == []
+    assert os.listdir(journal_dir(conf)) == [live]
