@@ -58,8 +58,10 @@ PACKAGES=(
     # tests/cloud: a TLS front for Glance with a CA the test makes
     stunnel4
     openssl
-    # tools/build-guest.sh
+    # tools/build-guest.sh; qemu-ga and its libraries are copied into
+    # the guest's initramfs
     busybox-static
+    qemu-guest-agent
     cpio
     gzip
     xz-utils
