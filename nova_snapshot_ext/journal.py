@@ -68,6 +68,7 @@ STORE_PARTIAL = 'store_partial'  # path: a file store's .partial directory
 GLANCE_IMAGE = 'glance_image'    # id, store: a record we created
 LOCATION = 'location'            # id, url: the data registered in Glance
 BLOCK_JOB = 'block_job'          # disk, dest: our copy job into dest
+BACKUP_JOB = 'backup_job'        # socket, disks: our pull-mode backup job
 DOMAIN_XML = 'domain_xml'        # xml: the persistent definition
 MANAGED_SAVE = 'managed_save'    # state: running or paused, to restore
 FREEZE = 'freeze'                # (no data): filesystems frozen
@@ -77,7 +78,7 @@ RBD_CLONE = 'rbd_clone'          # pool, image (image id in Glance)
 #: others (a registered location makes the clone Glance's image).
 MARKERS = (LOCATION,)
 KINDS = (TEMP_DIR, STORE_PARTIAL, GLANCE_IMAGE, LOCATION, BLOCK_JOB,
-         DOMAIN_XML, MANAGED_SAVE, FREEZE, RBD_SNAP, RBD_CLONE)
+         BACKUP_JOB, DOMAIN_XML, MANAGED_SAVE, FREEZE, RBD_SNAP, RBD_CLONE)
 
 #: Test hook: the name of a step kind. After the first step of that kind
 #: is made, the process stops itself (SIGSTOP), so that a test can kill

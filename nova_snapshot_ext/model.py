@@ -99,6 +99,9 @@ class SnapshotResult:
     #: Target of the disk the image is of (the root disk: see
     #: ``Guest.root_disk``), e.g. ``vda``.
     disk: str = ''
+    #: How a live copy was made: ``backup`` (libvirt's backup API),
+    #: ``blockcopy`` or ``rebase`` (a mirror); None for other methods.
+    live_copy_style: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,8 +19,7 @@ One handler per step kind (:data:`HANDLERS`), called by
 finds the guest, the store and the Ceph collector and records actions
 (``r.act``). Each handler looks at what is there now and undoes only what
 its step names; the module docstring of :mod:`nova_snapshot_ext.recovery`
-says what that is per kind. A new kind (a backup job, an NBD socket) is
-one handler more here.
+says what that is per kind. A new kind is one handler more here.
 """
 
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from typing import Any, TYPE_CHECKING
 from nova_snapshot_ext.backends import steps as steps_mod
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
+from nova_snapshot_ext.libvirt import backup as backup_mod
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext import sweep
 
@@ -111,6 +111,26 @@ def _block_job(r: 'recovery._Recovery', step: journal.Step) -> None:
           run=lambda: g.abort_copy(disk))
 
 
+def _backup_job(r: 'recovery._Recovery', step: journal.Step) -> None:
+    socket = str(step.data.get('socket'))
+    what = 'backup job of %s' % ', '.join(step.data.get('disks') or [])
+    g = r.active_guest()
+    if g is None:
+        r.act(NOTHING, what, 'the guest does not run')
+        return
+    serves = g.backup_socket()
+    if serves is None:
+        r.act(NOTHING, what, 'there is none')
+        return
+    if serves != socket:
+        r.act(KEEP, what,
+              'not ours: it serves %s' % (serves or 'push targets'))
+        return
+    export = backup_mod.Export(socket=socket, scratch={})
+    r.act('end', what, 'it serves %s' % socket,
+          run=lambda: g.backup_end(export))
+
+
 def _freeze(r: 'recovery._Recovery', step: journal.Step) -> None:
     g = r.active_guest()
     if g is None or not g.agent_connected():
@@ -186,6 +206,7 @@ HANDLERS: dict[str, Callable[['recovery._Recovery', journal.Step], None]] = {
     journal.STORE_PARTIAL: _store_partial,
     journal.GLANCE_IMAGE: _glance_image,
     journal.BLOCK_JOB: _block_job,
+    journal.BACKUP_JOB: _backup_job,
     journal.FREEZE: _freeze,
     journal.MANAGED_SAVE: _managed_save,
     journal.DOMAIN_XML: _domain_xml,

@@ -203,6 +203,8 @@ class ImageBackend(metaclass=abc.ABCMeta):
             if stored is None:
                 self.copy(job, plan.method, pending.path, outcome)
                 meta.properties['quiesced'] = outcome.quiesced
+                if outcome.live_style:
+                    meta.properties['live_copy_style'] = outcome.live_style
                 job.progress('upload', 0.0)
                 stored = pending.commit(
                     lambda f: job.progress('upload', f))
@@ -215,7 +217,8 @@ class ImageBackend(metaclass=abc.ABCMeta):
             seconds=round(time.monotonic() - started, 3),
             guest=job.guest.name, backend=self.name,
             quiesced=outcome.quiesced,
-            downtime=round(outcome.downtime, 3), disk=job.disk.target)
+            downtime=round(outcome.downtime, 3), disk=job.disk.target,
+            live_copy_style=outcome.live_style)
 
     def _log_plan(self, job: model.SnapshotJob, plan: policy.Plan,
                   support: Support) -> None:

@@ -36,6 +36,7 @@ import contextlib
 import os
 from typing import ClassVar
 
+from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
@@ -74,7 +75,12 @@ class FileBackend(base.ImageBackend):
              outcome: steps.Outcome) -> None:
         check_space(job, method, out_path)
         if method == policy.LIVE:
-            live_copy(job, out_path, outcome)
+            style = live_style(job)
+            outcome.live_style = style
+            if style == 'backup':
+                backup.backup_copy(job, out_path, outcome)
+            else:
+                live_copy(job, out_path, outcome, style == 'blockcopy')
             return
         with steps.suspended(job, outcome):
             steps.convert(job, job.disk.path, job.disk.format, out_path)
@@ -105,7 +111,9 @@ def check_space(job: model.SnapshotJob, method: str, out_path: str) -> None:
         backing = qemu_img.backing_of(info)
         path, fmt = backing if backing else (None, None)
     needs = {os.path.dirname(out_path): chain}
-    if method == policy.LIVE:
+    if method == policy.LIVE and live_style(job) != 'backup':
+        # NOTE: a backup job's scratch file holds only what the guest
+        # overwrites during the copy: nothing to reserve up front.
         temp = conf.snapshot.temp_directory
         needs[temp] = needs.get(temp, 0) + top
     steps.check_space(job, needs)
@@ -120,16 +128,19 @@ def _allocated(path: str, virtual_size: int) -> int:
 
 
 def live_copy(job: model.SnapshotJob, out_path: str,
-              outcome: steps.Outcome) -> None:
+              outcome: steps.Outcome, transient_job: bool) -> None:
     """Copy the running guest's disk to ``out_path``, one point in time,
-    without stopping the guest.
+    without stopping the guest, through a mirror into a delta.
+
+    :param transient_job: mirror with virDomainBlockCopy's transient job
+        (``blockcopy``); otherwise make the domain transient for a
+        blockRebase copy (``rebase``).
     """
     guest, disk, conf = job.guest, job.disk, job.conf
     guest.check_no_block_job(disk.target)
     paused = steps.check_quiesce(job)
     info = qemu_img.info(conf, disk.path, disk.format, force_share=True)
     backing = qemu_img.backing_of(info)
-    transient_job = _transient_job(job)
     with steps.temp_directory(conf) as tmpdir:
         delta = os.path.join(tmpdir, 'delta.qcow2')
         qemu_img.create_qcow2(delta, int(info['virtual-size']), backing)
@@ -156,16 +167,31 @@ def live_copy(job: model.SnapshotJob, out_path: str,
         steps.convert(job, delta, 'qcow2', out_path)
 
 
-def _transient_job(job: model.SnapshotJob) -> bool:
+def live_style(job: model.SnapshotJob) -> str:
+    """How the live copy is made: ``backup``, ``blockcopy`` or
+    ``rebase`` (``[snapshot_libvirt] live_copy_style``; ``auto`` takes the
+    first of them the host has).
+
+    :raises LiveSnapshotImpossible: the configured style is not there.
+    """
     style = job.conf.snapshot_libvirt.live_copy_style
-    if style == 'auto':
-        return job.host.has_transient_block_copy()
-    if style == 'blockcopy' and not job.host.has_transient_block_copy():
-        raise exception.LiveSnapshotImpossible(
-            guest=job.guest.name,
-            reason='[snapshot_libvirt] live_copy_style is blockcopy but '
-                   'this libvirt has no transient block copy jobs')
-    return style == 'blockcopy'
+    if style in ('auto', 'backup'):
+        if job.guest.backup_supported():
+            return 'backup'
+        if style == 'backup':
+            raise exception.LiveSnapshotImpossible(
+                guest=job.guest.name,
+                reason='[snapshot_libvirt] live_copy_style is backup but '
+                       'libvirt and QEMU here have no backup API for it')
+    if style in ('auto', 'blockcopy'):
+        if job.host.has_transient_block_copy():
+            return 'blockcopy'
+        if style == 'blockcopy':
+            raise exception.LiveSnapshotImpossible(
+                guest=job.guest.name,
+                reason='[snapshot_libvirt] live_copy_style is blockcopy '
+                       'but this libvirt has no transient block copy jobs')
+    return 'rebase'
 
 
 def _make_transient(guest: guest_mod.Guest,

@@ -61,6 +61,9 @@ class Outcome:
         self.quiesced = False
         #: Seconds the guest's CPUs were stopped.
         self.downtime = 0.0
+        #: How a live copy was made (backup, blockcopy, rebase); None
+        #: when there was none.
+        self.live_style: str | None = None
 
 
 def check_quiesce(job: model.SnapshotJob) -> bool:
@@ -184,13 +187,15 @@ def restore_state(guest: guest_mod.Guest, state: str) -> None:
 
 
 @contextlib.contextmanager
-def temp_directory(conf: cfg.ConfigOpts) -> Iterator[str]:
-    """A private directory under ``[snapshot] temp_directory`` that QEMU
-    can reach, removed with its content on the way out.
+def temp_directory(conf: cfg.ConfigOpts,
+                   parent: str | None = None) -> Iterator[str]:
+    """A private directory under ``[snapshot] temp_directory`` (or
+    ``parent``) that QEMU can reach, removed with its content on the way
+    out.
 
     :raises InvalidInput: QEMU could not reach files there.
     """
-    parent = conf.snapshot.temp_directory
+    parent = parent or conf.snapshot.temp_directory
     os.makedirs(parent, mode=0o711, exist_ok=True)
     _check_traversable(parent)
     path = os.path.join(parent, TEMP_PREFIX + uuidutils.generate_uuid(

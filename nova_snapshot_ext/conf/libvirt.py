@@ -49,8 +49,13 @@ Oldest QEMU with which live snapshots are taken. With an older QEMU,
         deprecated_group='libvirt',
         default='auto',
         choices=[
-            ('auto', 'blockcopy where libvirt has the transient-job flag, '
-                     'rebase otherwise'),
+            ('auto', 'backup where libvirt and QEMU have the backup API, '
+                     'else blockcopy where libvirt has the transient-job '
+                     'flag, rebase otherwise'),
+            ('backup', 'libvirt\'s backup API (virDomainBackupBegin, pull '
+                       'mode): the disk as it was when the job began, read '
+                       'once and written once into the image, nothing '
+                       'staged on the host'),
             ('blockcopy', 'virDomainBlockCopy with TRANSIENT_JOB: the '
                           'domain stays persistent throughout'),
             ('rebase', 'Nova\'s way: the domain is made transient for the '
@@ -58,6 +63,12 @@ Oldest QEMU with which live snapshots are taken. With an older QEMU,
         ],
         help="""
 How a live snapshot copies the disk while the guest runs.
+
+``blockcopy`` and ``rebase`` mirror the disk into a delta in
+``[snapshot] temp_directory`` and then convert delta and backing file
+into the image: the data is read and written twice. ``backup`` reads it
+once; the guest's writes during the copy cost a copy-before-write into a
+scratch file in ``[snapshot] temp_directory``.
 
 Related options:
 

@@ -74,7 +74,7 @@ def translate(error: libvirt.libvirtError, guest: str, action: str,
                 libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED):
         return exception.QuiesceFailed(guest=guest, reason=message)
     return exception.LibvirtFailed(action=action, guest=guest,
-                                   reason=message)
+                                   reason=message, code=code)
 
 
 class Domain:

@@ -48,7 +48,7 @@ import libvirt
 from oslo_log import log as logging
 
 from nova_snapshot_ext import exception
-from nova_snapshot_ext.libvirt import domain
+from nova_snapshot_ext.libvirt import backup
 from nova_snapshot_ext.libvirt.domain import connection_lost  # noqa: F401
 from nova_snapshot_ext.libvirt.domain import DONE
 from nova_snapshot_ext.libvirt.domain import REPEAT
@@ -91,7 +91,7 @@ class Disk:
 SAVE_JOB_WAIT = 60
 
 
-class Guest(domain.Domain):
+class Guest(backup.BackupCalls):
     """A libvirt domain seen through the operations a snapshot needs."""
 
     # -- state ---------------------------------------------------------

@@ -191,6 +191,14 @@ class Host:
         return from_libvirt_number(
             self._fact('qemu', lambda c: c.getVersion()))
 
+    def domain_capabilities(self, virttype: str, emulator: str | None,
+                            arch: str | None, machine: str | None) -> str:
+        """The domain capabilities XML for guests of that kind."""
+        return self._fact(
+            'domcaps %s %s %s %s' % (virttype, emulator, arch, machine),
+            lambda c: c.getDomainCapabilities(emulator, arch, machine,
+                                              virttype, 0))
+
     def has_transient_block_copy(self) -> bool:
         # NOTE: VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB arrived in libvirt
         # 4.5.0; both the library we talk to and the daemon need it.

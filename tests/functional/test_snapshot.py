@@ -67,10 +67,16 @@ def assert_guest_as_before(g, before, running_expected=True):
     assert g.state() == before.state
     if g.dom.isActive():
         assert not g.dom.blockJobInfo('vda', 0)
+        assert_no_backup_job(g)
     assert not g.dom.hasManagedSaveImage(0)
     assert g.boots() == before.boots, 'the guest was rebooted'
     if running_expected:
         g.wait_counter(max(before.counter, g.last_counter()) + 1)
+
+
+def assert_no_backup_job(g):
+    with pytest.raises(libvirt.libvirtError, match='no domain backup job'):
+        g.dom.backupGetXMLDesc(0)
 
 
 def assert_no_temp_files(conf):
@@ -110,25 +116,29 @@ def assert_good_image(result, g, conf, fmt='qcow2'):
     return check
 
 
-@pytest.mark.parametrize('style', ['blockcopy', 'rebase'])
+@pytest.mark.parametrize('style', ['backup', 'blockcopy', 'rebase'])
 def test_live_qcow2(conf, qcow2_guest, style):
     conf.set_override('live_copy_style', style, group='snapshot_libvirt')
     before = GuestBefore(qcow2_guest)
     result = take(conf, qcow2_guest, method='live')
     assert result.method == 'live'
+    assert result.live_copy_style == style
     assert result.downtime == 0
     assert not result.quiesced  # the channel exists, no agent answers
     assert_good_image(result, qcow2_guest, conf)
     assert_guest_as_before(qcow2_guest, before)
 
 
-@pytest.mark.parametrize('style,fmt', [('blockcopy', 'raw'),
+@pytest.mark.parametrize('style,fmt', [('backup', 'raw'),
+                                       ('backup', 'qcow2'),
+                                       ('blockcopy', 'raw'),
                                        ('rebase', 'qcow2')])
 def test_live_raw(conf, raw_guest, style, fmt):
     conf.set_override('live_copy_style', style, group='snapshot_libvirt')
     before = GuestBefore(raw_guest)
     result = take(conf, raw_guest, image_format=fmt)
     assert result.method == 'live'
+    assert result.live_copy_style == style
     assert_good_image(result, raw_guest, conf, fmt=fmt)
     assert_guest_as_before(raw_guest, before)
 
@@ -351,6 +361,9 @@ def test_store_full(conf, qcow2_guest, tmpfs, method):
 
 
 def test_temp_directory_too_small_for_the_delta(conf, qcow2_guest, tmpfs):
+    # A mirror needs room for the delta; a backup job reserves none.
+    conf.set_override('live_copy_style', 'blockcopy',
+                      group='snapshot_libvirt')
     conf.set_override('temp_directory', tmpfs('small-tmp', size='8m'),
                       group='snapshot')
     before = GuestBefore(qcow2_guest)
@@ -383,7 +396,7 @@ def test_encrypted_disk_is_refused(conf, conn, workdir):
         dom.undefine()
 
 
-@pytest.mark.parametrize('style', ['blockcopy', 'rebase'])
+@pytest.mark.parametrize('style', ['backup', 'blockcopy', 'rebase'])
 def test_guest_destroyed_mid_copy(conf, fresh_guest, style):
     conf.set_override('live_copy_style', style, group='snapshot_libvirt')
     conf.set_override('live_copy_bandwidth', 1, group='snapshot_libvirt')
@@ -392,8 +405,14 @@ def test_guest_destroyed_mid_copy(conf, fresh_guest, style):
                                      force_share=True)
 
     def destroy(stage, fraction):
-        if stage == 'copy' and fresh_guest.dom.isActive() and \
-                fresh_guest.dom.blockJobInfo('vda', 0):
+        if not fresh_guest.dom.isActive():
+            return
+        if style == 'backup':
+            # NOTE: the export is read by qemu-img; the first progress
+            # of the convert means the job runs.
+            if stage == 'convert':
+                fresh_guest.dom.destroy()
+        elif stage == 'copy' and fresh_guest.dom.blockJobInfo('vda', 0):
             fresh_guest.dom.destroy()
 
     with pytest.raises(exception.GuestGone):

@@ -1,0 +1,141 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The live copy through a backup job: one pass, nothing staged.
+
+The guest's filesystems are frozen (when quiesce applies), a pull-mode
+backup job begins (:mod:`nova_snapshot_ext.libvirt.backup`), and they are
+thawed at once: the job's export is the disk as it was at that moment.
+``qemu-img convert`` reads the export over NBD once, skipping what the
+disk does not hold (NBD block status), and writes the image once, where
+the store wants it. The job then ends; its scratch file held only the
+blocks the guest overwrote meanwhile.
+
+Pull mode rather than push: push writes a qcow2 of libvirt's choosing
+that would then be converted or copied again for any other format or a
+compressed image, and cannot stream; pull lets the image's own writer
+read the export (measured: 1.26 s pull + convert against 1.53 s push on
+1 GiB).
+
+The job is written in the journal before it begins (its socket is what
+tells ours from another), so ``recover`` ends it after a crash.
+"""
+
+from collections.abc import Iterator
+import contextlib
+import os
+import tempfile
+
+from nova_snapshot_ext.backends import steps
+from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
+from nova_snapshot_ext.libvirt import backup as backup_mod
+from nova_snapshot_ext import model
+
+#: Seconds to wait for a backup job to end once asked to.
+END_TIMEOUT = 60
+#: The NBD socket, in a directory of its own in the temporary directory.
+SOCKET = os.path.join('nbd', 'export.sock')
+#: The longest path of a unix socket (sun_path, with its NUL).
+MAX_SOCKET_PATH = 107
+#: Where the socket goes when the temporary directory's path is too long
+#: for one (the first whose parent we can write to).
+SHORT_PARENTS = ('/run/nova-snapshot-ext',
+                 os.path.join(tempfile.gettempdir(), 'nova-snapshot-ext'))
+
+
+def backup_copy(job: model.SnapshotJob, out_path: str,
+                outcome: steps.Outcome) -> None:
+    """Copy the running guest's disk to ``out_path`` through a backup
+    job: one point in time, the guest never paused.
+    """
+    guest, disk, conf = job.guest, job.disk, job.conf
+    guest.check_no_block_job(disk.target)
+    paused = steps.check_quiesce(job)
+    with contextlib.ExitStack() as dirs:
+        tmpdir = dirs.enter_context(steps.temp_directory(conf))
+        sockdir = tmpdir
+        if len(os.path.join(tmpdir, SOCKET)) > MAX_SOCKET_PATH:
+            sockdir = dirs.enter_context(
+                steps.temp_directory(conf, _short_parent()))
+        export = _export(guest, disk.target, tmpdir, sockdir)
+        job.progress('copy', 0.0)
+        with _job(guest, export):
+            with steps.quiesced(job, paused, outcome):
+                guest.backup_begin(export)
+            try:
+                steps.convert(job, export.uri(disk.target), 'raw',
+                              out_path)
+            except exception.ConversionFailed:
+                if not guest.is_active():
+                    # NOTE: the export went with the domain.
+                    raise exception.GuestGone(
+                        guest=guest.name,
+                        reason='the domain stopped during the copy')
+                raise
+        job.progress('copy', 1.0)
+
+
+@contextlib.contextmanager
+def _job(guest: backup_mod.BackupCalls,
+         export: backup_mod.Export) -> Iterator[None]:
+    """The backup job of ``export`` recorded in the journal before it
+    begins, and ended (if it began) on the way out.
+    """
+    record = journal.current()
+    step = record.add(journal.BACKUP_JOB, socket=export.socket,
+                      disks=sorted(export.scratch))
+    try:
+        yield
+    finally:
+        try:
+            guest.backup_end(export, END_TIMEOUT)
+        except exception.GuestGone:
+            pass
+        record.done(step)
+
+
+def _short_parent() -> str:
+    """A directory with a short path for the socket, made private to
+    this user; refused when someone else owns it.
+
+    :raises InvalidInput: it is another user's.
+    """
+    parents = [p for p in SHORT_PARENTS
+               if os.access(os.path.dirname(p), os.W_OK)]
+    path = parents[0] if parents else SHORT_PARENTS[-1]
+    os.makedirs(path, mode=0o711, exist_ok=True)
+    st = os.lstat(path)
+    if st.st_uid != os.geteuid() or not os.path.isdir(path) or \
+            os.path.islink(path):
+        raise exception.InvalidInput(
+            reason='%s is not a directory of this user; the NBD socket of '
+                   'a backup job cannot go there (a shorter [snapshot] '
+                   'temp_directory avoids it)' % path)
+    return path
+
+
+def _export(guest: backup_mod.BackupCalls, target: str, tmpdir: str,
+            sockdir: str) -> backup_mod.Export:
+    """The export of disk ``target``: its NBD socket in a directory only
+    QEMU's user can write to (QEMU makes the socket), its scratch file
+    in ``tmpdir`` (libvirt makes that one).
+    """
+    sockdir = os.path.join(sockdir, os.path.dirname(SOCKET))
+    os.mkdir(sockdir, 0o700)
+    uid, gid = guest.qemu_owner()
+    os.chown(sockdir, uid, gid)
+    return backup_mod.Export(
+        socket=os.path.join(sockdir, os.path.basename(SOCKET)),
+        scratch={target: os.path.join(tmpdir, '%s.scratch' % target)})

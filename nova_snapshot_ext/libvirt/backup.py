@@ -1,0 +1,165 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""A guest's backup job (libvirt's backup API, pull mode).
+
+``virDomainBackupBegin`` in pull mode makes QEMU export each chosen disk
+*as it was when the job began* over NBD; the guest writes on, and QEMU
+copies a block into the job's scratch file before the guest's first write
+overwrites it (copy-before-write). The export is read once, by whoever
+connects to its unix socket, and the job ends with ``abortJob``.
+
+The calls reconnect as the guest's other calls do
+(:mod:`nova_snapshot_ext.libvirt.domain`): a begin is made again only
+when the domain has no backup job (one that serves our socket is the one
+we began; another is refused), an end only while our job is there.
+"""
+
+import dataclasses
+import xml.etree.ElementTree as ET
+
+import libvirt
+
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.libvirt import domain
+from nova_snapshot_ext.libvirt.domain import DONE
+from nova_snapshot_ext.libvirt.domain import REPEAT
+from nova_snapshot_ext import retry
+
+#: libvirt's code for "there is no backup job" (missing from old bindings).
+_NO_BACKUP = getattr(libvirt, 'VIR_ERR_NO_DOMAIN_BACKUP', 104)
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    """What a pull-mode backup job serves: the NBD unix socket, and one
+    export (named after its disk) per disk, each with its scratch file.
+    """
+
+    socket: str
+    #: Disk target (``vda``) -> scratch file.
+    scratch: dict[str, str]
+
+    def xml(self, all_disks: list[str]) -> str:
+        """The ``<domainbackup>`` document; ``all_disks`` are the targets
+        of every disk of the guest: the others are left out explicitly.
+        """
+        root = ET.Element('domainbackup', mode='pull')
+        ET.SubElement(root, 'server', transport='unix', socket=self.socket)
+        disks = ET.SubElement(root, 'disks')
+        for target in all_disks:
+            if target in self.scratch:
+                disk = ET.SubElement(disks, 'disk', name=target,
+                                     backup='yes', type='file')
+                ET.SubElement(disk, 'scratch', file=self.scratch[target])
+            else:
+                ET.SubElement(disks, 'disk', name=target, backup='no')
+        return ET.tostring(root, encoding='unicode')
+
+    def uri(self, target: str) -> str:
+        """The NBD URI of the export of disk ``target``."""
+        return 'nbd+unix:///%s?socket=%s' % (target, self.socket)
+
+
+class BackupCalls(domain.Domain):
+    """The backup job calls of a guest (mixed into its class)."""
+
+    def disk_targets(self) -> list[str]:
+        """The targets of every disk (not CD-ROM or floppy) of the
+        running domain.
+        """
+        root = ET.fromstring(self.xml())  # type: ignore[attr-defined]
+        return [d.find('target').get('dev')
+                for d in root.findall('./devices/disk')
+                if d.get('device', 'disk') == 'disk' and
+                d.find('target') is not None]
+
+    def qemu_owner(self) -> tuple[int, int]:
+        """The user and group the guest's QEMU runs as (its DAC label),
+        which must be able to make the NBD socket; root when unlabelled.
+        """
+        root = ET.fromstring(self.xml())  # type: ignore[attr-defined]
+        for label in root.findall("./seclabel[@model='dac']/label"):
+            user, _, group = (label.text or '').partition(':')
+            try:
+                return int(user.lstrip('+')), int(group.lstrip('+'))
+            except ValueError:
+                break
+        return 0, 0
+
+    def backup_socket(self) -> str | None:
+        """The socket of the domain's pull-mode backup job; None when
+        it has no backup job, '' for one that serves no unix socket.
+        """
+        try:
+            desc = self._call('read the backup job of', 'backupGetXMLDesc',
+                              0)
+        except exception.LibvirtFailed as e:
+            if e.kwargs.get('code') == _NO_BACKUP:
+                return None
+            raise
+        server = ET.fromstring(desc).find('server')
+        if server is None:
+            return ''
+        return server.get('socket') or ''
+
+    def backup_begin(self, export: Export) -> None:
+        """Begin a pull-mode backup job serving ``export``.
+
+        :raises BlockJobActive: the domain has another backup job.
+        """
+        xml = export.xml(self.disk_targets())
+        self._call('begin a backup job of', 'backupBegin', xml, None, 0,
+                   again=lambda: self._begin_again(export))
+
+    def _begin_again(self, export: Export) -> str:
+        socket = self.backup_socket()
+        if socket is None:
+            return REPEAT
+        if socket == export.socket:
+            return DONE
+        raise exception.BlockJobActive(
+            guest=self.name, disk=', '.join(export.scratch),
+            job='a backup job serving %s' % (socket or 'push targets'))
+
+    def backup_end(self, export: Export, timeout: float = 60) -> None:
+        """End our backup job (if it is still there) and wait until the
+        domain has no job left.
+        """
+        def ours() -> str:
+            return REPEAT if self.backup_socket() == export.socket else DONE
+
+        if ours() == REPEAT:
+            self._call('end the backup job of', 'abortJob', again=ours)
+        retry.poll(lambda: self.backup_socket() is None, bool,
+                   timeout=timeout, interval=0.05)
+
+    def backup_supported(self) -> bool:
+        """Whether libvirt and the QEMU that runs this guest have the
+        backup API (``<backup supported='yes'/>`` in the domain
+        capabilities of guests of its kind).
+        """
+        root = ET.fromstring(self.xml())  # type: ignore[attr-defined]
+        os_type = root.find('./os/type')
+        args = (root.get('type') or 'kvm',
+                root.findtext('./devices/emulator'),
+                os_type.get('arch') if os_type is not None else None,
+                os_type.get('machine') if os_type is not None else None)
+        if self.host is not None:
+            caps = self.host.domain_capabilities(*args)
+        else:
+            caps = self.dom.connect().getDomainCapabilities(
+                args[1], args[2], args[3], args[0], 0)
+        backup = ET.fromstring(caps).find('./features/backup')
+        return backup is not None and backup.get('supported') == 'yes'
