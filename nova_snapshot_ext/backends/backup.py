@@ -74,6 +74,7 @@ def backup_copy(job: model.SnapshotJob, out_path: str,
         with _job(guest, export):
             with steps.quiesced(job, paused, outcome):
                 guest.backup_begin(export)
+            journal.current().reached(journal.BACKUP_JOB)
             try:
                 steps.convert(job, export.uri(disk.target), 'raw',
                               out_path)

@@ -49,6 +49,7 @@ POINTS = [
     ('blockcopy', ['--method', 'live'], 'block_job'),
     ('rebase', ['--method', 'live'], 'domain_xml'),
     ('rebase', ['--method', 'live'], 'block_job'),
+    ('backup', ['--method', 'live'], 'backup_job'),
     ('cold', ['--method', 'cold'], 'managed_save'),
     ('glance', ['--method', 'live'], 'glance_image'),
     ('rbd', [], 'rbd_snap'),
@@ -66,7 +67,7 @@ class Run:
         with open(self.conf_file, 'w') as f:
             f.write('[DEFAULT]\nstate_path = %s\n' % self.state)
             f.write('[snapshot_libvirt]\nlive_copy_style = %s\n' % (
-                'rebase' if method == 'rebase' else 'blockcopy'))
+                method if method in ('rebase', 'backup') else 'blockcopy'))
             f.write('[snapshot_rbd]\nceph_conf = %s\nuser = admin\n' %
                     ceph_stack.ceph_conf())
         env = dict(os.environ, **{journal.TEST_STOP_AFTER: step})
@@ -164,8 +165,10 @@ def test_sigkill_then_recover(workdir, setup, args, step):
     out = run.recover()
     assert 'FAILED' not in out
     assert 'remove journal' in out
+    if step == 'backup_job':
+        assert 'end backup job of vda' in out, out
     assert_nothing_left(run, g, before, store, images_before)
-    if step == 'block_job':
+    if step in ('block_job', 'backup_job'):
         # Idempotent.
         assert run.recover() == 'nothing to do\n'
 
