@@ -28,6 +28,24 @@
 #              first prints "TINYGUEST DATA <sha256 of sectors 0..OFF-1>"
 #              and "TINYGUEST TAIL <sha256 of sectors OFF..S-1>", i.e.
 #              what it reads from the disk it was given.
+#   initrd-agent.gz
+#              initrd.gz followed by a second archive with qemu-ga (copied
+#              from this machine with the libraries it needs), the
+#              modules for virtio-serial and ext4 and a freeze hook; kept
+#              apart so that guests without an agent boot as fast as
+#              before.  With "tinyguest.agent=on" on the command line
+#              (and initrd-agent.gz) the guest also runs the QEMU guest agent
+#              on the virtio-serial port org.qemu.guest_agent.0,
+#              and mounts a 2 MiB ext4 filesystem (on a loop device
+#              backed by a file in the initramfs, never on vda) on /fs
+#              for the agent to freeze; a background loop writes and
+#              fsyncs /fs/beat and prints "FS <n>" every 5 writes (about
+#              once a second), so a frozen /fs shows as "FS" lines that
+#              stop.  With "tinyguest.agent=hang" the agent runs with a
+#              freeze hook that never returns: guest-fsfreeze-freeze
+#              hangs, and the agent answers nothing more.  Both print
+#              "TINYGUEST AGENT <mode>" before READY (or "TINYGUEST
+#              AGENT-FAILED <why>").
 #   recipe     the sha256 of this script and CTR_SLOTS: tools/stack.sh
 #              rebuilds the guest when it changes
 #
@@ -39,13 +57,13 @@
 #   CTR_SLOTS   K, the number of counter sectors at the end of vda
 #               (default 256)
 #
-# Needs apt-get (download only), dpkg-deb, cpio and gzip; run
-# tools/install-deps.sh first.  Root is only needed when the apt lists
+# Needs apt-get (download only), dpkg-deb, cpio, gzip, ldd and qemu-ga
+# (Debian's qemu-guest-agent); run tools/install-deps.sh first.  Root is only needed when the apt lists
 # must be refreshed.
 #
 # The .deb files are cached in $STACK_DIR/cache and checked against the
 # apt index, so rebuilding on the same machine does not download again.
-# Both outputs are written under temporary names and renamed at the end
+# The outputs are written under temporary names and renamed at the end
 # (vmlinuz last), so an interrupted build never leaves a pair that looks
 # complete but is not.
 
@@ -59,6 +77,11 @@ CTR_SLOTS=${CTR_SLOTS:-256}
 # Load order matters: each module depends on the ones before it.
 MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev"
 MODULES+=" virtio_pci virtio_blk"
+# Loaded only with tinyguest.agent: the virtio-serial port, and ext4 on a
+# loop device (an ext2 layout mounted by the ext4 driver, which can
+# freeze it; ext2's own driver cannot).
+AGENT_MODULES="virtio_console loop crc16 mbcache jbd2 crc32c_generic ext4"
+QEMU_GA=/usr/sbin/qemu-ga
 
 function log {
     echo "build-guest: $*"
@@ -140,7 +163,7 @@ function fetch_all {
 
 [[ "$CTR_SLOTS" =~ ^[1-9][0-9]*$ ]] \
     || die "CTR_SLOTS must be a positive integer, got '$CTR_SLOTS'"
-for tool in apt-get dpkg-deb cpio gzip; do
+for tool in apt-get dpkg-deb cpio gzip ldd "$QEMU_GA"; do
     command -v "$tool" >/dev/null || die "$tool not found (install-deps.sh)"
 done
 
@@ -152,14 +175,15 @@ GUEST_DIR=$(cd "$GUEST_DIR" && pwd)
 # Leftovers of a build that was killed (SIGKILL, power loss).  Builds of
 # one STACK_DIR must not run concurrently.
 rm -rf "$STACK_DIR"/.build-guest.* "$GUEST_DIR"/.vmlinuz.tmp.* \
-    "$GUEST_DIR"/.initrd.gz.tmp.*
+    "$GUEST_DIR"/.initrd.gz.tmp.* "$GUEST_DIR"/.initrd-agent.gz.tmp.*
 
 # The kernel package unpacks to about 400 MB: keep that off /tmp, which
 # may be a tmpfs.
 work=$(mktemp -d "$STACK_DIR/.build-guest.XXXXXX")
 tmp_kernel=$GUEST_DIR/.vmlinuz.tmp.$$
 tmp_initrd=$GUEST_DIR/.initrd.gz.tmp.$$
-trap 'rm -rf "$work" "$tmp_kernel" "$tmp_initrd"' EXIT
+tmp_agent=$GUEST_DIR/.initrd-agent.gz.tmp.$$
+trap 'rm -rf "$work" "$tmp_kernel" "$tmp_initrd" "$tmp_agent"' EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -180,16 +204,45 @@ done
 [ -f "$work/kernel/boot/vmlinuz-$KVER" ] || die "no vmlinuz in $KPKG"
 
 root=$work/root
-mkdir -p "$root"/{bin,dev,proc,sys,lib/modules}
+aroot=$work/agent-root
+mkdir -p "$root"/{bin,dev,proc,sys,lib/modules,run,var/run,fs}
+mkdir -p "$aroot"/{usr/sbin,lib/modules,etc/qemu-ga}
 cp "$work/busybox/bin/busybox" "$root/bin/busybox"
+
+# qemu-ga and every shared library it needs (ldd lists the dynamic loader
+# too), at the same paths.
+cp "$QEMU_GA" "$aroot/usr/sbin/qemu-ga"
+libs=$(ldd "$QEMU_GA" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }
+    $1 ~ /^\// { print $1 }')
+[ -n "$libs" ] || die "ldd found no libraries for $QEMU_GA"
+for lib in $libs; do
+    mkdir -p "$aroot$(dirname "$lib")"
+    cp -L "$lib" "$aroot$lib"
+done
+
+# The freeze hook of tinyguest.agent=hang: qemu-ga waits for it before
+# freezing anything, and cannot answer anything else meanwhile.
+cat > "$aroot/etc/qemu-ga/hang-hook" <<'HOOK'
+#!/bin/sh
+if [ "$1" = freeze ]; then
+    while true; do
+        sleep 3600
+    done
+fi
+exit 0
+HOOK
+chmod 0755 "$aroot/etc/qemu-ga/hang-hook"
 
 # Modules may be shipped compressed (.ko.xz/.ko.zst/.ko.gz); busybox insmod
 # only takes plain .ko files, so decompress them here.  Modules that are
 # built into the kernel are skipped.
-for mod in $MODULES; do
+for mod in $MODULES $AGENT_MODULES; do
     src=$(find "$moddir/kernel" \( -name "$mod.ko" -o -name "$mod.ko.*" \) \
         -print -quit)
     dst=$root/lib/modules/$mod.ko
+    case " $AGENT_MODULES " in
+        *" $mod "*) dst=$aroot/lib/modules/$mod.ko ;;
+    esac
     case "$src" in
         "")
             if grep -q "/$mod\.ko$" "$moddir/modules.builtin" 2>/dev/null
@@ -206,7 +259,8 @@ for mod in $MODULES; do
     esac
 done
 
-# Everything not escaped below is expanded now: $MODULES and $CTR_SLOTS.
+# Everything not escaped below is expanded now: $MODULES, $AGENT_MODULES
+# and $CTR_SLOTS.
 cat > "$root/init" <<INIT
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -245,6 +299,71 @@ if grep -q tinyguest.readback /proc/cmdline; then
         | sha256sum)
     echo "TINYGUEST TAIL \$1"
 fi
+
+# The agent (tinyguest.agent=on|hang): see the top of build-guest.sh.
+agent_fail() {
+    echo "TINYGUEST AGENT-FAILED \$*"
+}
+start_agent() {
+    if [ ! -x /usr/sbin/qemu-ga ]; then
+        agent_fail no-qemu-ga-in-initrd
+        return
+    fi
+    for m in $AGENT_MODULES; do
+        if [ -f /lib/modules/\$m.ko ]; then
+            insmod /lib/modules/\$m.ko || echo "TINYGUEST insmod \$m failed"
+        fi
+    done
+    dd if=/dev/zero of=/fs.img bs=1024 count=2048 2>/dev/null
+    mke2fs -q -F /fs.img 2048 >/dev/null 2>&1 || { agent_fail mke2fs; return; }
+    losetup /dev/loop0 /fs.img || { agent_fail losetup; return; }
+    mount -t ext4 /dev/loop0 /fs || { agent_fail mount; return; }
+    # No udev: name the port as udev would.
+    port=
+    i=0
+    while [ -z "\$port" ] && [ \$i -lt 100 ]; do
+        for f in /sys/class/virtio-ports/*/name; do
+            if [ "\$(cat "\$f" 2>/dev/null)" = org.qemu.guest_agent.0 ]
+            then
+                port=\${f%/name}
+                port=/dev/\${port##*/}
+            fi
+        done
+        [ -n "\$port" ] && [ -c "\$port" ] && break
+        port=
+        sleep 0.1
+        i=\$((i + 1))
+    done
+    [ -n "\$port" ] || { agent_fail no-port; return; }
+    mkdir -p /dev/virtio-ports
+    ln -sf "\$port" /dev/virtio-ports/org.qemu.guest_agent.0
+    hook=
+    if [ "\$1" = hang ]; then
+        hook=--fsfreeze-hook=/etc/qemu-ga/hang-hook
+    fi
+    qemu-ga -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 \\
+        -t /run -l /run/qemu-ga.log \$hook </dev/null >/dev/null 2>&1 &
+    (
+        b=0
+        while true; do
+            b=\$((b + 1))
+            echo \$b > /fs/beat
+            sync /fs/beat
+            if [ \$((b % 5)) -eq 0 ]; then
+                echo "FS \$b"
+            fi
+            sleep 0.2
+        done
+    ) &
+    echo "TINYGUEST AGENT \$1"
+}
+for arg in \$(cat /proc/cmdline); do
+    case "\$arg" in
+        tinyguest.agent=on) start_agent on ;;
+        tinyguest.agent=hang) start_agent hang ;;
+    esac
+done
+
 echo "TINYGUEST READY vda_sectors=\$SZ ctr_off=\$OFF slots=\$K"
 
 n=0
@@ -261,13 +380,18 @@ chmod 0755 "$root/init"
 
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
     | gzip -9 > "$tmp_initrd"
+# The kernel unpacks concatenated archives one after the other.
+(cd "$aroot" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
+    | gzip -9 > "$work/agent.gz"
+cat "$tmp_initrd" "$work/agent.gz" > "$tmp_agent"
 cp "$work/kernel/boot/vmlinuz-$KVER" "$tmp_kernel"
-chmod 0644 "$tmp_kernel" "$tmp_initrd"
+chmod 0644 "$tmp_kernel" "$tmp_initrd" "$tmp_agent"
 
 # Install: drop the old kernel first and put the new one in place last, so
 # "vmlinuz and initrd.gz both exist" always means a complete, matching pair.
 rm -f "$GUEST_DIR/vmlinuz"
 mv -f "$tmp_initrd" "$GUEST_DIR/initrd.gz"
+mv -f "$tmp_agent" "$GUEST_DIR/initrd-agent.gz"
 mv -f "$tmp_kernel" "$GUEST_DIR/vmlinuz"
 recipe > "$GUEST_DIR/recipe"
 
@@ -280,5 +404,7 @@ for f in "$CACHE_DIR"/*.deb; do
 done
 
 log "$GUEST_DIR/vmlinuz ($KVER), $GUEST_DIR/initrd.gz" \
-    "($(stat -c %s "$GUEST_DIR/initrd.gz") bytes, slots=$CTR_SLOTS)" \
+    "($(stat -c %s "$GUEST_DIR/initrd.gz") bytes, slots=$CTR_SLOTS)," \
+    "$GUEST_DIR/initrd-agent.gz" \
+    "($(stat -c %s "$GUEST_DIR/initrd-agent.gz") bytes)" \
     "built in $((SECONDS - start)) s"

@@ -164,7 +164,11 @@ def make_disks(workdir: str, fmt: str, data_mb: int = 64) -> Disks:
 
 def domain_xml(name: str, disks: Disks, serial: str,
                agent_channel: bool = True, readback: bool = False,
-               uuid: str | None = None) -> str:
+               uuid: str | None = None, agent: str | None = None) -> str:
+    """:param agent: run the QEMU guest agent in the guest: ``'on'``, or
+        ``'hang'`` for one whose freeze never returns (see
+        ``tools/build-guest.sh``); None: no agent answers.
+    """
     gdir = guest_dir()
     dom = ET.Element('domain', type='qemu')
     ET.SubElement(dom, 'name').text = name
@@ -175,12 +179,14 @@ def domain_xml(name: str, disks: Disks, serial: str,
     os_el = ET.SubElement(dom, 'os')
     ET.SubElement(os_el, 'type', arch='x86_64', machine='pc').text = 'hvm'
     ET.SubElement(os_el, 'kernel').text = os.path.join(gdir, 'vmlinuz')
-    ET.SubElement(os_el, 'initrd').text = os.path.join(gdir, 'initrd.gz')
+    ET.SubElement(os_el, 'initrd').text = os.path.join(
+        gdir, 'initrd-agent.gz' if agent else 'initrd.gz')
     # NOTE: no_timer_check: on a loaded host a TCG guest's kernel can
     # find its timer too slow and panic ("IO-APIC + timer doesn't work").
     ET.SubElement(os_el, 'cmdline').text = (
         'console=ttyS0 loglevel=4 panic=-1 no_timer_check' +
-        (' tinyguest.readback' if readback else ''))
+        (' tinyguest.readback' if readback else '') +
+        (' tinyguest.agent=%s' % agent if agent else ''))
     ET.SubElement(dom, 'on_reboot').text = 'destroy'
     devices = ET.SubElement(dom, 'devices')
     if disks.rbd:
@@ -218,12 +224,24 @@ class TestGuest:
                  fmt: str = 'qcow2', data_mb: int = 64,
                  agent_channel: bool = True,
                  disks: 'Disks | Callable[[Disks, str], Disks] | None' = None,
-                 readback: bool = False, uuid: str | None = None) -> None:
+                 readback: bool = False, uuid: str | None = None,
+                 agent: str | None = None) -> None:
         """:param disks: the disks to use, or a function that turns the
             made ones into others (e.g. moves them into RBD) given the
             domain name.
         :param uuid: the domain's UUID (e.g. a Nova instance's).
+        :param agent: ``'on'``: the guest runs the QEMU guest agent (on
+            the agent channel, so ``agent_channel`` must stay True) with
+            an ext4 filesystem for it to freeze; ``'hang'``: an agent whose
+            ``guest-fsfreeze-freeze`` never returns. :meth:`start` then
+            also waits for the agent to connect.
         """
+        if agent not in (None, 'on', 'hang'):
+            raise ValueError('agent must be None, "on" or "hang"')
+        if agent and not os.path.exists(os.path.join(guest_dir(),
+                                                     'initrd-agent.gz')):
+            raise StackMissing('the test guest in %s has no agent: run '
+                               '"tools/stack.sh up"' % guest_dir())
         self.conn = conn
         self.workdir = workdir
         self.name = PREFIX + name
@@ -239,7 +257,8 @@ class TestGuest:
                 self.disks = disks(self.disks, self.name)
         self.dom = conn.defineXML(domain_xml(self.name, self.disks,
                                              self.serial, agent_channel,
-                                             readback, uuid))
+                                             readback, uuid, agent))
+        self.agent = agent
 
     # -- lifecycle -----------------------------------------------------
     def start(self, timeout: float = 120) -> float:
@@ -256,7 +275,39 @@ class TestGuest:
                 self.name, self.serial_text()[-2000:]))
         boot = time.monotonic() - started
         self.wait_counter(self.last_counter() + 1)
+        if self.agent:
+            self.wait_agent()
         return boot
+
+    def wait_agent(self, timeout: float = 60) -> None:
+        """Wait until libvirt sees the guest agent connected."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if 'AGENT-FAILED' in self.serial_text():
+                break
+            root = ET.fromstring(self.dom.XMLDesc(0))
+            for target in root.findall('./devices/channel/target'):
+                if (target.get('name') == 'org.qemu.guest_agent.0' and
+                        target.get('state') == 'connected'):
+                    return
+            time.sleep(0.2)
+        raise RuntimeError('the agent of guest %s did not connect:\n%s' % (
+            self.name, self.serial_text()[-2000:]))
+
+    def agent_command(self, command: str, timeout: int = 10) -> object:
+        """The ``return`` of a guest agent command (by name), as
+        ``virsh qemu-agent-command`` gets it.
+        """
+        out = run('virsh', '-c', URI, 'qemu-agent-command', '--timeout',
+                  str(timeout), self.name, json.dumps({'execute': command}))
+        return json.loads(out)['return']
+
+    def last_fs_beat(self) -> int:
+        """The last beat the agent guest's writer printed on its ext4
+        filesystem (about one a second; none while it is frozen).
+        """
+        found = re.findall(r'^FS (\d+)', self.serial_text(), re.M)
+        return int(found[-1]) if found else 0
 
     def wait_counter(self, value: int, timeout: float = 60) -> int:
         deadline = time.monotonic() + timeout
