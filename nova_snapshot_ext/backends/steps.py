@@ -118,7 +118,7 @@ def _freeze(job: model.SnapshotJob) -> journal.Step | None:
         record = journal.current()
         step = record.add(journal.FREEZE)
         try:
-            job.guest.freeze()
+            job.guest.freeze(timeout=job.conf.snapshot.quiesce_timeout)
             record.reached(journal.FREEZE)
             return step
         except exception.QuiesceFailed as e:

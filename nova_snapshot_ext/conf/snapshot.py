@@ -90,6 +90,23 @@ slower snapshots. Has no effect on raw images.
 Whether live snapshots freeze the guest's filesystems through the QEMU guest
 agent for the moment the copy is cut. Cold snapshots do not need it.
 """),
+    cfg.IntOpt(
+        'quiesce_timeout',
+        default=30,
+        min=1,
+        help="""
+Seconds to wait for the QEMU guest agent to freeze (or thaw) the guest's
+filesystems. An agent that does not answer in time (a freeze hook that
+hangs, a guest too busy) counts as a failed freeze: the snapshot fails when
+``quiesce`` is ``required`` and goes on crash-consistent otherwise, and the
+guest is thawed. The guest's agent response timeout
+(``virDomainAgentSetResponseTimeout``) is set to this value for the freeze
+and the thaw, then set back to libvirt's default (wait forever).
+
+Related options:
+
+* ``quiesce``
+"""),
     cfg.StrOpt(
         'temp_directory',
         default='$state_path/tmp',

@@ -383,9 +383,31 @@ class Guest(backup.BackupCalls):
                 return chan.get('state') == 'connected'
         return False
 
-    def freeze(self) -> None:
-        self._call('freeze the filesystems of', 'fsFreeze', None, 0,
-                   again=self._freeze_again)
+    def freeze(self, timeout: int | None = None) -> None:
+        """Freeze the guest's filesystems through its agent.
+
+        :param timeout: seconds to wait for the agent: the domain's agent
+            response timeout is set to it, and set back to libvirt's
+            default (wait forever) by :meth:`thaw`. None: libvirt's
+            setting, which by default waits forever.
+        :raises QuiesceFailed: the agent did not freeze, whatever the
+            reason (it failed, did not answer in time, the connection to
+            libvirtd was lost); some filesystems may be frozen, so the
+            caller thaws.
+        """
+        try:
+            if timeout is not None:
+                self._call('set the agent timeout of',
+                           'agentSetResponseTimeout', timeout, 0)
+                self._agent_timeout_set = True
+            self._call('freeze the filesystems of', 'fsFreeze', None, 0,
+                       again=self._freeze_again)
+        except exception.LibvirtFailed as e:
+            # NOTE: e.g. "Guest agent timeout" (VIR_ERR_AGENT_COMMAND_
+            # TIMEOUT) or an agent error: for the snapshot it is a freeze
+            # that failed.
+            raise exception.QuiesceFailed(
+                guest=self.name, reason=e.kwargs.get('reason', str(e)))
 
     def _freeze_again(self) -> str:
         raise exception.QuiesceFailed(
@@ -393,4 +415,19 @@ class Guest(backup.BackupCalls):
                                     'during the freeze')
 
     def thaw(self) -> None:
-        self._call('thaw the filesystems of', 'fsThaw', None, 0)
+        """Thaw the guest's filesystems; then set the agent response
+        timeout :meth:`freeze` set back to libvirt's default.
+        """
+        try:
+            self._call('thaw the filesystems of', 'fsThaw', None, 0)
+        finally:
+            if getattr(self, '_agent_timeout_set', False):
+                self._agent_timeout_set = False
+                try:
+                    self._call(
+                        'set the agent timeout of', 'agentSetResponseTimeout',
+                        libvirt.VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_BLOCK, 0)
+                except exception.SnapshotError as e:
+                    LOG.warning('Could not set the agent timeout of '
+                                '%(guest)s back to the default: %(err)s',
+                                {'guest': self.name, 'err': e})
