@@ -35,6 +35,8 @@ PACKAGES=(
     # TCG guests and qemu-img
     qemu-system-x86
     qemu-utils
+    # nbdcopy: streams a backup job's NBD export into an upload
+    libnbd-bin
     # building libvirt-python (sdist only on PyPI) in a venv
     libvirt-dev
     pkg-config

@@ -35,13 +35,18 @@ tells ours from another), so ``recover`` ends it after a crash.
 from collections.abc import Iterator
 import contextlib
 import os
+import subprocess
 import tempfile
+from typing import BinaryIO
 
+from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import backup as backup_mod
 from nova_snapshot_ext import model
+from nova_snapshot_ext.storage import qemu_img
+from nova_snapshot_ext.stores import base as store_base
 
 #: Seconds to wait for a backup job to end once asked to.
 END_TIMEOUT = 60
@@ -60,6 +65,62 @@ def backup_copy(job: model.SnapshotJob, out_path: str,
     """Copy the running guest's disk to ``out_path`` through a backup
     job: one point in time, the guest never paused.
     """
+    with _exported(job, outcome) as uri:
+        steps.convert(job, uri, 'raw', out_path)
+
+
+def backup_stream(job: model.SnapshotJob, commit: base.Commit,
+                  outcome: steps.Outcome) -> store_base.StoredImage:
+    """Stream the running guest's disk, as a raw image, into ``commit``
+    (an upload) through a backup job: no file on the host at all.
+
+    ``nbdcopy`` reads the export and writes its bytes to a pipe; what
+    the disk does not hold is not read (NBD block status) but sent as
+    zeros, as a raw image is.
+    """
+    conf, disk = job.conf, job.disk
+    size = int(qemu_img.info(conf, disk.path, disk.format,
+                             force_share=True)['virtual-size'])
+    with _exported(job, outcome) as uri:
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(['nbdcopy', '--', uri, '-'],
+                                    stdout=subprocess.PIPE, stderr=err)
+            try:
+                return commit(proc.stdout, size)
+            except exception.SnapshotError as e:
+                raise _reader_failed(proc, err, e)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+                proc.stdout.close()
+
+
+def _reader_failed(proc: subprocess.Popen, err: BinaryIO,
+                   e: exception.SnapshotError) -> exception.SnapshotError:
+    """The error to raise when the upload of the export failed: the
+    reader's own when it failed (its reason is the root cause).
+    """
+    try:
+        status = proc.wait(timeout=1)
+    except subprocess.TimeoutExpired:
+        return e
+    if status == 0:
+        return e
+    err.seek(0)
+    text = ' '.join(err.read().decode(errors='replace').split())
+    how = ('was killed by signal %d' % -status if status < 0
+           else 'failed with status %d' % status)
+    return exception.ConversionFailed(
+        reason='nbdcopy %s%s' % (how, ': ' + text if text else ''))
+
+
+@contextlib.contextmanager
+def _exported(job: model.SnapshotJob,
+              outcome: steps.Outcome) -> Iterator[str]:
+    """A backup job of the root disk, begun between a freeze and a thaw
+    when quiesce applies; yields the NBD URI of its export.
+    """
     guest, disk, conf = job.guest, job.disk, job.conf
     guest.check_no_block_job(disk.target)
     paused = steps.check_quiesce(job)
@@ -76,9 +137,9 @@ def backup_copy(job: model.SnapshotJob, out_path: str,
                 guest.backup_begin(export)
             journal.current().reached(journal.BACKUP_JOB)
             try:
-                steps.convert(job, export.uri(disk.target), 'raw',
-                              out_path)
-            except exception.ConversionFailed:
+                yield export.uri(disk.target)
+            except (exception.ConversionFailed,
+                    exception.StoreWriteFailed):
                 if not guest.is_active():
                     # NOTE: the export went with the domain.
                     raise exception.GuestGone(

@@ -38,8 +38,9 @@ and runs the backend's steps into the store's pending image.
 import abc
 from collections.abc import Callable
 import dataclasses
+import functools
 import time
-from typing import Any, ClassVar, TYPE_CHECKING
+from typing import Any, BinaryIO, ClassVar, TYPE_CHECKING
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -58,6 +59,10 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 NAMESPACE = 'nova_snapshot_ext.image_backends'
+
+#: Completes the pending image: with no argument from its local file,
+#: else from ``(stream, size)``.
+Commit = Callable[..., store_base.StoredImage]
 
 #: Applied to objects whose calls block for long (a storage driver), so
 #: that they run where they do not stop the caller; e.g. Nova's
@@ -135,6 +140,20 @@ class ImageBackend(metaclass=abc.ABCMeta):
         """
         raise NotImplementedError('direct_snapshot() is not implemented')
 
+    def stream(self, job: model.SnapshotJob, method: str,
+               commit: 'Commit', outcome: steps.Outcome
+               ) -> store_base.StoredImage | None:
+        """Write the image with no local file: hand ``commit`` a stream of
+        the image's bytes and their number, and return what it returns.
+
+        Optional: called when the store takes streams
+        (:attr:`store_base.PendingImage.STREAMS`); this default returns
+        None, and the snapshot goes on with :meth:`copy`. A backend
+        returns None, having made nothing, when it cannot stream this
+        snapshot.
+        """
+        return None
+
     def close(self) -> None:
         """Release what the backend keeps between snapshots (e.g. a
         storage connection). The default keeps nothing.
@@ -200,14 +219,12 @@ class ImageBackend(metaclass=abc.ABCMeta):
                     self._log_plan(job, plan, support)
                     meta.properties.update(method=plan.method,
                                            reason=plan.reason)
+            commit = functools.partial(_commit, job, pending, outcome)
+            if stored is None and pending.STREAMS:
+                stored = self.stream(job, plan.method, commit, outcome)
             if stored is None:
                 self.copy(job, plan.method, pending.path, outcome)
-                meta.properties['quiesced'] = outcome.quiesced
-                if outcome.live_style:
-                    meta.properties['live_copy_style'] = outcome.live_style
-                job.progress('upload', 0.0)
-                stored = pending.commit(
-                    lambda f: job.progress('upload', f))
+                stored = commit()
         return model.SnapshotResult(
             method=plan.method, reason=plan.reason,
             image=stored.reference, image_id=stored.id,
@@ -230,6 +247,25 @@ class ImageBackend(metaclass=abc.ABCMeta):
             'because %(reason)s',
             {'guest': job.guest.name, 'disk': job.disk.target,
              'method': plan.method, 'reason': plan.reason})
+
+
+def _commit(job: model.SnapshotJob, pending: store_base.PendingImage,
+            outcome: steps.Outcome, stream: BinaryIO | None = None,
+            size: int = 0) -> store_base.StoredImage:
+    """Complete ``pending`` (see :data:`Commit`), with what the copy's
+    ``outcome`` tells recorded in its metadata.
+    """
+    pending.meta.properties['quiesced'] = outcome.quiesced
+    if outcome.live_style:
+        pending.meta.properties['live_copy_style'] = outcome.live_style
+    job.progress('upload', 0.0)
+
+    def progress(f: float) -> None:
+        job.progress('upload', f)
+
+    if stream is None:
+        return pending.commit(progress)
+    return pending.commit_stream(stream, size, progress)
 
 
 def host_facts(conf: cfg.ConfigOpts, host: 'host_mod.Host',

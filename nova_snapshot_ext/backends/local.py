@@ -45,6 +45,7 @@ from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
 from nova_snapshot_ext.storage import qemu_img
+from nova_snapshot_ext.stores import base as store_base
 
 
 class FileBackend(base.ImageBackend):
@@ -84,6 +85,17 @@ class FileBackend(base.ImageBackend):
             return
         with steps.suspended(job, outcome):
             steps.convert(job, job.disk.path, job.disk.format, out_path)
+
+    def stream(self, job: model.SnapshotJob, method: str,
+               commit: base.Commit, outcome: steps.Outcome
+               ) -> store_base.StoredImage | None:
+        # NOTE: a raw image is the export's bytes as they are; other
+        # formats are written by qemu-img, which needs a file.
+        if (method != policy.LIVE or job.image_format != 'raw' or
+                live_style(job) != 'backup'):
+            return None
+        outcome.live_style = 'backup'
+        return backup.backup_stream(job, commit, outcome)
 
 
 def check_space(job: model.SnapshotJob, method: str, out_path: str) -> None:

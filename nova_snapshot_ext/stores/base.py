@@ -26,7 +26,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, BinaryIO
 
 from oslo_config import cfg
 from oslo_utils import uuidutils
@@ -100,6 +100,20 @@ class PendingImage(metaclass=abc.ABCMeta):
             has several.
         """
         raise NotImplementedError('this store cannot add locations')
+
+    #: :meth:`commit_stream` can take the image's data as a stream, with
+    #: no local file.
+    STREAMS = False
+
+    def commit_stream(self, stream: BinaryIO, size: int,
+                      progress: Progress | None = None) -> StoredImage:
+        """Complete the image with ``size`` bytes read from ``stream``
+        (instead of writing :attr:`path` and calling :meth:`commit`).
+
+        Optional: stores without :attr:`STREAMS` raise
+        NotImplementedError.
+        """
+        raise NotImplementedError('this store cannot take a stream')
 
     @abc.abstractmethod
     def abort(self) -> None:

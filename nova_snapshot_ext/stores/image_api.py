@@ -28,7 +28,7 @@ import contextlib
 import hashlib
 import os
 import time
-from typing import Any
+from typing import Any, BinaryIO
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -158,10 +158,19 @@ class APIPendingImage(base.UploadedImage):
         if changes:
             self.record = self.api.update(image_id, changes)
 
+    STREAMS = True
+
     def commit(self, progress: base.Progress | None = None
                ) -> base.StoredImage:
+        with open(self.path, 'rb') as f:
+            return self.commit_stream(f, os.path.getsize(self.path),
+                                      progress)
+
+    def commit_stream(self, stream: BinaryIO, size: int,
+                      progress: base.Progress | None = None
+                      ) -> base.StoredImage:
         try:
-            stored = self._commit(progress)
+            stored = self._commit(stream, size, progress)
         except BaseException:
             self.abort()
             raise
@@ -170,15 +179,15 @@ class APIPendingImage(base.UploadedImage):
         self.remove_file()
         return stored
 
-    def _commit(self, progress: base.Progress | None) -> base.StoredImage:
+    def _commit(self, stream: BinaryIO, size: int,
+                progress: base.Progress | None) -> base.StoredImage:
         store, image_id = self.store, self.image_id
         assert image_id is not None
         self._update(image_id)
-        size = os.path.getsize(self.path)
         started = time.monotonic()
-        with open(self.path, 'rb') as f, contextlib.closing(
+        with contextlib.closing(
                 upload_body.UploadBody(
-                    store, f, size, progress,
+                    store, stream, size, progress,
                     threads=self.api.hash_in_threads)) as body:
             self.api.upload(image_id, body, self.meta.disk_format)
             LOG.info('Uploaded %(size)d bytes to image %(id)s in %(s).1f s',
@@ -196,6 +205,8 @@ class APIPendingImage(base.UploadedImage):
                 self._verify_hash(image, body)
             sha256 = body.hexdigest('sha256')
         virtual_size = image.get('virtual_size')
+        if not virtual_size and self.meta.disk_format == 'raw':
+            virtual_size = size
         if not virtual_size:
             # NOTE: Glance fills it in for the formats it inspects; Nova's
             # image API does not pass it on.
@@ -217,6 +228,13 @@ class APIPendingImage(base.UploadedImage):
             return
         if algo in body.ALGORITHMS:
             ours = body.hexdigest(algo)
+        elif self.tmpdir is None:
+            LOG.warning('%(store)s hashes image %(id)s with %(algo)s, which '
+                        'a streamed upload does not compute; its data '
+                        'cannot be verified',
+                        {'store': self.store, 'id': self.image_id,
+                         'algo': algo})
+            return
         else:
             with open(self.path, 'rb') as f:
                 ours = hashlib.file_digest(f, algo).hexdigest()

@@ -17,6 +17,7 @@
 import hashlib
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -327,3 +328,56 @@ def test_upload_memory_stays_flat(workdir, glance_url):
     small = peak_rss_mib(glance_url, workdir, 16 * guest_mod.MiB)
     large = peak_rss_mib(glance_url, workdir, 512 * guest_mod.MiB)
     assert large - small < 16, (small, large)
+
+
+def _files_under(path):
+    return [os.path.join(d, f) for d, _, files in os.walk(path)
+            for f in files]
+
+
+def test_live_raw_streams_into_glance_with_nothing_staged(
+        conf, workdir, glance_url, qcow2_guest):
+    # Through a backup job, a raw image goes from the guest's disk to
+    # Glance with no file on the host: the temporary directory holds the
+    # job's NBD socket and its scratch file, nothing else.
+    before = GuestBefore(qcow2_guest)
+    staged = []
+
+    def progress(stage, fraction):
+        if stage == 'upload':
+            staged.extend(
+                p for p in _files_under(conf.snapshot.temp_directory)
+                if not p.endswith(('.scratch', '.sock')))
+
+    result = take(conf, qcow2_guest, store='glance+' + glance_url,
+                  method='live', image_format='raw', progress=progress)
+    assert result.live_copy_style == 'backup'
+    assert staged == []
+    image = assert_good_glance_image(glance_url, result, qcow2_guest,
+                                     workdir, 'raw')
+    assert image['live_copy_style'] == 'backup'
+    assert_no_temp_files(conf)
+    assert_guest_as_before(qcow2_guest, before)
+
+
+def test_stream_reader_killed_leaves_nothing(conf, glance_url, qcow2_guest):
+    known = set(glance_stack.image_ids(glance_url))
+    before = GuestBefore(qcow2_guest)
+    killed = []
+
+    def progress(stage, fraction):
+        if stage != 'upload' or not 0 < fraction < 1 or killed:
+            return
+        out = subprocess.run(['pgrep', '-P', str(os.getpid()), 'nbdcopy'],
+                             capture_output=True, text=True).stdout.split()
+        for pid in out:
+            os.kill(int(pid), signal.SIGKILL)
+        killed.extend(out)
+
+    with pytest.raises(exception.ConversionFailed, match='nbdcopy'):
+        take(conf, qcow2_guest, store='glance+' + glance_url,
+             method='live', image_format='raw', progress=progress)
+    assert killed, 'nbdcopy was not running'
+    assert set(glance_stack.image_ids(glance_url)) == known
+    assert_no_temp_files(conf)
+    assert_guest_as_before(qcow2_guest, before)
