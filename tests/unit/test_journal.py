@@ -131,18 +131,18 @@ def test_unknown_kinds_are_reported_and_the_journal_kept(conf, tmp_path):
     scratch.mkdir(parents=True)
     path = write(conf, 'j1', doc([
         {'kind': 'temp_dir', 'path': str(scratch)},
-        {'kind': 'backup_job', 'disk': 'vda', 'socket': '/run/x.sock'}]))
+        {'kind': 'future_job', 'disk': 'vda', 'socket': '/run/x.sock'}]))
     actions = recovery.recover(conf)
     lines = [a.line() for a in actions]
     assert lines[0] == (
-        'g: unknown step backup_job: not known to this release, left as it '
+        'g: unknown step future_job: not known to this release, left as it '
         'is: disk=vda, socket=/run/x.sock')
     # The known steps are still recovered, and marked done.
     assert lines[1] == 'g: remove %s: temporary directory' % scratch
     assert not scratch.exists()
     assert actions[-1].verb == recovery.KEEP
     kept = journal.read(path)
-    assert [s.kind for s in kept.steps if not s.done] == ['backup_job']
+    assert [s.kind for s in kept.steps if not s.done] == ['future_job']
     # Idempotent: a second run does the same, and nothing more.
     again = recovery.recover(conf)
     assert [a.verb for a in again] == [recovery.UNKNOWN, recovery.KEEP]
