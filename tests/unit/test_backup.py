@@ -1,0 +1,83 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The backup job's document and the choice of the live copy style. The
+job itself runs against the real libvirt in tests/functional.
+"""
+
+import types
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from nova_snapshot_ext.backends import local
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.libvirt import backup
+
+
+def test_the_job_exports_its_disks_and_leaves_the_others_out():
+    export = backup.Export(socket='/run/s/export.sock',
+                           scratch={'vda': '/tmp/d/vda.scratch'})
+    root = ET.fromstring(export.xml(['vda', 'vdb']))
+    assert root.get('mode') == 'pull'
+    assert root.find('server').attrib == {'transport': 'unix',
+                                          'socket': '/run/s/export.sock'}
+    vda, vdb = root.findall('./disks/disk')
+    assert (vda.get('name'), vda.get('backup')) == ('vda', 'yes')
+    assert vda.find('scratch').get('file') == '/tmp/d/vda.scratch'
+    # A disk not listed would be backed up too: it is said not to be.
+    assert vdb.attrib == {'name': 'vdb', 'backup': 'no'}
+    assert export.uri('vda') == 'nbd+unix:///vda?socket=/run/s/export.sock'
+
+
+class FakeGuest:
+    name = 'g'
+
+    def __init__(self, backup_supported):
+        self._backup = backup_supported
+
+    def backup_supported(self):
+        return self._backup
+
+
+def job(conf, style, backup_api, transient):
+    conf.set_override('live_copy_style', style, group='snapshot_libvirt')
+    host = types.SimpleNamespace(
+        has_transient_block_copy=lambda: transient)
+    return types.SimpleNamespace(conf=conf, guest=FakeGuest(backup_api),
+                                 host=host)
+
+
+@pytest.mark.parametrize('style,backup_api,transient,chosen', [
+    ('auto', True, True, 'backup'),
+    ('auto', False, True, 'blockcopy'),
+    ('auto', False, False, 'rebase'),
+    ('backup', True, False, 'backup'),
+    ('blockcopy', True, True, 'blockcopy'),
+    ('rebase', True, True, 'rebase'),
+])
+def test_live_style(conf, style, backup_api, transient, chosen):
+    assert local.live_style(job(conf, style, backup_api, transient)) == \
+        chosen
+
+
+@pytest.mark.parametrize('style,reason', [
+    ('backup', 'live_copy_style is backup but libvirt and QEMU here have '
+               'no backup API'),
+    ('blockcopy', 'live_copy_style is blockcopy but this libvirt has no '
+                  'transient block copy jobs'),
+])
+def test_a_style_the_host_lacks_is_refused(conf, style, reason):
+    with pytest.raises(exception.LiveSnapshotImpossible, match=reason):
+        local.live_style(job(conf, style, False, False))
