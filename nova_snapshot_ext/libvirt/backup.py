@@ -32,6 +32,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.libvirt import disks
 from nova_snapshot_ext.libvirt import domain
 from nova_snapshot_ext.libvirt.domain import DONE
 from nova_snapshot_ext.libvirt.domain import REPEAT
@@ -79,11 +80,7 @@ class BackupCalls(domain.Domain):
         """The targets of every disk (not CD-ROM or floppy) of the
         running domain.
         """
-        root = ET.fromstring(self.xml())  # type: ignore[attr-defined]
-        return [d.find('target').get('dev')
-                for d in root.findall('./devices/disk')
-                if d.get('device', 'disk') == 'disk' and
-                d.find('target') is not None]
+        return disks.targets_of(self.xml())  # type: ignore[attr-defined]
 
     def qemu_owner(self) -> tuple[int, int]:
         """The user and group the guest's QEMU runs as (its DAC label),

@@ -41,7 +41,6 @@ call:
 """
 
 from collections.abc import Callable
-import dataclasses
 import xml.etree.ElementTree as ET
 
 import libvirt
@@ -49,6 +48,7 @@ from oslo_log import log as logging
 
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import backup
+from nova_snapshot_ext.libvirt import disks as disks_mod
 from nova_snapshot_ext.libvirt.domain import connection_lost  # noqa: F401
 from nova_snapshot_ext.libvirt.domain import DONE
 from nova_snapshot_ext.libvirt.domain import REPEAT
@@ -56,6 +56,8 @@ from nova_snapshot_ext.libvirt.domain import translate  # noqa: F401
 from nova_snapshot_ext import retry
 
 LOG = logging.getLogger(__name__)
+
+Disk = disks_mod.Disk
 
 AGENT_CHANNEL = 'org.qemu.guest_agent.0'
 
@@ -71,20 +73,6 @@ _STATES = {
     libvirt.VIR_DOMAIN_PMSUSPENDED: 'suspended by the guest',
     libvirt.VIR_DOMAIN_BLOCKED: RUNNING,
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Disk:
-    """The guest's root disk, as its domain XML describes it."""
-
-    target: str
-    source_type: str
-    path: str
-    format: str
-    protocol: str | None = None
-    #: The encryption format (``luks``, ...) of an encrypted disk; None
-    #: when the domain XML declares no encryption.
-    encryption: str | None = None
 
 
 #: Seconds to wait for libvirtd to end a save it found interrupted.
@@ -127,56 +115,19 @@ class Guest(backup.BackupCalls):
         return count > 0
 
     # -- disks ---------------------------------------------------------
-    def root_disk(self) -> Disk:
-        """The first disk device of the domain (the one it boots from).
+    def disks(self) -> list[Disk]:
+        """Every disk device of the running domain, in the domain's
+        order (:func:`~nova_snapshot_ext.libvirt.disks.disks_of`).
+        """
+        return disks_mod.disks_of(self.xml(), self.name)
 
-        Nova's libvirt driver takes the first ``<disk>`` of the domain as
-        the root disk of a snapshot; Nova writes an instance's root disk
-        first, so both take the same disk. A CD-ROM or floppy first (a
-        plain libvirt guest's) is skipped here. The result and the log
-        name the disk taken.
+    def root_disk(self) -> Disk:
+        """The disk a snapshot of the guest is of: the first disk device
+        (:func:`~nova_snapshot_ext.libvirt.disks.root_disk`).
 
         :raises UnsupportedDisk: no disk, or one we cannot read.
         """
-        root = ET.fromstring(self.xml())
-        for disk in root.findall('./devices/disk'):
-            if disk.get('device', 'disk') != 'disk':
-                continue
-            return self._disk_from_xml(disk)
-        raise exception.UnsupportedDisk(guest=self.name,
-                                        reason='the domain has no disk')
-
-    def _disk_from_xml(self, disk: ET.Element) -> Disk:
-        target = disk.find('target')
-        driver = disk.find('driver')
-        source = disk.find('source')
-        fmt = driver.get('type') if driver is not None else None
-        if target is None or source is None or not fmt:
-            raise exception.UnsupportedDisk(
-                guest=self.name,
-                reason='the disk XML lacks a target, source or driver type')
-        kind = disk.get('type', 'file')
-        if kind == 'file':
-            path = source.get('file')
-        elif kind == 'block':
-            path = source.get('dev')
-        elif kind == 'network':
-            path = source.get('name')
-        else:
-            path = None
-        if not path:
-            raise exception.UnsupportedDisk(
-                guest=self.name,
-                reason='disks of type %r are not supported' % kind)
-        # NOTE: libvirt accepts <encryption> in <disk> (older) and in
-        # <source> (since 6.4); either makes QEMU decrypt the disk.
-        enc = disk.find('encryption')
-        if enc is None:
-            enc = source.find('encryption')
-        return Disk(target=target.get('dev'), source_type=kind, path=path,
-                    format=fmt, protocol=source.get('protocol'),
-                    encryption=(enc.get('format') or 'unknown'
-                                if enc is not None else None))
+        return disks_mod.root_disk(self.xml(), self.name)
 
     # -- block copy ----------------------------------------------------
     def block_job(self, dev: str) -> dict[str, int] | None:

@@ -30,7 +30,8 @@ PKG = 'nova_snapshot_ext'
 #: The longest matching prefix decides a module's layer.
 LAYERS = [
     ('exception', 'retry', 'plugins', 'conf', 'journal', 'cancel', 'locks'),
-    ('storage', 'libvirt.domain', 'libvirt.backup', 'libvirt.guest'),
+    ('storage', 'libvirt.disks', 'libvirt.domain', 'libvirt.backup',
+     'libvirt.guest'),
     ('libvirt.host', 'stores.base'),
     ('stores',),
     ('policy', 'model'),
