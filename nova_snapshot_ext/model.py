@@ -58,6 +58,9 @@ class SnapshotRequest:
     image_id: str | None = None
     #: Extra image properties stored with the image.
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Every disk of the guest, one image each, at one point in time
+    #: (the command line's); otherwise the root disk only.
+    all_disks: bool = False
 
 
 @dataclasses.dataclass
@@ -102,6 +105,9 @@ class SnapshotResult:
     #: How a live copy was made: ``backup`` (libvirt's backup API),
     #: ``blockcopy`` or ``rebase`` (a mirror); None for other methods.
     live_copy_style: str | None = None
+    #: With ``all_disks``: the result of each disk's image (the root
+    #: disk's first), as dictionaries.
+    disks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -26,6 +26,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import uuidutils
 
+from nova_snapshot_ext.backends import all_disks
 from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext import cancel as cancel_mod
 from nova_snapshot_ext import conf as nse_conf
@@ -78,6 +79,10 @@ def _resolve(conf: cfg.ConfigOpts, request: SnapshotRequest) -> dict:
         raise exception.InvalidInput(
             reason='quiesce %r is not one of never, auto, required' %
                    quiesce)
+    if request.all_disks and request.image_id:
+        raise exception.InvalidInput(
+            reason='an existing image record holds one disk; it cannot be '
+                   'filled with all disks')
     fmt = request.image_format or conf.snapshot.image_format
     if fmt is not None and fmt not in qemu_img.FORMATS:
         raise exception.InvalidFormat(format=fmt,
@@ -154,6 +159,9 @@ def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,
     cancel.guest = guest.name
     disk = guest.root_disk()
     check_not_encrypted(guest.name, disk)
+    disks = guest.disks() if request.all_disks else [disk]
+    for other in disks:
+        check_not_encrypted(guest.name, other)
     backend = (backends.get(request.backend) if request.backend
                else backends.for_disk(disk))
     job = SnapshotJob(
@@ -173,6 +181,11 @@ def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,
                 conf.snapshot.journal_directory, guest.uuid, guest.name,
                 host.uri, store.spec if store.RECOVERABLE else None,
                 uuidutils.generate_uuid(), check=cancel.check):
+            if request.all_disks:
+                return all_disks.snapshot(
+                    backends, job, disks,
+                    {d.target: options['image_format'] or
+                     _default_format(d) for d in disks})
             return backend.snapshot(job)
 
 

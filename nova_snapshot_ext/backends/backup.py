@@ -65,8 +65,8 @@ def backup_copy(job: model.SnapshotJob, out_path: str,
     """Copy the running guest's disk to ``out_path`` through a backup
     job: one point in time, the guest never paused.
     """
-    with _exported(job, outcome) as uri:
-        steps.convert(job, uri, 'raw', out_path)
+    with exported(job, outcome) as export:
+        steps.convert(job, export.uri(job.disk.target), 'raw', out_path)
 
 
 def backup_stream(job: model.SnapshotJob, commit: base.Commit,
@@ -81,9 +81,10 @@ def backup_stream(job: model.SnapshotJob, commit: base.Commit,
     conf, disk = job.conf, job.disk
     size = int(qemu_img.info(conf, disk.path, disk.format,
                              force_share=True)['virtual-size'])
-    with _exported(job, outcome) as uri:
+    with exported(job, outcome) as export:
         with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(['nbdcopy', '--', uri, '-'],
+            proc = subprocess.Popen(['nbdcopy', '--',
+                                     export.uri(disk.target), '-'],
                                     stdout=subprocess.PIPE, stderr=err)
             try:
                 return commit(proc.stdout, size)
@@ -116,13 +117,17 @@ def _reader_failed(proc: subprocess.Popen, err: BinaryIO,
 
 
 @contextlib.contextmanager
-def _exported(job: model.SnapshotJob,
-              outcome: steps.Outcome) -> Iterator[str]:
-    """A backup job of the root disk, begun between a freeze and a thaw
-    when quiesce applies; yields the NBD URI of its export.
+def exported(job: model.SnapshotJob, outcome: steps.Outcome,
+             targets: list[str] | None = None
+             ) -> Iterator[backup_mod.Export]:
+    """A backup job of disks ``targets`` (by default the root disk),
+    begun between a freeze and a thaw when quiesce applies: all of them
+    at one point in time. Yields the job's export.
     """
-    guest, disk, conf = job.guest, job.disk, job.conf
-    guest.check_no_block_job(disk.target)
+    guest, conf = job.guest, job.conf
+    targets = targets or [job.disk.target]
+    for target in targets:
+        guest.check_no_block_job(target)
     paused = steps.check_quiesce(job)
     with contextlib.ExitStack() as dirs:
         tmpdir = dirs.enter_context(steps.temp_directory(conf))
@@ -130,14 +135,14 @@ def _exported(job: model.SnapshotJob,
         if len(os.path.join(tmpdir, SOCKET)) > MAX_SOCKET_PATH:
             sockdir = dirs.enter_context(
                 steps.temp_directory(conf, _short_parent()))
-        export = _export(guest, disk.target, tmpdir, sockdir)
+        export = _export(guest, targets, tmpdir, sockdir)
         job.progress('copy', 0.0)
         with _job(guest, export):
             with steps.quiesced(job, paused, outcome):
                 guest.backup_begin(export)
             journal.current().reached(journal.BACKUP_JOB)
             try:
-                yield export.uri(disk.target)
+                yield export
             except (exception.ConversionFailed,
                     exception.StoreWriteFailed):
                 if not guest.is_active():
@@ -188,11 +193,11 @@ def _short_parent() -> str:
     return path
 
 
-def _export(guest: backup_mod.BackupCalls, target: str, tmpdir: str,
-            sockdir: str) -> backup_mod.Export:
-    """The export of disk ``target``: its NBD socket in a directory only
-    QEMU's user can write to (QEMU makes the socket), its scratch file
-    in ``tmpdir`` (libvirt makes that one).
+def _export(guest: backup_mod.BackupCalls, targets: list[str],
+            tmpdir: str, sockdir: str) -> backup_mod.Export:
+    """The export of disks ``targets``: their NBD socket in a directory
+    only QEMU's user can write to (QEMU makes the socket), a scratch file
+    per disk in ``tmpdir`` (libvirt makes those).
     """
     sockdir = os.path.join(sockdir, os.path.dirname(SOCKET))
     os.mkdir(sockdir, 0o700)
@@ -200,4 +205,5 @@ def _export(guest: backup_mod.BackupCalls, target: str, tmpdir: str,
     os.chown(sockdir, uid, gid)
     return backup_mod.Export(
         socket=os.path.join(sockdir, os.path.basename(SOCKET)),
-        scratch={target: os.path.join(tmpdir, '%s.scratch' % target)})
+        scratch={t: os.path.join(tmpdir, '%s.scratch' % t)
+                 for t in targets})

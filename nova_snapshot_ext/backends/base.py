@@ -219,12 +219,12 @@ class ImageBackend(metaclass=abc.ABCMeta):
                     self._log_plan(job, plan, support)
                     meta.properties.update(method=plan.method,
                                            reason=plan.reason)
-            commit = functools.partial(_commit, job, pending, outcome)
+            commit_ = functools.partial(commit, job, pending, outcome)
             if stored is None and pending.STREAMS:
-                stored = self.stream(job, plan.method, commit, outcome)
+                stored = self.stream(job, plan.method, commit_, outcome)
             if stored is None:
                 self.copy(job, plan.method, pending.path, outcome)
-                stored = commit()
+                stored = commit_()
         return model.SnapshotResult(
             method=plan.method, reason=plan.reason,
             image=stored.reference, image_id=stored.id,
@@ -249,9 +249,9 @@ class ImageBackend(metaclass=abc.ABCMeta):
              'method': plan.method, 'reason': plan.reason})
 
 
-def _commit(job: model.SnapshotJob, pending: store_base.PendingImage,
-            outcome: steps.Outcome, stream: BinaryIO | None = None,
-            size: int = 0) -> store_base.StoredImage:
+def commit(job: model.SnapshotJob, pending: store_base.PendingImage,
+           outcome: steps.Outcome, stream: BinaryIO | None = None,
+           size: int = 0) -> store_base.StoredImage:
     """Complete ``pending`` (see :data:`Commit`), with what the copy's
     ``outcome`` tells recorded in its metadata.
     """

@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help='fill this existing queued image record '
                            'instead of creating one')
     snap.add_argument('--quiesce', choices=('never', 'auto', 'required'))
+    snap.add_argument('--all-disks', action='store_true',
+                      help='an image of every disk, all at one point in '
+                           'time (the others named NAME-<disk>); by '
+                           'default the root disk only')
     snap.add_argument('--timeout', type=_seconds, metavar='SECONDS',
                       help='cancel the snapshot (undoing what it made) '
                            'after this many seconds (default: [snapshot] '
@@ -207,6 +211,15 @@ def _setup(parser: argparse.ArgumentParser,
 
 
 def _summary(result: snapshot.SnapshotResult) -> str:
+    lines = [_summary_line(result)]
+    for other in result.disks[1:]:
+        lines.append('  and disk %(disk)s: %(image)s (%(format)s, %(size)s)'
+                     % dict(other, size=progress_mod.human_size(
+                         other['size'])))
+    return '\n'.join(lines)
+
+
+def _summary_line(result: snapshot.SnapshotResult) -> str:
     return ('%(method)s snapshot of %(guest)s%(disk)s: %(image)s '
             '(%(format)s, %(size)s%(sha)s, %(secs).2f s%(down)s): %(reason)s'
             % {'method': result.method, 'guest': result.guest,
@@ -249,7 +262,7 @@ def cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
         guest=args.domain, name=args.name, method=args.method,
         image_format=args.image_format, store=args.store,
         quiesce=args.quiesce, image_id=args.image_id,
-        metadata=dict(args.properties))
+        metadata=dict(args.properties), all_disks=args.all_disks)
     snapshot.validate_properties(request.metadata)
     if args.timeout:
         cancel = cancel_mod.Cancel(args.timeout, '--timeout')

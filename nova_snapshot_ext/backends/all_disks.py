@@ -1,0 +1,173 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Every disk of a guest at one point in time: one image per disk.
+
+Live, the disks are exported by one backup job (one point in time for
+all of them, the guest's filesystems frozen for its begin when quiesce
+applies); cold, they are converted while the guest's memory is saved.
+A live snapshot through a mirror cannot cut several disks at one
+instant, so without the backup API ``auto`` takes a cold snapshot and
+``live`` is refused.
+
+Each image is named after the snapshot, the root disk's plainly and the
+others with their target (``NAME-vdb``), and each carries the group's id
+(``snapshot_group``), its own disk (``source_disk``) and the list of the
+group's disks (``snapshot_disks``). The images are committed one after
+the other; when one fails, those already complete are deleted, so the
+group is whole or absent. Nova takes the root disk only; this is the
+command line's.
+"""
+
+import contextlib
+import dataclasses
+import time
+
+from oslo_log import log as logging
+from oslo_utils import uuidutils
+
+from nova_snapshot_ext.backends import backup
+from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import local
+from nova_snapshot_ext.backends import steps
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.libvirt import disks as disks_mod
+from nova_snapshot_ext import model
+from nova_snapshot_ext import policy
+from nova_snapshot_ext.stores import base as store_base
+
+LOG = logging.getLogger(__name__)
+
+
+def snapshot(backends: base.Backends, job: model.SnapshotJob,
+             disks: list[disks_mod.Disk],
+             formats: dict[str, str]) -> model.SnapshotResult:
+    """Snapshot ``disks`` (the root disk first) of ``job.guest``.
+
+    :param formats: image format per disk target.
+    :raises SnapshotError: no image of the group is left.
+    """
+    started = time.monotonic()
+    backend = _backend(backends, job, disks)
+    plan = _plan(backend, job)
+    LOG.info('Snapshot of %(guest)s, disks %(disks)s: %(method)s, because '
+             '%(reason)s', {'guest': job.guest.name,
+                            'disks': ', '.join(d.target for d in disks),
+                            'method': plan.method, 'reason': plan.reason})
+    jobs = [dataclasses.replace(job, disk=d, image_format=formats[d.target])
+            for d in disks]
+    group = uuidutils.generate_uuid()
+    outcome = steps.Outcome()
+    if plan.method == policy.LIVE:
+        outcome.live_style = 'backup'
+    with contextlib.ExitStack() as stack:
+        pendings = [stack.enter_context(job.store.begin(
+            _meta(j, plan, group, disks), None,
+            job.conf.snapshot.temp_directory)) for j in jobs]
+        for j, pending in zip(jobs, pendings):
+            local.check_space(j, policy.COLD, pending.path)
+        if plan.method == policy.LIVE:
+            with backup.exported(job, outcome,
+                                 [d.target for d in disks]) as export:
+                for j, pending in zip(jobs, pendings):
+                    steps.convert(j, export.uri(j.disk.target), 'raw',
+                                  pending.path)
+        else:
+            with steps.suspended(job, outcome):
+                for j, pending in zip(jobs, pendings):
+                    steps.convert(j, j.disk.path, j.disk.format,
+                                  pending.path)
+        stored = _commit_all(jobs, pendings, outcome)
+    results = [_result(j, plan, s, outcome, started, backend)
+               for j, s in zip(jobs, stored)]
+    root = results[0]
+    root.disks = [r.as_dict() for r in results]
+    return root
+
+
+def _backend(backends: base.Backends, job: model.SnapshotJob,
+             disks: list[disks_mod.Disk]) -> base.ImageBackend:
+    for disk in disks:
+        if not isinstance(backends.for_disk(disk), local.FileBackend):
+            raise exception.UnsupportedDisk(
+                guest=job.guest.name,
+                reason='all disks are copied from local files and block '
+                       'devices, and %s is a %s disk' % (
+                           disk.target, base.backend_name_for(disk)))
+        backends.for_disk(disk).inspect(dataclasses.replace(job, disk=disk))
+    return backends.for_disk(disks[0])
+
+
+def _plan(backend: base.ImageBackend,
+          job: model.SnapshotJob) -> policy.Plan:
+    facts = backend.facts(job)
+    plan = policy.choose(facts, job.method)
+    if plan.method != policy.LIVE or local.live_style(job) == 'backup':
+        return plan
+    why = ('a live snapshot of all disks at one point in time needs '
+           '[snapshot_libvirt] live_copy_style backup (or auto) and '
+           'libvirt\'s backup API')
+    if job.method == policy.LIVE:
+        raise exception.LiveSnapshotImpossible(guest=job.guest.name,
+                                               reason=why)
+    cold = policy.choose(facts, policy.COLD)
+    return policy.Plan(cold.method, why)
+
+
+def _meta(job: model.SnapshotJob, plan: policy.Plan, group: str,
+          disks: list[disks_mod.Disk]) -> store_base.ImageMeta:
+    name = job.request.name
+    if job.disk.target != disks[0].target:
+        name = '%s-%s' % (name, job.disk.target)
+    return store_base.ImageMeta(
+        name=name, disk_format=job.image_format,
+        properties=dict(job.request.metadata, method=plan.method,
+                        reason=plan.reason, source_domain=job.guest.name,
+                        source_uuid=job.guest.uuid, snapshot_group=group,
+                        source_disk=job.disk.target,
+                        snapshot_disks=','.join(d.target for d in disks)))
+
+
+def _commit_all(jobs: list[model.SnapshotJob],
+                pendings: list[store_base.PendingImage],
+                outcome: steps.Outcome) -> list[store_base.StoredImage]:
+    """Commit every image; when one fails, delete those committed."""
+    stored: list[store_base.StoredImage] = []
+    try:
+        for j, pending in zip(jobs, pendings):
+            stored.append(base.commit(j, pending, outcome))
+    except BaseException:
+        for s in stored:
+            try:
+                jobs[0].store.delete(s.id)
+            except exception.SnapshotError as e:
+                LOG.error('Could not delete image %(id)s of a failed '
+                          'snapshot group: %(err)s', {'id': s.id, 'err': e})
+        raise
+    return stored
+
+
+def _result(job: model.SnapshotJob, plan: policy.Plan,
+            stored: store_base.StoredImage, outcome: steps.Outcome,
+            started: float, backend: base.ImageBackend
+            ) -> model.SnapshotResult:
+    return model.SnapshotResult(
+        method=plan.method, reason=plan.reason, image=stored.reference,
+        image_id=stored.id, location=stored.location,
+        format=stored.disk_format, size=stored.size,
+        virtual_size=stored.virtual_size, sha256=stored.sha256,
+        seconds=round(time.monotonic() - started, 3),
+        guest=job.guest.name, backend=backend.name,
+        quiesced=outcome.quiesced, downtime=round(outcome.downtime, 3),
+        disk=job.disk.target, live_copy_style=outcome.live_style)
