@@ -69,6 +69,7 @@ GLANCE_IMAGE = 'glance_image'    # id, store: a record we created
 LOCATION = 'location'            # id, url: the data registered in Glance
 BLOCK_JOB = 'block_job'          # disk, dest: our copy job into dest
 BACKUP_JOB = 'backup_job'        # socket, disks: our pull-mode backup job
+CHECKPOINT = 'checkpoint'        # name: a libvirt checkpoint of ours
 DOMAIN_XML = 'domain_xml'        # xml: the persistent definition
 MANAGED_SAVE = 'managed_save'    # state: running or paused, to restore
 FREEZE = 'freeze'                # (no data): filesystems frozen
@@ -78,7 +79,8 @@ RBD_CLONE = 'rbd_clone'          # pool, image (image id in Glance)
 #: others (a registered location makes the clone Glance's image).
 MARKERS = (LOCATION,)
 KINDS = (TEMP_DIR, STORE_PARTIAL, GLANCE_IMAGE, LOCATION, BLOCK_JOB,
-         BACKUP_JOB, DOMAIN_XML, MANAGED_SAVE, FREEZE, RBD_SNAP, RBD_CLONE)
+         BACKUP_JOB, CHECKPOINT, DOMAIN_XML, MANAGED_SAVE, FREEZE, RBD_SNAP,
+         RBD_CLONE)
 
 #: Test hook: the name of a step kind. After the first step of that kind
 #: is made, the process stops itself (SIGSTOP), so that a test can kill

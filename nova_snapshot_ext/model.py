@@ -61,6 +61,9 @@ class SnapshotRequest:
     #: Every disk of the guest, one image each, at one point in time
     #: (the command line's); otherwise the root disk only.
     all_disks: bool = False
+    #: Only the blocks changed since the guest's last incremental
+    #: snapshot in the (directory) store, backed by its image.
+    incremental: bool = False
 
 
 @dataclasses.dataclass
@@ -108,6 +111,10 @@ class SnapshotResult:
     #: With ``all_disks``: the result of each disk's image (the root
     #: disk's first), as dictionaries.
     disks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: With ``incremental``: the image this one is backed by, or None
+    #: for a full image, with the reason.
+    incremental_of: str | None = None
+    incremental_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

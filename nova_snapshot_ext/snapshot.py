@@ -28,6 +28,7 @@ from oslo_utils import uuidutils
 
 from nova_snapshot_ext.backends import all_disks
 from nova_snapshot_ext.backends import base as backend_base
+from nova_snapshot_ext.backends import incremental
 from nova_snapshot_ext import cancel as cancel_mod
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
@@ -79,6 +80,10 @@ def _resolve(conf: cfg.ConfigOpts, request: SnapshotRequest) -> dict:
         raise exception.InvalidInput(
             reason='quiesce %r is not one of never, auto, required' %
                    quiesce)
+    if request.incremental and (request.all_disks or request.image_id):
+        raise exception.InvalidInput(
+            reason='an incremental snapshot is of the root disk, into a '
+                   'new image of the directory store')
     if request.all_disks and request.image_id:
         raise exception.InvalidInput(
             reason='an existing image record holds one disk; it cannot be '
@@ -181,6 +186,8 @@ def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,
                 conf.snapshot.journal_directory, guest.uuid, guest.name,
                 host.uri, store.spec if store.RECOVERABLE else None,
                 uuidutils.generate_uuid(), check=cancel.check):
+            if request.incremental:
+                return incremental.snapshot(backend, job)
             if request.all_disks:
                 return all_disks.snapshot(
                     backends, job, disks,

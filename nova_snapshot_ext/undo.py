@@ -131,6 +131,16 @@ def _backup_job(r: 'recovery._Recovery', step: journal.Step) -> None:
           run=lambda: g.backup_end(export))
 
 
+def _checkpoint(r: 'recovery._Recovery', step: journal.Step) -> None:
+    name = str(step.data.get('name'))
+    g = r.guest()
+    if g is None or name not in g.checkpoint_names():
+        r.act(NOTHING, 'checkpoint %s' % name, 'there is none')
+        return
+    r.act('delete', 'checkpoint %s' % name, 'its snapshot did not end',
+          run=lambda: g.delete_checkpoint(name))
+
+
 def _freeze(r: 'recovery._Recovery', step: journal.Step) -> None:
     g = r.active_guest()
     if g is None or not g.agent_connected():
@@ -207,6 +217,7 @@ HANDLERS: dict[str, Callable[['recovery._Recovery', journal.Step], None]] = {
     journal.GLANCE_IMAGE: _glance_image,
     journal.BLOCK_JOB: _block_job,
     journal.BACKUP_JOB: _backup_job,
+    journal.CHECKPOINT: _checkpoint,
     journal.FREEZE: _freeze,
     journal.MANAGED_SAVE: _managed_save,
     journal.DOMAIN_XML: _domain_xml,

@@ -35,8 +35,11 @@ PACKAGES=(
     # TCG guests and qemu-img
     qemu-system-x86
     qemu-utils
-    # nbdcopy: streams a backup job's NBD export into an upload
+    # nbdcopy: streams a backup job's NBD export into an upload;
+    # libnbd's Python bindings: incremental snapshots read the changed
+    # blocks of an export (linked into venvs by link-ceph-bindings.sh)
     libnbd-bin
+    python3-libnbd
     # building libvirt-python (sdist only on PyPI) in a venv
     libvirt-dev
     pkg-config

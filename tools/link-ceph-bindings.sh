@@ -15,7 +15,9 @@
 # Make Debian's Ceph bindings (python3-rados, python3-rbd) importable in a
 # venv: they are not on PyPI, and Debian builds them for CPython 3.11
 # only.  Links the two extension modules, and nothing else of Debian's
-# dist-packages, into the venv's site-packages.
+# dist-packages, into the venv's site-packages. Links libnbd's bindings
+# (python3-libnbd: nbd.py and its extension module, which incremental
+# snapshots use) the same way.
 #
 #   tools/link-ceph-bindings.sh SITE_PACKAGES_DIR|VENV_DIR
 
@@ -33,6 +35,17 @@ for module in rados rbd; do
     if [ ! -e "${found[0]}" ]; then
         echo "link-ceph-bindings: $DEBIAN_DIR has no $module module for" \
             "CPython 3.11: install python3-$module" >&2
+        exit 1
+    fi
+    ln -sf "${found[0]}" "$SITE/"
+done
+
+for pattern in nbd.py 'libnbdmod.cpython-311-*.so'; do
+    # shellcheck disable=SC2206 # the pattern is a glob on purpose
+    found=("$DEBIAN_DIR"/$pattern)
+    if [ ! -e "${found[0]}" ]; then
+        echo "link-ceph-bindings: $DEBIAN_DIR has no $pattern: install" \
+            "python3-libnbd" >&2
         exit 1
     fi
     ln -sf "${found[0]}" "$SITE/"

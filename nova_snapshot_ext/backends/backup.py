@@ -34,6 +34,7 @@ tells ours from another), so ``recover`` ends it after a crash.
 
 from collections.abc import Iterator
 import contextlib
+import dataclasses
 import os
 import subprocess
 import tempfile
@@ -118,11 +119,18 @@ def _reader_failed(proc: subprocess.Popen, err: BinaryIO,
 
 @contextlib.contextmanager
 def exported(job: model.SnapshotJob, outcome: steps.Outcome,
-             targets: list[str] | None = None
+             targets: list[str] | None = None,
+             incremental: str | None = None,
+             checkpoint: str | None = None
              ) -> Iterator[backup_mod.Export]:
     """A backup job of disks ``targets`` (by default the root disk),
     begun between a freeze and a thaw when quiesce applies: all of them
     at one point in time. Yields the job's export.
+
+    :param incremental: the export marks what changed since this
+        checkpoint.
+    :param checkpoint: the job makes this checkpoint (which the caller
+        has journaled).
     """
     guest, conf = job.guest, job.conf
     targets = targets or [job.disk.target]
@@ -135,7 +143,9 @@ def exported(job: model.SnapshotJob, outcome: steps.Outcome,
         if len(os.path.join(tmpdir, SOCKET)) > MAX_SOCKET_PATH:
             sockdir = dirs.enter_context(
                 steps.temp_directory(conf, _short_parent()))
-        export = _export(guest, targets, tmpdir, sockdir)
+        export = dataclasses.replace(
+            _export(guest, targets, tmpdir, sockdir),
+            incremental=incremental, checkpoint=checkpoint)
         job.progress('copy', 0.0)
         with _job(guest, export):
             with steps.quiesced(job, paused, outcome):

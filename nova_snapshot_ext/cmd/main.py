@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help='fill this existing queued image record '
                            'instead of creating one')
     snap.add_argument('--quiesce', choices=('never', 'auto', 'required'))
+    snap.add_argument('--incremental', action='store_true',
+                      help='into the directory store: a qcow2 of only the '
+                           'blocks changed since the guest\'s last '
+                           'incremental snapshot there, backed by its '
+                           'image (a full image when there is none, and '
+                           'why)')
     snap.add_argument('--all-disks', action='store_true',
                       help='an image of every disk, all at one point in '
                            'time (the others named NAME-<disk>); by '
@@ -262,7 +268,8 @@ def cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
         guest=args.domain, name=args.name, method=args.method,
         image_format=args.image_format, store=args.store,
         quiesce=args.quiesce, image_id=args.image_id,
-        metadata=dict(args.properties), all_disks=args.all_disks)
+        metadata=dict(args.properties), all_disks=args.all_disks,
+        incremental=args.incremental)
     snapshot.validate_properties(request.metadata)
     if args.timeout:
         cancel = cancel_mod.Cancel(args.timeout, '--timeout')

@@ -40,6 +40,7 @@ from nova_snapshot_ext import retry
 
 #: libvirt's code for "there is no backup job" (missing from old bindings).
 _NO_BACKUP = getattr(libvirt, 'VIR_ERR_NO_DOMAIN_BACKUP', 104)
+_NO_CHECKPOINT = getattr(libvirt, 'VIR_ERR_NO_DOMAIN_CHECKPOINT', 103)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +52,19 @@ class Export:
     socket: str
     #: Disk target (``vda``) -> scratch file.
     scratch: dict[str, str]
+    #: Export only what changed since this checkpoint (in the dirty
+    #: bitmap context :meth:`bitmap` of each disk's export).
+    incremental: str | None = None
+    #: Make this checkpoint as the job begins.
+    checkpoint: str | None = None
 
     def xml(self, all_disks: list[str]) -> str:
         """The ``<domainbackup>`` document; ``all_disks`` are the targets
         of every disk of the guest: the others are left out explicitly.
         """
         root = ET.Element('domainbackup', mode='pull')
+        if self.incremental:
+            ET.SubElement(root, 'incremental').text = self.incremental
         ET.SubElement(root, 'server', transport='unix', socket=self.socket)
         disks = ET.SubElement(root, 'disks')
         for target in all_disks:
@@ -68,9 +76,31 @@ class Export:
                 ET.SubElement(disks, 'disk', name=target, backup='no')
         return ET.tostring(root, encoding='unicode')
 
+    def checkpoint_xml(self, all_disks: list[str]) -> str | None:
+        """The ``<domaincheckpoint>`` document, if the job makes one: a
+        dirty bitmap in each exported disk.
+        """
+        if not self.checkpoint:
+            return None
+        root = ET.Element('domaincheckpoint')
+        ET.SubElement(root, 'name').text = self.checkpoint
+        disks = ET.SubElement(root, 'disks')
+        for target in all_disks:
+            ET.SubElement(disks, 'disk', name=target,
+                          checkpoint='bitmap' if target in self.scratch
+                          else 'no')
+        return ET.tostring(root, encoding='unicode')
+
     def uri(self, target: str) -> str:
         """The NBD URI of the export of disk ``target``."""
         return 'nbd+unix:///%s?socket=%s' % (target, self.socket)
+
+    @staticmethod
+    def bitmap(target: str) -> str:
+        """The NBD metadata context of the blocks of disk ``target`` that
+        changed since :attr:`incremental` (libvirt's default name).
+        """
+        return 'qemu:dirty-bitmap:backup-%s' % target
 
 
 class BackupCalls(domain.Domain):
@@ -116,8 +146,9 @@ class BackupCalls(domain.Domain):
 
         :raises BlockJobActive: the domain has another backup job.
         """
-        xml = export.xml(self.disk_targets())
-        self._call('begin a backup job of', 'backupBegin', xml, None, 0,
+        targets = self.disk_targets()
+        self._call('begin a backup job of', 'backupBegin',
+                   export.xml(targets), export.checkpoint_xml(targets), 0,
                    again=lambda: self._begin_again(export))
 
     def _begin_again(self, export: Export) -> str:
@@ -141,6 +172,35 @@ class BackupCalls(domain.Domain):
             self._call('end the backup job of', 'abortJob', again=ours)
         retry.poll(lambda: self.backup_socket() is None, bool,
                    timeout=timeout, interval=0.05)
+
+    # -- checkpoints ---------------------------------------------------
+    def checkpoint_names(self) -> list[str]:
+        """The names of the domain's checkpoints."""
+        return [c.getName() for c in
+                self._call('list the checkpoints of', 'listAllCheckpoints',
+                           0)]
+
+    def delete_checkpoint(self, name: str,
+                          metadata_only: bool = False) -> None:
+        """Delete checkpoint ``name`` (its bitmaps are merged into its
+        parent's, if any); a missing one is not an error.
+
+        :param metadata_only: forget it without touching its bitmaps
+            (for one whose bitmaps are gone).
+        """
+        flags = (libvirt.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY
+                 if metadata_only else 0)
+        try:
+            checkpoint = self._call('find a checkpoint of',
+                                    'checkpointLookupByName', name, 0)
+            checkpoint.delete(flags)
+        except exception.LibvirtFailed as e:
+            if e.kwargs.get('code') != _NO_CHECKPOINT:
+                raise
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != _NO_CHECKPOINT:
+                raise domain.translate(e, self.name, 'delete a checkpoint '
+                                       'of')
 
     def backup_supported(self) -> bool:
         """Whether libvirt and the QEMU that runs this guest have the

@@ -327,7 +327,9 @@ class TestGuest:
         if dom.isActive():
             dom.destroy()
         if dom.isPersistent():
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+            dom.undefineFlags(
+                libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
 
     # -- observation ---------------------------------------------------
     def serial_text(self) -> str:

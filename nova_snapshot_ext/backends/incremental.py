@@ -1,0 +1,239 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Incremental snapshots into the directory store (``--incremental``).
+
+Each such snapshot makes a libvirt checkpoint named after its image
+(``nse-<image id>``: a dirty bitmap, kept in the guest's qcow2 disk, of
+the blocks written from then on) in the backup job that copies it. The
+next one asks its backup job for what changed since that checkpoint and
+writes a qcow2 holding only those blocks, backed by the previous image
+(``../<id>/image.qcow2``, relative, so the store can move). The chain is
+an ordinary qcow2 backing chain: ``qemu-img convert`` of the newest
+image gives the whole disk.
+
+Without a usable base the snapshot is a full image (and the start of a
+new chain), and says why (``incremental_reason``): the guest has no
+checkpoint of ours, the checkpoint's image is gone from the store, or
+libvirt refuses the checkpoint (its bitmap was lost). Once an image is
+stored, the older checkpoints of ours are deleted, so the guest carries
+one bitmap. A checkpoint is journaled before it is made and deleted by
+``recover`` when its snapshot did not end.
+"""
+
+import dataclasses
+import os
+import time
+
+from oslo_log import log as logging
+from oslo_utils import uuidutils
+
+from nova_snapshot_ext.backends import backup
+from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import local
+from nova_snapshot_ext.backends import steps
+from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
+from nova_snapshot_ext import model
+from nova_snapshot_ext import policy
+from nova_snapshot_ext.storage import changed_blocks
+from nova_snapshot_ext.storage import qemu_img
+from nova_snapshot_ext.stores import base as store_base
+from nova_snapshot_ext.stores import file as file_store
+
+LOG = logging.getLogger(__name__)
+
+#: Name prefix of our checkpoints.
+PREFIX = 'nse-'
+
+
+@dataclasses.dataclass(frozen=True)
+class Base:
+    """The image an incremental snapshot is backed by."""
+
+    image_id: str
+    checkpoint: str
+
+
+def check(job: model.SnapshotJob) -> None:
+    """Refuse, before anything is made, what cannot be incremental.
+
+    :raises InvalidInput: naming what to change.
+    """
+    if not isinstance(job.store, file_store.FileStore):
+        raise exception.InvalidInput(
+            reason='incremental snapshots are written into the directory '
+                   'store (file://), not %s' % job.store)
+    if job.image_format != 'qcow2':
+        raise exception.InvalidInput(
+            reason='an incremental image is a qcow2 backed by the one '
+                   'before it; --format %s cannot be' % job.image_format)
+    if job.disk.format != 'qcow2' or job.disk.source_type != 'file':
+        raise exception.InvalidInput(
+            reason='disk %s of %s is a %s %s disk; incremental snapshots '
+                   'need a qcow2 file, which keeps the dirty bitmap' % (
+                       job.disk.target, job.guest.name, job.disk.format,
+                       job.disk.source_type))
+
+
+def find_base(job: model.SnapshotJob) -> tuple[Base | None, str]:
+    """The newest checkpoint of ours whose image is in the store, or
+    None and why there is none.
+    """
+    ours = [n for n in job.guest.checkpoint_names() if n.startswith(PREFIX)]
+    if not ours:
+        return None, 'the guest has no checkpoint of an earlier ' \
+                     'incremental snapshot'
+    images = {doc['id']: doc for doc in job.store.list()}
+    usable = [n for n in ours if n[len(PREFIX):] in images and
+              images[n[len(PREFIX):]].get('checkpoint') == n]
+    if not usable:
+        return None, 'the image of checkpoint %s is not in %s' % (
+            ', '.join(ours), job.store)
+    newest = max(usable,
+                 key=lambda n: images[n[len(PREFIX):]].get('created_at', ''))
+    return Base(newest[len(PREFIX):], newest), ''
+
+
+def snapshot(backend: base.ImageBackend,
+             job: model.SnapshotJob) -> model.SnapshotResult:
+    """An incremental snapshot of ``job`` (see the module)."""
+    started = time.monotonic()
+    check(job)
+    plan = backend.plan(job)
+    if plan.method != policy.LIVE or local.live_style(job) != 'backup':
+        raise exception.InvalidInput(
+            reason='an incremental snapshot is taken live through a backup '
+                   'job, and this one would be %s (%s)' % (
+                       plan.method, plan.reason))
+    found, why = find_base(job)
+    image_id = uuidutils.generate_uuid()
+    checkpoint = PREFIX + image_id
+    meta = store_base.ImageMeta(
+        name=job.request.name, disk_format='qcow2',
+        properties=dict(job.request.metadata, method=plan.method,
+                        reason=plan.reason, source_domain=job.guest.name,
+                        source_uuid=job.guest.uuid,
+                        source_disk=job.disk.target, checkpoint=checkpoint))
+    outcome = steps.Outcome()
+    outcome.live_style = 'backup'
+    record = journal.current()
+    with job.store.begin(meta, image_id) as pending:
+        step = record.add(journal.CHECKPOINT, name=checkpoint)
+        try:
+            if found is not None:
+                why = _incremental(job, pending.path, found, checkpoint,
+                                   outcome)
+                if why:
+                    # NOTE: its bitmap is unusable; deleting it with its
+                    # bitmap would fail the same way.
+                    _forget(job, found.checkpoint)
+            if why:
+                LOG.warning('Snapshot of %(guest)s is a full image, not '
+                            'incremental: %(why)s',
+                            {'guest': job.guest.name, 'why': why})
+                local.check_space(job, policy.COLD, pending.path)
+                with backup.exported(job, outcome,
+                                     checkpoint=checkpoint) as export:
+                    record.reached(journal.CHECKPOINT)
+                    steps.convert(job, export.uri(job.disk.target), 'raw',
+                                  pending.path)
+            meta.properties.update(
+                incremental_of=None if why else found.image_id,
+                incremental_reason=why or None)
+            stored = base.commit(job, pending, outcome)
+        except BaseException:
+            if _delete_checkpoint(job, checkpoint):
+                record.done(step)
+            raise
+        record.done(step)
+    _prune(job, keep=checkpoint)
+    return model.SnapshotResult(
+        method=plan.method, reason=plan.reason, image=stored.reference,
+        image_id=stored.id, location=stored.location,
+        format=stored.disk_format, size=stored.size,
+        virtual_size=stored.virtual_size, sha256=stored.sha256,
+        seconds=round(time.monotonic() - started, 3),
+        guest=job.guest.name, backend=backend.name,
+        quiesced=outcome.quiesced, disk=job.disk.target,
+        live_copy_style='backup', incremental_of=None if why else
+        found.image_id, incremental_reason=why or None)
+
+
+def _incremental(job: model.SnapshotJob, out_path: str, found: Base,
+                 checkpoint: str, outcome: steps.Outcome) -> str:
+    """Write the blocks changed since ``found`` into ``out_path``, backed
+    by its image; returns '' or, when libvirt refused the checkpoint
+    (nothing is made then), why.
+    """
+    size = int(qemu_img.info(job.conf, job.disk.path, job.disk.format,
+                             force_share=True)['virtual-size'])
+    parent = os.path.join('..', found.image_id,
+                          job.store.image_file(
+                              store_base.ImageMeta('', 'qcow2')))
+    began = False
+    try:
+        with backup.exported(job, outcome, incremental=found.checkpoint,
+                             checkpoint=checkpoint) as export:
+            began = True
+            journal.current().reached(journal.CHECKPOINT)
+            qemu_img.create_qcow2(out_path, size, (parent, 'qcow2'))
+            job.progress('convert', 0.0)
+            changed_blocks.copy_changed(
+                export.uri(job.disk.target),
+                export.bitmap(job.disk.target), out_path,
+                lambda f: job.progress('convert', f))
+            job.progress('convert', 1.0)
+    except exception.LibvirtFailed as e:
+        if began:
+            raise
+        return 'libvirt refused checkpoint %s: %s' % (
+            found.checkpoint, e.kwargs.get('reason', e))
+    return ''
+
+
+def _delete_checkpoint(job: model.SnapshotJob, name: str) -> bool:
+    """Delete checkpoint ``name`` of a failed snapshot; whether it is
+    gone (if not, the journal keeps it for ``recover``).
+    """
+    try:
+        job.guest.delete_checkpoint(name)
+        return True
+    except exception.SnapshotError as e:
+        LOG.error('Could not delete checkpoint %(name)s of %(guest)s: '
+                  '%(err)s', {'name': name, 'guest': job.guest.name,
+                              'err': e})
+        return False
+
+
+def _forget(job: model.SnapshotJob, name: str) -> None:
+    try:
+        job.guest.delete_checkpoint(name, metadata_only=True)
+    except exception.SnapshotError as e:
+        LOG.warning('Could not forget the broken checkpoint %(name)s of '
+                    '%(guest)s: %(err)s',
+                    {'name': name, 'guest': job.guest.name, 'err': e})
+
+
+def _prune(job: model.SnapshotJob, keep: str) -> None:
+    """Delete our checkpoints but ``keep``: the guest needs one bitmap."""
+    for name in job.guest.checkpoint_names():
+        if name.startswith(PREFIX) and name != keep:
+            try:
+                job.guest.delete_checkpoint(name)
+            except exception.SnapshotError as e:
+                LOG.warning('Could not delete the old checkpoint %(name)s '
+                            'of %(guest)s: %(err)s',
+                            {'name': name, 'guest': job.guest.name,
+                             'err': e})

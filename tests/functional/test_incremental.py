@@ -1,0 +1,177 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``snapshot --incremental`` into the directory store, on the real
+libvirt: checkpoints, chains of qcow2 images, and the falls back to a
+full image. The guest is a counter-writing guest of its own (its
+checkpoints would change the other tests' guests).
+"""
+
+import json
+import os
+import shutil
+import uuid
+
+import pytest
+
+from nova_snapshot_ext import exception
+from tests.functional import guest as guest_mod
+from tests.functional.test_snapshot import assert_guest_as_before
+from tests.functional.test_snapshot import assert_no_temp_files
+from tests.functional.test_snapshot import assert_nothing_left
+from tests.functional.test_snapshot import GuestBefore
+from tests.functional.test_snapshot import take
+
+
+@pytest.fixture(scope='module')
+def inc_guest(conn, workroot):
+    name = 'inc-%s' % uuid.uuid4().hex[:6]
+    path = os.path.join(workroot, name)
+    g = guest_mod.TestGuest(conn, path, name, fmt='qcow2')
+    g.start()
+    yield g
+    g.remove()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def checkpoints(g):
+    return [c.getName() for c in g.dom.listAllCheckpoints(0)]
+
+
+def metadata(result):
+    with open(os.path.join(os.path.dirname(result.image),
+                           'metadata.json')) as f:
+        return json.load(f)
+
+
+def whole_disk(result, g, last_before=0):
+    """The chain read as one disk: the guest's data, one point in time,
+    later than ``last_before``.
+    """
+    guest_mod.run('qemu-img', 'check', '-q', '-f', 'qcow2', result.image)
+    check = guest_mod.check_image(result.image, 'qcow2', g.disks.size)
+    assert check.data_sha256 == g.disks.data_sha256
+    assert check.point_in_time, check.counters
+    assert check.last > last_before
+    return check
+
+
+def test_a_chain_of_incremental_images(conf, inc_guest):
+    g = inc_guest
+    before = GuestBefore(g)
+    full = take(conf, g, incremental=True)
+    assert full.incremental_of is None
+    assert 'no checkpoint' in full.incremental_reason
+    assert checkpoints(g) == ['nse-' + full.image_id]
+    first = whole_disk(full, g)
+
+    g.wait_counter(first.last + 600)
+    inc = take(conf, g, incremental=True)
+    assert inc.incremental_of == full.image_id
+    assert inc.incremental_reason is None
+    info = guest_mod.image_info(inc.image, 'qcow2')
+    assert info['backing-filename'] == '../%s/image.qcow2' % full.image_id
+    assert info['backing-filename-format'] == 'qcow2'
+    # Only the counter sectors changed: a few clusters, not the data.
+    assert inc.size < full.size / 20, (inc.size, full.size)
+    second = whole_disk(inc, g, first.last)
+    meta = metadata(inc)
+    assert meta['incremental_of'] == full.image_id
+    assert meta['checkpoint'] == 'nse-' + inc.image_id
+
+    g.wait_counter(second.last + 600)
+    third = take(conf, g, incremental=True)
+    assert third.incremental_of == inc.image_id
+    whole_disk(third, g, second.last)
+    # The guest keeps one bitmap: the newest checkpoint.
+    assert checkpoints(g) == ['nse-' + third.image_id]
+    # A full copy of the chain is a standalone image of the same disk.
+    flat = os.path.join(os.path.dirname(third.image), '..', 'flat.qcow2')
+    guest_mod.run('qemu-img', 'convert', '-f', 'qcow2', '-O', 'qcow2',
+                  third.image, flat)
+    guest_mod.run('qemu-img', 'compare', '-f', 'qcow2', '-F', 'qcow2',
+                  third.image, flat)
+    assert 'backing-filename' not in guest_mod.image_info(flat, 'qcow2')
+    assert_guest_as_before(g, before)
+
+
+def test_an_image_gone_from_the_store_means_a_full_image(conf, inc_guest):
+    g = inc_guest
+    first = take(conf, g, incremental=True)
+    shutil.rmtree(os.path.dirname(first.image))
+    again = take(conf, g, incremental=True)
+    assert again.incremental_of is None
+    assert 'is not in' in again.incremental_reason
+    whole_disk(again, g)
+    assert checkpoints(g) == ['nse-' + again.image_id]
+
+
+def _remove_bitmap(g, name):
+    nodes = json.loads(guest_mod.run(
+        'virsh', '-c', guest_mod.URI, 'qemu-monitor-command', g.name,
+        '{"execute": "query-named-block-nodes"}'))['return']
+    [node] = [n['node-name'] for n in nodes
+              if any(b['name'] == name for b in n.get('dirty-bitmaps', []))]
+    guest_mod.run('virsh', '-c', guest_mod.URI, 'qemu-monitor-command',
+                  g.name, json.dumps({
+                      'execute': 'block-dirty-bitmap-remove',
+                      'arguments': {'node': node, 'name': name}}))
+
+
+def test_a_lost_bitmap_means_a_full_image(conf, inc_guest):
+    g = inc_guest
+    before = GuestBefore(g)
+    first = take(conf, g, incremental=True)
+    _remove_bitmap(g, 'nse-' + first.image_id)
+    again = take(conf, g, incremental=True)
+    assert again.incremental_of is None
+    assert 'libvirt refused checkpoint nse-%s' % first.image_id in \
+        again.incremental_reason
+    assert metadata(again)['incremental_reason'] == \
+        again.incremental_reason
+    whole_disk(again, g)
+    assert checkpoints(g) == ['nse-' + again.image_id]
+    assert_guest_as_before(g, before)
+
+
+@pytest.mark.parametrize('kwargs,reason', [
+    ({'image_format': 'raw'}, 'cannot be'),
+    ({'method': 'cold'}, 'taken live through a backup job'),
+    ({'all_disks': True}, 'of the root disk'),
+])
+def test_what_cannot_be_incremental_is_refused(conf, inc_guest, kwargs,
+                                               reason):
+    before = checkpoints(inc_guest)
+    with pytest.raises(exception.InvalidInput, match=reason):
+        take(conf, inc_guest, incremental=True, **kwargs)
+    assert checkpoints(inc_guest) == before
+    assert_nothing_left(conf)
+
+
+def test_a_failed_incremental_snapshot_deletes_its_checkpoint(conf,
+                                                              inc_guest):
+    g = inc_guest
+    first = take(conf, g, incremental=True)
+    before = checkpoints(g)
+
+    def fail(stage, fraction):
+        if stage == 'convert' and fraction == 1.0:
+            raise exception.SnapshotCancelled(guest=g.name, reason='test')
+
+    with pytest.raises(exception.SnapshotCancelled):
+        take(conf, g, incremental=True, progress=fail)
+    assert checkpoints(g) == before
+    assert_no_temp_files(conf)
+    assert os.listdir(os.path.dirname(os.path.dirname(first.image))) == [
+        first.image_id]
