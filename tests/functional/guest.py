@@ -126,19 +126,34 @@ def _random_file(path: str, size: int, digest) -> None:
             left -= len(chunk)
 
 
-def make_disks(workdir: str, fmt: str, data_mb: int = 64) -> Disks:
+def _hash_zeros(digest, size: int) -> None:
+    """Add ``size`` zero bytes to ``digest``."""
+    zeros = bytes(min(size, 4 * MiB))
+    while size > 0:
+        digest.update(zeros[:size])
+        size -= len(zeros)
+
+
+def make_disks(workdir: str, fmt: str, data_mb: int = 64,
+               disk_mb: int | None = None) -> Disks:
     """A disk of ``data_mb`` MiB random data plus the counter tail.
 
     ``qcow2``: base.raw holds the first half of the data, the qcow2
     overlay disk.qcow2 (backed by it) the second half. ``raw``: one raw
     file.
+
+    :param disk_mb: the disk's virtual size in MiB when larger than the
+        data and the tail: a sparse hole (zeros, in no file) lies between
+        them, and ``data_sha256`` covers it too (it is the hash of
+        everything before the tail, as :func:`check_image` reads it).
     """
     data = data_mb * MiB
-    size = data + TAIL
+    size = max(data + TAIL, (disk_mb or 0) * MiB)
     digest = hashlib.sha256()
     if fmt == 'raw':
         path = os.path.join(workdir, 'disk.raw')
         _random_file(path, data, digest)
+        _hash_zeros(digest, size - TAIL - data)
         with open(path, 'r+b') as f:
             f.truncate(size)
         return Disks(path=path, format='raw', size=size,
@@ -158,6 +173,7 @@ def make_disks(workdir: str, fmt: str, data_mb: int = 64) -> Disks:
         rnd.flush()
         run('qemu-io', '-f', 'qcow2', path, '-c',
             'write -q -s %s %d %d' % (rnd.name, half, data - half))
+    _hash_zeros(digest, size - TAIL - data)
     return Disks(path=path, format='qcow2', size=size,
                  data_sha256=digest.hexdigest(), base=base)
 
@@ -225,7 +241,8 @@ class TestGuest:
                  agent_channel: bool = True,
                  disks: 'Disks | Callable[[Disks, str], Disks] | None' = None,
                  readback: bool = False, uuid: str | None = None,
-                 agent: str | None = None) -> None:
+                 agent: str | None = None,
+                 disk_mb: int | None = None) -> None:
         """:param disks: the disks to use, or a function that turns the
             made ones into others (e.g. moves them into RBD) given the
             domain name.
@@ -235,6 +252,8 @@ class TestGuest:
             an ext4 filesystem for it to freeze; ``'hang'``: an agent whose
             ``guest-fsfreeze-freeze`` never returns. :meth:`start` then
             also waits for the agent to connect.
+        :param disk_mb: the made disk's virtual size, when larger than
+            its data (see :func:`make_disks`).
         """
         if agent not in (None, 'on', 'hang'):
             raise ValueError('agent must be None, "on" or "hang"')
@@ -252,7 +271,7 @@ class TestGuest:
         if isinstance(disks, Disks):
             self.disks = disks
         else:
-            self.disks = make_disks(workdir, fmt, data_mb)
+            self.disks = make_disks(workdir, fmt, data_mb, disk_mb)
             if disks is not None:
                 self.disks = disks(self.disks, self.name)
         self.dom = conn.defineXML(domain_xml(self.name, self.disks,
