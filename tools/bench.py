@@ -12,39 +12,63 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""How fast is a snapshot of a running guest, next to what an operator
-would do by hand?
+"""How fast is a live snapshot of a running guest, next to what an
+operator would do by hand, to the upload alone, and to the physical
+limit; how much does it stage on the host and slow the guest?
 
 Run it from the top of the repository, as root, on the real stack
-(``tools/stack.sh up``)::
+(``tools/stack.sh up``: its libvirtd and its Glance)::
 
-    python -m tools.bench [--data-mb 1024] [--repeat 3] [--json FILE]
+    python -m tools.bench [--sizes 1024,4096] [--disk-factor 2]
+                          [--repeat 3] [--json FILE] [--keep]
 
-One counter-writing test guest (``tests/functional/guest.py``) runs on a
-qcow2 overlay over a raw base that together hold ``--data-mb`` MiB of
-random data. Every variant below runs ``--repeat`` times on that guest,
-interleaved, in an order that rotates from round to round, and the median
-is reported:
+(``--data-mb N`` is ``--sizes N``.) For each size, one counter-writing
+test guest (``tests/functional/guest.py``) runs on a qcow2 overlay over
+a raw base that together hold that many MiB of random data, on a sparse
+disk ``--disk-factor`` times larger (the rest reads as zeros and is in
+no file). Every variant below runs ``--repeat`` times on that guest,
+interleaved, in an order that rotates from round to round, and the
+median is reported; the sizes are printed side by side:
 
-* **raw read**: read every byte of the disk chain (base.raw and
+* **raw read**: read every byte of the disk chain's files (base.raw and
   disk.qcow2) into nothing: the physical limit.
 * **plain convert**: ``qemu-img convert -U`` of the running disk, what an
   operator would type. ``-U`` reads a disk QEMU is writing, so the image
-  is not one point in time: it is a baseline, not a method.
+  is not one point in time: a baseline, not a method.
+* **plain convert + fsync + sha256**: the same run, with the fsync and
+  the sha256 of its output that the directory store does when it commits
+  an image: the honest baseline of ours into the directory store.
 * **manual procedure**: ``virsh blockcopy --shallow --reuse-external
   --transient-job --finish`` into a delta created beforehand, then
   ``qemu-img convert`` of the delta; the classic recipe.
-* **ours live** and **ours cold**: :func:`snapshot.take_snapshot` into a
-  file store, with the time of each stage from the progress callback.
+* **ours mirror/backup -> directory**: :func:`snapshot.take_snapshot`,
+  live, qcow2, into a directory store, with ``[snapshot_libvirt]
+  live_copy_style`` ``blockcopy`` (a mirror into a delta, then a convert)
+  and ``backup`` (libvirt's backup API, pull mode).
+* **Glance: upload alone, raw / qcow2**: the Glance store uploading an
+  existing image file equal to the snapshot (the guest's disk converted
+  beforehand): the baseline of ours into Glance.
+* **ours -> Glance**: ``backup`` raw (streamed, no file on the host),
+  ``backup`` qcow2 and ``blockcopy`` qcow2 (both stage their image),
+  into the stack's Glance.
+
+For each of ours (see :mod:`tools.bench_backup`), a thread samples the
+bytes allocated by the files under the snapshot's ``[snapshot]
+temp_directory`` every 0.1 s (the directory store's image is elsewhere
+and does not count): the peak staged. The guest's counter is read from
+its disk (the counter sectors, where they lie in disk.qcow2) right
+before and right after the snapshot, and before that over an idle window
+of about the same length: the guest's write rate during the job, as a
+share of its idle rate. The issue's targets are printed with the
+figures, each marked PASS or FAIL.
 
 The page cache is not dropped (that needs a quiet host and is not always
 allowed); instead an unmeasured read and convert warm it, ``os.sync()``
-runs before each variant, and every variant reads equally warm data. The
-stages section shows where the time of ours goes, and what a durable,
-hashed image (fsync + sha256, as the file store does) adds to the plain
-convert. Each output image is deleted right after its measurement. The
-guest is destroyed and undefined and the work directory removed at the
-end, whatever happens (``--keep`` keeps the directory).
+runs before each variant, and every variant reads equally warm data.
+Each output image (file or Glance image) is deleted right after its
+measurement. The guest is destroyed and undefined, the Glance images of
+the run deleted and the work directory removed at the end, whatever
+happens, SIGTERM included (``--keep`` keeps the directory).
 """
 
 import argparse
@@ -63,10 +87,8 @@ import uuid
 
 import libvirt
 
-from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext import policy
-from nova_snapshot_ext import snapshot
 from tests.functional import conftest
 from tests.functional import guest as guest_mod
 
@@ -74,18 +96,13 @@ MiB = 1024 * 1024
 URI = guest_mod.URI
 BUFFER = 8 * MiB
 
-RAW_READ = 'raw read (disk chain)'
+RAW_READ = 'raw read (disk chain files)'
 PLAIN = 'plain qemu-img convert -U'
+DURABLE = 'plain convert + fsync + sha256'
 MANUAL = 'manual blockcopy + convert'
-LIVE = 'ours live (result.seconds)'
-LIVE_WALL = 'ours live (wall)'
-COLD = 'ours cold (result.seconds)'
-COLD_WALL = 'ours cold (wall)'
-DOWNTIME = 'cold downtime'
-ROWS = (RAW_READ, PLAIN, MANUAL, LIVE, LIVE_WALL, COLD, COLD_WALL,
-        DOWNTIME)
-
-LIVE_TARGET = 1.20
+#: Sizes of data (MiB) compared when neither --sizes nor --data-mb is
+#: given.
+DEFAULT_SIZES = (1024, 4096)
 #: A row whose (max - min) / median is above this is called noisy.
 NOISY = 0.25
 
@@ -180,10 +197,12 @@ def other_guests(conn: libvirt.virConnect, name: str) -> list[str]:
 
 
 class Bench:
-    """The measurements on one running guest."""
+    """The measurements on one running guest: the baselines. Subclasses
+    add their variants to :meth:`variants`.
+    """
 
     def __init__(self, args: argparse.Namespace, guest: guest_mod.TestGuest,
-                 workdir: str) -> None:
+                 workdir: str, data_mb: int) -> None:
         self.args = args
         self.guest = guest
         self.disks = guest.disks
@@ -192,12 +211,13 @@ class Bench:
         os.makedirs(self.outdir, mode=0o755, exist_ok=True)
         self.store = os.path.join(workdir, 'store')
         self.conf = conftest.make_conf(workdir)
-        self.data = args.data_mb * MiB
-        self.samples: dict[str, list[float]] = {row: [] for row in ROWS}
+        self.data_mb = data_mb
+        self.data = data_mb * MiB
+        self.samples: dict[str, list[float]] = {}
         self.stages: dict[str, dict[str, list[float]]] = {}
 
     def record(self, row: str, seconds: float) -> None:
-        self.samples[row].append(seconds)
+        self.samples.setdefault(row, []).append(seconds)
 
     def stage(self, variant: str, name: str, seconds: float) -> None:
         self.stages.setdefault(variant, {}).setdefault(name, []).append(
@@ -215,29 +235,45 @@ class Bench:
         return [self.disks.base, self.disks.path]
 
     def raw_read(self) -> float:
+        """Seconds to read what the chain's files hold (holes skipped)."""
         buf = bytearray(BUFFER)
         started = time.monotonic()
         for path in self.chain():
             with open(path, 'rb', buffering=0) as f:
-                while f.readinto(buf):
-                    pass
+                at = 0
+                while True:
+                    try:
+                        at = os.lseek(f.fileno(), at, os.SEEK_DATA)
+                    except OSError:
+                        break
+                    end = os.lseek(f.fileno(), at, os.SEEK_HOLE)
+                    while at < end:
+                        got = os.preadv(f.fileno(), [memoryview(buf)[
+                            :min(BUFFER, end - at)]], at)
+                        if not got:
+                            break
+                        at += got
         return time.monotonic() - started
 
     def plain_convert(self) -> None:
+        """The plain convert, and (in the same run) the plain convert
+        followed by the fsync and sha256 of its output.
+        """
         out = os.path.join(self.outdir, 'plain.qcow2')
         try:
-            self.record(PLAIN, timed(
-                'qemu-img', 'convert', '-U', '-f', 'qcow2', '-O', 'qcow2',
-                self.disks.path, out))
+            convert = timed('qemu-img', 'convert', '-U', '-f', 'qcow2',
+                            '-O', 'qcow2', self.disks.path, out)
             self.check_size('plain convert', os.path.getsize(out))
-            # NOTE: not in the row: what the file store adds to a convert
-            # (qemu-img convert does not flush its output by default).
+            # NOTE: what the file store adds to a convert (qemu-img
+            # convert does not flush its output by default).
             synced, hashed = sync_and_hash(out)
         finally:
             remove(out)
-        self.stage('plain', 'fsync of the output (not in the row)', synced)
-        self.stage('plain', 'sha256 of the output (not in the row)',
-                   hashed)
+        self.record(PLAIN, convert)
+        self.record(DURABLE, convert + synced + hashed)
+        self.stage(DURABLE, 'qemu-img convert', convert)
+        self.stage(DURABLE, 'fsync of the output', synced)
+        self.stage(DURABLE, 'sha256 of the output', hashed)
 
     def manual(self) -> None:
         delta = os.path.join(self.outdir, 'manual-delta.qcow2')
@@ -260,68 +296,16 @@ class Bench:
             remove(delta)
             remove(out)
         self.record(MANUAL, copy + convert)
-        self.stage('manual', 'qemu-img create (not in the row)', create)
-        self.stage('manual', 'virsh blockcopy --finish', copy)
-        self.stage('manual', 'qemu-img convert', convert)
+        self.stage(MANUAL, 'qemu-img create (not in the row)', create)
+        self.stage(MANUAL, 'virsh blockcopy --finish', copy)
+        self.stage(MANUAL, 'qemu-img convert', convert)
 
-    def ours(self, method: str) -> None:
-        calls: dict[str, list[float]] = {}
-
-        def progress(stage: str, fraction: float) -> None:
-            calls.setdefault(stage, []).append(time.monotonic())
-
-        request = snapshot.SnapshotRequest(
-            guest=self.guest.name, name='bench', method=method,
-            store='file://' + self.store)
-        started = time.monotonic()
-        try:
-            result = snapshot.take_snapshot(request, conf=self.conf,
-                                            progress=progress)
-        except exception.SnapshotError as e:
-            raise BenchError('ours %s failed: %s' % (method, e))
-        ended = time.monotonic()
-        try:
-            if result.method != method:
-                raise BenchError('asked for a %s snapshot, got %s: %s' % (
-                    method, result.method, result.reason))
-            self.check_size('ours %s' % method, result.size)
-            # NOTE: the file store hashes the image in its commit; hash it
-            # again (warm) to see how much of the commit that is.
-            _, hashed = sync_and_hash(result.location, sync=False)
-        finally:
-            shutil.rmtree(os.path.dirname(result.location),
-                          ignore_errors=True)
-        wall = ended - started
-        if method == 'live':
-            self.record(LIVE, result.seconds)
-            self.record(LIVE_WALL, wall)
-        else:
-            self.record(COLD, result.seconds)
-            self.record(COLD_WALL, wall)
-            self.record(DOWNTIME, result.downtime)
-        convert, upload = calls['convert'], calls['upload']
-        if method == 'live':
-            # copy: 0.0, the fractions while the mirror catches up (the
-            # last one when it is ready), then 1.0 once the job is cut.
-            copy = calls['copy']
-            ready = copy[-2] if len(copy) > 2 else copy[0]
-            self.stage(method, 'setup (until the copy starts)',
-                       copy[0] - started)
-            self.stage(method, 'copy: mirror until ready',
-                       ready - copy[0])
-            self.stage(method, 'copy: cut (freeze try, abort)',
-                       copy[-1] - ready)
-            self.stage(method, 'convert (delta + base)',
-                       convert[-1] - convert[0])
-        else:
-            self.stage(method, 'setup + managed save',
-                       convert[0] - started)
-            self.stage(method, 'convert (disk + base)',
-                       convert[-1] - convert[0])
-            self.stage(method, 'restore', upload[0] - convert[-1])
-        self.stage(method, 'commit (fsync, info, sha256, rename)',
-                   ended - upload[0])
-        self.stage(method, '  of which sha256 alone (re-measured)', hashed)
+    def variants(self) -> list[tuple[str, Callable[[], object]]]:
+        return [
+            ('raw read', lambda: self.record(RAW_READ, self.raw_read())),
+            ('plain convert', self.plain_convert),
+            ('manual procedure', self.manual),
+        ]
 
     # -- the run -------------------------------------------------------
     def warm_up(self) -> None:
@@ -341,22 +325,18 @@ class Bench:
             remove(out)
 
     def run(self) -> None:
-        print('warm-up', file=sys.stderr, flush=True)
+        print('%d MiB: warm-up' % self.data_mb, file=sys.stderr,
+              flush=True)
         self.warm_up()
-        variants = (
-            ('raw read', lambda: self.record(RAW_READ, self.raw_read())),
-            ('plain convert', self.plain_convert),
-            ('manual procedure', self.manual),
-            ('ours live', lambda: self.ours('live')),
-            ('ours cold', lambda: self.ours('cold')),
-        )
+        variants = self.variants()
         for rep in range(self.args.repeat):
             # NOTE: the order rotates from round to round, so that no
             # variant always follows the same one (and its write-back).
             shift = rep % len(variants)
             for name, measure in variants[shift:] + variants[:shift]:
-                print('round %d/%d: %s' % (rep + 1, self.args.repeat, name),
-                      file=sys.stderr, flush=True)
+                print('%d MiB, round %d/%d: %s' % (
+                    self.data_mb, rep + 1, self.args.repeat, name),
+                    file=sys.stderr, flush=True)
                 # NOTE: no variant pays for the write-back of another.
                 os.sync()
                 measure()
@@ -368,119 +348,12 @@ class Bench:
         return {row: statistics.median(values)
                 for row, values in self.samples.items() if values}
 
-
-def report(bench: Bench, facts: dict, args: argparse.Namespace) -> dict:
-    medians = bench.medians()
-    plain = medians[PLAIN]
-    data_mib = args.data_mb
-    chain_mib = sum(os.path.getsize(p) for p in bench.chain()) / MiB
-    lines = [
-        'nova-snapshot-ext benchmark: one running guest, %d MiB of data'
-        % data_mib,
-        'data: %d MiB random data + %d MiB counter tail, qcow2 overlay '
-        'over a raw base (virtual size %d MiB; raw read reads %.0f MiB '
-        'of files, partly sparse)' % (
-            data_mib, guest_mod.TAIL // MiB, bench.disks.size // MiB,
-            chain_mib),
-        'host: libvirt %(libvirt)s, QEMU %(qemu)s, qemu-img %(qemu_img)s, '
-        '%(cores)s cores (%(cpu)s), %(ram_gib)s GiB RAM, Linux %(kernel)s'
-        % facts,
-        'guest: %s, TCG, 1 vCPU, writing its counter all along; other '
-        'active guests: %s' % (
-            bench.guest.name, ', '.join(facts['others']) or 'none'),
-        'load average (1/5/15 min): before %s, after %s' % (
-            '/'.join('%.2f' % x for x in facts['load_before']),
-            '/'.join('%.2f' % x for x in facts['load_after'])),
-        'method: each variant runs %d times, interleaved, in an order '
-        'that rotates each round; median reported' % args.repeat,
-        'cache: the page cache is NOT dropped; one unmeasured read and '
-        'one unmeasured convert warm it and os.sync() runs before each '
-        'variant, so every row starts equally warm, with no write-back '
-        'pending',
-        'note: the guest disk has cache=none, so QEMU writes the live '
-        'copy (delta) with O_DIRECT: ours live and the manual procedure '
-        'read it back from the disk, not from the page cache',
-        'MiB/s = data MiB / seconds; ratio = seconds / plain convert',
-        '',
-    ]
-    width = max(len(row) for row in ROWS)
-    lines.append('%-*s %9s %9s %7s  %s' % (width, 'variant', 'median s',
-                                           'MiB/s', 'ratio', 'min..max s'))
-    rows = []
-    for row in ROWS:
-        if row not in medians:
-            continue
-        seconds = medians[row]
-        mibs = data_mib / seconds if seconds else 0.0
-        ratio = seconds / plain if plain else 0.0
-        values = bench.samples[row]
-        lines.append('%-*s %9.2f %9.1f %7.2f  %.2f..%.2f' % (
-            width, row, seconds, mibs, ratio, min(values), max(values)))
-        rows.append({'name': row, 'seconds': round(seconds, 3),
-                     'mib_per_s': round(mibs, 1), 'ratio': round(ratio, 3),
-                     'samples': [round(v, 3) for v in values]})
-    lines.append('')
-    lines.append('stages (median s):')
-    stages: dict[str, dict[str, dict]] = {}
-    width = max(len(name) for names in bench.stages.values()
-                for name in names)
-    for variant, names in bench.stages.items():
-        stages[variant] = {}
-        for name, values in names.items():
-            median = statistics.median(values)
-            stages[variant][name.strip()] = {
-                'median': round(median, 3),
-                'samples': [round(v, 3) for v in values]}
-            lines.append('  %-6s %-*s %7.2f' % (
-                variant, width, name, median))
-    noisy = [row['name'] for row in rows
-             if row['seconds'] and
-             (max(row['samples']) - min(row['samples'])) /
-             row['seconds'] > NOISY]
-    lines += [
-        '',
-        'noise: %s' % (
-            'max - min is over %d%% of the median for: %s' % (
-                NOISY * 100, ', '.join(noisy)) if noisy else
-            'every row within %d%% of its median' % (NOISY * 100)
-            if args.repeat > 1 else 'one run each, not known'),
-    ]
-    live, manual = medians[LIVE_WALL], medians[MANUAL]
-    live_ratio = live / plain
-    durable = plain + sum(
-        statistics.median(values)
-        for values in bench.stages.get('plain', {}).values())
-    lines += [
-        'for reference: plain convert + fsync + sha256 of its output '
-        '(what the file store adds) = %.2f s; ours live / that = %.2f' % (
-            durable, live / durable),
-        '',
-        'verdicts use the wall time of ours live (take_snapshot() call):',
-        'ours live / plain convert = %.2f (target <= %.2f): %s' % (
-            live_ratio, LIVE_TARGET,
-            'met' if live_ratio <= LIVE_TARGET else 'MISSED'),
-        'ours live vs manual procedure: %.2f s vs %.2f s (target: '
-        'faster): %s' % (live, manual, 'met' if live < manual else
-                         'MISSED'),
-    ]
-    print('\n'.join(lines), flush=True)
-    return {
-        'data_mb': data_mib,
-        'disk_virtual_size': bench.disks.size,
-        'repeat': args.repeat,
-        'host': facts,
-        'guest': bench.guest.name,
-        'rows': rows,
-        'stages': stages,
-        'verdicts': {
-            'live_over_plain': round(live_ratio, 3),
-            'live_over_plain_target': LIVE_TARGET,
-            'live_seconds': round(live, 3),
-            'manual_seconds': round(manual, 3),
-            'plain_fsync_sha256_seconds': round(durable, 3),
-        },
-        'noisy_rows': noisy,
-    }
+    def noisy(self) -> list[str]:
+        """The rows whose spread is over :data:`NOISY` of their median."""
+        return [row for row, values in self.samples.items()
+                if len(values) > 1 and statistics.median(values) and
+                (max(values) - min(values)) /
+                statistics.median(values) > NOISY]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser,
@@ -522,21 +395,48 @@ def run_main(measure: Callable[[], object]) -> int:
     return 0
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(',') if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError('a comma-separated list of MiB')
+    if not sizes or min(sizes) < 2:
+        raise argparse.ArgumentTypeError('sizes of at least 2 MiB')
+    return sizes
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='python -m tools.bench',
-        description='Benchmark live and cold snapshots of a running '
-                    'guest against a raw read, a plain qemu-img convert '
-                    'and the manual blockcopy procedure.')
-    add_common_arguments(parser, 'on the guest disk')
+        description='Benchmark live snapshots of a running guest (backup '
+                    'and mirror copy styles, into a directory and into '
+                    'Glance) against a raw read, a plain qemu-img '
+                    'convert, the manual blockcopy procedure and the '
+                    'upload alone.')
+    add_common_arguments(parser, 'on the guest disk (one size: --sizes N)')
+    parser.set_defaults(data_mb=None)
+    parser.add_argument('--sizes', type=_sizes,
+                        help='MiB of random data of each guest disk, '
+                             'compared side by side (default: %s)' %
+                             ','.join(map(str, DEFAULT_SIZES)))
+    parser.add_argument('--disk-factor', type=float, default=2.0,
+                        help='virtual size of the disk / its data; the '
+                             'rest is a sparse hole (default: '
+                             '%(default)s)')
     parser.add_argument('--keep', action='store_true',
-                        help='keep the work directory (disks, serial log, '
-                             'state) for debugging')
+                        help='keep the work directories (disks, serial '
+                             'logs, state) for debugging')
     args = parser.parse_args(argv)
-    if args.data_mb < 2:
+    if args.sizes and args.data_mb:
+        parser.error('--sizes and --data-mb are one option: give one')
+    args.sizes = args.sizes or ([args.data_mb] if args.data_mb else
+                                list(DEFAULT_SIZES))
+    if min(args.sizes) < 2:
         parser.error('--data-mb must be at least 2')
     if args.repeat < 1:
         parser.error('--repeat must be at least 1')
+    if args.disk_factor < 1:
+        parser.error('--disk-factor must be at least 1')
     return args
 
 
@@ -547,25 +447,26 @@ def connect() -> libvirt.virConnect:
         raise BenchError(str(e))
 
 
-def bench(args: argparse.Namespace) -> dict:
+def on_guest(args: argparse.Namespace, data_mb: int,
+             measure: Callable[[guest_mod.TestGuest, str], object]
+             ) -> object:
+    """``measure(guest, workdir)`` on a fresh running test guest with
+    ``data_mb`` MiB of data, on a disk ``--disk-factor`` times larger;
+    the guest destroyed and undefined and its work directory removed
+    afterwards, whatever happens.
+    """
     conn = connect()
-    root = guest_mod.work_root()
     tag = 'bench-%s' % uuid.uuid4().hex[:8]
-    workdir = os.path.join(root, tag)
+    workdir = os.path.join(guest_mod.work_root(), tag)
     guest = None
     try:
-        facts = host_facts(conn)
         print('preparing %d MiB of data and booting %s%s' % (
-            args.data_mb, guest_mod.PREFIX, tag), file=sys.stderr,
-            flush=True)
-        guest = guest_mod.TestGuest(conn, workdir, tag, fmt='qcow2',
-                                    data_mb=args.data_mb)
+            data_mb, guest_mod.PREFIX, tag), file=sys.stderr, flush=True)
+        guest = guest_mod.TestGuest(
+            conn, workdir, tag, fmt='qcow2', data_mb=data_mb,
+            disk_mb=int(data_mb * args.disk_factor))
         guest.start()
-        facts['others'] = other_guests(conn, guest.name)
-        runner = Bench(args, guest, workdir)
-        runner.run()
-        facts['load_after'] = os.getloadavg()
-        figures = report(runner, facts, args)
+        return measure(guest, workdir)
     finally:
         try:
             if guest is not None:
@@ -576,13 +477,14 @@ def bench(args: argparse.Namespace) -> dict:
                 print('kept %s' % workdir, file=sys.stderr)
             else:
                 shutil.rmtree(workdir, ignore_errors=True)
-    write_json(args.json, figures)
-    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
+    # NOTE: imported here: tools.bench_backup builds on this module.
+    from tools import bench_backup
+
     args = parse_args(argv)
-    return run_main(lambda: bench(args))
+    return run_main(lambda: bench_backup.compare(args))
 
 
 if __name__ == '__main__':
