@@ -140,9 +140,12 @@ def snapshot(backend: base.ImageBackend,
                     # bitmap would fail the same way.
                     _forget(job, found.checkpoint)
             if why:
-                LOG.warning('Snapshot of %(guest)s is a full image, not '
-                            'incremental: %(why)s',
-                            {'guest': job.guest.name, 'why': why})
+                # NOTE: the first of a chain is full as a matter of
+                # course; a chain cut short is worth a warning.
+                (LOG.info if found is None else LOG.warning)(
+                    'Snapshot of %(guest)s is a full image, not '
+                    'incremental: %(why)s',
+                    {'guest': job.guest.name, 'why': why})
                 local.check_space(job, policy.COLD, pending.path)
                 with backup.exported(job, outcome,
                                      checkpoint=checkpoint) as export:

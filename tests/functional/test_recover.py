@@ -50,6 +50,7 @@ POINTS = [
     ('rebase', ['--method', 'live'], 'domain_xml'),
     ('rebase', ['--method', 'live'], 'block_job'),
     ('backup', ['--method', 'live'], 'backup_job'),
+    ('incremental', ['--method', 'live', '--incremental'], 'checkpoint'),
     ('cold', ['--method', 'cold'], 'managed_save'),
     ('glance', ['--method', 'live'], 'glance_image'),
     ('rbd', [], 'rbd_snap'),
@@ -67,7 +68,8 @@ class Run:
         with open(self.conf_file, 'w') as f:
             f.write('[DEFAULT]\nstate_path = %s\n' % self.state)
             f.write('[snapshot_libvirt]\nlive_copy_style = %s\n' % (
-                method if method in ('rebase', 'backup') else 'blockcopy'))
+                method if method in ('rebase', 'backup') else
+                'backup' if method == 'incremental' else 'blockcopy'))
             f.write('[snapshot_rbd]\nceph_conf = %s\nuser = admin\n' %
                     ceph_stack.ceph_conf())
         env = dict(os.environ, **{journal.TEST_STOP_AFTER: step})
@@ -78,7 +80,7 @@ class Run:
             env=env)
         self.wait_stopped()
         self.journal = self.read_journal()
-        assert self.journal.steps[-1].kind == step
+        assert step in [s.kind for s in self.journal.steps]
 
     def cmd(self, *args):
         return [sys.executable, '-m', 'nova_snapshot_ext.cmd.main',
@@ -140,6 +142,9 @@ def assert_nothing_left(run, g, before, store, images_before):
         assert data['snap'] not in snaps
         assert not [s for s in json.loads(snaps)
                     if rbd_backend.SNAP_RE.match(s['name'])]
+    names = [c.getName() for c in g.dom.listAllCheckpoints(0)]
+    for data in run.made(journal.CHECKPOINT):
+        assert data['name'] not in names
     for data in run.made(journal.RBD_CLONE):
         listed = guest_mod.run('rbd', '-c', ceph_stack.ceph_conf(), 'ls',
                                data['pool'])
