@@ -13,7 +13,7 @@
 # under the License.
 
 """How fast is a live snapshot of a running guest, next to what an
-operator would do by hand, to the upload alone, and to the physical
+operator would do by hand, to the upload alone and to the physical
 limit; how much does it stage on the host and slow the guest?
 
 Run it from the top of the repository, as root, on the real stack
@@ -22,53 +22,44 @@ Run it from the top of the repository, as root, on the real stack
     python -m tools.bench [--sizes 1024,4096] [--disk-factor 2]
                           [--repeat 3] [--json FILE] [--keep]
 
-(``--data-mb N`` is ``--sizes N``.) For each size, one counter-writing
+(``--data-mb N`` is ``--sizes N``.) For each size, a counter-writing
 test guest (``tests/functional/guest.py``) runs on a qcow2 overlay over
 a raw base that together hold that many MiB of random data, on a sparse
-disk ``--disk-factor`` times larger (the rest reads as zeros and is in
-no file). Every variant below runs ``--repeat`` times on that guest,
-interleaved, in an order that rotates from round to round, and the
-median is reported; the sizes are printed side by side:
+disk ``--disk-factor`` times larger. Every variant runs ``--repeat``
+times, interleaved, in an order that rotates each round; medians are
+printed, the sizes side by side:
 
-* **raw read**: read every byte of the disk chain's files (base.raw and
-  disk.qcow2) into nothing: the physical limit.
+* **raw read**: read what the disk chain's files hold (holes skipped):
+  the physical limit.
 * **plain convert**: ``qemu-img convert -U`` of the running disk, what an
-  operator would type. ``-U`` reads a disk QEMU is writing, so the image
-  is not one point in time: a baseline, not a method.
+  operator would type (not one point in time: a baseline, not a method).
 * **plain convert + fsync + sha256**: the same run, with the fsync and
-  the sha256 of its output that the directory store does when it commits
-  an image: the honest baseline of ours into the directory store.
+  sha256 of its output that the directory store does on commit: the
+  honest baseline of ours into the directory store.
 * **manual procedure**: ``virsh blockcopy --shallow --reuse-external
-  --transient-job --finish`` into a delta created beforehand, then
-  ``qemu-img convert`` of the delta; the classic recipe.
-* **ours mirror/backup -> directory**: :func:`snapshot.take_snapshot`,
-  live, qcow2, into a directory store, with ``[snapshot_libvirt]
-  live_copy_style`` ``blockcopy`` (a mirror into a delta, then a convert)
-  and ``backup`` (libvirt's backup API, pull mode).
+  --transient-job --finish`` into a delta, then ``qemu-img convert``.
+* **ours mirror / backup -> directory**: :func:`snapshot.take_snapshot`,
+  live, qcow2, into a directory store, ``[snapshot_libvirt]
+  live_copy_style`` ``blockcopy`` (mirror into a delta, then convert) or
+  ``backup`` (libvirt's backup API, pull mode).
 * **Glance: upload alone, raw / qcow2**: the Glance store uploading an
-  existing image file equal to the snapshot (the guest's disk converted
-  beforehand): the baseline of ours into Glance.
+  existing image equal to the snapshot: the baseline of ours into Glance.
 * **ours -> Glance**: ``backup`` raw (streamed, no file on the host),
-  ``backup`` qcow2 and ``blockcopy`` qcow2 (both stage their image),
-  into the stack's Glance.
+  ``backup`` qcow2 and ``blockcopy`` qcow2 (both stage their image).
 
-For each of ours (see :mod:`tools.bench_backup`), a thread samples the
-bytes allocated by the files under the snapshot's ``[snapshot]
-temp_directory`` every 0.1 s (the directory store's image is elsewhere
-and does not count): the peak staged. The guest's counter is read from
-its disk (the counter sectors, where they lie in disk.qcow2) right
-before and right after the snapshot, and before that over an idle window
-of about the same length: the guest's write rate during the job, as a
-share of its idle rate. The issue's targets are printed with the
-figures, each marked PASS or FAIL.
+For each of ours (:mod:`tools.bench_backup`), a thread samples the bytes
+allocated under the snapshot's ``[snapshot] temp_directory`` every 0.1 s
+(the directory store's image is elsewhere): the peak staged. The guest's
+counter, read from its disk, gives its write rate during the job and
+over an idle window of about the same length just before. The issue's
+targets are printed with the figures, marked PASS or FAIL.
 
-The page cache is not dropped (that needs a quiet host and is not always
-allowed); instead an unmeasured read and convert warm it, ``os.sync()``
-runs before each variant, and every variant reads equally warm data.
-Each output image (file or Glance image) is deleted right after its
-measurement. The guest is destroyed and undefined, the Glance images of
-the run deleted and the work directory removed at the end, whatever
-happens, SIGTERM included (``--keep`` keeps the directory).
+The page cache is not dropped; an unmeasured read and convert warm it
+and ``os.sync()`` runs before each variant. Every image (file or Glance
+image) is deleted after its measurement; the guest is destroyed and
+undefined, the run's Glance images deleted and the work directory
+removed at the end, whatever happens, SIGTERM included (``--keep`` keeps
+the directory).
 """
 
 import argparse
@@ -148,17 +139,16 @@ def remove(path: str) -> None:
         pass
 
 
-def sync_and_hash(path: str, sync: bool = True) -> tuple[float, float]:
+def sync_and_hash(path: str) -> tuple[float, float]:
     """Seconds to fsync ``path`` and to sha256 it, as the file store
     does when it commits an image.
     """
     started = time.monotonic()
-    if sync:
-        fd = os.open(path, os.O_RDWR)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     synced = time.monotonic()
     with open(path, 'rb') as f:
         hashlib.file_digest(f, 'sha256')
@@ -427,16 +417,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='keep the work directories (disks, serial '
                              'logs, state) for debugging')
     args = parser.parse_args(argv)
-    if args.sizes and args.data_mb:
-        parser.error('--sizes and --data-mb are one option: give one')
-    args.sizes = args.sizes or ([args.data_mb] if args.data_mb else
-                                list(DEFAULT_SIZES))
-    if min(args.sizes) < 2:
-        parser.error('--data-mb must be at least 2')
-    if args.repeat < 1:
-        parser.error('--repeat must be at least 1')
-    if args.disk_factor < 1:
-        parser.error('--disk-factor must be at least 1')
+    if args.sizes is None:
+        args.sizes = [args.data_mb] if args.data_mb else list(DEFAULT_SIZES)
+    if min(args.sizes) < 2 or args.repeat < 1 or args.disk_factor < 1:
+        parser.error('sizes are at least 2 MiB, --repeat and '
+                     '--disk-factor at least 1')
     return args
 
 

@@ -12,11 +12,9 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Ours against the baselines of :mod:`tools.bench`: the live copy
-styles into the directory store and into Glance, the upload alone, the
-bytes staged on the host and the guest's write rate during the job.
-
-Run through ``python -m tools.bench`` (its docstring lists the rows).
+"""Ours against the baselines of :mod:`tools.bench` (whose docstring
+lists the rows; run it): the live copy styles into the directory store
+and into Glance, the bytes staged and the guest's write rate meanwhile.
 """
 
 import argparse
@@ -24,7 +22,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import threading
 import time
 
@@ -55,7 +52,7 @@ UPLOAD_QCOW2 = 'Glance: upload alone, qcow2'
 INCREMENTAL: tuple = ()
 ROWS = (bench.RAW_READ, bench.PLAIN, bench.DURABLE, bench.MANUAL,
         MIRROR_DIR, BACKUP_DIR, UPLOAD_RAW, UPLOAD_QCOW2, BACKUP_RAW,
-        BACKUP_QCOW2, MIRROR_QCOW2)
+        BACKUP_QCOW2, MIRROR_QCOW2) + tuple(v[0] for v in INCREMENTAL)
 
 #: The issue's targets.
 BACKUP_OVER_DURABLE = 1.10
@@ -164,10 +161,11 @@ class Comparison(bench.Bench):
     """The baselines, ours and the uploads alone on one guest."""
 
     def __init__(self, args: argparse.Namespace, guest: guest_mod.TestGuest,
-                 workdir: str, data_mb: int, glance_url: str) -> None:
+                 workdir: str, data_mb: int, glance_url: str,
+                 image_name: str) -> None:
         super().__init__(args, guest, workdir, data_mb)
         self.url = glance_url
-        self.image_name = 'bench-%s' % os.path.basename(workdir)
+        self.image_name = image_name
         self.counter = Counter(self.disks)
         #: Row -> one dict per run: staged peak (and of it the scratch
         #: file's), image size, guest writes/s idle and during the job.
@@ -188,11 +186,6 @@ class Comparison(bench.Bench):
             found.append((variant[0], lambda v=variant: self.ours(*v)))
         return found
 
-    def store_spec(self, store: str) -> str:
-        if store == 'glance':
-            return 'glance+' + self.url
-        return 'file://' + self.store
-
     def upload(self, fmt: str) -> None:
         row = UPLOAD_RAW if fmt == 'raw' else UPLOAD_QCOW2
         seconds, size = bench_glance.upload_alone(
@@ -207,7 +200,9 @@ class Comparison(bench.Bench):
         events: list[tuple[float, str]] = []
         request = snapshot.SnapshotRequest(
             guest=self.guest.name, name=self.image_name, method='live',
-            image_format=fmt, store=self.store_spec(store))
+            image_format=fmt, store=('glance+' + self.url
+                                     if store == 'glance' else
+                                     'file://' + self.store))
         # NOTE: the idle window, right before, about as long as the job.
         window = self.samples.get(row, [2.0 + 3.0 * self.data / 1024 ** 3])
         idle = self.counter.rate(min(IDLE_MAX, window[-1]))
@@ -322,8 +317,8 @@ def report(sizes: list[dict], facts: dict, args: argparse.Namespace) -> str:
         '%(cores)s cores (%(cpu)s), %(ram_gib)s GiB RAM, Linux %(kernel)s'
         % facts,
         'guest: TCG, 1 vCPU, writing its counter all along; other active '
-        'guests: %s' % (', '.join(facts['others']) or 'none'),
-        'load average (1/5/15 min): before %s, after %s' % (
+        'guests: %s; load average before %s, after %s' % (
+            ', '.join(facts['others']) or 'none',
             '/'.join('%.2f' % x for x in facts['load_before']),
             '/'.join('%.2f' % x for x in facts['load_after'])),
         'method: %d runs of each variant, interleaved, order rotating each '
@@ -393,11 +388,14 @@ def compare(args: argparse.Namespace) -> dict:
     sizes = []
 
     def measure(guest: guest_mod.TestGuest, workdir: str) -> dict:
-        run = Comparison(args, guest, workdir, data_mb, url)
+        # NOTE: every Glance image of the run has this name, so that
+        # what a failure leaves is found and deleted.
+        name = 'bench-%s' % os.path.basename(workdir)
         try:
+            run = Comparison(args, guest, workdir, data_mb, url, name)
             run.run()
         finally:
-            bench_glance.delete_named(url, run.image_name)
+            bench_glance.delete_named(url, name)
         return figures(run)
 
     for data_mb in args.sizes:
@@ -408,7 +406,3 @@ def compare(args: argparse.Namespace) -> dict:
            'disk_factor': args.disk_factor, 'sizes': sizes}
     bench.write_json(args.json, out)
     return out
-
-
-if __name__ == '__main__':
-    sys.exit(bench.main())
