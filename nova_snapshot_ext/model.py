@@ -64,6 +64,9 @@ class SnapshotRequest:
     #: Only the blocks changed since the guest's last incremental
     #: snapshot in the (directory) store, backed by its image.
     incremental: bool = False
+    #: With ``incremental``: keep this many newest incremental images of
+    #: the guest in the store (0: all), merging and deleting older ones.
+    keep: int = 0
 
 
 @dataclasses.dataclass

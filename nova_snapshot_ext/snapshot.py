@@ -84,6 +84,12 @@ def _resolve(conf: cfg.ConfigOpts, request: SnapshotRequest) -> dict:
         raise exception.InvalidInput(
             reason='an incremental snapshot is of the root disk, into a '
                    'new image of the directory store')
+    if request.keep and not request.incremental:
+        raise exception.InvalidInput(
+            reason='keep applies to incremental snapshots')
+    if request.keep < 0:
+        raise exception.InvalidInput(
+            reason='keep is a number of images, at least 1')
     if request.all_disks and request.image_id:
         raise exception.InvalidInput(
             reason='an existing image record holds one disk; it cannot be '

@@ -162,6 +162,8 @@ def snapshot(backend: base.ImageBackend,
             raise
         record.done(step)
     _prune(job, keep=checkpoint)
+    if job.request.keep:
+        retain(job, stored.id, job.request.keep)
     return model.SnapshotResult(
         method=plan.method, reason=plan.reason, image=stored.reference,
         image_id=stored.id, location=stored.location,
@@ -240,3 +242,33 @@ def _prune(job: model.SnapshotJob, keep: str) -> None:
                             'of %(guest)s: %(err)s',
                             {'name': name, 'guest': job.guest.name,
                              'err': e})
+
+
+def retain(job: model.SnapshotJob, newest: str, keep: int) -> None:
+    """Keep the ``keep`` newest incremental images of the guest in the
+    store: the chain back from ``newest``; the oldest of them is made
+    standalone if it is backed by an older one, and every older
+    incremental image of the guest is deleted.
+    """
+    store = job.store
+    images = {doc['id']: doc for doc in store.list()
+              if doc.get('source_uuid') == job.guest.uuid and
+              doc.get('checkpoint')}
+    chain, current = [], newest
+    while current in images and len(chain) < keep:
+        chain.append(current)
+        current = images[current].get('incremental_of')
+    for image_id in chain:
+        store.finish_flatten(image_id)
+    oldest = images[chain[-1]]
+    if oldest.get('incremental_of'):
+        LOG.info('Making image %(id)s standalone: %(keep)d images of '
+                 '%(guest)s are kept', {'id': oldest['id'], 'keep': keep,
+                                        'guest': job.guest.name})
+        store.flatten(oldest['id'])
+    for image_id in images:
+        if image_id not in chain:
+            LOG.info('Deleting image %(id)s of %(guest)s: %(keep)d newer '
+                     'ones are kept', {'id': image_id, 'keep': keep,
+                                       'guest': job.guest.name})
+            store.delete(image_id)

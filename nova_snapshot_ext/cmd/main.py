@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
                            'incremental snapshot there, backed by its '
                            'image (a full image when there is none, and '
                            'why)')
+    snap.add_argument('--keep', type=int, default=0, metavar='N',
+                      help='with --incremental: keep the N newest '
+                           'incremental images of the guest in the store; '
+                           'the oldest kept is made standalone and older '
+                           'ones are deleted')
     snap.add_argument('--all-disks', action='store_true',
                       help='an image of every disk, all at one point in '
                            'time (the others named NAME-<disk>); by '
@@ -269,7 +274,7 @@ def cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
         image_format=args.image_format, store=args.store,
         quiesce=args.quiesce, image_id=args.image_id,
         metadata=dict(args.properties), all_disks=args.all_disks,
-        incremental=args.incremental)
+        incremental=args.incremental, keep=args.keep)
     snapshot.validate_properties(request.metadata)
     if args.timeout:
         cancel = cancel_mod.Cancel(args.timeout, '--timeout')

@@ -20,6 +20,8 @@ Layout of the store directory::
     <directory>/<image id>/metadata.json      name, format, sizes, sha256,
                                               method, reason, domain, time
     <directory>/.<image id>.partial/          an image being written
+    <directory>/<image id>/*.flat             a flatten in progress
+                                              (FileStore.flatten)
 
 An image is written inside its hidden ``.partial`` directory, synced, and
 then renamed into place in one step, so a crash never leaves a directory
@@ -27,6 +29,7 @@ that looks complete.
 """
 
 from concurrent import futures
+import contextlib
 import datetime
 import hashlib
 import json
@@ -48,6 +51,8 @@ LOG = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = '.partial'
 METADATA = 'metadata.json'
+#: Suffix of the files of a flatten in progress.
+FLAT_SUFFIX = '.flat'
 
 
 def sha256_of(path: str) -> str:
@@ -204,3 +209,60 @@ class FileStore(base.ImageStore):
             with open(path) as f:
                 images.append(json.load(f))
         return sorted(images, key=lambda doc: doc.get('created_at', ''))
+
+    # -- chains of incremental images ----------------------------------
+    def flatten(self, image_id: str) -> dict[str, Any]:
+        """Make image ``image_id`` (a qcow2 backed by another image of
+        the store) standalone, so that its backing image can go.
+
+        The flat copy is written beside the image (``*.flat``) and
+        renamed over it, then its metadata likewise; a crash in between
+        is finished (or the copy dropped) by :meth:`finish_flatten`.
+
+        :returns: the image's new metadata.
+        """
+        directory = os.path.join(self.directory, image_id)
+        meta_path = os.path.join(directory, METADATA)
+        with open(meta_path) as f:
+            doc = json.load(f)
+        image = os.path.join(directory, self.image_file(
+            base.ImageMeta('', doc['format'])))
+        flat = image + FLAT_SUFFIX
+        qemu_img.convert(self.conf, image, doc['format'], flat,
+                         doc['format'])
+        with futures.ThreadPoolExecutor(max_workers=1) as pool:
+            digest = pool.submit(sha256_of, flat)
+            with open(flat, 'rb+') as f:
+                os.fsync(f.fileno())
+            doc.update(sha256=digest.result(), size=os.stat(flat).st_size,
+                       flattened_from=doc.get('incremental_of'),
+                       incremental_of=None)
+        with open(meta_path + FLAT_SUFFIX, 'w') as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write('\n')
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(flat, image)
+        journal.fsync_dir(directory)
+        self.finish_flatten(image_id)
+        return doc
+
+    def finish_flatten(self, image_id: str) -> None:
+        """Finish a flatten of ``image_id`` a crash cut short: a flat
+        image not renamed yet is dropped; one renamed gets its new
+        metadata. The caller makes sure no flatten of it runs.
+        """
+        directory = os.path.join(self.directory, image_id)
+        names = os.listdir(directory)
+        for name in names:
+            if name.endswith(FLAT_SUFFIX) and name != METADATA + \
+                    FLAT_SUFFIX:
+                os.unlink(os.path.join(directory, name))
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(directory,
+                                           METADATA + FLAT_SUFFIX))
+                return
+        if METADATA + FLAT_SUFFIX in names:
+            os.rename(os.path.join(directory, METADATA + FLAT_SUFFIX),
+                      os.path.join(directory, METADATA))
+            journal.fsync_dir(directory)

@@ -18,6 +18,7 @@ full image. The guest is a counter-writing guest of its own (its
 checkpoints would change the other tests' guests).
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -175,3 +176,29 @@ def test_a_failed_incremental_snapshot_deletes_its_checkpoint(conf,
     assert_no_temp_files(conf)
     assert os.listdir(os.path.dirname(os.path.dirname(first.image))) == [
         first.image_id]
+
+
+def test_keep_n_merges_and_deletes_old_images(conf, inc_guest):
+    g = inc_guest
+    results = []
+    for _ in range(4):
+        results.append(take(conf, g, incremental=True, keep=2))
+    store = os.path.dirname(os.path.dirname(results[-1].image))
+    third, fourth = results[2], results[3]
+    assert sorted(os.listdir(store)) == sorted([third.image_id,
+                                                fourth.image_id])
+    # The oldest kept image stands alone, and its metadata says so.
+    assert 'backing-filename' not in guest_mod.image_info(third.image,
+                                                          'qcow2')
+    meta = metadata(third)
+    assert meta['incremental_of'] is None
+    assert meta['flattened_from'] == results[1].image_id
+    with open(third.image, 'rb') as f:
+        assert meta['sha256'] == hashlib.file_digest(f, 'sha256').hexdigest()
+    assert meta['size'] == os.path.getsize(third.image)
+    assert not [n for n in os.listdir(os.path.dirname(third.image))
+                if n.endswith('.flat')]
+    # The newest is still a small increment on it, and whole.
+    assert fourth.incremental_of == third.image_id
+    whole_disk(third, g)
+    whole_disk(fourth, g)
