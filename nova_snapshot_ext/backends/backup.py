@@ -49,10 +49,13 @@ from nova_snapshot_ext import model
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
 
+#: The program that reads an export into a pipe (Debian: libnbd-bin);
+#: without it a raw image is written to a file first.
+READER = 'nbdcopy'
 #: Seconds to wait for a backup job to end once asked to.
 END_TIMEOUT = 60
 #: The NBD socket, in a directory of its own in the temporary directory.
-SOCKET = os.path.join('nbd', 'export.sock')
+SOCKET = os.path.join('nbd', 'sock')
 #: The longest path of a unix socket (sun_path, with its NUL).
 MAX_SOCKET_PATH = 107
 #: Where the socket goes when the temporary directory's path is too long
@@ -84,7 +87,7 @@ def backup_stream(job: model.SnapshotJob, commit: base.Commit,
                              force_share=True)['virtual-size'])
     with exported(job, outcome) as export:
         with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(['nbdcopy', '--',
+            proc = subprocess.Popen([READER, '--',
                                      export.uri(disk.target), '-'],
                                     stdout=subprocess.PIPE, stderr=err)
             try:
@@ -114,7 +117,7 @@ def _reader_failed(proc: subprocess.Popen, err: BinaryIO,
     how = ('was killed by signal %d' % -status if status < 0
            else 'failed with status %d' % status)
     return exception.ConversionFailed(
-        reason='nbdcopy %s%s' % (how, ': ' + text if text else ''))
+        reason='%s %s%s' % (READER, how, ': ' + text if text else ''))
 
 
 @contextlib.contextmanager

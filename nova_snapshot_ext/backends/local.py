@@ -34,6 +34,7 @@ to undo.
 
 import contextlib
 import os
+import shutil
 from typing import ClassVar
 
 from nova_snapshot_ext.backends import backup
@@ -92,7 +93,8 @@ class FileBackend(base.ImageBackend):
         # NOTE: a raw image is the export's bytes as they are; other
         # formats are written by qemu-img, which needs a file.
         if (method != policy.LIVE or job.image_format != 'raw' or
-                live_style(job) != 'backup'):
+                live_style(job) != 'backup' or
+                shutil.which(backup.READER) is None):
             return None
         outcome.live_style = 'backup'
         return backup.backup_stream(job, commit, outcome)
