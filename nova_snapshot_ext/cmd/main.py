@@ -223,6 +223,12 @@ def _setup(parser: argparse.ArgumentParser,
 
 def _summary(result: snapshot.SnapshotResult) -> str:
     lines = [_summary_line(result)]
+    if result.incremental_of:
+        lines.append('  incremental: only the blocks changed since image %s'
+                     % result.incremental_of)
+    elif result.incremental_reason:
+        lines.append('  a full image, not incremental: %s' %
+                     result.incremental_reason)
     for other in result.disks[1:]:
         lines.append('  and disk %(disk)s: %(image)s (%(format)s, %(size)s)'
                      % dict(other, size=progress_mod.human_size(

@@ -14,6 +14,7 @@
 
 """The command line: exit codes, one-line errors, JSON output."""
 
+import dataclasses
 import io
 import json
 import os
@@ -68,6 +69,25 @@ def test_summary_line(capsys):
     assert out.count('\n') == 1
     assert out.startswith('live snapshot of g: /srv/img/1/image.qcow2')
     assert '3.0 MiB' in out
+
+
+def test_all_disks_and_incremental_are_asked_for_and_said(capsys):
+    result = dataclasses.replace(
+        RESULT, incremental_of='0',
+        disks=[{'disk': 'vda'}, {'disk': 'vdb', 'image': '/srv/img/2/i',
+                                 'format': 'raw', 'size': 1024}])
+    with mock.patch.object(snapshot, 'take_snapshot',
+                           return_value=result) as take:
+        rc, out, err = run_main(['snapshot', 'g', '--name', 'n',
+                                 '--all-disks', '--incremental', '--keep',
+                                 '3'], capsys)
+    request = take.call_args[0][0]
+    assert (request.all_disks, request.incremental, request.keep) == (
+        True, True, 3)
+    lines = out.splitlines()
+    assert lines[1:] == [
+        '  incremental: only the blocks changed since image 0',
+        '  and disk vdb: /srv/img/2/i (raw, 1.0 KiB)']
 
 
 @pytest.mark.parametrize('error', [
