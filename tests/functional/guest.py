@@ -166,13 +166,16 @@ def make_disks(workdir: str, fmt: str, data_mb: int = 64,
         f.truncate(size)
     run('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'raw',
         path, str(size))
-    with tempfile.NamedTemporaryFile(dir=workdir) as rnd:
-        chunk = os.urandom(data - half)
-        digest.update(chunk)
-        rnd.write(chunk)
-        rnd.flush()
-        run('qemu-io', '-f', 'qcow2', path, '-c',
-            'write -q -s %s %d %d' % (rnd.name, half, data - half))
+    # NOTE: qemu-io writes at most 2 GiB - 512 bytes from a file at once.
+    for at in range(half, data, 1024 * MiB):
+        with tempfile.NamedTemporaryFile(dir=workdir) as rnd:
+            chunk = os.urandom(min(1024 * MiB, data - at))
+            digest.update(chunk)
+            rnd.write(chunk)
+            rnd.flush()
+            run('qemu-io', '-f', 'qcow2', path, '-c',
+                'write -q -s %s %d %d' % (rnd.name, at, len(chunk)))
+            del chunk
     _hash_zeros(digest, size - TAIL - data)
     return Disks(path=path, format='qcow2', size=size,
                  data_sha256=digest.hexdigest(), base=base)
