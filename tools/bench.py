@@ -432,6 +432,20 @@ def connect() -> libvirt.virConnect:
         raise BenchError(str(e))
 
 
+def remove_guest(guest: guest_mod.TestGuest) -> None:
+    """Destroy and undefine ``guest``, through a new connection when
+    libvirtd restarted meanwhile (the functional tests restart it).
+    """
+    try:
+        guest.remove()
+    except libvirt.libvirtError:
+        guest.conn = connect()
+        try:
+            guest.remove()
+        finally:
+            guest.conn.close()
+
+
 def on_guest(args: argparse.Namespace, data_mb: int,
              measure: Callable[[guest_mod.TestGuest, str], object]
              ) -> object:
@@ -455,9 +469,12 @@ def on_guest(args: argparse.Namespace, data_mb: int,
     finally:
         try:
             if guest is not None:
-                guest.remove()
+                remove_guest(guest)
         finally:
-            conn.close()
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass
             if args.keep:
                 print('kept %s' % workdir, file=sys.stderr)
             else:

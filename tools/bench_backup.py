@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import threading
 import time
 
@@ -400,7 +401,10 @@ def compare(args: argparse.Namespace) -> dict:
 
     for data_mb in args.sizes:
         sizes.append(bench.on_guest(args, data_mb, measure))
-    facts['load_after'] = os.getloadavg()
+        facts['load_after'] = os.getloadavg()
+        if len(sizes) < len(args.sizes):
+            # NOTE: what is measured is not lost if a later size fails.
+            print(report(sizes, facts, args), file=sys.stderr, flush=True)
     print(report(sizes, facts, args), flush=True)
     out = {'host': facts, 'repeat': args.repeat,
            'disk_factor': args.disk_factor, 'sizes': sizes}
