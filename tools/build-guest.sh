@@ -245,8 +245,7 @@ for mod in $MODULES $AGENT_MODULES; do
     esac
     case "$src" in
         "")
-            if grep -q "/$mod\.ko$" "$moddir/modules.builtin" 2>/dev/null
-            then
+            if grep -q "/$mod\.ko$" "$moddir/modules.builtin" 2>/dev/null; then
                 continue
             fi
             die "module $mod not found in $KPKG"
@@ -323,8 +322,8 @@ start_agent() {
     i=0
     while [ -z "\$port" ] && [ \$i -lt 100 ]; do
         for f in /sys/class/virtio-ports/*/name; do
-            if [ "\$(cat "\$f" 2>/dev/null)" = org.qemu.guest_agent.0 ]
-            then
+            name=\$(cat "\$f" 2>/dev/null)
+            if [ "\$name" = org.qemu.guest_agent.0 ]; then
                 port=\${f%/name}
                 port=/dev/\${port##*/}
             fi

@@ -246,6 +246,8 @@ def test_restart_while_copying(workdir, conf, guest):
     """libvirtd restarted from a thread while the mirror catches up (at
     most 4 MiB/s for a 32 MiB overlay): the snapshot finishes.
     """
+    conf.set_override('live_copy_style', 'blockcopy',
+                      group='snapshot_libvirt')
     conf.set_override('live_copy_bandwidth', 4, group='snapshot_libvirt')
     before = GuestBefore(guest)
     seen = []
