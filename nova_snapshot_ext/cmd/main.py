@@ -45,6 +45,7 @@ from oslo_log import log as logging
 
 from nova_snapshot_ext import cancel as cancel_mod
 from nova_snapshot_ext.cmd import progress as progress_mod
+from nova_snapshot_ext.cmd import summary
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import explain
@@ -221,36 +222,6 @@ def _setup(parser: argparse.ArgumentParser,
                           group='snapshot_libvirt')
 
 
-def _summary(result: snapshot.SnapshotResult) -> str:
-    lines = [_summary_line(result)]
-    if result.incremental_of:
-        lines.append('  incremental: only the blocks changed since image %s'
-                     % result.incremental_of)
-    elif result.incremental_reason:
-        lines.append('  a full image, not incremental: %s' %
-                     result.incremental_reason)
-    for other in result.disks[1:]:
-        lines.append('  and disk %(disk)s: %(image)s (%(format)s, %(size)s)'
-                     % dict(other, size=progress_mod.human_size(
-                         other['size'])))
-    return '\n'.join(lines)
-
-
-def _summary_line(result: snapshot.SnapshotResult) -> str:
-    return ('%(method)s snapshot of %(guest)s%(disk)s: %(image)s '
-            '(%(format)s, %(size)s%(sha)s, %(secs).2f s%(down)s): %(reason)s'
-            % {'method': result.method, 'guest': result.guest,
-               'disk': ' disk %s' % result.disk if result.disk else '',
-               'image': result.image, 'format': result.format,
-               'size': progress_mod.human_size(result.size),
-               'sha': (', sha256 %s...' % result.sha256[:12]
-                       if result.sha256 else ''),
-               'secs': result.seconds,
-               'down': (', guest paused %.2f s' % result.downtime
-                        if result.downtime else ''),
-               'reason': result.reason})
-
-
 #: Exit status of a command cancelled by a signal (128 + its number).
 SIGNAL_EXIT = {'SIGINT': 130, 'SIGTERM': 143}
 
@@ -308,7 +279,7 @@ def cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
         json.dump(result.as_dict(), out, sort_keys=True)
         out.write('\n')
     else:
-        out.write(_summary(result) + '\n')
+        out.write(summary.summary(result) + '\n')
     return 0
 
 
