@@ -63,25 +63,19 @@ the directory).
 """
 
 import argparse
-from collections.abc import Callable, Sequence
-import hashlib
-import json
+from collections.abc import Callable
 import os
-import platform
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 
 import libvirt
 
-from nova_snapshot_ext.libvirt import host as host_mod
-from nova_snapshot_ext import policy
 from tests.functional import conftest
 from tests.functional import guest as guest_mod
+from tools import bench_common as common
 
 MiB = 1024 * 1024
 URI = guest_mod.URI
@@ -96,94 +90,6 @@ MANUAL = 'manual blockcopy + convert'
 DEFAULT_SIZES = (1024, 4096)
 #: A row whose (max - min) / median is above this is called noisy.
 NOISY = 0.25
-
-
-class BenchError(Exception):
-    """A failure to report in one line."""
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised where the program is so that cleanups run."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
-def command_failed(cmd: Sequence[str], status: int, stdout: str,
-                   stderr: str) -> BenchError:
-    """The error for a command that failed: its last line of output."""
-    lines = (stderr or stdout or '').strip().splitlines()
-    return BenchError('%s failed (status %s): %s' % (
-        ' '.join(cmd[:2]), status, lines[-1] if lines else 'no output'))
-
-
-def run(*cmd: str) -> str:
-    try:
-        return subprocess.run(cmd, check=True, capture_output=True,
-                              text=True).stdout
-    except subprocess.CalledProcessError as e:
-        raise command_failed(cmd, e.returncode, e.stdout, e.stderr)
-
-
-def timed(*cmd: str) -> float:
-    started = time.monotonic()
-    run(*cmd)
-    return time.monotonic() - started
-
-
-def remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def sync_and_hash(path: str) -> tuple[float, float]:
-    """Seconds to fsync ``path`` and to sha256 it, as the file store
-    does when it commits an image.
-    """
-    started = time.monotonic()
-    fd = os.open(path, os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    synced = time.monotonic()
-    with open(path, 'rb') as f:
-        hashlib.file_digest(f, 'sha256')
-    return synced - started, time.monotonic() - synced
-
-
-def host_facts(conn: libvirt.virConnect) -> dict:
-    model = platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    model = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    qemu_img = run('qemu-img', '--version').split('\n', 1)[0]
-    return {
-        'libvirt': policy.version_str(
-            host_mod.from_libvirt_number(conn.getLibVersion())),
-        'qemu': policy.version_str(
-            host_mod.from_libvirt_number(conn.getVersion())),
-        'qemu_img': qemu_img.split()[2] if qemu_img else 'unknown',
-        'cores': os.cpu_count(),
-        'cpu': model,
-        'ram_gib': round(os.sysconf('SC_PAGE_SIZE') *
-                         os.sysconf('SC_PHYS_PAGES') / 1024 ** 3, 1),
-        'kernel': platform.release(),
-        'load_before': os.getloadavg(),
-    }
-
-
-def other_guests(conn: libvirt.virConnect, name: str) -> list[str]:
-    return sorted(d.name() for d in conn.listAllDomains(
-        libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE) if d.name() != name)
 
 
 class Bench:
@@ -217,8 +123,9 @@ class Bench:
         # NOTE: random data does not compress; a smaller image means a
         # variant copied less than the disk, and its time means nothing.
         if size < self.data:
-            raise BenchError('%s wrote %d bytes, less than the %d bytes of '
-                             'data' % (what, size, self.data))
+            raise common.BenchError(
+                '%s wrote %d bytes, less than the %d bytes of data' % (
+                    what, size, self.data))
 
     # -- the variants --------------------------------------------------
     def chain(self) -> list[str]:
@@ -251,14 +158,14 @@ class Bench:
         """
         out = os.path.join(self.outdir, 'plain.qcow2')
         try:
-            convert = timed('qemu-img', 'convert', '-U', '-f', 'qcow2',
-                            '-O', 'qcow2', self.disks.path, out)
+            convert = common.timed('qemu-img', 'convert', '-U', '-f', 'qcow2',
+                                   '-O', 'qcow2', self.disks.path, out)
             self.check_size('plain convert', os.path.getsize(out))
             # NOTE: what the file store adds to a convert (qemu-img
             # convert does not flush its output by default).
-            synced, hashed = sync_and_hash(out)
+            synced, hashed = common.sync_and_hash(out)
         finally:
-            remove(out)
+            common.remove(out)
         self.record(PLAIN, convert)
         self.record(DURABLE, convert + synced + hashed)
         self.stage(DURABLE, 'qemu-img convert', convert)
@@ -269,22 +176,22 @@ class Bench:
         delta = os.path.join(self.outdir, 'manual-delta.qcow2')
         out = os.path.join(self.outdir, 'manual.qcow2')
         try:
-            create = timed('qemu-img', 'create', '-q', '-f', 'qcow2',
-                           '-b', self.disks.base, '-F', 'raw', delta,
-                           str(self.disks.size))
+            create = common.timed('qemu-img', 'create', '-q', '-f', 'qcow2',
+                                  '-b', self.disks.base, '-F', 'raw', delta,
+                                  str(self.disks.size))
             # NOTE: --finish ends the job without a pivot once the mirror
             # is ready: the delta then holds the top layer as of that
             # moment and the guest keeps its own disk.
-            copy = timed('virsh', '-c', URI, 'blockcopy', self.guest.name,
-                         'vda', '--dest', delta, '--format', 'qcow2',
-                         '--shallow', '--reuse-external', '--wait',
-                         '--finish', '--transient-job')
-            convert = timed('qemu-img', 'convert', '-f', 'qcow2', '-O',
-                            'qcow2', delta, out)
+            copy = common.timed(
+                'virsh', '-c', URI, 'blockcopy', self.guest.name, 'vda',
+                '--dest', delta, '--format', 'qcow2', '--shallow',
+                '--reuse-external', '--wait', '--finish', '--transient-job')
+            convert = common.timed('qemu-img', 'convert', '-f', 'qcow2', '-O',
+                                   'qcow2', delta, out)
             self.check_size('manual procedure', os.path.getsize(out))
         finally:
-            remove(delta)
-            remove(out)
+            common.remove(delta)
+            common.remove(out)
         self.record(MANUAL, copy + convert)
         self.stage(MANUAL, 'qemu-img create (not in the row)', create)
         self.stage(MANUAL, 'virsh blockcopy --finish', copy)
@@ -309,10 +216,10 @@ class Bench:
         self.raw_read()
         out = os.path.join(self.outdir, 'warm-up.qcow2')
         try:
-            run('qemu-img', 'convert', '-U', '-f', 'qcow2', '-O', 'qcow2',
-                self.disks.path, out)
+            common.run('qemu-img', 'convert', '-U', '-f', 'qcow2', '-O',
+                       'qcow2', self.disks.path, out)
         finally:
-            remove(out)
+            common.remove(out)
 
     def run(self) -> None:
         print('%d MiB: warm-up' % self.data_mb, file=sys.stderr,
@@ -331,8 +238,8 @@ class Bench:
                 os.sync()
                 measure()
                 if self.guest.state() != libvirt.VIR_DOMAIN_RUNNING:
-                    raise BenchError('the guest stopped running after %s'
-                                     % name)
+                    raise common.BenchError(
+                        'the guest stopped running after %s' % name)
 
     def medians(self) -> dict[str, float]:
         return {row: statistics.median(values)
@@ -344,45 +251,6 @@ class Bench:
                 if len(values) > 1 and statistics.median(values) and
                 (max(values) - min(values)) /
                 statistics.median(values) > NOISY]
-
-
-def add_common_arguments(parser: argparse.ArgumentParser,
-                         where: str) -> None:
-    """--data-mb, --repeat and --json, shared by the benchmarks."""
-    parser.add_argument('--data-mb', type=int, default=1024,
-                        help='MiB of random data %s (default: '
-                             '%%(default)s)' % where)
-    parser.add_argument('--repeat', type=int, default=3,
-                        help='runs of each variant; the median is '
-                             'reported (default: %(default)s)')
-    parser.add_argument('--json', metavar='FILE',
-                        help='also write the figures to FILE as JSON')
-
-
-def write_json(path: str | None, figures: dict) -> None:
-    if path:
-        with open(path, 'w') as f:
-            json.dump(figures, f, indent=2, sort_keys=True)
-            f.write('\n')
-
-
-def run_main(measure: Callable[[], object]) -> int:
-    """Run a benchmark: one line and a status for every way it can end.
-    SIGTERM unwinds like Ctrl-C, so that its cleanups run.
-    """
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        measure()
-    except BenchError as e:
-        print('bench: error: %s' % e, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('bench: interrupted', file=sys.stderr)
-        return 130
-    except Terminated:
-        print('bench: terminated', file=sys.stderr)
-        return 143
-    return 0
 
 
 def _sizes(text: str) -> list[int]:
@@ -403,7 +271,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     'Glance) against a raw read, a plain qemu-img '
                     'convert, the manual blockcopy procedure and the '
                     'upload alone.')
-    add_common_arguments(parser, 'on the guest disk (one size: --sizes N)')
+    common.add_common_arguments(parser,
+                                'on the guest disk (one size: --sizes N)')
     parser.set_defaults(data_mb=None)
     parser.add_argument('--sizes', type=_sizes,
                         help='MiB of random data of each guest disk, '
@@ -425,13 +294,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def connect() -> libvirt.virConnect:
-    try:
-        return guest_mod.connect()
-    except guest_mod.StackMissing as e:
-        raise BenchError(str(e))
-
-
 def remove_guest(guest: guest_mod.TestGuest) -> None:
     """Destroy and undefine ``guest``, through a new connection when
     libvirtd restarted meanwhile (the functional tests restart it).
@@ -439,7 +301,7 @@ def remove_guest(guest: guest_mod.TestGuest) -> None:
     try:
         guest.remove()
     except libvirt.libvirtError:
-        guest.conn = connect()
+        guest.conn = common.connect()
         try:
             guest.remove()
         finally:
@@ -454,7 +316,7 @@ def on_guest(args: argparse.Namespace, data_mb: int,
     the guest destroyed and undefined and its work directory removed
     afterwards, whatever happens.
     """
-    conn = connect()
+    conn = common.connect()
     tag = 'bench-%s' % uuid.uuid4().hex[:8]
     workdir = os.path.join(guest_mod.work_root(), tag)
     guest = None
@@ -486,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     from tools import bench_backup
 
     args = parse_args(argv)
-    return run_main(lambda: bench_backup.compare(args))
+    return common.run_main(lambda: bench_backup.compare(args))
 
 
 if __name__ == '__main__':

@@ -31,35 +31,13 @@ from nova_snapshot_ext import snapshot
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
 from tools import bench
+from tools import bench_common as common
 from tools import bench_glance
+from tools import bench_report as rows
 
 MiB = bench.MiB
-BenchError = bench.BenchError
+BenchError = common.BenchError
 
-#: (row, [snapshot_libvirt] live_copy_style, store, image format).
-OURS = (
-    ('ours mirror -> directory', 'blockcopy', 'file', 'qcow2'),
-    ('ours backup -> directory', 'backup', 'file', 'qcow2'),
-    ('ours backup raw -> Glance (streamed)', 'backup', 'glance', 'raw'),
-    ('ours backup qcow2 -> Glance', 'backup', 'glance', 'qcow2'),
-    ('ours mirror qcow2 -> Glance', 'blockcopy', 'glance', 'qcow2'),
-)
-MIRROR_DIR, BACKUP_DIR, BACKUP_RAW, BACKUP_QCOW2, MIRROR_QCOW2 = (
-    row for row, _, _, _ in OURS)
-UPLOAD_RAW = 'Glance: upload alone, raw (baseline)'
-UPLOAD_QCOW2 = 'Glance: upload alone, qcow2'
-#: Incremental snapshots (issue 14) are not built yet: their rows (same
-#: shape as OURS) go here once they are, and are measured like those.
-INCREMENTAL: tuple = ()
-ROWS = (bench.RAW_READ, bench.PLAIN, bench.DURABLE, bench.MANUAL,
-        MIRROR_DIR, BACKUP_DIR, UPLOAD_RAW, UPLOAD_QCOW2, BACKUP_RAW,
-        BACKUP_QCOW2, MIRROR_QCOW2) + tuple(v[0] for v in INCREMENTAL)
-
-#: The issue's targets.
-BACKUP_OVER_DURABLE = 1.10
-SPEEDUP = 2.0
-RAW_OVER_UPLOAD = 1.10
-GUEST_RATE = 0.80
 #: Longest idle window, seconds (a hundred writes a second: plenty).
 IDLE_MAX = 20.0
 #: Seconds between two samples of the staged bytes.
@@ -113,7 +91,7 @@ class Counter:
 
     def __init__(self, disks: guest_mod.Disks) -> None:
         start = disks.size - guest_mod.SLOTS * guest_mod.SECTOR
-        extents = json.loads(bench.run(
+        extents = json.loads(common.run(
             'qemu-img', 'map', '-U', '-f', 'qcow2', '--output=json',
             '--start-offset', str(start), disks.path))
         self.extents = [(e['offset'], e['length']) for e in extents
@@ -176,19 +154,19 @@ class Comparison(bench.Bench):
         self.images = {}
         for fmt in ('raw', 'qcow2'):
             self.images[fmt] = os.path.join(self.outdir, 'equal.' + fmt)
-            bench.run('qemu-img', 'convert', '-U', '-f', 'qcow2', '-O', fmt,
-                      self.disks.path, self.images[fmt])
+            common.run('qemu-img', 'convert', '-U', '-f', 'qcow2', '-O', fmt,
+                       self.disks.path, self.images[fmt])
 
     def variants(self) -> list:
         found = super().variants()
-        found += [(UPLOAD_RAW, lambda: self.upload('raw')),
-                  (UPLOAD_QCOW2, lambda: self.upload('qcow2'))]
-        for variant in OURS + INCREMENTAL:
+        found += [(rows.UPLOAD_RAW, lambda: self.upload('raw')),
+                  (rows.UPLOAD_QCOW2, lambda: self.upload('qcow2'))]
+        for variant in rows.OURS + rows.INCREMENTAL:
             found.append((variant[0], lambda v=variant: self.ours(*v)))
         return found
 
     def upload(self, fmt: str) -> None:
-        row = UPLOAD_RAW if fmt == 'raw' else UPLOAD_QCOW2
+        row = rows.UPLOAD_RAW if fmt == 'raw' else rows.UPLOAD_QCOW2
         seconds, size = bench_glance.upload_alone(
             self.conf, self.url, self.images[fmt], fmt, self.image_name,
             self.uploads)
@@ -254,7 +232,7 @@ def figures(run: Comparison) -> dict:
     """The medians and the targets of one size."""
     med = run.medians()
     rows = {}
-    for row in ROWS:
+    for row in rows.ROWS:
         if row not in med:
             continue
         rows[row] = r = {
@@ -274,28 +252,29 @@ def figures(run: Comparison) -> dict:
                      guest_rate=statistics.median(
                          w['during'] / w['idle'] if w['idle'] else 0.0
                          for w in runs))
-    backup, raw, qcow2 = (med[BACKUP_DIR], rows[BACKUP_RAW],
-                          rows[BACKUP_QCOW2])
+    backup, raw, qcow2 = (med[rows.BACKUP_DIR], rows[rows.BACKUP_RAW],
+                          rows[rows.BACKUP_QCOW2])
     targets = [
         ('backup -> directory / convert + fsync + sha256 <= %.2f' %
-         BACKUP_OVER_DURABLE, backup / med[bench.DURABLE],
-         backup / med[bench.DURABLE] <= BACKUP_OVER_DURABLE),
+         rows.BACKUP_OVER_DURABLE, backup / med[bench.DURABLE],
+         backup / med[bench.DURABLE] <= rows.BACKUP_OVER_DURABLE),
         ('ours mirror -> directory / backup -> directory >= %.1f' %
-         SPEEDUP, med[MIRROR_DIR] / backup,
-         med[MIRROR_DIR] / backup >= SPEEDUP),
-        ('manual procedure / backup -> directory >= %.1f' % SPEEDUP,
-         med[bench.MANUAL] / backup, med[bench.MANUAL] / backup >= SPEEDUP),
+         rows.SPEEDUP, med[rows.MIRROR_DIR] / backup,
+         med[rows.MIRROR_DIR] / backup >= rows.SPEEDUP),
+        ('manual procedure / backup -> directory >= %.1f' % rows.SPEEDUP,
+         med[bench.MANUAL] / backup,
+         med[bench.MANUAL] / backup >= rows.SPEEDUP),
         ('Glance backup raw: staged MiB == 0',
          raw['staged_peak_bytes'] / MiB, raw['staged_peak_bytes'] == 0),
         ('Glance backup qcow2: staged MiB <= its image (%.1f MiB)' % (
             qcow2['image_bytes'] / MiB), qcow2['staged_peak_bytes'] / MiB,
          qcow2['staged_peak_bytes'] <= qcow2['image_bytes']),
-        ('Glance backup raw / upload alone raw <= %.2f' % RAW_OVER_UPLOAD,
-         med[BACKUP_RAW] / med[UPLOAD_RAW],
-         med[BACKUP_RAW] / med[UPLOAD_RAW] <= RAW_OVER_UPLOAD),
-    ] + [('guest write rate during %s / idle >= %.2f' % (row, GUEST_RATE),
-          rows[row]['guest_rate'], rows[row]['guest_rate'] >= GUEST_RATE)
-         for row, *_ in OURS]
+        ('Glance backup raw / upload alone raw <= %.2f' % rows.RAW_OVER_UPLOAD,
+         med[rows.BACKUP_RAW] / med[rows.UPLOAD_RAW],
+         med[rows.BACKUP_RAW] / med[rows.UPLOAD_RAW] <= rows.RAW_OVER_UPLOAD),
+    ] + [('guest write rate during %s / idle >= %.2f' % (row, rows.GUEST_RATE),
+          rows[row]['guest_rate'], rows[row]['guest_rate'] >= rows.GUEST_RATE)
+         for row, *_ in rows.OURS]
     stages = {row: {name: round(statistics.median(v), 3)
                     for name, v in names.items()}
               for row, names in run.stages.items()}
@@ -305,85 +284,15 @@ def figures(run: Comparison) -> dict:
                         for t, v, ok in targets]}
 
 
-def report(sizes: list[dict], facts: dict, args: argparse.Namespace) -> str:
-    width = max(len(row) for row in ROWS)
-    head = ''.join(' | %8s %7s %6s %8s %6s' % (
-        's', 'MiB/s', 'xbase', 'stagedMB', 'guest') for _ in sizes)
-    lines = [
-        'nova-snapshot-ext live snapshot benchmark: %s MiB of random data '
-        'on qcow2 over raw disks %.1fx as large (sparse)' % (
-            ' and '.join(str(s['data_mb']) for s in sizes),
-            args.disk_factor),
-        'host: libvirt %(libvirt)s, QEMU %(qemu)s, qemu-img %(qemu_img)s, '
-        '%(cores)s cores (%(cpu)s), %(ram_gib)s GiB RAM, Linux %(kernel)s'
-        % facts,
-        'guest: TCG, 1 vCPU, writing its counter all along; other active '
-        'guests: %s; load average before %s, after %s' % (
-            ', '.join(facts['others']) or 'none',
-            '/'.join('%.2f' % x for x in facts['load_before']),
-            '/'.join('%.2f' % x for x in facts['load_after'])),
-        'method: %d runs of each variant, interleaved, order rotating each '
-        'round; median; page cache warm, os.sync() before each' %
-        args.repeat,
-        's = median seconds; MiB/s = data MiB / s; xbase = s / plain '
-        'convert + fsync + sha256; stagedMB = peak MiB allocated under '
-        '[snapshot] temp_directory; guest = guest write rate during the '
-        'job / idle',
-        '',
-        '%-*s%s' % (width, '', ''.join(
-            ' | %-39s' % ('%d MiB data, disk %d MiB' % (
-                s['data_mb'], s['disk_virtual_size'] // MiB))
-            for s in sizes)),
-        '%-*s%s' % (width, 'variant', head),
-    ]
-    for row in ROWS:
-        cells = ''
-        for size in sizes:
-            r = size['rows'].get(row)
-            if r is None:
-                cells += ' | %39s' % '-'
-                continue
-            ours = 'staged_peak_bytes' in r
-            cells += ' | %8.2f %7.1f %6.2f %8s %6s' % (
-                r['seconds'], r['mib_per_s'], r['over_durable'],
-                '%.1f' % (r['staged_peak_bytes'] / MiB) if ours else '-',
-                '%.0f%%' % (r['guest_rate'] * 100) if ours else '-')
-        lines.append('%-*s%s' % (width, row, cells))
-    lines.append('%-*s (incremental snapshots: not built yet, no rows)' % (
-        width, 'ours incremental'))
-    for size in sizes:
-        lines += ['', 'targets, %d MiB:' % size['data_mb']]
-        lines += ['  %-4s %-76s %8.2f' % ('PASS' if t['met'] else 'FAIL',
-                                          t['target'], t['value'])
-                  for t in size['targets']]
-    for size in sizes:
-        lines += ['', 'stages of ours, %d MiB (median s):' % size['data_mb']]
-        for row, names in size['stages'].items():
-            lines.append('  %s' % row)
-            r = size['rows'][row]
-            if 'guest_rate' in r:
-                lines.append(
-                    '    staged peak %.1f MiB (backup scratch file %.1f '
-                    'MiB); guest writes/s idle %.1f, during %.1f' % (
-                        r['staged_peak_bytes'] / MiB,
-                        r['staged_scratch_bytes'] / MiB,
-                        r['guest_writes_idle'], r['guest_writes_during']))
-            lines += ['    %-44s %7.2f' % (n, v) for n, v in names.items()]
-        lines.append('noisy rows (max - min > %d%% of median): %s' % (
-            bench.NOISY * 100, ', '.join(size['noisy_rows']) or 'none'
-            if args.repeat > 1 else 'one run each, not known'))
-    return '\n'.join(lines)
-
-
 def compare(args: argparse.Namespace) -> dict:
     try:
         url = glance_stack.endpoint()
     except guest_mod.StackMissing as e:
         raise BenchError(str(e))
-    conn = bench.connect()
+    conn = common.connect()
     try:
-        facts = bench.host_facts(conn)
-        facts['others'] = bench.other_guests(conn, '')
+        facts = common.host_facts(conn)
+        facts['others'] = common.other_guests(conn, '')
     finally:
         conn.close()
     sizes = []
@@ -404,9 +313,9 @@ def compare(args: argparse.Namespace) -> dict:
         facts['load_after'] = os.getloadavg()
         if len(sizes) < len(args.sizes):
             # NOTE: what is measured is not lost if a later size fails.
-            print(report(sizes, facts, args), file=sys.stderr, flush=True)
-    print(report(sizes, facts, args), flush=True)
+            print(rows.report(sizes, facts, args), file=sys.stderr, flush=True)
+    print(rows.report(sizes, facts, args), flush=True)
     out = {'host': facts, 'repeat': args.repeat,
            'disk_factor': args.disk_factor, 'sizes': sizes}
-    bench.write_json(args.json, out)
+    common.write_json(args.json, out)
     return out

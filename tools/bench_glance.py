@@ -52,9 +52,9 @@ from oslo_config import cfg
 from nova_snapshot_ext.stores import base as store_base
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
-from tools import bench
+from tools import bench_common as common
 
-BenchError = bench.BenchError
+BenchError = common.BenchError
 
 MiB = 1024 * 1024
 
@@ -98,7 +98,7 @@ def run_wait4(cmd: list[str]) -> tuple[str, float, int]:
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     if proc.returncode:
-        raise bench.command_failed(cmd, proc.returncode, stdout, stderr)
+        raise common.command_failed(cmd, proc.returncode, stdout, stderr)
     return stdout, wall, usage.ru_maxrss
 
 
@@ -243,7 +243,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog='python -m tools.bench_glance',
         description='Benchmark the upload of a snapshot image into Glance '
                     'against openstack image create --file.')
-    bench.add_common_arguments(parser, 'in the image')
+    common.add_common_arguments(parser, 'in the image')
     # NOTE: tox -e bench passes the options of tools.bench here too.
     args, others = parser.parse_known_args(argv)
     if others:
@@ -270,12 +270,12 @@ def measure(args: argparse.Namespace) -> None:
         figures = report(runner, args)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    bench.write_json(args.json, figures)
+    common.write_json(args.json, figures)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return bench.run_main(lambda: measure(args))
+    return common.run_main(lambda: measure(args))
 
 
 if __name__ == '__main__':

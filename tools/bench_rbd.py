@@ -51,7 +51,7 @@ from tests.functional import ceph_stack
 from tests.functional import conftest
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
-from tools import bench
+from tools import bench_common as common
 
 INLINE = 'direct, inline flatten'
 DEFERRED = 'direct, deferred flatten'
@@ -112,7 +112,7 @@ def measure_size(conn, url: str, data_mb: int, repeat: int,
                 times[variant].append(time.monotonic() - started)
                 want = 'live' if variant == EXPORT else 'direct'
                 if result.method != want:
-                    raise bench.BenchError('%s: got a %s snapshot: %s' % (
+                    raise common.BenchError('%s: got a %s snapshot: %s' % (
                         variant, result.method, result.reason))
                 if variant == DEFERRED:
                     started = time.monotonic()
@@ -120,7 +120,7 @@ def measure_size(conn, url: str, data_mb: int, repeat: int,
                         conf, store, min_age=3600) if a.error]
                     times[GC].append(time.monotonic() - started)
                     if failed:
-                        raise bench.BenchError('gc: %s' % failed[0].error)
+                        raise common.BenchError('gc: %s' % failed[0].error)
                 glance_stack.delete(url, result.image_id)
                 print('  %-28s %6.2f s' % (variant, times[variant][-1]),
                       file=sys.stderr, flush=True)
@@ -132,11 +132,11 @@ def measure_size(conn, url: str, data_mb: int, repeat: int,
 
 
 def run(args: argparse.Namespace) -> dict:
-    conn = bench.connect()
+    conn = common.connect()
     try:
         url = glance_stack.endpoint('ceph')
     except guest_mod.StackMissing as e:
-        raise bench.BenchError(str(e))
+        raise common.BenchError(str(e))
     figures = {}
     try:
         for size in args.sizes:
@@ -158,13 +158,13 @@ def run(args: argparse.Namespace) -> dict:
     out = {str(size): {v: {'median': statistics.median(t), 'runs': t}
                        for v, t in times.items()}
            for size, times in figures.items()}
-    bench.write_json(args.json, out)
+    common.write_json(args.json, out)
     return out
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return bench.run_main(lambda: run(args))
+    return common.run_main(lambda: run(args))
 
 
 if __name__ == '__main__':
