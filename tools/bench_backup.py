@@ -33,7 +33,7 @@ from tests.functional import guest as guest_mod
 from tools import bench
 from tools import bench_common as common
 from tools import bench_glance
-from tools import bench_report as rows
+from tools import bench_report as spec
 
 MiB = bench.MiB
 BenchError = common.BenchError
@@ -159,14 +159,14 @@ class Comparison(bench.Bench):
 
     def variants(self) -> list:
         found = super().variants()
-        found += [(rows.UPLOAD_RAW, lambda: self.upload('raw')),
-                  (rows.UPLOAD_QCOW2, lambda: self.upload('qcow2'))]
-        for variant in rows.OURS + rows.INCREMENTAL:
+        found += [(spec.UPLOAD_RAW, lambda: self.upload('raw')),
+                  (spec.UPLOAD_QCOW2, lambda: self.upload('qcow2'))]
+        for variant in spec.OURS + spec.INCREMENTAL:
             found.append((variant[0], lambda v=variant: self.ours(*v)))
         return found
 
     def upload(self, fmt: str) -> None:
-        row = rows.UPLOAD_RAW if fmt == 'raw' else rows.UPLOAD_QCOW2
+        row = spec.UPLOAD_RAW if fmt == 'raw' else spec.UPLOAD_QCOW2
         seconds, size = bench_glance.upload_alone(
             self.conf, self.url, self.images[fmt], fmt, self.image_name,
             self.uploads)
@@ -232,7 +232,7 @@ def figures(run: Comparison) -> dict:
     """The medians and the targets of one size."""
     med = run.medians()
     rows = {}
-    for row in rows.ROWS:
+    for row in spec.ROWS:
         if row not in med:
             continue
         rows[row] = r = {
@@ -252,29 +252,29 @@ def figures(run: Comparison) -> dict:
                      guest_rate=statistics.median(
                          w['during'] / w['idle'] if w['idle'] else 0.0
                          for w in runs))
-    backup, raw, qcow2 = (med[rows.BACKUP_DIR], rows[rows.BACKUP_RAW],
-                          rows[rows.BACKUP_QCOW2])
+    backup, raw, qcow2 = (med[spec.BACKUP_DIR], rows[spec.BACKUP_RAW],
+                          rows[spec.BACKUP_QCOW2])
     targets = [
         ('backup -> directory / convert + fsync + sha256 <= %.2f' %
-         rows.BACKUP_OVER_DURABLE, backup / med[bench.DURABLE],
-         backup / med[bench.DURABLE] <= rows.BACKUP_OVER_DURABLE),
+         spec.BACKUP_OVER_DURABLE, backup / med[bench.DURABLE],
+         backup / med[bench.DURABLE] <= spec.BACKUP_OVER_DURABLE),
         ('ours mirror -> directory / backup -> directory >= %.1f' %
-         rows.SPEEDUP, med[rows.MIRROR_DIR] / backup,
-         med[rows.MIRROR_DIR] / backup >= rows.SPEEDUP),
-        ('manual procedure / backup -> directory >= %.1f' % rows.SPEEDUP,
+         spec.SPEEDUP, med[spec.MIRROR_DIR] / backup,
+         med[spec.MIRROR_DIR] / backup >= spec.SPEEDUP),
+        ('manual procedure / backup -> directory >= %.1f' % spec.SPEEDUP,
          med[bench.MANUAL] / backup,
-         med[bench.MANUAL] / backup >= rows.SPEEDUP),
+         med[bench.MANUAL] / backup >= spec.SPEEDUP),
         ('Glance backup raw: staged MiB == 0',
          raw['staged_peak_bytes'] / MiB, raw['staged_peak_bytes'] == 0),
         ('Glance backup qcow2: staged MiB <= its image (%.1f MiB)' % (
             qcow2['image_bytes'] / MiB), qcow2['staged_peak_bytes'] / MiB,
          qcow2['staged_peak_bytes'] <= qcow2['image_bytes']),
-        ('Glance backup raw / upload alone raw <= %.2f' % rows.RAW_OVER_UPLOAD,
-         med[rows.BACKUP_RAW] / med[rows.UPLOAD_RAW],
-         med[rows.BACKUP_RAW] / med[rows.UPLOAD_RAW] <= rows.RAW_OVER_UPLOAD),
-    ] + [('guest write rate during %s / idle >= %.2f' % (row, rows.GUEST_RATE),
-          rows[row]['guest_rate'], rows[row]['guest_rate'] >= rows.GUEST_RATE)
-         for row, *_ in rows.OURS]
+        ('Glance backup raw / upload alone raw <= %.2f' % spec.RAW_OVER_UPLOAD,
+         med[spec.BACKUP_RAW] / med[spec.UPLOAD_RAW],
+         med[spec.BACKUP_RAW] / med[spec.UPLOAD_RAW] <= spec.RAW_OVER_UPLOAD),
+    ] + [('guest write rate during %s / idle >= %.2f' % (row, spec.GUEST_RATE),
+          rows[row]['guest_rate'], rows[row]['guest_rate'] >= spec.GUEST_RATE)
+         for row, *_ in spec.OURS]
     stages = {row: {name: round(statistics.median(v), 3)
                     for name, v in names.items()}
               for row, names in run.stages.items()}
@@ -313,8 +313,8 @@ def compare(args: argparse.Namespace) -> dict:
         facts['load_after'] = os.getloadavg()
         if len(sizes) < len(args.sizes):
             # NOTE: what is measured is not lost if a later size fails.
-            print(rows.report(sizes, facts, args), file=sys.stderr, flush=True)
-    print(rows.report(sizes, facts, args), flush=True)
+            print(spec.report(sizes, facts, args), file=sys.stderr, flush=True)
+    print(spec.report(sizes, facts, args), flush=True)
     out = {'host': facts, 'repeat': args.repeat,
            'disk_factor': args.disk_factor, 'sizes': sizes}
     common.write_json(args.json, out)
