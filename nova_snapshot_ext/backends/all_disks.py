@@ -89,7 +89,7 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
                     steps.convert(j, j.disk.path, j.disk.format,
                                   pending.path)
         stored = _commit_all(jobs, pendings, outcome)
-    results = [_result(j, plan, s, outcome, started, backend)
+    results = [base.result(j, plan, s, outcome, started, backend.name)
                for j, s in zip(jobs, stored)]
     root = results[0]
     root.disks = [r.as_dict() for r in results]
@@ -156,18 +156,3 @@ def _commit_all(jobs: list[model.SnapshotJob],
                           'snapshot group: %(err)s', {'id': s.id, 'err': e})
         raise
     return stored
-
-
-def _result(job: model.SnapshotJob, plan: policy.Plan,
-            stored: store_base.StoredImage, outcome: steps.Outcome,
-            started: float, backend: base.ImageBackend
-            ) -> model.SnapshotResult:
-    return model.SnapshotResult(
-        method=plan.method, reason=plan.reason, image=stored.reference,
-        image_id=stored.id, location=stored.location,
-        format=stored.disk_format, size=stored.size,
-        virtual_size=stored.virtual_size, sha256=stored.sha256,
-        seconds=round(time.monotonic() - started, 3),
-        guest=job.guest.name, backend=backend.name,
-        quiesced=outcome.quiesced, downtime=round(outcome.downtime, 3),
-        disk=job.disk.target, live_copy_style=outcome.live_style)

@@ -225,17 +225,7 @@ class ImageBackend(metaclass=abc.ABCMeta):
             if stored is None:
                 self.copy(job, plan.method, pending.path, outcome)
                 stored = commit_()
-        return model.SnapshotResult(
-            method=plan.method, reason=plan.reason,
-            image=stored.reference, image_id=stored.id,
-            location=stored.location, format=stored.disk_format,
-            size=stored.size, virtual_size=stored.virtual_size,
-            sha256=stored.sha256,
-            seconds=round(time.monotonic() - started, 3),
-            guest=job.guest.name, backend=self.name,
-            quiesced=outcome.quiesced,
-            downtime=round(outcome.downtime, 3), disk=job.disk.target,
-            live_copy_style=outcome.live_style)
+        return result(job, plan, stored, outcome, started, self.name)
 
     def _log_plan(self, job: model.SnapshotJob, plan: policy.Plan,
                   support: Support) -> None:
@@ -247,6 +237,22 @@ class ImageBackend(metaclass=abc.ABCMeta):
             'because %(reason)s',
             {'guest': job.guest.name, 'disk': job.disk.target,
              'method': plan.method, 'reason': plan.reason})
+
+
+def result(job: model.SnapshotJob, plan: policy.Plan,
+           stored: store_base.StoredImage, outcome: steps.Outcome,
+           started: float, backend: str,
+           **extra: Any) -> model.SnapshotResult:
+    """The result of a snapshot of ``job`` that made ``stored``."""
+    return model.SnapshotResult(
+        method=plan.method, reason=plan.reason, image=stored.reference,
+        image_id=stored.id, location=stored.location,
+        format=stored.disk_format, size=stored.size,
+        virtual_size=stored.virtual_size, sha256=stored.sha256,
+        seconds=round(time.monotonic() - started, 3),
+        guest=job.guest.name, backend=backend, quiesced=outcome.quiesced,
+        downtime=round(outcome.downtime, 3), disk=job.disk.target,
+        live_copy_style=outcome.live_style, **extra)
 
 
 def commit(job: model.SnapshotJob, pending: store_base.PendingImage,

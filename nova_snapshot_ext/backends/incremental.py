@@ -164,16 +164,9 @@ def snapshot(backend: base.ImageBackend,
     _prune(job, keep=checkpoint)
     if job.request.keep:
         retain(job, stored.id, job.request.keep)
-    return model.SnapshotResult(
-        method=plan.method, reason=plan.reason, image=stored.reference,
-        image_id=stored.id, location=stored.location,
-        format=stored.disk_format, size=stored.size,
-        virtual_size=stored.virtual_size, sha256=stored.sha256,
-        seconds=round(time.monotonic() - started, 3),
-        guest=job.guest.name, backend=backend.name,
-        quiesced=outcome.quiesced, disk=job.disk.target,
-        live_copy_style='backup', incremental_of=None if why else
-        found.image_id, incremental_reason=why or None)
+    return base.result(job, plan, stored, outcome, started, backend.name,
+                       incremental_of=None if why else found.image_id,
+                       incremental_reason=why or None)
 
 
 def _incremental(job: model.SnapshotJob, out_path: str, found: Base,
