@@ -12,53 +12,25 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Ceph RBD through the ``rados`` and ``rbd`` bindings.
-
-One cluster connection per :class:`RBDDriver`, opened on first use and
-kept until :meth:`RBDDriver.close`; pools and images are opened per
-operation, in context managers that always close them. An operation that
-fails because the image is busy is retried a bounded number of times
-(``[snapshot_rbd] busy_retries``). Every Ceph error leaves this module as
-one of :mod:`nova_snapshot_ext.exception`'s.
-
-The bindings are Ceph's own (Debian: python3-rados, python3-rbd); they are
-not on PyPI, so a missing module is an error at connect time, not at
-import time.
+"""Ceph RBD through the ``rados`` and ``rbd`` bindings: the image calls
+(pools, images, snapshots, clones, flatten) of :class:`RBDDriver`, on
+the connection of :mod:`nova_snapshot_ext.storage.rbd_connection`. Every
+Ceph error leaves this module as one of :mod:`nova_snapshot_ext.
+exception`'s.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 import contextlib
 import dataclasses
 import datetime
 import errno
-import os
 from typing import Any
 
-from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import retry
+from nova_snapshot_ext.storage import rbd_connection
 
-
-class _Missing:
-    """Stands in for a missing binding module: the driver reports it when
-    it connects, and its exception classes, named in ``except`` clauses on
-    the way out, match nothing.
-    """
-
-    class Error(Exception):
-        pass
-
-    def __getattr__(self, name: str) -> type:
-        return self.Error
-
-
-try:
-    import rados
-    import rbd
-except ImportError:  # pragma: no cover - depends on the host
-    rados = rbd = _Missing()
 
 LOG = logging.getLogger(__name__)
 
@@ -72,137 +44,9 @@ class Snap:
     created: datetime.datetime
 
 
-def _reason(e: BaseException) -> str:
-    return ' '.join(str(e).split()) or type(e).__name__
+class RBDDriver(rbd_connection.Connection):
+    """The Ceph cluster of ``[snapshot_rbd]``: the image calls."""
 
-
-class RBDDriver:
-    """The Ceph cluster of ``[snapshot_rbd]``."""
-
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
-        self.conf = conf
-        # NOTE: no lock: under Nova in eventlet mode the driver's calls run
-        # in native threads (tpool) while eventlet makes threading's locks
-        # green, and a green lock waited for in a native thread is never
-        # woken. dict.setdefault and dict.pop are atomic instead.
-        self._handles: dict[str, Any] = {}
-
-    def __str__(self) -> str:
-        return 'Ceph (%s)' % self.conf.snapshot_rbd.ceph_conf
-
-    # -- connection ----------------------------------------------------
-    def cluster(self) -> Any:
-        """The connected ``rados.Rados``, connecting on first use.
-
-        :raises CephUnavailable: the bindings are missing, or the cluster
-            cannot be reached with the configured conf, user and keyring.
-        """
-        cluster = self._handles.get('cluster')
-        if cluster is None:
-            new = self._connect()
-            cluster = self._handles.setdefault('cluster', new)
-            if cluster is not new:
-                # NOTE: another thread connected meanwhile; use its.
-                new.shutdown()
-        return cluster
-
-    def _connect(self) -> Any:
-        group = self.conf.snapshot_rbd
-        failed = dict(user=group.user, conf=group.ceph_conf)
-        if isinstance(rados, _Missing):
-            raise exception.CephUnavailable(
-                reason='the rados and rbd Python modules are not installed '
-                       '(Debian and Ubuntu: python3-rados, python3-rbd)',
-                **failed)
-        if not os.path.isfile(group.ceph_conf):
-            raise exception.CephUnavailable(reason='%s does not exist' %
-                                                   group.ceph_conf, **failed)
-        try:
-            # NOTE: connect() ignores its timeout argument; librados
-            # waits for the monitors for client_mount_timeout (300 s by
-            # default).
-            client = rados.Rados(
-                conffile=group.ceph_conf, rados_id=group.user,
-                conf={'client_mount_timeout': str(group.connect_timeout)})
-        except rados.Error as e:
-            raise exception.CephUnavailable(reason=_reason(e), **failed)
-        try:
-            client.connect()
-        except (rados.Error, OSError) as e:
-            client.shutdown()
-            if isinstance(e, rados.TimedOut):
-                reason = 'no monitor answered within %d s' % (
-                    group.connect_timeout)
-            else:
-                reason = _reason(e)
-            raise exception.CephUnavailable(reason=reason, **failed)
-        return client
-
-    @property
-    def connected(self) -> bool:
-        """Whether the driver holds a cluster connection."""
-        return 'cluster' in self._handles
-
-    def close(self) -> None:
-        cluster = self._handles.pop('cluster', None)
-        if cluster is not None:
-            cluster.shutdown()
-
-    def fsid(self) -> str:
-        with self._errors('read the fsid of', 'the cluster'):
-            fsid = self.cluster().get_fsid()
-        return fsid.decode() if isinstance(fsid, bytes) else fsid
-
-    # -- handles -------------------------------------------------------
-    @contextlib.contextmanager
-    def _errors(self, action: str, target: str) -> Iterator[None]:
-        try:
-            yield
-        except exception.SnapshotError:
-            raise
-        except (rbd.PermissionError, rados.PermissionError) as e:
-            raise exception.RbdForbidden(action=action, target=target,
-                                         reason=_reason(e))
-        except (rbd.Error, rados.Error) as e:
-            raise exception.RbdFailed(action=action, target=target,
-                                      reason=_reason(e))
-
-    @contextlib.contextmanager
-    def ioctx(self, pool: str) -> Iterator[Any]:
-        cluster = self.cluster()
-        with self._errors('open the pool', pool):
-            try:
-                ctx = cluster.open_ioctx(pool)
-            except rados.ObjectNotFound:
-                raise exception.RbdFailed(action='open the pool',
-                                          target=pool,
-                                          reason='it does not exist')
-        try:
-            yield ctx
-        finally:
-            ctx.close()
-
-    @contextlib.contextmanager
-    def image(self, pool: str, name: str, snapshot: str | None = None,
-              read_only: bool = False) -> Iterator[Any]:
-        """An open ``rbd.Image``; ``rbd.ImageNotFound`` passes through."""
-        with self.ioctx(pool) as ctx:
-            img = self._busy(rbd.Image, ctx, name, snapshot=snapshot,
-                             read_only=read_only)
-            try:
-                yield img
-            finally:
-                img.close()
-
-    def _busy(self, fn: Callable[..., Any], *args: Any,
-              **kwargs: Any) -> Any:
-        """Call ``fn``, retrying while it fails with ImageBusy."""
-        group = self.conf.snapshot_rbd
-        return retry.call(fn, *args, on=rbd.ImageBusy,
-                          attempts=group.busy_retries + 1, interval=0.1,
-                          max_interval=group.busy_retry_interval, **kwargs)
-
-    # -- queries -------------------------------------------------------
     def pools(self) -> list[str]:
         with self._errors('list the pools of', 'the cluster'):
             return list(self.cluster().list_pools())
@@ -210,7 +54,7 @@ class RBDDriver:
     def images(self, pool: str) -> list[str]:
         with self.ioctx(pool) as ctx, self._errors('list the images of',
                                                    pool):
-            return sorted(rbd.RBD().list(ctx))
+            return sorted(rbd_connection.rbd.RBD().list(ctx))
 
     def exists(self, pool: str, name: str) -> bool:
         target = '%s/%s' % (pool, name)
@@ -218,7 +62,7 @@ class RBDDriver:
             try:
                 with self.image(pool, name, read_only=True):
                     return True
-            except rbd.ImageNotFound:
+            except rbd_connection.rbd.ImageNotFound:
                 return False
 
     def info(self, pool: str, name: str) -> dict[str, Any]:
@@ -233,7 +77,7 @@ class RBDDriver:
                 parent = img.get_parent_image_spec()
                 parent = (parent['pool_name'], parent['image_name'],
                           parent['snap_name'])
-            except rbd.ImageNotFound:
+            except rbd_connection.rbd.ImageNotFound:
                 parent = None
             return {
                 'size': img.size(),
@@ -253,11 +97,11 @@ class RBDDriver:
 
     @staticmethod
     def _user_snaps(img: Any) -> list[Snap]:
+        user = rbd_connection.rbd.RBD_SNAP_NAMESPACE_TYPE_USER
         return [Snap(s['name'], bool(img.is_protected_snap(s['name'])),
                      img.get_snap_timestamp(s['id']))
                 for s in img.list_snaps()
-                if s.get('namespace', rbd.RBD_SNAP_NAMESPACE_TYPE_USER) ==
-                rbd.RBD_SNAP_NAMESPACE_TYPE_USER]
+                if s.get('namespace', user) == user]
 
     def children(self, pool: str, name: str,
                  snap: str) -> list[tuple[str, str]]:
@@ -289,7 +133,7 @@ class RBDDriver:
             try:
                 self._busy(img.protect_snap, snap)
             except BaseException:
-                with contextlib.suppress(rbd.Error):
+                with contextlib.suppress(rbd_connection.rbd.Error):
                     img.remove_snap(snap)
                 raise
 
@@ -304,7 +148,7 @@ class RBDDriver:
             try:
                 with self.image(pool, name) as img:
                     return self._remove_snap(img, target, snap)
-            except rbd.ImageNotFound:
+            except rbd_connection.rbd.ImageNotFound:
                 return False
 
     def _remove_snap(self, img: Any, target: str, snap: str) -> bool:
@@ -340,8 +184,8 @@ class RBDDriver:
             with self.image(pool, name, read_only=True) as img:
                 features = img.features()
             with self.ioctx(pool) as src, self.ioctx(dest_pool) as dst:
-                rbd.RBD().clone(src, name, snap, dst, dest_name,
-                                features=features)
+                rbd_connection.rbd.RBD().clone(src, name, snap, dst,
+                                               dest_name, features=features)
 
     def flatten(self, pool: str, name: str,
                 progress: Progress | None = None) -> None:
@@ -367,11 +211,11 @@ class RBDDriver:
                 pool, name) as img:
             try:
                 img.get_parent_image_spec()
-            except rbd.ImageNotFound:
+            except rbd_connection.rbd.ImageNotFound:
                 return
             try:
                 self._busy(img.flatten, on_progress=report)
-            except rbd.Error:
+            except rbd_connection.rbd.Error:
                 if raised:
                     raise raised[0]
                 raise
@@ -381,7 +225,7 @@ class RBDDriver:
     def rename(self, pool: str, name: str, new_name: str) -> None:
         with self._errors('rename', '%s/%s' % (pool, name)), \
                 self.ioctx(pool) as ctx:
-            self._busy(rbd.RBD().rename, ctx, name, new_name)
+            self._busy(rbd_connection.rbd.RBD().rename, ctx, name, new_name)
 
     def remove_image(self, pool: str, name: str) -> bool:
         """Remove an image and its snapshots (unprotecting them).
@@ -396,11 +240,11 @@ class RBDDriver:
                     for snap in list(img.list_snaps()):
                         self._remove_snap(img, '%s@%s' % (
                             target, snap['name']), snap['name'])
-            except rbd.ImageNotFound:
+            except rbd_connection.rbd.ImageNotFound:
                 return False
             with self.ioctx(pool) as ctx:
                 try:
-                    self._busy(rbd.RBD().remove, ctx, name)
-                except rbd.ImageNotFound:
+                    self._busy(rbd_connection.rbd.RBD().remove, ctx, name)
+                except rbd_connection.rbd.ImageNotFound:
                     return False
         return True

@@ -28,6 +28,7 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext import policy
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.storage import rbd as rbd_storage
+from nova_snapshot_ext.storage import rbd_connection
 from nova_snapshot_ext.storage import rbd_location
 from nova_snapshot_ext.stores import glance
 
@@ -235,8 +236,8 @@ def test_missing_bindings_are_one_line(conf, tmp_path, monkeypatch):
     conf_file = tmp_path / 'ceph.conf'
     conf_file.write_text('[global]\n')
     conf.set_override('ceph_conf', str(conf_file), group='snapshot_rbd')
-    monkeypatch.setattr(rbd_storage, 'rados', rbd_storage._Missing())
-    monkeypatch.setattr(rbd_storage, 'rbd', rbd_storage._Missing())
+    monkeypatch.setattr(rbd_connection, 'rados', rbd_connection._Missing())
+    monkeypatch.setattr(rbd_connection, 'rbd', rbd_connection._Missing())
     with pytest.raises(exception.CephUnavailable) as e:
         rbd_storage.RBDDriver(conf).exists('vms', 'disk')
     assert 'the rados and rbd Python modules are not installed' in str(
