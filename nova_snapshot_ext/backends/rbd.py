@@ -34,7 +34,6 @@ metadata (:func:`is_our_clone`), so ``gc`` never touches anything else.
 """
 
 import contextlib
-import dataclasses
 import re
 import uuid
 
@@ -42,6 +41,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import rbd_target
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
@@ -86,14 +86,7 @@ def is_our_clone(pool: str, name: str, metadata: dict[str, str]) -> bool:
     return bool(marked) and here in (marked, marked + TO_BE_DELETED)
 
 
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """Where a direct snapshot goes: Glance's rbd store."""
-
-    pool: str
-    fsid: str
-    #: Glance's store id; None when Glance does not show its stores.
-    store_id: str | None
+Target = rbd_target.Target
 
 
 class RbdBackend(base.ImageBackend):
@@ -199,61 +192,9 @@ class RbdBackend(base.ImageBackend):
         fsid = self.driver.fsid()
         stores = store.stores_detail()
         if stores is not None:
-            return self._target_from_stores(stores, fsid, impossible)
-        return self._target_from_locations(job, fsid, impossible)
-
-    def _target_from_stores(self, stores, fsid, impossible) -> Target:
-        wanted = self.conf.snapshot_rbd.glance_store
-        rbd_stores = [s for s in stores if s.get('type') == 'rbd']
-        if wanted:
-            chosen = [s for s in stores if s.get('id') == wanted]
-            if not chosen:
-                raise impossible('Glance has no store %r ([snapshot_rbd] '
-                                 'glance_store); it has %s' % (
-                                     wanted, _ids(stores)))
-            if chosen[0].get('type') != 'rbd':
-                raise impossible('Glance store %r is a %s store, not rbd' % (
-                    wanted, chosen[0].get('type')))
-        else:
-            chosen = [s for s in rbd_stores if s.get('default')
-                      in (True, 'true')] or rbd_stores
-            if not chosen:
-                raise impossible('Glance has no rbd store (its stores: %s)'
-                                 % _ids(stores))
-            if len(chosen) > 1:
-                raise impossible('Glance has several rbd stores (%s); set '
-                                 '[snapshot_rbd] glance_store' % _ids(chosen))
-        props = chosen[0].get('properties') or {}
-        theirs = props.get('fsid')
-        if theirs != fsid:
-            raise impossible(
-                "Glance's rbd store %s is in Ceph cluster %s, the disk in "
-                "%s" % (chosen[0]['id'], theirs or '(not shown)', fsid))
-        pool = self.conf.snapshot_rbd.glance_pool or props.get('pool')
-        if not pool:
-            raise impossible("Glance does not show the pool of its rbd "
-                             "store %s; set [snapshot_rbd] glance_pool" %
-                             chosen[0]['id'])
-        return Target(pool=pool, fsid=fsid, store_id=chosen[0]['id'])
-
-    def _target_from_locations(self, job, fsid, impossible) -> Target:
-        base_ref = job.request.metadata.get('base_image_ref')
-        pools = []
-        if base_ref:
-            for url in job.store.image_locations(base_ref):
-                loc = rbd_location.Location.parse(url)
-                if loc is not None and loc.fsid == fsid:
-                    pools.append(loc.pool)
-        pool = self.conf.snapshot_rbd.glance_pool or (
-            pools[0] if pools else None)
-        if not pool:
-            raise impossible(
-                'Glance does not show its stores to these credentials (the '
-                'admin or service role is needed) and the base image has no '
-                'location in this Ceph cluster; set [snapshot_rbd] '
-                'glance_pool')
-        return Target(pool=pool, fsid=fsid,
-                      store_id=self.conf.snapshot_rbd.glance_store or None)
+            return rbd_target.from_stores(self.conf, stores, fsid,
+                                          impossible)
+        return rbd_target.from_locations(self.conf, job, fsid, impossible)
 
     # -- direct --------------------------------------------------------
     def direct_snapshot(self, job: model.SnapshotJob,
@@ -397,7 +338,3 @@ def drop_clone(driver: rbd_storage.RBDDriver, pool: str, name: str) -> bool:
                 {'pool': pool, 'name': name, 'why': failure,
                  'doomed': doomed})
     return True
-
-
-def _ids(stores) -> str:
-    return ', '.join(str(s.get('id')) for s in stores) or 'none'
