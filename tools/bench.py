@@ -20,7 +20,8 @@ Run it from the top of the repository, as root, on the real stack
 (``tools/stack.sh up``: its libvirtd and its Glance)::
 
     python -m tools.bench [--sizes 1024,4096] [--disk-factor 2]
-                          [--repeat 3] [--json FILE] [--keep]
+                          [--repeat 3] [--cache warm|cold] [--json FILE]
+                          [--keep]
 
 (``--data-mb N`` is ``--sizes N``.) For each size, a counter-writing
 test guest (``tests/functional/guest.py``) runs on a qcow2 overlay over
@@ -46,20 +47,33 @@ printed, the sizes side by side:
   existing image equal to the snapshot: the baseline of ours into Glance.
 * **ours -> Glance**: ``backup`` raw (streamed, no file on the host),
   ``backup`` qcow2 and ``blockcopy`` qcow2 (both stage their image).
+* **ours incremental**: a full ``--incremental`` snapshot into the
+  directory store (the start of a chain), then 1% of the disk's data
+  written through the running QEMU (so that the dirty bitmap sees it),
+  then an incremental snapshot: its time and image bytes against the
+  full one's.
 
 For each of ours (:mod:`tools.bench_backup`), a thread samples the bytes
 allocated under the snapshot's ``[snapshot] temp_directory`` every 0.1 s
-(the directory store's image is elsewhere): the peak staged. The guest's
+(the directory store's image is elsewhere): the peak staged, apart from
+the peak of the backup job's scratch file (the blocks the guest
+overwrote during the job, copied before its writes). The guest's
 counter, read from its disk, gives its write rate during the job and
-over an idle window of about the same length just before. The issue's
+over an idle window of about the same length just before. The calls to
+libvirt's ``getVersion``, ``getLibVersion`` and
+``getDomainCapabilities`` each snapshot makes are counted. The issue's
 targets are printed with the figures, marked PASS or FAIL.
 
-The page cache is not dropped; an unmeasured read and convert warm it
-and ``os.sync()`` runs before each variant. Every image (file or Glance
-image) is deleted after its measurement; the guest is destroyed and
-undefined, the run's Glance images deleted and the work directory
-removed at the end, whatever happens, SIGTERM included (``--keep`` keeps
-the directory).
+``--cache warm`` (the default): the page cache is not dropped; an
+unmeasured read and convert warm it and ``os.sync()`` runs before each
+variant. ``--cache cold``: after the ``os.sync()``, the page cache is
+dropped (``/proc/sys/vm/drop_caches``) before each variant, so that each
+reads its data from the disk, as on a compute host whose guest disks
+use ``cache=none``. Every image (file or Glance image) and checkpoint
+is deleted after its measurement; the guest is destroyed and undefined,
+the run's Glance images deleted and the work directory removed at the
+end, whatever happens, SIGTERM included (``--keep`` keeps the
+directory).
 """
 
 import argparse
@@ -69,13 +83,17 @@ import shutil
 import statistics
 import sys
 import time
+from typing import TypeVar
 import uuid
 
 import libvirt
 
+from nova_snapshot_ext.libvirt import domain as lv_domain
 from tests.functional import conftest
 from tests.functional import guest as guest_mod
 from tools import bench_common as common
+
+T = TypeVar('T')
 
 MiB = 1024 * 1024
 URI = guest_mod.URI
@@ -90,6 +108,9 @@ MANUAL = 'manual blockcopy + convert'
 DEFAULT_SIZES = (1024, 4096)
 #: A row whose (max - min) / median is above this is called noisy.
 NOISY = 0.25
+#: Seconds to wait for libvirtd to answer again once it restarted (the
+#: functional tests restart it).
+RECONNECT = 60.0
 
 
 class Bench:
@@ -236,10 +257,29 @@ class Bench:
                     file=sys.stderr, flush=True)
                 # NOTE: no variant pays for the write-back of another.
                 os.sync()
+                if self.args.cache == 'cold':
+                    common.drop_caches()
                 measure()
-                if self.guest.state() != libvirt.VIR_DOMAIN_RUNNING:
+                if self.domain_call(lambda d: d.state()[0]) != \
+                        libvirt.VIR_DOMAIN_RUNNING:
                     raise common.BenchError(
                         'the guest stopped running after %s' % name)
+
+    def domain_call(self, fn: Callable[[libvirt.virDomain], T]) -> T:
+        """``fn(domain of the guest)``, once more on a new connection when
+        the connection was lost (libvirtd restarted; the guest runs on).
+        """
+        try:
+            return fn(self.guest.dom)
+        except libvirt.libvirtError as e:
+            if not lv_domain.connection_lost(e):
+                raise
+        print('the connection to libvirtd was lost; connecting again',
+              file=sys.stderr, flush=True)
+        close(self.guest.conn)
+        self.guest.conn = reconnect()
+        self.guest.dom = self.guest.conn.lookupByName(self.guest.name)
+        return fn(self.guest.dom)
 
     def medians(self) -> dict[str, float]:
         return {row: statistics.median(values)
@@ -268,9 +308,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog='python -m tools.bench',
         description='Benchmark live snapshots of a running guest (backup '
                     'and mirror copy styles, into a directory and into '
-                    'Glance) against a raw read, a plain qemu-img '
-                    'convert, the manual blockcopy procedure and the '
-                    'upload alone.')
+                    'Glance; incremental ones) against a raw read, a '
+                    'plain qemu-img convert, the manual blockcopy '
+                    'procedure and the upload alone.')
     common.add_common_arguments(parser,
                                 'on the guest disk (one size: --sizes N)')
     parser.set_defaults(data_mb=None)
@@ -282,6 +322,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='virtual size of the disk / its data; the '
                              'rest is a sparse hole (default: '
                              '%(default)s)')
+    parser.add_argument('--cache', choices=('warm', 'cold'),
+                        default='warm',
+                        help='warm: the page cache is kept (warmed once); '
+                             'cold: it is dropped before each variant, '
+                             'which then reads its data from the disk '
+                             '(default: %(default)s)')
     parser.add_argument('--keep', action='store_true',
                         help='keep the work directories (disks, serial '
                              'logs, state) for debugging')
@@ -294,18 +340,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def remove_guest(guest: guest_mod.TestGuest) -> None:
-    """Destroy and undefine ``guest``, through a new connection when
-    libvirtd restarted meanwhile (the functional tests restart it).
+def close(conn: libvirt.virConnect) -> None:
+    try:
+        conn.close()
+    except libvirt.libvirtError:
+        pass
+
+
+def reconnect() -> libvirt.virConnect:
+    """A new connection to libvirtd, waiting up to :data:`RECONNECT`
+    seconds for it to answer.
     """
+    deadline = time.monotonic() + RECONNECT
+    while True:
+        try:
+            return common.connect()
+        except common.BenchError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+
+
+def remove_guest(guest: guest_mod.TestGuest) -> None:
+    """Destroy and undefine ``guest`` through a new connection.
+
+    NOTE: the guest's own connection may be gone (the functional tests
+    restart libvirtd), and ``TestGuest.remove`` takes a failed lookup
+    for a guest already gone: on a dead connection it would leave the
+    guest running.
+    """
+    previous, guest.conn = guest.conn, reconnect()
     try:
         guest.remove()
-    except libvirt.libvirtError:
-        guest.conn = common.connect()
-        try:
-            guest.remove()
-        finally:
-            guest.conn.close()
+    finally:
+        close(guest.conn)
+        guest.conn = previous
 
 
 def on_guest(args: argparse.Namespace, data_mb: int,
@@ -333,10 +402,9 @@ def on_guest(args: argparse.Namespace, data_mb: int,
             if guest is not None:
                 remove_guest(guest)
         finally:
-            try:
-                conn.close()
-            except libvirt.libvirtError:
-                pass
+            close(conn)
+            if guest is not None and guest.conn is not conn:
+                close(guest.conn)
             if args.keep:
                 print('kept %s' % workdir, file=sys.stderr)
             else:

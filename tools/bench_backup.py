@@ -14,18 +14,24 @@
 
 """Ours against the baselines of :mod:`tools.bench` (whose docstring
 lists the rows; run it): the live copy styles into the directory store
-and into Glance, the bytes staged and the guest's write rate meanwhile.
+and into Glance, incremental snapshots, the bytes staged and the guest's
+write rate meanwhile.
 """
 
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
 import threading
 import time
 
+import libvirt
+import libvirt_qemu
+
+from nova_snapshot_ext.backends import incremental as inc_backend
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import snapshot
 from tests.functional import glance_stack
@@ -42,17 +48,26 @@ BenchError = common.BenchError
 IDLE_MAX = 20.0
 #: Seconds between two samples of the staged bytes.
 INTERVAL = 0.1
+#: The largest write of the change between two incremental snapshots,
+#: and what the change is rounded to (a qcow2 cluster, the granularity
+#: of the dirty bitmap).
+CHUNK = MiB
+CLUSTER = 64 * 1024
+#: The byte the change writes.
+PATTERN = 0x5a
 
 
 class Staged(threading.Thread):
-    """Samples the bytes the files under a directory hold on disk."""
+    """Samples the bytes the files under a directory hold on disk: the
+    peak of the staged image and, apart, of the backup job's scratch
+    file (``*.scratch``: what the guest overwrote meanwhile, copied
+    before its write; not the image).
+    """
 
     def __init__(self, path: str) -> None:
         super().__init__(daemon=True)
         self.path = path
         self.peak = 0
-        #: Of the peak: the backup job's scratch file (what the guest
-        #: overwrote meanwhile, copied before its write).
         self.peak_scratch = 0
         self._done = threading.Event()
 
@@ -66,8 +81,8 @@ class Staged(threading.Thread):
                     continue
                 allocated += used
                 scratch += used if name.endswith('.scratch') else 0
-        if allocated > self.peak:
-            self.peak, self.peak_scratch = allocated, scratch
+        self.peak = max(self.peak, allocated - scratch)
+        self.peak_scratch = max(self.peak_scratch, scratch)
 
     def run(self) -> None:
         while not self._done.wait(INTERVAL):
@@ -141,14 +156,18 @@ class Comparison(bench.Bench):
 
     def __init__(self, args: argparse.Namespace, guest: guest_mod.TestGuest,
                  workdir: str, data_mb: int, glance_url: str,
-                 image_name: str) -> None:
+                 image_name: str, calls: common.LibvirtCalls) -> None:
         super().__init__(args, guest, workdir, data_mb)
         self.url = glance_url
         self.image_name = image_name
+        self.calls = calls
         self.counter = Counter(self.disks)
-        #: Row -> one dict per run: staged peak (and of it the scratch
-        #: file's), image size, guest writes/s idle and during the job.
+        #: Row -> one dict per run: staged peak, scratch file peak, image
+        #: size, guest writes/s idle and during the job, libvirt calls.
         self.watched: dict[str, list[dict]] = {}
+        #: Bytes and writes of the last change between two incremental
+        #: snapshots.
+        self.changed = (0, 0)
         self.uploads = os.path.join(workdir, 'uploads')
         os.makedirs(self.uploads, exist_ok=True)
         self.images = {}
@@ -161,8 +180,9 @@ class Comparison(bench.Bench):
         found = super().variants()
         found += [(spec.UPLOAD_RAW, lambda: self.upload('raw')),
                   (spec.UPLOAD_QCOW2, lambda: self.upload('qcow2'))]
-        for variant in spec.OURS + spec.INCREMENTAL:
+        for variant in spec.OURS:
             found.append((variant[0], lambda v=variant: self.ours(*v)))
+        found.append(('ours incremental', self.incremental))
         return found
 
     def upload(self, fmt: str) -> None:
@@ -174,6 +194,14 @@ class Comparison(bench.Bench):
         self.record(row, seconds)
 
     def ours(self, row: str, style: str, store: str, fmt: str) -> None:
+        self.drop(store, self.take(row, style, store, fmt))
+
+    def take(self, row: str, style: str, store: str, fmt: str,
+             incremental: bool = False) -> snapshot.SnapshotResult:
+        """One snapshot of ours, checked and recorded under ``row``; the
+        caller drops its image. An incremental one need not hold all the
+        data.
+        """
         self.conf.set_override('live_copy_style', style,
                                group='snapshot_libvirt')
         events: list[tuple[float, str]] = []
@@ -181,7 +209,8 @@ class Comparison(bench.Bench):
             guest=self.guest.name, name=self.image_name, method='live',
             image_format=fmt, store=('glance+' + self.url
                                      if store == 'glance' else
-                                     'file://' + self.store))
+                                     'file://' + self.store),
+            incremental=incremental)
         # NOTE: the idle window, right before, about as long as the job.
         window = self.samples.get(row, [2.0 + 3.0 * self.data / 1024 ** 3])
         idle = self.counter.rate(min(IDLE_MAX, window[-1]))
@@ -189,6 +218,7 @@ class Comparison(bench.Bench):
         try:
             with Staged(self.conf.snapshot.temp_directory) as staged:
                 before, started = self.counter.read(), time.monotonic()
+                calls = self.calls.total()
                 try:
                     result = snapshot.take_snapshot(
                         request, conf=self.conf, progress=lambda s, f:
@@ -196,6 +226,7 @@ class Comparison(bench.Bench):
                 except exception.SnapshotError as e:
                     raise BenchError('%s failed: %s' % (row, e))
                 ended = time.monotonic()
+                calls = self.calls.since(calls, self.calls.total())
                 during = (self.counter.read() - before) / (ended - started)
             if result.method != 'live' or result.live_copy_style != style:
                 raise BenchError('%s: got a %s snapshot (%s): %s' % (
@@ -204,17 +235,118 @@ class Comparison(bench.Bench):
             if fmt == 'raw' and result.size != self.disks.size:
                 raise BenchError('%s: %d bytes, not the disk\'s %d' % (
                     row, result.size, self.disks.size))
-            self.check_size(row, result.size)
-        finally:
+            if not incremental or result.incremental_of is None:
+                self.check_size(row, result.size)
+        except BaseException:
             if result is not None:
                 self.drop(store, result)
+            raise
         self.record(row, ended - started)
         self.watched.setdefault(row, []).append({
             'staged': staged.peak, 'scratch': staged.peak_scratch,
-            'image': result.size, 'idle': idle, 'during': during})
+            'image': result.size, 'idle': idle, 'during': during,
+            'calls': calls})
         self.stage(row, 'result.seconds', result.seconds)
         for name, seconds in milestones(events, started, ended):
             self.stage(row, name, seconds)
+        return result
+
+    def incremental(self) -> None:
+        """A full incremental snapshot (the start of a chain), then
+        :data:`spec.CHANGED` of the data written while the guest runs,
+        then an incremental snapshot; both images and the guest's
+        checkpoint deleted afterwards.
+        """
+        full = after = None
+        try:
+            full = self.take(spec.INC_FULL, 'backup', 'file', 'qcow2',
+                             incremental=True)
+            if full.incremental_of is not None:
+                raise BenchError('%s is backed by %s, not full' % (
+                    spec.INC_FULL, full.incremental_of))
+            started = time.monotonic()
+            self.changed = self.change(spec.CHANGED)
+            self.stage(spec.INC_AFTER, 'qemu-io writes before (not in the '
+                       'row)', time.monotonic() - started)
+            after = self.take(spec.INC_AFTER, 'backup', 'file', 'qcow2',
+                              incremental=True)
+            if after.incremental_of != full.image_id:
+                raise BenchError('%s is not incremental of %s: %s' % (
+                    spec.INC_AFTER, full.image_id,
+                    after.incremental_reason or after.incremental_of))
+            if after.size < self.changed[0]:
+                raise BenchError('%s holds %d bytes, less than the %d '
+                                 'written since the full one' % (
+                                     spec.INC_AFTER, after.size,
+                                     self.changed[0]))
+        finally:
+            for result in (after, full):
+                if result is not None:
+                    self.drop('file', result)
+            self.delete_checkpoints()
+
+    def hmp(self, command: str) -> str:
+        """``command`` on the guest's QEMU monitor (HMP)."""
+        try:
+            return self.domain_call(lambda d: libvirt_qemu.qemuMonitorCommand(
+                d, command, libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP))
+        except libvirt.libvirtError as e:
+            raise BenchError('%s on %s: %s' % (
+                command, self.guest.name, e.get_error_message()))
+
+    def qemu_device(self) -> str:
+        """The QOM path of the guest device its disk is attached to, from
+        ``info block``: where the guest's own writes go through.
+        """
+        info = self.hmp('info block')
+        for entry in re.split(r'\r?\n(?=\S)', info):
+            attached = re.search(r'^\s+Attached to:\s+(\S+)', entry, re.M)
+            if self.disks.path in entry.split('\n', 1)[0] and attached:
+                return attached.group(1)
+        raise BenchError('no device of %s in info block: %s' % (
+            self.disks.path, info.strip()))
+
+    def change(self, share: float) -> tuple[int, int]:
+        """Write ``share`` of the disk's data (rounded to clusters) with
+        :data:`PATTERN`, through the running QEMU's device of the disk,
+        so that the dirty bitmap sees it: writes of at most
+        :data:`CHUNK`, spread evenly over the data, which lies before
+        the counter sectors; each one read back.
+
+        :returns: bytes written and the number of writes.
+        """
+        device = self.qemu_device()
+        total = max(CLUSTER, round(self.data * share / CLUSTER) * CLUSTER)
+        pieces = [min(CHUNK, total - at) for at in range(0, total, CHUNK)]
+        stride = self.data // len(pieces) // CLUSTER * CLUSTER
+        for i, length in enumerate(pieces):
+            at = i * stride
+            if at + length > self.data:
+                raise BenchError('a write at %d would end past the data' %
+                                 at)
+            for op in ('write', 'read'):
+                # NOTE: qemu-io is silent when it succeeds (and a read
+                # with -P when the pattern is there).
+                out = self.hmp('qemu-io -d %s "%s -P 0x%x %d %d"' % (
+                    device, op, PATTERN, at, length)).strip()
+                if out:
+                    raise BenchError('qemu-io %s of %d bytes at %d on %s: '
+                                     '%s' % (op, length, at,
+                                             self.guest.name, out))
+        return total, len(pieces)
+
+    def delete_checkpoints(self) -> None:
+        """Delete the incremental snapshots' checkpoints of the guest."""
+        try:
+            for checkpoint in self.domain_call(
+                    lambda d: d.listAllCheckpoints(0)):
+                if checkpoint.getName().startswith(inc_backend.PREFIX):
+                    checkpoint.delete(0)
+        except libvirt.libvirtError as e:
+            # NOTE: the guest is undefined with its checkpoints at the
+            # end; the next full one says so if one is left meanwhile.
+            print('bench: could not delete a checkpoint of %s: %s' % (
+                self.guest.name, e.get_error_message()), file=sys.stderr)
 
     def drop(self, store: str, result: snapshot.SnapshotResult) -> None:
         if store == 'glance':
@@ -242,11 +374,11 @@ def figures(run: Comparison) -> dict:
             'over_durable': round(med[row] / med[bench.DURABLE], 3)}
         runs = run.watched.get(row)
         if runs:
-            # NOTE: the largest peak of the runs, and its scratch share.
-            peak = max(runs, key=lambda w: w['staged'])
-            r.update(staged_peak_bytes=peak['staged'],
-                     staged_scratch_bytes=peak['scratch'],
+            # NOTE: the largest peaks of the runs.
+            r.update(staged_peak_bytes=max(w['staged'] for w in runs),
+                     scratch_peak_bytes=max(w['scratch'] for w in runs),
                      image_bytes=max(w['image'] for w in runs),
+                     libvirt_calls=[w['calls'] for w in runs],
                      guest_writes_idle=_median(runs, 'idle'),
                      guest_writes_during=_median(runs, 'during'),
                      guest_rate=statistics.median(
@@ -254,6 +386,11 @@ def figures(run: Comparison) -> dict:
                          for w in runs))
     backup, raw, qcow2 = (med[spec.BACKUP_DIR], rows[spec.BACKUP_RAW],
                           rows[spec.BACKUP_QCOW2])
+    full, after = rows[spec.INC_FULL], rows[spec.INC_AFTER]
+    inc = {'written_bytes': run.changed[0], 'writes': run.changed[1],
+           'time_ratio': round(med[spec.INC_AFTER] / med[spec.INC_FULL], 4),
+           'bytes_ratio': round(after['image_bytes'] / full['image_bytes'],
+                                4)}
     targets = [
         ('backup -> directory / convert + fsync + sha256 <= %.2f' %
          spec.BACKUP_OVER_DURABLE, backup / med[bench.DURABLE],
@@ -264,7 +401,7 @@ def figures(run: Comparison) -> dict:
         ('manual procedure / backup -> directory >= %.1f' % spec.SPEEDUP,
          med[bench.MANUAL] / backup,
          med[bench.MANUAL] / backup >= spec.SPEEDUP),
-        ('Glance backup raw: staged MiB == 0',
+        ('Glance backup raw: staged MiB (scratch file excepted) == 0',
          raw['staged_peak_bytes'] / MiB, raw['staged_peak_bytes'] == 0),
         ('Glance backup qcow2: staged MiB <= its image (%.1f MiB)' % (
             qcow2['image_bytes'] / MiB), qcow2['staged_peak_bytes'] / MiB,
@@ -272,6 +409,12 @@ def figures(run: Comparison) -> dict:
         ('Glance backup raw / upload alone raw <= %.2f' % spec.RAW_OVER_UPLOAD,
          med[spec.BACKUP_RAW] / med[spec.UPLOAD_RAW],
          med[spec.BACKUP_RAW] / med[spec.UPLOAD_RAW] <= spec.RAW_OVER_UPLOAD),
+        ('incremental after 1%% change: time / full time < %.2f' %
+         spec.INCREMENTAL_OVER_FULL, inc['time_ratio'],
+         inc['time_ratio'] < spec.INCREMENTAL_OVER_FULL),
+        ('incremental after 1%% change: bytes / full bytes < %.2f' %
+         spec.INCREMENTAL_OVER_FULL, inc['bytes_ratio'],
+         inc['bytes_ratio'] < spec.INCREMENTAL_OVER_FULL),
     ] + [('guest write rate during %s / idle >= %.2f' % (row, spec.GUEST_RATE),
           rows[row]['guest_rate'], rows[row]['guest_rate'] >= spec.GUEST_RATE)
          for row, *_ in spec.OURS]
@@ -280,6 +423,7 @@ def figures(run: Comparison) -> dict:
               for row, names in run.stages.items()}
     return {'data_mb': run.data_mb, 'disk_virtual_size': run.disks.size,
             'rows': rows, 'stages': stages, 'noisy_rows': run.noisy(),
+            'incremental': inc,
             'targets': [{'target': t, 'value': round(v, 3), 'met': ok}
                         for t, v, ok in targets]}
 
@@ -289,6 +433,9 @@ def compare(args: argparse.Namespace) -> dict:
         url = glance_stack.endpoint()
     except guest_mod.StackMissing as e:
         raise BenchError(str(e))
+    # NOTE: counted on every connection of the process; what a snapshot
+    # made is what the counts grew by during its call.
+    calls = common.LibvirtCalls().install()
     conn = common.connect()
     try:
         facts = common.host_facts(conn)
@@ -302,7 +449,8 @@ def compare(args: argparse.Namespace) -> dict:
         # what a failure leaves is found and deleted.
         name = 'bench-%s' % os.path.basename(workdir)
         try:
-            run = Comparison(args, guest, workdir, data_mb, url, name)
+            run = Comparison(args, guest, workdir, data_mb, url, name,
+                             calls)
             run.run()
         finally:
             bench_glance.delete_named(url, name)
@@ -316,6 +464,17 @@ def compare(args: argparse.Namespace) -> dict:
             print(spec.report(sizes, facts, args), file=sys.stderr, flush=True)
     print(spec.report(sizes, facts, args), flush=True)
     out = {'host': facts, 'repeat': args.repeat,
-           'disk_factor': args.disk_factor, 'sizes': sizes}
+           'disk_factor': args.disk_factor, 'cache': args.cache,
+           'sizes': sizes}
     common.write_json(args.json, out)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The same as ``python -m tools.bench``."""
+    args = bench.parse_args(argv)
+    return common.run_main(lambda: compare(args))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -12,12 +12,14 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""What the benchmarks share: commands, errors, host facts, output, and
-how a benchmark ends (one line and a status, cleanups run on SIGTERM).
+"""What the benchmarks share: commands, errors, host facts, the page
+cache dropped, libvirt's version calls counted, output, and how a
+benchmark ends (one line and a status, cleanups run on SIGTERM).
 """
 
 import argparse
 from collections.abc import Callable, Sequence
+import functools
 import hashlib
 import json
 import os
@@ -25,6 +27,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import libvirt
@@ -73,6 +76,60 @@ def remove(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def drop_caches() -> None:
+    """Write what is dirty and drop the page cache, dentries and inodes
+    (as root), so that what is read next comes from the disk.
+    """
+    os.sync()
+    try:
+        with open('/proc/sys/vm/drop_caches', 'w') as f:
+            f.write('3\n')
+    except OSError as e:
+        raise BenchError('cannot drop the page cache (--cache cold needs '
+                         'root): %s' % e)
+
+
+class LibvirtCalls:
+    """Counts the calls to :data:`METHODS` of ``libvirt.virConnect``, on
+    every connection of the process, from :meth:`install` on.
+    """
+
+    #: What a libvirt daemon tells of itself: versions and capabilities.
+    METHODS = ('getVersion', 'getLibVersion', 'getDomainCapabilities')
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(self.METHODS, 0)
+        self._lock = threading.Lock()
+
+    def install(self) -> 'LibvirtCalls':
+        """Wrap the methods on the class (once per process)."""
+        for name in self.METHODS:
+            original = getattr(libvirt.virConnect, name)
+            if getattr(original, 'bench_counted', False):
+                raise BenchError('libvirt calls are counted already')
+            setattr(libvirt.virConnect, name, self._counted(name, original))
+        return self
+
+    def _counted(self, name: str, original: Callable) -> Callable:
+        @functools.wraps(original)
+        def counted(conn: libvirt.virConnect, *args, **kwargs):
+            with self._lock:
+                self.counts[name] += 1
+            return original(conn, *args, **kwargs)
+
+        counted.bench_counted = True
+        return counted
+
+    def total(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
+    @staticmethod
+    def since(before: dict[str, int], after: dict[str, int]
+              ) -> dict[str, int]:
+        return {name: after[name] - before[name] for name in after}
 
 
 def sync_and_hash(path: str) -> tuple[float, float]:
@@ -151,6 +208,9 @@ def run_main(measure: Callable[[], object]) -> int:
         measure()
     except BenchError as e:
         print('bench: error: %s' % e, file=sys.stderr)
+        return 1
+    except libvirt.libvirtError as e:
+        print('bench: error: libvirt: %s' % e, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print('bench: interrupted', file=sys.stderr)
