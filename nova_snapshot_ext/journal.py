@@ -69,7 +69,8 @@ GLANCE_IMAGE = 'glance_image'    # id, store: a record we created
 LOCATION = 'location'            # id, url: the data registered in Glance
 BLOCK_JOB = 'block_job'          # disk, dest: our copy job into dest
 BACKUP_JOB = 'backup_job'        # socket, disks: our pull-mode backup job
-CHECKPOINT = 'checkpoint'        # name: a libvirt checkpoint of ours
+CHECKPOINT = 'checkpoint'        # name: a libvirt checkpoint of ours; forget:
+#                                   drop its metadata only (bitmap kept)
 DOMAIN_XML = 'domain_xml'        # xml: the persistent definition
 MANAGED_SAVE = 'managed_save'    # state: running or paused, to restore
 FREEZE = 'freeze'                # (no data): filesystems frozen
@@ -142,7 +143,8 @@ def stale_tmp(name: str) -> bool | None:
     return not owner_alive(owner)
 
 
-def _write(path: str, doc: dict[str, Any]) -> None:
+def write_json(path: str, doc: dict[str, Any]) -> None:
+    """Write ``doc`` to ``path`` whole or not at all, durably."""
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=TMP_SUFFIX,
                                dir=directory)
@@ -230,7 +232,7 @@ class Journal:
         if not self.path:
             return
         try:
-            _write(self.path, self.as_dict())
+            write_json(self.path, self.as_dict())
         except OSError as e:
             raise exception.JournalUnwritable(path=self.path,
                                               reason=e.strerror or str(e))

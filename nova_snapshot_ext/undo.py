@@ -137,6 +137,13 @@ def _checkpoint(r: 'recovery._Recovery', step: journal.Step) -> None:
     if g is None or name not in g.checkpoint_names():
         r.act(NOTHING, 'checkpoint %s' % name, 'there is none')
         return
+    if step.data.get('forget'):
+        # NOTE: its bitmap is the base of the next incremental snapshot;
+        # libvirt must not keep the checkpoint (see backends.incremental).
+        r.act('forget', 'checkpoint %s' % name, 'its bitmap is kept, '
+              'libvirt need not know it',
+              run=lambda: g.delete_checkpoint(name, metadata_only=True))
+        return
     r.act('delete', 'checkpoint %s' % name, 'its snapshot did not end',
           run=lambda: g.delete_checkpoint(name))
 

@@ -23,16 +23,29 @@ writes a qcow2 holding only those blocks, backed by the previous image
 an ordinary qcow2 backing chain: ``qemu-img convert`` of the newest
 image gives the whole disk.
 
+Between snapshots libvirt does not know the checkpoint: its metadata is
+deleted once the image is stored, and only the bitmap stays, in the
+disk. A domain with checkpoints cannot be undefined without a flag that
+Nova does not pass: Nova could not delete or hard reboot the instance,
+nor take its own live snapshot (which makes the domain transient). Our
+checkpoints are listed in ``$state_path/checkpoints/<guest uuid>.json``
+instead (name, creation time, disk, store), and the next snapshot
+defines the one it starts from again, validated against its bitmap,
+for the length of its backup job.
+
 Without a usable base the snapshot is a full image (and the start of a
 new chain), and says why (``incremental_reason``): the guest has no
-checkpoint of ours, the checkpoint's image is gone from the store, or
-libvirt refuses the checkpoint (its bitmap was lost). Once an image is
-stored, the older checkpoints of ours are deleted, so the guest carries
-one bitmap. A checkpoint is journaled before it is made and deleted by
+checkpoint of ours, the checkpoint's image is not in the store (it was
+deleted, or the last snapshot went into another store), or its bitmap is
+missing or broken (QEMU was killed, or the disk was copied without it).
+Once an image is stored, the disk's other bitmaps of ours are deleted,
+so that it carries one. A checkpoint is journaled before it is made and
+deleted (or, once its image is stored, forgotten by libvirt) by
 ``recover`` when its snapshot did not end.
 """
 
 import dataclasses
+import json
 import os
 import time
 
@@ -64,6 +77,43 @@ class Base:
 
     image_id: str
     checkpoint: str
+    created: int
+
+
+class Registry:
+    """The checkpoints of ours a guest's disks may hold, which libvirt
+    does not know between snapshots (see the module).
+    """
+
+    def __init__(self, job: model.SnapshotJob) -> None:
+        self.directory = os.path.join(job.conf.state_path, 'checkpoints')
+        self.path = os.path.join(self.directory, job.guest.uuid + '.json')
+        self.store = str(job.store)
+        self.disk = job.disk.target
+        try:
+            with open(self.path) as f:
+                self.doc: dict = json.load(f)
+        except FileNotFoundError:
+            self.doc = {'checkpoints': {}}
+
+    def ours(self) -> dict[str, int]:
+        """Name -> creation time of the checkpoints of the disk."""
+        return {name: c['created']
+                for name, c in self.doc['checkpoints'].items()
+                if c['disk'] == self.disk}
+
+    def add(self, name: str, created: int) -> None:
+        self.doc['checkpoints'][name] = {
+            'created': created, 'store': self.store, 'disk': self.disk}
+        self._save()
+
+    def remove(self, name: str) -> None:
+        if self.doc['checkpoints'].pop(name, None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        journal.write_json(self.path, self.doc)
 
 
 def check(job: model.SnapshotJob) -> None:
@@ -87,11 +137,12 @@ def check(job: model.SnapshotJob) -> None:
                        job.disk.source_type))
 
 
-def find_base(job: model.SnapshotJob) -> tuple[Base | None, str]:
+def find_base(job: model.SnapshotJob,
+              registry: Registry) -> tuple[Base | None, str]:
     """The newest checkpoint of ours whose image is in the store, or
     None and why there is none.
     """
-    ours = [n for n in job.guest.checkpoint_names() if n.startswith(PREFIX)]
+    ours = registry.ours()
     if not ours:
         return None, 'the guest has no checkpoint of an earlier ' \
                      'incremental snapshot'
@@ -100,10 +151,9 @@ def find_base(job: model.SnapshotJob) -> tuple[Base | None, str]:
               images[n[len(PREFIX):]].get('checkpoint') == n]
     if not usable:
         return None, 'the image of checkpoint %s is not in %s' % (
-            ', '.join(ours), job.store)
-    newest = max(usable,
-                 key=lambda n: images[n[len(PREFIX):]].get('created_at', ''))
-    return Base(newest[len(PREFIX):], newest), ''
+            ', '.join(sorted(ours)), job.store)
+    newest = max(usable, key=lambda n: ours[n])
+    return Base(newest[len(PREFIX):], newest, ours[newest]), ''
 
 
 def snapshot(backend: base.ImageBackend,
@@ -117,7 +167,8 @@ def snapshot(backend: base.ImageBackend,
             reason='an incremental snapshot is taken live through a backup '
                    'job, and this one would be %s (%s)' % (
                        plan.method, plan.reason))
-    found, why = find_base(job)
+    registry = Registry(job)
+    found, why = find_base(job, registry)
     image_id = uuidutils.generate_uuid()
     checkpoint = PREFIX + image_id
     meta = store_base.ImageMeta(
@@ -131,14 +182,15 @@ def snapshot(backend: base.ImageBackend,
     record = journal.current()
     with job.store.begin(meta, image_id) as pending:
         step = record.add(journal.CHECKPOINT, name=checkpoint)
+        defined = None
         try:
             if found is not None:
-                why = _incremental(job, pending.path, found, checkpoint,
-                                   outcome)
-                if why:
-                    # NOTE: its bitmap is unusable; deleting it with its
-                    # bitmap would fail the same way.
-                    _forget(job, found.checkpoint)
+                defined = record.add(journal.CHECKPOINT,
+                                     name=found.checkpoint, forget=True)
+                why = _define(job, found)
+                if not why:
+                    why = _incremental(job, pending.path, found, checkpoint,
+                                       outcome)
             if why:
                 # NOTE: the first of a chain is full as a matter of
                 # course; a chain cut short is worth a warning.
@@ -156,17 +208,41 @@ def snapshot(backend: base.ImageBackend,
                 incremental_of=None if why else found.image_id,
                 incremental_reason=why or None)
             stored = base.commit(job, pending, outcome)
+            created = job.guest.checkpoint_created(checkpoint)
         except BaseException:
             if _delete_checkpoint(job, checkpoint):
                 record.done(step)
+            if defined is not None and _forget(job, found.checkpoint):
+                record.done(defined)
             raise
+        # NOTE: from here the checkpoint is the base of the next snapshot:
+        # listed, then forgotten by libvirt (by recover, if we die).
+        registry.add(checkpoint, created)
+        forget = record.add(journal.CHECKPOINT, name=checkpoint, forget=True)
         record.done(step)
-    _prune(job, keep=checkpoint)
+    _prune(job, registry, keep=checkpoint)
+    if _forget(job, checkpoint):
+        record.done(forget)
+    if defined is not None:
+        record.done(defined)
     if job.request.keep:
         retain(job, stored.id, job.request.keep)
     return base.result(job, plan, stored, outcome, started, backend.name,
                        incremental_of=None if why else found.image_id,
                        incremental_reason=why or None)
+
+
+def _define(job: model.SnapshotJob, found: Base) -> str:
+    """Define checkpoint ``found`` again, for the backup job; '' or why
+    its bitmap cannot be used.
+    """
+    try:
+        job.guest.define_checkpoint(found.checkpoint, found.created,
+                                    job.disk.target)
+    except exception.LibvirtFailed as e:
+        return 'the bitmap of checkpoint %s cannot be used: %s' % (
+            found.checkpoint, e.kwargs.get('reason', e))
+    return ''
 
 
 def _incremental(job: model.SnapshotJob, out_path: str, found: Base,
@@ -215,26 +291,39 @@ def _delete_checkpoint(job: model.SnapshotJob, name: str) -> bool:
         return False
 
 
-def _forget(job: model.SnapshotJob, name: str) -> None:
+def _forget(job: model.SnapshotJob, name: str) -> bool:
+    """Make libvirt forget checkpoint ``name``, its bitmap kept; whether
+    it did (if not, the journal keeps it for ``recover``).
+    """
     try:
         job.guest.delete_checkpoint(name, metadata_only=True)
+        return True
     except exception.SnapshotError as e:
-        LOG.warning('Could not forget the broken checkpoint %(name)s of '
-                    '%(guest)s: %(err)s',
-                    {'name': name, 'guest': job.guest.name, 'err': e})
+        LOG.error('Could not make libvirt forget checkpoint %(name)s of '
+                  '%(guest)s: %(err)s',
+                  {'name': name, 'guest': job.guest.name, 'err': e})
+        return False
 
 
-def _prune(job: model.SnapshotJob, keep: str) -> None:
-    """Delete our checkpoints but ``keep``: the guest needs one bitmap."""
-    for name in job.guest.checkpoint_names():
-        if name.startswith(PREFIX) and name != keep:
-            try:
-                job.guest.delete_checkpoint(name)
-            except exception.SnapshotError as e:
-                LOG.warning('Could not delete the old checkpoint %(name)s '
-                            'of %(guest)s: %(err)s',
-                            {'name': name, 'guest': job.guest.name,
-                             'err': e})
+def _prune(job: model.SnapshotJob, registry: Registry, keep: str) -> None:
+    """Delete the bitmaps of our other checkpoints of the disk: it needs
+    one.
+    """
+    for name, created in registry.ours().items():
+        if name == keep:
+            continue
+        try:
+            # NOTE: a missing or broken bitmap is defined all the same,
+            # for libvirt to delete what is left of it.
+            job.guest.define_checkpoint(name, created, job.disk.target,
+                                        validate=False)
+            job.guest.delete_checkpoint(name)
+        except exception.SnapshotError as e:
+            LOG.warning('Could not delete the bitmap of the old checkpoint '
+                        '%(name)s of %(guest)s: %(err)s',
+                        {'name': name, 'guest': job.guest.name, 'err': e})
+            _forget(job, name)
+        registry.remove(name)
 
 
 def retain(job: model.SnapshotJob, newest: str, keep: int) -> None:

@@ -180,6 +180,34 @@ class BackupCalls(domain.Domain):
                 self._call('list the checkpoints of', 'listAllCheckpoints',
                            0)]
 
+    def checkpoint_created(self, name: str) -> int:
+        """The creation time (seconds since the epoch) of checkpoint
+        ``name``, which names it with its bitmaps when it is defined again.
+        """
+        checkpoint = self._call('find a checkpoint of',
+                                'checkpointLookupByName', name, 0)
+        desc = checkpoint.getXMLDesc(0)
+        return int(ET.fromstring(desc).findtext('creationTime') or 0)
+
+    def define_checkpoint(self, name: str, created: int, target: str,
+                          validate: bool = True) -> None:
+        """Make checkpoint ``name`` known to libvirt again, over the
+        bitmap of the same name that disk ``target`` still holds.
+
+        :param validate: refuse it when the bitmap is missing or broken
+            (:class:`LibvirtFailed`, code ``VIR_ERR_CHECKPOINT_INCONSISTENT``).
+        """
+        root = ET.Element('domaincheckpoint')
+        ET.SubElement(root, 'name').text = name
+        ET.SubElement(root, 'creationTime').text = str(created)
+        ET.SubElement(ET.SubElement(root, 'disks'), 'disk', name=target,
+                      checkpoint='bitmap', bitmap=name)
+        flags = libvirt.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE
+        if validate:
+            flags |= libvirt.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE
+        self._call('define a checkpoint of', 'checkpointCreateXML',
+                   ET.tostring(root, encoding='unicode'), flags)
+
     def delete_checkpoint(self, name: str,
                           metadata_only: bool = False) -> None:
         """Delete checkpoint ``name`` (its bitmaps are merged into its

@@ -21,18 +21,35 @@ checkpoints would change the other tests' guests).
 import hashlib
 import json
 import os
+import re
 import shutil
+import time
 import uuid
 
+import libvirt
 import pytest
 
 from nova_snapshot_ext import exception
+from tests.functional.conftest import make_conf
 from tests.functional import guest as guest_mod
 from tests.functional.test_snapshot import assert_guest_as_before
 from tests.functional.test_snapshot import assert_no_temp_files
-from tests.functional.test_snapshot import assert_nothing_left
 from tests.functional.test_snapshot import GuestBefore
 from tests.functional.test_snapshot import take
+
+
+@pytest.fixture(scope='module')
+def conf(workroot):
+    """One configuration, so one state directory, for the module: its
+    list of the guest's checkpoints (which a snapshot made with another
+    state directory would not know) lasts from test to test, as it does
+    on a host.
+    """
+    path = os.path.join(workroot, 'inc-conf-%s' % uuid.uuid4().hex[:6])
+    os.makedirs(path)
+    os.chmod(path, 0o755)
+    yield make_conf(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope='module')
@@ -48,6 +65,28 @@ def inc_guest(conn, workroot):
 
 def checkpoints(g):
     return [c.getName() for c in g.dom.listAllCheckpoints(0)]
+
+
+def _nodes(g):
+    return json.loads(guest_mod.run(
+        'virsh', '-c', guest_mod.URI, 'qemu-monitor-command', g.name,
+        '{"execute": "query-named-block-nodes"}'))['return']
+
+
+def bitmaps(g):
+    """The dirty bitmaps QEMU holds for the guest's disk (libvirt does
+    not know them between snapshots).
+    """
+    return sorted(b['name'] for n in _nodes(g)
+                  for b in n.get('dirty-bitmaps', []))
+
+
+def only_bitmap(g, result):
+    """The guest's disk holds one bitmap, the checkpoint of ``result``,
+    and libvirt knows no checkpoint (Nova could not undefine it).
+    """
+    assert bitmaps(g) == ['nse-' + result.image_id]
+    assert checkpoints(g) == []
 
 
 def metadata(result):
@@ -74,7 +113,7 @@ def test_a_chain_of_incremental_images(conf, inc_guest):
     full = take(conf, g, incremental=True)
     assert full.incremental_of is None
     assert 'no checkpoint' in full.incremental_reason
-    assert checkpoints(g) == ['nse-' + full.image_id]
+    only_bitmap(g, full)
     first = whole_disk(full, g)
 
     g.wait_counter(first.last + 600)
@@ -96,14 +135,15 @@ def test_a_chain_of_incremental_images(conf, inc_guest):
     assert third.incremental_of == inc.image_id
     whole_disk(third, g, second.last)
     # The guest keeps one bitmap: the newest checkpoint.
-    assert checkpoints(g) == ['nse-' + third.image_id]
+    only_bitmap(g, third)
     # A full copy of the chain is a standalone image of the same disk.
-    flat = os.path.join(os.path.dirname(third.image), '..', 'flat.qcow2')
+    flat = os.path.join(conf.state_path, 'flat.qcow2')
     guest_mod.run('qemu-img', 'convert', '-f', 'qcow2', '-O', 'qcow2',
                   third.image, flat)
     guest_mod.run('qemu-img', 'compare', '-f', 'qcow2', '-F', 'qcow2',
                   third.image, flat)
     assert 'backing-filename' not in guest_mod.image_info(flat, 'qcow2')
+    os.remove(flat)
     assert_guest_as_before(g, before)
 
 
@@ -115,14 +155,11 @@ def test_an_image_gone_from_the_store_means_a_full_image(conf, inc_guest):
     assert again.incremental_of is None
     assert 'is not in' in again.incremental_reason
     whole_disk(again, g)
-    assert checkpoints(g) == ['nse-' + again.image_id]
+    only_bitmap(g, again)
 
 
 def _remove_bitmap(g, name):
-    nodes = json.loads(guest_mod.run(
-        'virsh', '-c', guest_mod.URI, 'qemu-monitor-command', g.name,
-        '{"execute": "query-named-block-nodes"}'))['return']
-    [node] = [n['node-name'] for n in nodes
+    [node] = [n['node-name'] for n in _nodes(g)
               if any(b['name'] == name for b in n.get('dirty-bitmaps', []))]
     guest_mod.run('virsh', '-c', guest_mod.URI, 'qemu-monitor-command',
                   g.name, json.dumps({
@@ -137,12 +174,12 @@ def test_a_lost_bitmap_means_a_full_image(conf, inc_guest):
     _remove_bitmap(g, 'nse-' + first.image_id)
     again = take(conf, g, incremental=True)
     assert again.incremental_of is None
-    assert 'libvirt refused checkpoint nse-%s' % first.image_id in \
-        again.incremental_reason
+    assert 'the bitmap of checkpoint nse-%s cannot be used' % \
+        first.image_id in again.incremental_reason
     assert metadata(again)['incremental_reason'] == \
         again.incremental_reason
     whole_disk(again, g)
-    assert checkpoints(g) == ['nse-' + again.image_id]
+    only_bitmap(g, again)
     assert_guest_as_before(g, before)
 
 
@@ -153,18 +190,25 @@ def test_a_lost_bitmap_means_a_full_image(conf, inc_guest):
 ])
 def test_what_cannot_be_incremental_is_refused(conf, inc_guest, kwargs,
                                                reason):
-    before = checkpoints(inc_guest)
+    before = bitmaps(inc_guest)
+    images = os.path.join(conf.state_path, 'images')
+    stored = sorted(os.listdir(images)) if os.path.isdir(images) else []
     with pytest.raises(exception.InvalidInput, match=reason):
         take(conf, inc_guest, incremental=True, **kwargs)
-    assert checkpoints(inc_guest) == before
-    assert_nothing_left(conf)
+    assert bitmaps(inc_guest) == before
+    assert checkpoints(inc_guest) == []
+    assert_no_temp_files(conf)
+    assert (sorted(os.listdir(images)) if os.path.isdir(images) else []) \
+        == stored
 
 
 def test_a_failed_incremental_snapshot_deletes_its_checkpoint(conf,
                                                               inc_guest):
     g = inc_guest
     first = take(conf, g, incremental=True)
-    before = checkpoints(g)
+    before = bitmaps(g)
+    store = os.path.dirname(os.path.dirname(first.image))
+    images = sorted(os.listdir(store))
 
     def fail(stage, fraction):
         if stage == 'convert' and fraction == 1.0:
@@ -172,10 +216,10 @@ def test_a_failed_incremental_snapshot_deletes_its_checkpoint(conf,
 
     with pytest.raises(exception.SnapshotCancelled):
         take(conf, g, incremental=True, progress=fail)
-    assert checkpoints(g) == before
+    assert bitmaps(g) == before
+    assert checkpoints(g) == []
     assert_no_temp_files(conf)
-    assert os.listdir(os.path.dirname(os.path.dirname(first.image))) == [
-        first.image_id]
+    assert sorted(os.listdir(store)) == images
 
 
 def test_keep_n_merges_and_deletes_old_images(conf, inc_guest):
@@ -202,3 +246,50 @@ def test_keep_n_merges_and_deletes_old_images(conf, inc_guest):
     assert fourth.incremental_of == third.image_id
     whole_disk(third, g)
     whole_disk(fourth, g)
+
+
+def wait_rebooted(g, booted, timeout=120):
+    """Wait until the guest, booted once more than ``booted`` times, has
+    written every counter sector again (it counts from 1 after a boot).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = g.serial_text().split('TINYGUEST READY')
+        rebooted = len(runs) > booted + 1
+        if rebooted and re.search(r'^CTR 500\b', runs[-1], re.M):
+            return
+        assert time.monotonic() < deadline, runs[-1][-2000:]
+        time.sleep(0.2)
+
+
+def test_nova_can_suspend_copy_and_hard_reboot_the_guest_meanwhile(
+        conf, inc_guest):
+    """Between two incremental snapshots the guest goes through what Nova
+    does to an instance: suspend and resume (managed save), its own live
+    snapshot (a shallow block copy, aborted), a hard reboot (destroy,
+    undefine with Nova's flags, define, start). None is refused, and the
+    next snapshot is still incremental, and whole.
+    """
+    g = inc_guest
+    first = take(conf, g, incremental=True)
+    whole_disk(first, g)
+    g.dom.managedSave(0)
+    g.dom.create()
+    copy = os.path.join(g.workdir, 'nova-copy.qcow2')
+    g.dom.blockCopy('vda', '<disk type="file"><source file="%s"/><driver '
+                    'type="qcow2"/></disk>' % copy, None,
+                    libvirt.VIR_DOMAIN_BLOCK_COPY_SHALLOW |
+                    libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB)
+    g.dom.blockJobAbort('vda', 0)
+    xml = g.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE)
+    g.dom.destroy()
+    g.dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                        libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+    booted = g.serial_text().count('TINYGUEST READY')
+    g.dom = g.conn.defineXML(xml)
+    g.dom.create()
+    wait_rebooted(g, booted)
+    again = take(conf, g, incremental=True)
+    assert again.incremental_of == first.image_id, again.incremental_reason
+    whole_disk(again, g)
+    only_bitmap(g, again)

@@ -37,6 +37,7 @@ from nova_snapshot_ext import journal
 from tests.functional import ceph_stack
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
+from tests.functional import test_incremental
 from tests.functional.test_rbd import rbd_guest  # noqa: F401 - fixture
 from tests.functional.test_snapshot import assert_guest_as_before
 from tests.functional.test_snapshot import GuestBefore
@@ -143,8 +144,11 @@ def assert_nothing_left(run, g, before, store, images_before):
         assert not [s for s in json.loads(snaps)
                     if rbd_backend.SNAP_RE.match(s['name'])]
     names = [c.getName() for c in g.dom.listAllCheckpoints(0)]
+    held = test_incremental.bitmaps(g) if run.made(journal.CHECKPOINT) \
+        else []
     for data in run.made(journal.CHECKPOINT):
         assert data['name'] not in names
+        assert data['name'] not in held
     for data in run.made(journal.RBD_CLONE):
         listed = guest_mod.run('rbd', '-c', ceph_stack.ceph_conf(), 'ls',
                                data['pool'])
