@@ -77,6 +77,9 @@ _STATES = {
 
 #: Seconds to wait for libvirtd to end a save it found interrupted.
 SAVE_JOB_WAIT = 60
+#: ``operation`` of a backup job in the job's stats (missing from old
+#: bindings).
+_BACKUP_OPERATION = getattr(libvirt, 'VIR_DOMAIN_JOB_OPERATION_BACKUP', 9)
 
 
 class Guest(backup.BackupCalls):
@@ -262,16 +265,19 @@ class Guest(backup.BackupCalls):
 
     def wait_no_job(self, timeout: float, interval: float = 0.5) -> bool:
         """Wait for the domain's job (a save, a migration, ...) to end,
-        e.g. one its client started and did not see through.
+        e.g. one its client started and did not see through. A backup
+        job does not end by itself (its client ends it): it is not waited
+        for.
 
-        :returns: whether no job runs.
+        :returns: whether no job (but a backup job) runs.
         """
         def idle() -> bool:
             try:
-                return (self._call('inspect', 'jobInfo')[0] ==
-                        libvirt.VIR_DOMAIN_JOB_NONE)
+                stats = self._call('inspect', 'jobStats', 0)
             except exception.SnapshotError:
                 return True
+            return (stats.get('type') == libvirt.VIR_DOMAIN_JOB_NONE or
+                    stats.get('operation') == _BACKUP_OPERATION)
 
         return retry.poll(idle, bool, timeout=timeout, interval=interval)
 

@@ -180,8 +180,9 @@ class Dom:
         return self.run('managedSaveRemove',
                         lambda s: setattr(s, 'save', False))
 
-    def jobInfo(self):
-        return self.run('jobInfo', lambda s: [libvirt.VIR_DOMAIN_JOB_NONE])
+    def jobStats(self, flags):
+        return self.run('jobStats',
+                        lambda s: {'type': libvirt.VIR_DOMAIN_JOB_NONE})
 
     def create(self):
         def start(s):
