@@ -103,14 +103,32 @@ def raw_guest(conn, workroot):
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def fresh_guest(conn, workdir):
-    """A guest of its own, for tests that may break it."""
-    g = guest_mod.TestGuest(conn, os.path.join(workdir, 'guest'),
-                            'own-%s' % uuid.uuid4().hex[:6])
-    g.start()
+@pytest.fixture(scope='module')
+def _breakable_guest(conn, workroot):
+    name = 'own-%s' % uuid.uuid4().hex[:6]
+    path = os.path.join(workroot, name)
+    g = guest_mod.TestGuest(conn, path, name)
     yield g
     g.remove()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_guest(_breakable_guest):
+    """A running guest the module's other tests do not use, for tests
+    that shut it off or destroy it: it is booted again for the next.
+    """
+    if not _breakable_guest.dom.isActive():
+        _breakable_guest.start()
+    return _breakable_guest
+
+
+@pytest.fixture
+def shutoff_guest(_breakable_guest):
+    """That guest shut off (not booted for it when it is already)."""
+    if _breakable_guest.dom.isActive():
+        _breakable_guest.dom.destroy()
+    return _breakable_guest
 
 
 @pytest.fixture(scope='session')

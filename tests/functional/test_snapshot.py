@@ -198,9 +198,8 @@ def test_shut_off_guest_auto_is_cold_and_starts_nothing(conf, fresh_guest):
     assert_guest_as_before(fresh_guest, before, running_expected=False)
 
 
-def test_forced_live_on_shut_off_guest_fails(conf, fresh_guest):
-    fresh_guest.dom.destroy()
-    assert_refused(conf, fresh_guest, exception.LiveSnapshotImpossible,
+def test_forced_live_on_shut_off_guest_fails(conf, shutoff_guest):
+    assert_refused(conf, shutoff_guest, exception.LiveSnapshotImpossible,
                    'the guest is shutoff', method='live')
 
 
