@@ -81,8 +81,7 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
             with backup.exported(job, outcome,
                                  [d.target for d in disks]) as export:
                 for j, pending in zip(jobs, pendings):
-                    steps.convert(j, export.uri(j.disk.target), 'raw',
-                                  pending.path)
+                    backup.read_export(j, export, pending.path)
         else:
             with steps.suspended(job, outcome):
                 for j, pending in zip(jobs, pendings):

@@ -70,7 +70,18 @@ def backup_copy(job: model.SnapshotJob, out_path: str,
     job: one point in time, the guest never paused.
     """
     with exported(job, outcome) as export:
-        steps.convert(job, export.uri(job.disk.target), 'raw', out_path)
+        read_export(job, export, out_path)
+
+
+def read_export(job: model.SnapshotJob, export: backup_mod.Export,
+                out_path: str) -> None:
+    """Write the export of the job's disk into ``out_path``, in the
+    job's image format, at most at ``[snapshot_libvirt]
+    live_copy_bandwidth``: the guest's own I/O shares the disk and
+    QEMU's event loop with the export.
+    """
+    steps.convert(job, export.uri(job.disk.target), 'raw', out_path,
+                  rate_mib=job.conf.snapshot_libvirt.live_copy_bandwidth)
 
 
 def backup_stream(job: model.SnapshotJob, commit: base.Commit,

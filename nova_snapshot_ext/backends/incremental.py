@@ -202,8 +202,7 @@ def snapshot(backend: base.ImageBackend,
                 with backup.exported(job, outcome,
                                      checkpoint=checkpoint) as export:
                     record.reached(journal.CHECKPOINT)
-                    steps.convert(job, export.uri(job.disk.target), 'raw',
-                                  pending.path)
+                    backup.read_export(job, export, pending.path)
             meta.properties.update(
                 incremental_of=None if why else found.image_id,
                 incremental_reason=why or None)

@@ -268,18 +268,20 @@ def _check_traversable(path: str) -> None:
 
 
 def convert(job: model.SnapshotJob, src: str, src_format: str,
-            out_path: str, image_opts: bool = False) -> None:
+            out_path: str, image_opts: bool = False,
+            rate_mib: int = 0) -> None:
     """Write ``src`` (read as ``src_format``, never guessed) into
     ``out_path`` in the job's image format, reporting progress as the
     ``convert`` stage.
 
     :param image_opts: ``src`` is QEMU ``--image-opts`` (e.g. an RBD
         snapshot), not a path.
+    :param rate_mib: read at most this many MiB/s (0: no limit).
     """
     conf = job.conf
     job.progress('convert', 0.0)
     qemu_img.convert(conf, src, src_format, out_path, job.image_format,
                      compress=conf.snapshot.compress,
                      progress=lambda f: job.progress('convert', f),
-                     image_opts=image_opts)
+                     image_opts=image_opts, rate_mib=rate_mib)
     job.progress('convert', 1.0)

@@ -81,7 +81,10 @@ Related options:
         min=0,
         help="""
 Bandwidth limit of the live disk copy in MiB/s, to spare the guest's I/O.
-0 means no limit.
+0 means no limit. With ``live_copy_style = backup`` it limits the read of
+the backup job's export into an image file (not the stream into Glance,
+which Glance's upload paces): the guest's writes share the disk and QEMU's
+event loop with that read, and an unlimited read can slow them to a tenth.
 """),
 ]
 

@@ -119,14 +119,19 @@ def create_qcow2(path: str, size: int,
 
 def convert_cmd(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
                 dst_fmt: str, compress: bool = False,
-                image_opts: bool = False) -> list[str]:
-    """The ``qemu-img convert`` command line for a snapshot image."""
+                image_opts: bool = False, rate_mib: int = 0) -> list[str]:
+    """The ``qemu-img convert`` command line for a snapshot image.
+
+    :param rate_mib: read at most this many MiB/s (0: no limit).
+    """
     cmd = ['qemu-img', 'convert', '-p',
            *_source_args(src, src_fmt, image_opts),
            '-O', _check_format(dst_fmt),
            '-m', str(conf.snapshot_qemu_img.convert_coroutines), '-W']
     if compress and dst_fmt == 'qcow2':
         cmd.append('-c')
+    if rate_mib:
+        cmd += ['-r', '%dM' % rate_mib]
     cmd += [src, dst]
     return cmd
 
@@ -134,7 +139,7 @@ def convert_cmd(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
 def convert(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
             dst_fmt: str, compress: bool = False,
             progress: Progress | None = None,
-            image_opts: bool = False) -> None:
+            image_opts: bool = False, rate_mib: int = 0) -> None:
     """Write ``src`` (with its backing chain) as a standalone image.
 
     :param progress: called with the fraction done, 0.0 to 1.0, as qemu-img
@@ -144,7 +149,7 @@ def convert(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
         hold a partial image, which the caller removes.
     """
     cmd = convert_cmd(conf, src, src_fmt, dst, dst_fmt, compress,
-                      image_opts)
+                      image_opts, rate_mib)
 
     def follow(proc: Any) -> None:
         # NOTE: processutils calls this right after starting qemu-img and

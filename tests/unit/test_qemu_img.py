@@ -52,6 +52,13 @@ def test_convert_cmd(conf, src_fmt, dst_fmt, compress, extra):
     assert '-p' in cmd
 
 
+def test_convert_cmd_rate_limit(conf):
+    assert '-r' not in qemu_img.convert_cmd(conf, '/s', 'raw', '/d', 'raw')
+    cmd = qemu_img.convert_cmd(conf, '/s', 'raw', '/d', 'raw', rate_mib=300)
+    assert cmd[cmd.index('-r') + 1] == '300M'
+    assert cmd[-2:] == ['/s', '/d']
+
+
 @pytest.mark.parametrize('fmt', [None, '', 'vmdk', 'qcow2 -o x'])
 def test_unknown_formats_are_refused(conf, fmt):
     with pytest.raises(exception.InvalidFormat):
