@@ -182,6 +182,7 @@ class Comparison(bench.Bench):
                   (spec.UPLOAD_QCOW2, lambda: self.upload('qcow2'))]
         for variant in spec.OURS:
             found.append((variant[0], lambda v=variant: self.ours(*v)))
+        found.append((spec.BACKUP_DIR_CAPPED, self.capped))
         found.append(('ours incremental', self.incremental))
         return found
 
@@ -192,6 +193,15 @@ class Comparison(bench.Bench):
             self.uploads)
         self.check_size(row, size)
         self.record(row, seconds)
+
+    def capped(self) -> None:
+        self.conf.set_override('live_copy_bandwidth', spec.CAP_MIB,
+                               group='snapshot_libvirt')
+        try:
+            self.ours(spec.BACKUP_DIR_CAPPED, 'backup', 'file', 'qcow2')
+        finally:
+            self.conf.clear_override('live_copy_bandwidth',
+                                     group='snapshot_libvirt')
 
     def ours(self, row: str, style: str, store: str, fmt: str) -> None:
         self.drop(store, self.take(row, style, store, fmt))
@@ -417,7 +427,7 @@ def figures(run: Comparison) -> dict:
          inc['bytes_ratio'] < spec.INCREMENTAL_OVER_FULL),
     ] + [('guest write rate during %s / idle >= %.2f' % (row, spec.GUEST_RATE),
           rows[row]['guest_rate'], rows[row]['guest_rate'] >= spec.GUEST_RATE)
-         for row, *_ in spec.OURS]
+         for row in [r for r, *_ in spec.OURS] + [spec.BACKUP_DIR_CAPPED]]
     stages = {row: {name: round(statistics.median(v), 3)
                     for name, v in names.items()}
               for row, names in run.stages.items()}
