@@ -111,6 +111,8 @@ class SnapshotResult:
     #: How a live copy was made: ``backup`` (libvirt's backup API),
     #: ``blockcopy`` or ``rebase`` (a mirror); None for other methods.
     live_copy_style: str | None = None
+    #: Why that style (the configuration, or what the host has).
+    live_copy_reason: str | None = None
     #: With ``all_disks``: the result of each disk's image (the root
     #: disk's first), as dictionaries.
     disks: list[dict[str, Any]] = dataclasses.field(default_factory=list)

@@ -70,7 +70,7 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
     group = uuidutils.generate_uuid()
     outcome = steps.Outcome()
     if plan.method == policy.LIVE:
-        outcome.live_style = 'backup'
+        outcome.live_style, outcome.live_reason = local.live_choice(job)
     with contextlib.ExitStack() as stack:
         pendings = [stack.enter_context(job.store.begin(
             _meta(j, plan, group, disks), None,

@@ -252,7 +252,8 @@ def result(job: model.SnapshotJob, plan: policy.Plan,
         seconds=round(time.monotonic() - started, 3),
         guest=job.guest.name, backend=backend, quiesced=outcome.quiesced,
         downtime=round(outcome.downtime, 3), disk=job.disk.target,
-        live_copy_style=outcome.live_style, **extra)
+        live_copy_style=outcome.live_style,
+        live_copy_reason=outcome.live_reason, **extra)
 
 
 def commit(job: model.SnapshotJob, pending: store_base.PendingImage,
@@ -264,6 +265,7 @@ def commit(job: model.SnapshotJob, pending: store_base.PendingImage,
     pending.meta.properties['quiesced'] = outcome.quiesced
     if outcome.live_style:
         pending.meta.properties['live_copy_style'] = outcome.live_style
+        pending.meta.properties['live_copy_reason'] = outcome.live_reason
     job.progress('upload', 0.0)
 
     def progress(f: float) -> None:

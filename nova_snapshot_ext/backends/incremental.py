@@ -162,7 +162,9 @@ def snapshot(backend: base.ImageBackend,
     started = time.monotonic()
     check(job)
     plan = backend.plan(job)
-    if plan.method != policy.LIVE or local.live_style(job) != 'backup':
+    style, style_reason = (local.live_choice(job) if plan.method ==
+                           policy.LIVE else (None, ''))
+    if style != 'backup':
         raise exception.InvalidInput(
             reason='an incremental snapshot is taken live through a backup '
                    'job, and this one would be %s (%s)' % (
@@ -178,7 +180,7 @@ def snapshot(backend: base.ImageBackend,
                         source_uuid=job.guest.uuid,
                         source_disk=job.disk.target, checkpoint=checkpoint))
     outcome = steps.Outcome()
-    outcome.live_style = 'backup'
+    outcome.live_style, outcome.live_reason = style, style_reason
     record = journal.current()
     with job.store.begin(meta, image_id) as pending:
         step = record.add(journal.CHECKPOINT, name=checkpoint)

@@ -77,7 +77,7 @@ class FileBackend(base.ImageBackend):
              outcome: steps.Outcome) -> None:
         check_space(job, method, out_path)
         if method == policy.LIVE:
-            style = live_style(job)
+            style, outcome.live_reason = live_choice(job)
             outcome.live_style = style
             if style == 'backup':
                 backup.backup_copy(job, out_path, outcome)
@@ -92,11 +92,12 @@ class FileBackend(base.ImageBackend):
                ) -> store_base.StoredImage | None:
         # NOTE: a raw image is the export's bytes as they are; other
         # formats are written by qemu-img, which needs a file.
-        if (method != policy.LIVE or job.image_format != 'raw' or
-                live_style(job) != 'backup' or
-                shutil.which(backup.READER) is None):
+        if method != policy.LIVE or job.image_format != 'raw':
             return None
-        outcome.live_style = 'backup'
+        style, reason = live_choice(job)
+        if style != 'backup' or shutil.which(backup.READER) is None:
+            return None
+        outcome.live_style, outcome.live_reason = style, reason
         return backup.backup_stream(job, commit, outcome)
 
 
@@ -183,29 +184,45 @@ def live_copy(job: model.SnapshotJob, out_path: str,
 
 def live_style(job: model.SnapshotJob) -> str:
     """How the live copy is made: ``backup``, ``blockcopy`` or
-    ``rebase`` (``[snapshot_libvirt] live_copy_style``; ``auto`` takes the
-    first of them the host has).
+    ``rebase`` (see :func:`live_choice`).
+    """
+    return live_choice(job)[0]
+
+
+def live_choice(job: model.SnapshotJob) -> tuple[str, str]:
+    """How the live copy is made (``[snapshot_libvirt] live_copy_style``;
+    ``auto`` takes the first of ``backup``, ``blockcopy`` and ``rebase``
+    the host has), and why.
 
     :raises LiveSnapshotImpossible: the configured style is not there.
     """
     style = job.conf.snapshot_libvirt.live_copy_style
+    configured = '[snapshot_libvirt] live_copy_style = %s' % style
+    lacks = ''
     if style in ('auto', 'backup'):
         if job.guest.backup_supported():
-            return 'backup'
+            return 'backup', (configured if style == 'backup' else
+                              'libvirt and QEMU here have the backup API '
+                              'for guests of this kind')
         if style == 'backup':
             raise exception.LiveSnapshotImpossible(
                 guest=job.guest.name,
                 reason='[snapshot_libvirt] live_copy_style is backup but '
                        'libvirt and QEMU here have no backup API for it')
+        lacks = 'libvirt and QEMU here have no backup API for guests of ' \
+                'this kind'
     if style in ('auto', 'blockcopy'):
         if job.host.has_transient_block_copy():
-            return 'blockcopy'
+            return 'blockcopy', (configured if style == 'blockcopy' else
+                                 lacks + ': a mirror into a delta')
         if style == 'blockcopy':
             raise exception.LiveSnapshotImpossible(
                 guest=job.guest.name,
                 reason='[snapshot_libvirt] live_copy_style is blockcopy '
                        'but this libvirt has no transient block copy jobs')
-    return 'rebase'
+        lacks += ' nor transient block copy jobs'
+    return 'rebase', (configured if style == 'rebase' else
+                      lacks + ': a mirror with the domain made transient')
 
 
 def _make_transient(guest: guest_mod.Guest,

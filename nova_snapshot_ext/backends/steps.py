@@ -64,6 +64,8 @@ class Outcome:
         #: How a live copy was made (backup, blockcopy, rebase); None
         #: when there was none.
         self.live_style: str | None = None
+        #: Why that style.
+        self.live_reason: str | None = None
 
 
 def check_quiesce(job: model.SnapshotJob) -> bool:

@@ -55,6 +55,10 @@ def test_snapshot_json(conf_file, workdir, qcow2_guest):
     doc = json.loads(done.stdout)
     assert doc['method'] == 'live'
     assert doc['reason']
+    # auto takes the backup API, which this host has, and says so.
+    assert doc['live_copy_style'] == 'backup'
+    assert doc['live_copy_reason'] == ('libvirt and QEMU here have the '
+                                       'backup API for guests of this kind')
     # The root disk, as Nova takes it: the domain's first disk.
     assert doc['disk'] == 'vda'
     assert doc['format'] == 'qcow2'

@@ -123,9 +123,14 @@ def test_live_qcow2(conf, qcow2_guest, style):
     result = take(conf, qcow2_guest, method='live')
     assert result.method == 'live'
     assert result.live_copy_style == style
+    assert result.live_copy_reason == \
+        '[snapshot_libvirt] live_copy_style = %s' % style
     assert result.downtime == 0
     assert not result.quiesced  # the channel exists, no agent answers
     assert_good_image(result, qcow2_guest, conf)
+    with open(os.path.join(os.path.dirname(result.image),
+                           'metadata.json')) as f:
+        assert json.load(f)['live_copy_reason'] == result.live_copy_reason
     assert_guest_as_before(qcow2_guest, before)
 
 

@@ -72,6 +72,23 @@ def test_live_style(conf, style, backup_api, transient, chosen):
         chosen
 
 
+@pytest.mark.parametrize('style,backup_api,transient,reason', [
+    ('auto', True, True, 'libvirt and QEMU here have the backup API for '
+                         'guests of this kind'),
+    ('auto', False, True, 'libvirt and QEMU here have no backup API for '
+                          'guests of this kind: a mirror into a delta'),
+    ('auto', False, False, 'no backup API for guests of this kind nor '
+                           'transient block copy jobs: a mirror with the '
+                           'domain made transient'),
+    ('blockcopy', True, True, '[snapshot_libvirt] live_copy_style = '
+                              'blockcopy'),
+    ('backup', True, False, '[snapshot_libvirt] live_copy_style = backup'),
+])
+def test_live_style_says_why(conf, style, backup_api, transient, reason):
+    _, why = local.live_choice(job(conf, style, backup_api, transient))
+    assert reason in why
+
+
 @pytest.mark.parametrize('style,reason', [
     ('backup', 'live_copy_style is backup but libvirt and QEMU here have '
                'no backup API'),
