@@ -50,11 +50,11 @@ import json
 import os
 import signal
 import socket
-import tempfile
 from typing import Any
 
 from oslo_log import log as logging
 
+from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
 
 LOG = logging.getLogger(__name__)
@@ -90,85 +90,6 @@ TEST_STOP_AFTER = 'NSE_TEST_STOP_AFTER'
 #: Test hook: as :data:`TEST_STOP_AFTER`, but once the step is written and
 #: before its thing is made (a record about to be created).
 TEST_STOP_BEFORE = 'NSE_TEST_STOP_BEFORE'
-
-
-def process_start(pid: int) -> int | None:
-    """The start time of process ``pid`` (clock ticks after boot), which
-    tells a live owner from another process that got its pid; None when
-    there is no such process.
-    """
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            return int(f.read().rsplit(')', 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def owner_alive(owner: dict[str, Any]) -> bool:
-    """Whether the process that wrote a journal still runs."""
-    if owner.get('host') != socket.gethostname():
-        return False
-    try:
-        pid = int(owner['pid'])
-    except (KeyError, TypeError, ValueError):
-        return False
-    start = process_start(pid)
-    return start is not None and start == owner.get('start')
-
-
-#: A journal is written to a temporary file first, named after its writer
-#: (``.<pid>-<start>-<random>.tmp``) so that recovery can tell the
-#: leftover of a dead writer from the file a live one is writing.
-TMP_SUFFIX = '.tmp'
-
-
-def _tmp_prefix() -> str:
-    pid = os.getpid()
-    return '.%d-%s-' % (pid, process_start(pid))
-
-
-def stale_tmp(name: str) -> bool | None:
-    """Whether ``name`` in a journal directory is a temporary file whose
-    writer no longer runs; None when its name does not say who wrote it.
-    """
-    if not (name.startswith('.') and name.endswith(TMP_SUFFIX)):
-        return False
-    pid, _, rest = name[1:].partition('-')
-    start, _, _ = rest.partition('-')
-    try:
-        owner = {'pid': int(pid), 'start': int(start),
-                 'host': socket.gethostname()}
-    except ValueError:
-        return None
-    return not owner_alive(owner)
-
-
-def write_json(path: str, doc: dict[str, Any]) -> None:
-    """Write ``doc`` to ``path`` whole or not at all, durably."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=TMP_SUFFIX,
-                               dir=directory)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(doc, f, sort_keys=True)
-            f.write('\n')
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(directory)
-
-
-def fsync_dir(path: str) -> None:
-    """Make a rename or an unlink in directory ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclasses.dataclass
@@ -232,7 +153,7 @@ class Journal:
         if not self.path:
             return
         try:
-            write_json(self.path, self.as_dict())
+            durable.write_json(self.path, self.as_dict())
         except OSError as e:
             raise exception.JournalUnwritable(path=self.path,
                                               reason=e.strerror or str(e))
@@ -272,7 +193,7 @@ class Journal:
         if self.path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-                fsync_dir(os.path.dirname(self.path))
+                durable.fsync_dir(os.path.dirname(self.path))
 
     def reached(self, kind: str) -> None:
         """The thing of the last step of ``kind`` is made.
@@ -329,7 +250,8 @@ def opened(directory: str, guest_uuid: str, guest_name: str, uri: str,
         'id': snapshot_id,
         'created': datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec='seconds'),
-        'owner': {'pid': os.getpid(), 'start': process_start(os.getpid()),
+        'owner': {'pid': os.getpid(),
+                  'start': durable.process_start(os.getpid()),
                   'host': socket.gethostname()},
         'guest': {'uuid': guest_uuid, 'name': guest_name},
         'uri': uri,

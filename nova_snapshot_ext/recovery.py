@@ -53,6 +53,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import base as backend_base
+from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import gc as gc_mod
 from nova_snapshot_ext import journal
@@ -261,9 +262,9 @@ def _remove_stale_tmp(directory: str, dry_run: bool) -> None:
         return
     for name in names:
         path = os.path.join(directory, name)
-        if dry_run or not name.endswith(journal.TMP_SUFFIX):
+        if dry_run or not name.endswith(durable.TMP_SUFFIX):
             continue
-        stale = journal.stale_tmp(name)
+        stale = durable.stale_tmp(name)
         try:
             if stale or (stale is None and
                          time.time() - os.stat(path).st_mtime > STALE_TMP):
@@ -274,7 +275,7 @@ def _remove_stale_tmp(directory: str, dry_run: bool) -> None:
 
 def _alive(j: journal.Journal) -> Action | None:
     owner = j.header.get('owner') or {}
-    if journal.owner_alive(owner) and owner.get('pid') != os.getpid():
+    if durable.owner_alive(owner) and owner.get('pid') != os.getpid():
         return Action(j.id, j.guest_name or '', SKIP, 'journal %s' % j.path,
                       'its snapshot is still running (pid %s)' %
                       owner.get('pid'))

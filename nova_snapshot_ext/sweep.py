@@ -16,7 +16,7 @@
 records the command made, and local leftovers.
 
 Nothing is swept that a live snapshot may own: a journal whose owner still
-runs (:func:`nova_snapshot_ext.journal.owner_alive`) claims what its steps
+runs (:func:`nova_snapshot_ext.durable.owner_alive`) claims what its steps
 name, and only what is older than the minimum age is taken, so that a
 snapshot whose journal lives elsewhere (another ``journal_directory``)
 keeps its files too.
@@ -46,6 +46,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import steps as steps_mod
+from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext.stores import base as store_base
@@ -75,7 +76,7 @@ class Claims:
             except exception.JournalUnreadable as e:
                 LOG.debug('Skipping %s: %s', path, e)
                 continue
-            if not journal.owner_alive(j.header.get('owner') or {}):
+            if not durable.owner_alive(j.header.get('owner') or {}):
                 continue
             for step in j.steps:
                 if step.kind == journal.GLANCE_IMAGE:

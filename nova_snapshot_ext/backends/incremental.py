@@ -56,6 +56,7 @@ from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import local
 from nova_snapshot_ext.backends import steps
+from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext import model
@@ -113,7 +114,7 @@ class Registry:
 
     def _save(self) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        journal.write_json(self.path, self.doc)
+        durable.write_json(self.path, self.doc)
 
 
 def check(job: model.SnapshotJob) -> None:

@@ -42,6 +42,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import uuidutils
 
+from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext.storage import qemu_img
@@ -122,9 +123,9 @@ class FilePendingImage(base.PendingImage):
             f.write('\n')
             f.flush()
             os.fsync(f.fileno())
-        journal.fsync_dir(self.partial)
+        durable.fsync_dir(self.partial)
         os.rename(self.partial, self.final)
-        journal.fsync_dir(self.store.directory)
+        durable.fsync_dir(self.store.directory)
         journal.current().done(self._step)
         LOG.info('Image %(id)s stored in %(dir)s',
                  {'id': stored.id, 'dir': self.final})
@@ -243,7 +244,7 @@ class FileStore(base.ImageStore):
             f.flush()
             os.fsync(f.fileno())
         os.rename(flat, image)
-        journal.fsync_dir(directory)
+        durable.fsync_dir(directory)
         self.finish_flatten(image_id)
         return doc
 
@@ -265,4 +266,4 @@ class FileStore(base.ImageStore):
         if METADATA + FLAT_SUFFIX in names:
             os.rename(os.path.join(directory, METADATA + FLAT_SUFFIX),
                       os.path.join(directory, METADATA))
-            journal.fsync_dir(directory)
+            durable.fsync_dir(directory)

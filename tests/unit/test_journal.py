@@ -24,6 +24,7 @@ import sys
 
 import pytest
 
+from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext import recovery
@@ -181,7 +182,7 @@ def test_the_journal_of_a_live_process_is_skipped(conf, tmp_path):
                               'import sys; sys.stdin.read()'],
                              stdin=subprocess.PIPE)
     try:
-        owner = {'pid': other.pid, 'start': journal.process_start(other.pid),
+        owner = {'pid': other.pid, 'start': durable.process_start(other.pid),
                  'host': os.uname().nodename}
         path = write(conf, 'j1', doc([{'kind': 'temp_dir',
                                        'path': str(scratch)}], owner=owner))
@@ -197,12 +198,12 @@ def test_the_journal_of_a_live_process_is_skipped(conf, tmp_path):
 
 
 def test_owner_alive_needs_the_same_start_time():
-    me = {'pid': os.getpid(), 'start': journal.process_start(os.getpid()),
+    me = {'pid': os.getpid(), 'start': durable.process_start(os.getpid()),
           'host': os.uname().nodename}
-    assert journal.owner_alive(me)
-    assert not journal.owner_alive(dict(me, start=me['start'] + 1))
-    assert not journal.owner_alive(dict(me, host='another-host'))
-    assert not journal.owner_alive({})
+    assert durable.owner_alive(me)
+    assert not durable.owner_alive(dict(me, start=me['start'] + 1))
+    assert not durable.owner_alive(dict(me, host='another-host'))
+    assert not durable.owner_alive({})
 
 
 def test_a_journal_that_cannot_be_written_fails_the_snapshot_early(
@@ -222,13 +223,13 @@ def test_a_dead_writers_temporary_file_is_removed_at_once(conf):
     # the file behind; a live writer's file is left alone.
     os.makedirs(journal_dir(conf))
     code = ('import tempfile, sys\n'
-            'from nova_snapshot_ext import journal\n'
-            'tempfile.mkstemp(prefix=journal._tmp_prefix(),\n'
-            '                 suffix=journal.TMP_SUFFIX, dir=sys.argv[1])\n')
+            'from nova_snapshot_ext import durable\n'
+            'tempfile.mkstemp(prefix=durable._tmp_prefix(),\n'
+            '                 suffix=durable.TMP_SUFFIX, dir=sys.argv[1])\n')
     subprocess.run([sys.executable, '-c', code, journal_dir(conf)],
                    check=True)
     [dead] = os.listdir(journal_dir(conf))
-    live = journal._tmp_prefix() + 'x' + journal.TMP_SUFFIX
+    live = durable._tmp_prefix() + 'x' + durable.TMP_SUFFIX
     open(os.path.join(journal_dir(conf), live), 'w').close()
     assert recovery.recover(conf) == []
     assert os.listdir(journal_dir(conf)) == [live]

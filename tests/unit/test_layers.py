@@ -29,7 +29,8 @@ PKG = 'nova_snapshot_ext'
 #: Layers, lowest first; a module may import its own layer and below.
 #: The longest matching prefix decides a module's layer.
 LAYERS = [
-    ('exception', 'retry', 'plugins', 'conf', 'journal', 'cancel', 'locks'),
+    ('exception', 'retry', 'plugins', 'conf', 'durable', 'journal', 'cancel',
+     'locks'),
     ('storage', 'libvirt.disks', 'libvirt.domain', 'libvirt.backup',
      'libvirt.guest'),
     ('libvirt.host', 'stores.base'),

@@ -1,0 +1,107 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Files written whole or not at all, and the processes that write them.
+
+A file is written to a temporary file next to it, named after its
+writer (``.<pid>-<start>-<random>.tmp``), then renamed over it, so that
+a reader never sees half of it and recovery can tell the leftover of a
+dead writer from the file a live one is writing.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import tempfile
+from typing import Any
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks after boot), which
+    tells a live owner from another process that got its pid; None when
+    there is no such process.
+    """
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return int(f.read().rsplit(')', 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def owner_alive(owner: dict[str, Any]) -> bool:
+    """Whether the process ``owner`` (``host``, ``pid``, ``start``)
+    still runs.
+    """
+    if owner.get('host') != socket.gethostname():
+        return False
+    try:
+        pid = int(owner['pid'])
+    except (KeyError, TypeError, ValueError):
+        return False
+    start = process_start(pid)
+    return start is not None and start == owner.get('start')
+
+
+#: The suffix of a temporary file (see the module).
+TMP_SUFFIX = '.tmp'
+
+
+def _tmp_prefix() -> str:
+    pid = os.getpid()
+    return '.%d-%s-' % (pid, process_start(pid))
+
+
+def stale_tmp(name: str) -> bool | None:
+    """Whether ``name`` is a temporary file (see the module) whose
+    writer no longer runs; None when its name does not say who wrote it.
+    """
+    if not (name.startswith('.') and name.endswith(TMP_SUFFIX)):
+        return False
+    pid, _, rest = name[1:].partition('-')
+    start, _, _ = rest.partition('-')
+    try:
+        owner = {'pid': int(pid), 'start': int(start),
+                 'host': socket.gethostname()}
+    except ValueError:
+        return None
+    return not owner_alive(owner)
+
+
+def write_json(path: str, doc: dict[str, Any]) -> None:
+    """Write ``doc`` to ``path`` whole or not at all, durably."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=TMP_SUFFIX,
+                               dir=directory)
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump(doc, f, sort_keys=True)
+            f.write('\n')
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or an unlink in directory ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
