@@ -279,32 +279,25 @@ def _incremental(job: model.SnapshotJob, out_path: str, found: Base,
     return ''
 
 
-def _delete_checkpoint(job: model.SnapshotJob, name: str) -> bool:
-    """Delete checkpoint ``name`` of a failed snapshot; whether it is
-    gone (if not, the journal keeps it for ``recover``).
+def _delete_checkpoint(job: model.SnapshotJob, name: str,
+                       metadata_only: bool = False) -> bool:
+    """Delete checkpoint ``name`` (of a failed snapshot), or with
+    ``metadata_only`` make libvirt forget it, its bitmap kept; whether it
+    is done (if not, the journal keeps it for ``recover``).
     """
     try:
-        job.guest.delete_checkpoint(name)
+        job.guest.delete_checkpoint(name, metadata_only=metadata_only)
         return True
     except exception.SnapshotError as e:
-        LOG.error('Could not delete checkpoint %(name)s of %(guest)s: '
-                  '%(err)s', {'name': name, 'guest': job.guest.name,
-                              'err': e})
+        LOG.error('Could not %(what)s checkpoint %(name)s of %(guest)s: '
+                  '%(err)s', {'what': 'make libvirt forget' if metadata_only
+                              else 'delete', 'name': name,
+                              'guest': job.guest.name, 'err': e})
         return False
 
 
 def _forget(job: model.SnapshotJob, name: str) -> bool:
-    """Make libvirt forget checkpoint ``name``, its bitmap kept; whether
-    it did (if not, the journal keeps it for ``recover``).
-    """
-    try:
-        job.guest.delete_checkpoint(name, metadata_only=True)
-        return True
-    except exception.SnapshotError as e:
-        LOG.error('Could not make libvirt forget checkpoint %(name)s of '
-                  '%(guest)s: %(err)s',
-                  {'name': name, 'guest': job.guest.name, 'err': e})
-        return False
+    return _delete_checkpoint(job, name, metadata_only=True)
 
 
 def _prune(job: model.SnapshotJob, registry: Registry, keep: str) -> None:

@@ -61,6 +61,29 @@ def sha256_of(path: str) -> str:
         return hashlib.file_digest(f, 'sha256').hexdigest()
 
 
+def sync_and_hash(path: str) -> str:
+    """fsync ``path`` and return its sha256, side by side: hashing is
+    CPU-bound and reads the file from the page cache, the fsync waits for
+    the disk.
+    """
+    with futures.ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(sha256_of, path)
+        with open(path, 'rb+') as f:
+            os.fsync(f.fileno())
+        return digest.result()
+
+
+def _write_metadata(path: str, doc: dict[str, Any]) -> None:
+    """Write an image's metadata to ``path``, durably (the caller renames
+    what holds it).
+    """
+    with open(path, 'w') as f:
+        json.dump(doc, f, indent=2, sort_keys=True)
+        f.write('\n')
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class FilePendingImage(base.PendingImage):
 
     def __init__(self, store: 'FileStore', image_id: str,
@@ -87,13 +110,7 @@ class FilePendingImage(base.PendingImage):
                                              reason=e.strerror or str(e))
 
     def _commit(self) -> base.StoredImage:
-        # NOTE: hashing is CPU-bound and reads the image from the page
-        # cache, the fsync waits for the disk: run them side by side.
-        with futures.ThreadPoolExecutor(max_workers=1) as pool:
-            digest = pool.submit(sha256_of, self.path)
-            with open(self.path, 'rb+') as f:
-                os.fsync(f.fileno())
-            sha256 = digest.result()
+        sha256 = sync_and_hash(self.path)
         info = qemu_img.info(self.store.conf, self.path,
                              self.meta.disk_format)
         location = os.path.join(self.final,
@@ -118,11 +135,7 @@ class FilePendingImage(base.PendingImage):
                 datetime.timezone.utc).isoformat(timespec='seconds'),
         }
         doc.update(self.meta.properties)
-        with open(os.path.join(self.partial, METADATA), 'w') as f:
-            json.dump(doc, f, indent=2, sort_keys=True)
-            f.write('\n')
-            f.flush()
-            os.fsync(f.fileno())
+        _write_metadata(os.path.join(self.partial, METADATA), doc)
         durable.fsync_dir(self.partial)
         os.rename(self.partial, self.final)
         durable.fsync_dir(self.store.directory)
@@ -231,18 +244,10 @@ class FileStore(base.ImageStore):
         flat = image + FLAT_SUFFIX
         qemu_img.convert(self.conf, image, doc['format'], flat,
                          doc['format'])
-        with futures.ThreadPoolExecutor(max_workers=1) as pool:
-            digest = pool.submit(sha256_of, flat)
-            with open(flat, 'rb+') as f:
-                os.fsync(f.fileno())
-            doc.update(sha256=digest.result(), size=os.stat(flat).st_size,
-                       flattened_from=doc.get('incremental_of'),
-                       incremental_of=None)
-        with open(meta_path + FLAT_SUFFIX, 'w') as f:
-            json.dump(doc, f, indent=2, sort_keys=True)
-            f.write('\n')
-            f.flush()
-            os.fsync(f.fileno())
+        doc.update(sha256=sync_and_hash(flat), size=os.stat(flat).st_size,
+                   flattened_from=doc.get('incremental_of'),
+                   incremental_of=None)
+        _write_metadata(meta_path + FLAT_SUFFIX, doc)
         os.rename(flat, image)
         durable.fsync_dir(directory)
         self.finish_flatten(image_id)
