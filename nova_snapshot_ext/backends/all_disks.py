@@ -81,7 +81,7 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
             with backup.exported(job, outcome,
                                  [d.target for d in disks]) as export:
                 for j, pending in zip(jobs, pendings):
-                    backup.read_export(j, export, pending.path)
+                    backup.read_export(j, export, pending.path, outcome)
         else:
             with steps.suspended(job, outcome):
                 for j, pending in zip(jobs, pendings):

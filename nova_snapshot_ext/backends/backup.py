@@ -46,8 +46,10 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import backup as backup_mod
 from nova_snapshot_ext import model
+from nova_snapshot_ext.storage import qcow2_stream
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
+from nova_snapshot_ext.stores import upload_body
 
 #: The program that reads an export into a pipe (Debian: libnbd-bin);
 #: without it a raw image is written to a file first.
@@ -70,29 +72,87 @@ def backup_copy(job: model.SnapshotJob, out_path: str,
     job: one point in time, the guest never paused.
     """
     with exported(job, outcome) as export:
-        read_export(job, export, out_path)
+        read_export(job, export, out_path, outcome)
 
 
 def read_export(job: model.SnapshotJob, export: backup_mod.Export,
-                out_path: str) -> None:
+                out_path: str, outcome: steps.Outcome) -> None:
     """Write the export of the job's disk into ``out_path``, in the
     job's image format, at most at ``[snapshot_libvirt]
     live_copy_bandwidth``: the guest's own I/O shares the disk and
     QEMU's event loop with the export.
+
+    An uncompressed qcow2 image is written front to back and hashed as
+    it is written (its hash goes into ``outcome``); other images are
+    written by ``qemu-img convert``.
     """
-    steps.convert(job, export.uri(job.disk.target), 'raw', out_path,
-                  rate_mib=job.conf.snapshot_libvirt.live_copy_bandwidth)
+    target = job.disk.target
+    if not streams_qcow2(job):
+        steps.convert(job, export.uri(target), 'raw', out_path,
+                      rate_mib=_rate_mib(job))
+        return
+    with _qcow2_of(job, export) as stream:
+        job.progress('convert', 0.0)
+        with contextlib.closing(upload_body.UploadBody(
+                out_path, stream, stream.size,
+                lambda f: job.progress('convert', f),
+                algorithms=('sha256',))) as body:
+            try:
+                with open(out_path, 'wb') as f:
+                    for chunk in body:
+                        f.write(chunk)
+            except OSError as e:
+                raise exception.ConversionFailed(
+                    reason='cannot write %s: %s' % (out_path,
+                                                    e.strerror or e))
+            outcome.hashed[out_path] = body.hexdigest('sha256')
+        job.progress('convert', 1.0)
+
+
+def streams_qcow2(job: model.SnapshotJob) -> bool:
+    """Whether the job's image is a qcow2 this module writes front to
+    back: uncompressed, and libnbd's Python bindings are here.
+    """
+    return (job.image_format == 'qcow2' and not job.conf.snapshot.compress
+            and qcow2_stream.libnbd() is not None)
+
+
+def _rate_mib(job: model.SnapshotJob) -> int:
+    return job.conf.snapshot_libvirt.live_copy_bandwidth
+
+
+@contextlib.contextmanager
+def _qcow2_of(job: model.SnapshotJob, export: backup_mod.Export
+              ) -> Iterator[qcow2_stream.Stream]:
+    """The qcow2 image of the export of the job's disk, as a stream."""
+    nbd = qcow2_stream.libnbd()
+    handle = qcow2_stream.connect(nbd, export.uri(job.disk.target))
+    try:
+        stream = qcow2_stream.Stream(nbd, handle,
+                                     rate=_rate_mib(job) * 1024 * 1024)
+        try:
+            yield stream
+        finally:
+            stream.close()
+    finally:
+        qcow2_stream.disconnect(nbd, handle)
 
 
 def backup_stream(job: model.SnapshotJob, commit: base.Commit,
                   outcome: steps.Outcome) -> store_base.StoredImage:
-    """Stream the running guest's disk, as a raw image, into ``commit``
-    (an upload) through a backup job: no file on the host at all.
+    """Stream the running guest's disk into ``commit`` (an upload)
+    through a backup job: no file on the host at all.
 
-    ``nbdcopy`` reads the export and writes its bytes to a pipe; what
-    the disk does not hold is not read (NBD block status) but sent as
-    zeros, as a raw image is.
+    A raw image: ``nbdcopy`` reads the export and writes its bytes to a
+    pipe; what the disk does not hold is not read (NBD block status) but
+    sent as zeros, as a raw image is. A qcow2 image is written front to
+    back (:mod:`nova_snapshot_ext.storage.qcow2_stream`).
     """
+    if job.image_format == 'qcow2':
+        with exported(job, outcome) as export:
+            with _qcow2_of(job, export) as stream:
+                return commit(stream, stream.size,
+                              stream.layout.virtual_size)
     conf, disk = job.conf, job.disk
     size = int(qemu_img.info(conf, disk.path, disk.format,
                              force_share=True)['virtual-size'])

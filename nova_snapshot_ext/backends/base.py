@@ -61,7 +61,7 @@ LOG = logging.getLogger(__name__)
 NAMESPACE = 'nova_snapshot_ext.image_backends'
 
 #: Completes the pending image: with no argument from its local file,
-#: else from ``(stream, size)``.
+#: else from ``(stream, size[, virtual_size])``.
 Commit = Callable[..., store_base.StoredImage]
 
 #: Applied to objects whose calls block for long (a storage driver), so
@@ -258,7 +258,8 @@ def result(job: model.SnapshotJob, plan: policy.Plan,
 
 def commit(job: model.SnapshotJob, pending: store_base.PendingImage,
            outcome: steps.Outcome, stream: BinaryIO | None = None,
-           size: int = 0) -> store_base.StoredImage:
+           size: int = 0, virtual_size: int | None = None
+           ) -> store_base.StoredImage:
     """Complete ``pending`` (see :data:`Commit`), with what the copy's
     ``outcome`` tells recorded in its metadata.
     """
@@ -272,8 +273,8 @@ def commit(job: model.SnapshotJob, pending: store_base.PendingImage,
         job.progress('upload', f)
 
     if stream is None:
-        return pending.commit(progress)
-    return pending.commit_stream(stream, size, progress)
+        return pending.commit(progress, outcome.hashed.get(pending.path))
+    return pending.commit_stream(stream, size, progress, virtual_size)
 
 
 def host_facts(conf: cfg.ConfigOpts, host: 'host_mod.Host',

@@ -205,7 +205,7 @@ def snapshot(backend: base.ImageBackend,
                 with backup.exported(job, outcome,
                                      checkpoint=checkpoint) as export:
                     record.reached(journal.CHECKPOINT)
-                    backup.read_export(job, export, pending.path)
+                    backup.read_export(job, export, pending.path, outcome)
             meta.properties.update(
                 incremental_of=None if why else found.image_id,
                 incremental_reason=why or None)

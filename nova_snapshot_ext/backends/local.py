@@ -90,12 +90,17 @@ class FileBackend(base.ImageBackend):
     def stream(self, job: model.SnapshotJob, method: str,
                commit: base.Commit, outcome: steps.Outcome
                ) -> store_base.StoredImage | None:
-        # NOTE: a raw image is the export's bytes as they are; other
-        # formats are written by qemu-img, which needs a file.
-        if method != policy.LIVE or job.image_format != 'raw':
+        # NOTE: a raw image is the export's bytes as they are, an
+        # uncompressed qcow2 is written front to back; other images are
+        # written by qemu-img, which needs a file.
+        if method != policy.LIVE:
             return None
+        if job.image_format == 'raw':
+            streams = shutil.which(backup.READER) is not None
+        else:
+            streams = backup.streams_qcow2(job)
         style, reason = live_choice(job)
-        if style != 'backup' or shutil.which(backup.READER) is None:
+        if style != 'backup' or not streams:
             return None
         outcome.live_style, outcome.live_reason = style, reason
         return backup.backup_stream(job, commit, outcome)

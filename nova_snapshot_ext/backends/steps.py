@@ -66,6 +66,9 @@ class Outcome:
         self.live_style: str | None = None
         #: Why that style.
         self.live_reason: str | None = None
+        #: Image file -> its sha256, for the files the copy hashed as it
+        #: wrote them.
+        self.hashed: dict[str, str] = {}
 
 
 def check_quiesce(job: model.SnapshotJob) -> bool:

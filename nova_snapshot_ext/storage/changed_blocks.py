@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.storage import qcow2_stream
 
 #: Bytes read and written at a time.
 CHUNK = 4 * 1024 * 1024
@@ -37,9 +38,8 @@ DIRTY = 1
 
 
 def _nbd() -> Any:
-    try:
-        import nbd  # noqa: H306 - optional, for incremental snapshots only
-    except ImportError:
+    nbd = qcow2_stream.libnbd()
+    if nbd is None:
         raise exception.InvalidInput(
             reason='incremental snapshots need libnbd\'s Python bindings '
                    '(the python3-libnbd package)')

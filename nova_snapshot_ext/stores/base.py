@@ -84,8 +84,13 @@ class PendingImage(metaclass=abc.ABCMeta):
     meta: ImageMeta
 
     @abc.abstractmethod
-    def commit(self, progress: Progress | None = None) -> StoredImage:
-        """Make the image complete and visible in the store."""
+    def commit(self, progress: Progress | None = None,
+               sha256: str | None = None) -> StoredImage:
+        """Make the image complete and visible in the store.
+
+        :param sha256: the sha256 of :attr:`path`, when its writer hashed
+            it as it wrote it.
+        """
 
     def add_location(self, url: str, store_id: str | None = None
                      ) -> StoredImage:
@@ -106,9 +111,11 @@ class PendingImage(metaclass=abc.ABCMeta):
     STREAMS = False
 
     def commit_stream(self, stream: BinaryIO, size: int,
-                      progress: Progress | None = None) -> StoredImage:
+                      progress: Progress | None = None,
+                      virtual_size: int | None = None) -> StoredImage:
         """Complete the image with ``size`` bytes read from ``stream``
         (instead of writing :attr:`path` and calling :meth:`commit`).
+        ``virtual_size`` is the image's, when its writer knows it.
 
         Optional: stores without :attr:`STREAMS` raise
         NotImplementedError.

@@ -100,17 +100,21 @@ class FilePendingImage(base.PendingImage):
         journal.current().reached(journal.STORE_PARTIAL)
         self.path = os.path.join(self.partial, store.image_file(meta))
 
-    def commit(self, progress: base.Progress | None = None
-               ) -> base.StoredImage:
+    def commit(self, progress: base.Progress | None = None,
+               sha256: str | None = None) -> base.StoredImage:
         try:
-            return self._commit()
+            return self._commit(sha256)
         except OSError as e:
             self.abort()
             raise exception.StoreWriteFailed(store=self.store,
                                              reason=e.strerror or str(e))
 
-    def _commit(self) -> base.StoredImage:
-        sha256 = sync_and_hash(self.path)
+    def _commit(self, sha256: str | None) -> base.StoredImage:
+        if sha256 is None:
+            sha256 = sync_and_hash(self.path)
+        else:
+            with open(self.path, 'rb+') as f:
+                os.fsync(f.fileno())
         info = qemu_img.info(self.store.conf, self.path,
                              self.meta.disk_format)
         location = os.path.join(self.final,

@@ -160,17 +160,18 @@ class APIPendingImage(base.UploadedImage):
 
     STREAMS = True
 
-    def commit(self, progress: base.Progress | None = None
-               ) -> base.StoredImage:
+    def commit(self, progress: base.Progress | None = None,
+               sha256: str | None = None) -> base.StoredImage:
+        # NOTE: hashed again as it is sent, with Glance's algorithms.
         with open(self.path, 'rb') as f:
             return self.commit_stream(f, os.path.getsize(self.path),
                                       progress)
 
     def commit_stream(self, stream: BinaryIO, size: int,
-                      progress: base.Progress | None = None
-                      ) -> base.StoredImage:
+                      progress: base.Progress | None = None,
+                      virtual_size: int | None = None) -> base.StoredImage:
         try:
-            stored = self._commit(stream, size, progress)
+            stored = self._commit(stream, size, progress, virtual_size)
         except BaseException:
             self.abort()
             raise
@@ -180,7 +181,8 @@ class APIPendingImage(base.UploadedImage):
         return stored
 
     def _commit(self, stream: BinaryIO, size: int,
-                progress: base.Progress | None) -> base.StoredImage:
+                progress: base.Progress | None,
+                virtual_size: int | None) -> base.StoredImage:
         store, image_id = self.store, self.image_id
         assert image_id is not None
         self._update(image_id)
@@ -204,7 +206,7 @@ class APIPendingImage(base.UploadedImage):
             if store.conf[GROUP].verify_hash:
                 self._verify_hash(image, body)
             sha256 = body.hexdigest('sha256')
-        virtual_size = image.get('virtual_size')
+        virtual_size = image.get('virtual_size') or virtual_size
         if not virtual_size and self.meta.disk_format == 'raw':
             virtual_size = size
         if not virtual_size:

@@ -29,8 +29,9 @@ class UploadBody:
     """An upload's data: the image file in chunks, with its length (for
     a Content-Length), hashed and reported as it goes. With ``threads``,
     a chunk is hashed in worker threads (hashlib releases the GIL) while
-    the previous one is sent. The file must have ``size`` bytes: one that
-    ends early is an error, not a short image. Close it to stop threads.
+    the previous one is sent; only with ``algorithms`` when given. The
+    file must have ``size`` bytes: one that ends early is an error, not a
+    short image. Close it to stop threads.
     """
 
     ALGORITHMS = ('sha256', 'sha512')
@@ -38,15 +39,16 @@ class UploadBody:
 
     def __init__(self, store: object, f: BinaryIO, size: int,
                  progress: base.Progress | None,
-                 threads: bool = True) -> None:
+                 threads: bool = True,
+                 algorithms: tuple[str, ...] = ALGORITHMS) -> None:
         self.store = store
         self.f = f
         self.size = size
         self.sent = 0
         self.progress = progress
-        self.hashes = {name: hashlib.new(name) for name in self.ALGORITHMS}
+        self.hashes = {name: hashlib.new(name) for name in algorithms}
         self._pool = futures.ThreadPoolExecutor(
-            max_workers=len(self.ALGORITHMS),
+            max_workers=len(algorithms),
             thread_name_prefix='upload-hash') if threads else None
         self._hashing: list[futures.Future] = []
 

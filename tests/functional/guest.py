@@ -401,7 +401,11 @@ class ImageCheck:
 
 
 def check_image(path: str, fmt: str, size: int) -> ImageCheck:
-    """Read an image as the guest would see it: data hash and counters."""
+    """Read an image as the guest would see it: data hash and counters.
+    A qcow2 image must pass ``qemu-img check`` first.
+    """
+    if fmt == 'qcow2':
+        run('qemu-img', 'check', '-f', fmt, path)
     with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
         raw = os.path.join(tmp, 'check.raw')
         run('qemu-img', 'convert', '-f', fmt, '-O', 'raw', path, raw)
