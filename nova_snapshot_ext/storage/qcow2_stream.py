@@ -35,9 +35,9 @@ neither read nor written: unallocated in the image, they read as zeros.
 import collections
 from collections.abc import Iterator
 import dataclasses
-import queue
+import importlib
 import struct
-import threading
+import sys
 import time
 from typing import Any
 
@@ -65,6 +65,22 @@ CHUNK = 4 << 20
 DEPTH = 4
 #: Chunks read ahead of the caller at most.
 AHEAD = 8
+
+
+def _native(name: str) -> Any:
+    """Standard module ``name`` as Python has it, also in a process that
+    eventlet patched (an eventlet nova-compute): the read-ahead thread is
+    a native thread, so that its blocking libnbd calls never stop the
+    service, and it works whatever thread reads the stream.
+    """
+    if 'eventlet' in sys.modules:
+        from eventlet import patcher
+        return patcher.original(name)
+    return importlib.import_module(name)
+
+
+threading = _native('threading')
+queue = _native('queue')
 
 
 def _clusters(n_bytes: int) -> int:

@@ -264,6 +264,10 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         props = image['properties']
         self.assertEqual('live', props['snapshot_method'])
         self.assertEqual('qcow2', image['disk_format'])
+        # Through a backup job: the qcow2 image streamed into Nova's
+        # image API, read ahead by a native thread in this eventlet
+        # process.
+        self.assertEqual('backup', props['live_copy_style'])
         # The guest ran on, and the image is one point in time of it.
         self.assertEqual(libvirt.VIR_DOMAIN_RUNNING, g.state())
         self.assertGreater(g.wait_counter(g.last_counter() + 1), before)
