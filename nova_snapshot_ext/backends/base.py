@@ -273,8 +273,14 @@ def commit(job: model.SnapshotJob, pending: store_base.PendingImage,
         job.progress('upload', f)
 
     if stream is None:
-        return pending.commit(progress, outcome.hashed.get(pending.path))
-    return pending.commit_stream(stream, size, progress, virtual_size)
+        sha256 = outcome.hashed.get(pending.path)
+        if sha256 is not None:
+            return pending.commit_hashed(sha256, progress)
+        return pending.commit(progress)
+    if virtual_size is None:
+        return pending.commit_stream(stream, size, progress)
+    return pending.commit_stream(stream, size, progress,
+                                 virtual_size=virtual_size)
 
 
 def host_facts(conf: cfg.ConfigOpts, host: 'host_mod.Host',

@@ -84,13 +84,18 @@ class PendingImage(metaclass=abc.ABCMeta):
     meta: ImageMeta
 
     @abc.abstractmethod
-    def commit(self, progress: Progress | None = None,
-               sha256: str | None = None) -> StoredImage:
-        """Make the image complete and visible in the store.
+    def commit(self, progress: Progress | None = None) -> StoredImage:
+        """Make the image complete and visible in the store."""
 
-        :param sha256: the sha256 of :attr:`path`, when its writer hashed
-            it as it wrote it.
+    def commit_hashed(self, sha256: str,
+                      progress: Progress | None = None) -> StoredImage:
+        """:meth:`commit`, when the writer of :attr:`path` hashed it as it
+        wrote it: a store that hashes the file may take ``sha256`` instead
+        of reading the file again.
+
+        Optional: by default, :meth:`commit`.
         """
+        return self.commit(progress)
 
     def add_location(self, url: str, store_id: str | None = None
                      ) -> StoredImage:

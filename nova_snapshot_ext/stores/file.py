@@ -100,8 +100,16 @@ class FilePendingImage(base.PendingImage):
         journal.current().reached(journal.STORE_PARTIAL)
         self.path = os.path.join(self.partial, store.image_file(meta))
 
-    def commit(self, progress: base.Progress | None = None,
-               sha256: str | None = None) -> base.StoredImage:
+    def commit(self, progress: base.Progress | None = None
+               ) -> base.StoredImage:
+        return self._committed(None)
+
+    def commit_hashed(self, sha256: str,
+                      progress: base.Progress | None = None
+                      ) -> base.StoredImage:
+        return self._committed(sha256)
+
+    def _committed(self, sha256: str | None) -> base.StoredImage:
         try:
             return self._commit(sha256)
         except OSError as e:

@@ -160,9 +160,8 @@ class APIPendingImage(base.UploadedImage):
 
     STREAMS = True
 
-    def commit(self, progress: base.Progress | None = None,
-               sha256: str | None = None) -> base.StoredImage:
-        # NOTE: hashed again as it is sent, with Glance's algorithms.
+    def commit(self, progress: base.Progress | None = None
+               ) -> base.StoredImage:
         with open(self.path, 'rb') as f:
             return self.commit_stream(f, os.path.getsize(self.path),
                                       progress)

@@ -14,6 +14,7 @@
 
 """Live and cold snapshots of a real, running, counter-writing guest."""
 
+import hashlib
 import json
 import os
 import signal
@@ -108,6 +109,8 @@ def assert_good_image(result, g, conf, fmt='qcow2'):
     assert meta['reason'] == result.reason
     assert meta['source_domain'] == g.name
     assert meta['sha256'] == result.sha256
+    with open(path, 'rb') as f:
+        assert hashlib.file_digest(f, 'sha256').hexdigest() == result.sha256
     assert meta['size'] == os.path.getsize(path) == result.size
     assert meta['virtual_size'] == g.disks.size
     assert meta['format'] == fmt
@@ -463,4 +466,27 @@ def test_third_party_backend_and_store_through_the_loaders(
                                   'raw', qcow2_guest.disks.size)
     assert check.data_sha256 == qcow2_guest.disks.data_sha256
     assert check.point_in_time, check.counters
+    assert_no_temp_files(conf)
+
+
+def test_third_party_store_takes_a_live_qcow2_hashed_as_written(
+        conf, qcow2_guest, workdir):
+    # The store knows commit(progress) only: the hash our writer made of
+    # the file does not reach it, and the image is whole.
+    conf.set_override('live_copy_style', 'backup', group='snapshot_libvirt')
+    vault = os.path.join(workdir, 'vault-live')
+    os.makedirs(vault)
+    store = store_base.load(conf, 'vault://' + vault,
+                            manager=vendor_plugins.store_manager())
+    before = GuestBefore(qcow2_guest)
+    request = snapshot.SnapshotRequest(guest=qcow2_guest.name, name='snap',
+                                       method='live', image_format='qcow2')
+    result = snapshot.take_snapshot(request, conf=conf, store=store)
+    assert (result.method, result.live_copy_style) == ('live', 'backup')
+    assert result.sha256 is None
+    check = guest_mod.check_image(os.path.join(result.location, 'data'),
+                                  'qcow2', qcow2_guest.disks.size)
+    assert check.data_sha256 == qcow2_guest.disks.data_sha256
+    assert check.point_in_time, check.counters
+    assert_guest_as_before(qcow2_guest, before)
     assert_no_temp_files(conf)
