@@ -31,8 +31,6 @@ from nova_snapshot_ext.storage import qcow2_stream
 
 #: Bytes read and written at a time.
 CHUNK = 4 * 1024 * 1024
-#: Bytes of block status asked for at a time.
-STATUS_SPAN = 1024 * 1024 * 1024
 #: The dirty bit of a ``qemu:dirty-bitmap:*`` context.
 DIRTY = 1
 
@@ -51,34 +49,8 @@ def changed_extents(handle: Any, context: str,
     """(offset, length) of every extent of ``context`` with the dirty bit
     set, adjacent ones merged.
     """
-    extents: list[tuple[int, int]] = []
-    offset = 0
-    while offset < size:
-        seen: list[tuple[int, int]] = []
-
-        def collect(metacontext: str, start: int, entries: list[int],
-                    *error: Any) -> int:
-            if metacontext == context:
-                for i in range(0, len(entries) - 1, 2):
-                    seen.append((entries[i], entries[i + 1]))
-            return 0
-
-        handle.block_status(min(size - offset, STATUS_SPAN), offset, collect)
-        if not seen:
-            raise exception.ConversionFailed(
-                reason='the export reports no %s for offset %d' % (
-                    context, offset))
-        for length, flags in seen:
-            length = min(length, size - offset)
-            if flags & DIRTY:
-                if extents and extents[-1][0] + extents[-1][1] == offset:
-                    extents[-1] = (extents[-1][0], extents[-1][1] + length)
-                else:
-                    extents.append((offset, length))
-            offset += length
-            if offset >= size:
-                break
-    return extents
+    return qcow2_stream.extents(handle, context, size,
+                                lambda flags: bool(flags & DIRTY))
 
 
 def copy_changed(uri: str, context: str, overlay: str,

@@ -28,6 +28,7 @@ import time
 import pytest
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.storage import qcow2_layout
 from nova_snapshot_ext.storage import qcow2_stream
 from nova_snapshot_ext.stores import upload_body
 from tests.functional import guest as guest_mod
@@ -136,7 +137,7 @@ def test_image_is_valid_and_equal(nbd, tmp_path, case):
 def test_tables_of_large_images(tmp_path, size, extents, mapped):
     # The tables, with the data clusters left as a hole: qemu-img check
     # reads the tables and counts every cluster they use.
-    layout = qcow2_stream.Layout.plan(size, extents)
+    layout = qcow2_layout.Layout.plan(size, extents)
     out = str(tmp_path / 'tables.qcow2')
     with open(out, 'wb') as f:
         for chunk in layout.metadata():

@@ -20,7 +20,7 @@ server in tests/functional/test_qcow2_stream.py.
 
 import struct
 
-from nova_snapshot_ext.storage import qcow2_stream as q
+from nova_snapshot_ext.storage import qcow2_layout as q
 
 K = 64 * 1024
 GiB = 1024 ** 3
