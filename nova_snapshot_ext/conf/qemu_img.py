@@ -38,6 +38,43 @@ spin; the limit stops it.
         min=64,
         help='Address space in MiB allowed to ``qemu-img info``.'),
     cfg.IntOpt(
+        'convert_address_space_limit',
+        default=8192,
+        min=0,
+        help="""
+Address space in MiB allowed to ``qemu-img convert``, which reads what the
+guest wrote. QEMU reserves address space for each of its threads, so this
+is far above the memory it uses: with ``-c`` and 16 coroutines it reserves
+about 1.2 GiB on a 2-core host, more with more cores.
+
+Possible values:
+
+* ``0``: no limit
+* a number of MiB, at least the address space conversions need here
+
+Related options:
+
+* ``convert_cpu_time_limit``
+"""),
+    cfg.IntOpt(
+        'convert_cpu_time_limit',
+        default=0,
+        min=0,
+        help="""
+CPU seconds allowed to one ``qemu-img convert``. The time a conversion
+needs grows with the disk (and with compression), so there is no limit by
+default.
+
+Possible values:
+
+* ``0``: no limit
+* a number of seconds
+
+Related options:
+
+* ``convert_address_space_limit``
+"""),
+    cfg.IntOpt(
         'convert_coroutines',
         deprecated_group='qemu_img',
         default=8,

@@ -16,7 +16,10 @@
 
 * The input format is always given (``-f``): qemu-img never guesses, so a
   guest cannot make its disk be read as something else (OSSA-2016-001).
-* ``qemu-img info`` runs under CPU-time and address-space limits.
+* ``qemu-img info`` and ``convert`` run under CPU-time and address-space
+  limits.
+* Images with a ``json:`` backing or an external data file are refused:
+  they would make qemu-img read what the image names, not the disk.
 * Commands run through :func:`oslo_concurrency.processutils.execute`, never
   through a shell.
 """
@@ -77,23 +80,48 @@ def info(conf: cfg.ConfigOpts, path: str, fmt: str,
     if force_share:
         cmd.append('-U')
     cmd.append(path)
-    limits = processutils.ProcessLimits(
-        cpu_time=conf.snapshot_qemu_img.info_cpu_time_limit,
-        address_space=(conf.snapshot_qemu_img.info_address_space_limit
-                       * 1024 * 1024))
+    limits = _limits(conf.snapshot_qemu_img.info_cpu_time_limit,
+                     conf.snapshot_qemu_img.info_address_space_limit)
     try:
         out, _err = processutils.execute(*cmd, prlimit=limits)
     except processutils.ProcessExecutionError as e:
         raise exception.UnsafeImage(path=path, reason=_stderr(e))
     data = json.loads(out)
+    reason = _unsafe(data)
+    if reason:
+        raise exception.UnsafeImage(path=path, reason=reason)
+    return data
+
+
+def _limits(cpu_seconds: int, address_space_mib: int
+            ) -> processutils.ProcessLimits:
+    """prlimit's limits; 0 is no limit."""
+    return processutils.ProcessLimits(
+        cpu_time=cpu_seconds or None,
+        address_space=address_space_mib * 1024 * 1024 or None)
+
+
+def _unsafe(data: dict[str, Any]) -> str | None:
+    """Why an image that ``qemu-img info`` described must not be read,
+    or None.
+    """
     backing = data.get('full-backing-filename') or data.get('backing-filename')
     if backing and not data.get('backing-filename-format'):
         # NOTE: without a recorded backing format qemu-img would probe the
         # backing file's format, which is exactly the guess we refuse.
-        raise exception.UnsafeImage(
-            path=path, reason='its backing file %s has no recorded format '
-                              '(rebase it with -F)' % backing)
-    return data
+        return ('its backing file %s has no recorded format (rebase it '
+                'with -F)' % backing)
+    if backing and backing.startswith('json:'):
+        # NOTE: a json: backing names any driver and any file (or
+        # network source); only a plain path is followed.
+        return 'its backing file is given as json: options, not a path'
+    specific = (data.get('format-specific') or {}).get('data') or {}
+    if specific.get('data-file'):
+        # NOTE: the guest's data would be read from a file the image
+        # names, which may be anything on the host.
+        return ('it keeps its data in an external data file (%s)' %
+                specific['data-file'])
+    return None
 
 
 def backing_of(data: dict[str, Any]) -> tuple[str, str] | None:
@@ -166,8 +194,10 @@ def convert(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
 
     LOG.debug('Converting %(src)s (%(sf)s) to %(dst)s (%(df)s)',
               {'src': src, 'sf': src_fmt, 'dst': dst, 'df': dst_fmt})
+    limits = _limits(conf.snapshot_qemu_img.convert_cpu_time_limit,
+                     conf.snapshot_qemu_img.convert_address_space_limit)
     try:
-        processutils.execute(*cmd, on_execute=follow)
+        processutils.execute(*cmd, on_execute=follow, prlimit=limits)
     except processutils.ProcessExecutionError as e:
         raise exception.ConversionFailed(reason=_stderr(e))
 

@@ -127,3 +127,71 @@ def test_progress_is_read_as_qemu_img_writes_it():
     assert 0.125 in seen
     assert seen[-1] == 1.0
     assert seen == sorted(seen)
+
+
+def _qemu_img(*args):
+    processutils.execute('qemu-img', *args)
+
+
+def test_info_refuses_a_json_backing(conf, tmp_path):
+    base = tmp_path / 'base.raw'
+    _qemu_img('create', '-q', '-f', 'raw', str(base), '1M')
+    top = tmp_path / 'top.qcow2'
+    _qemu_img('create', '-q', '-f', 'qcow2', '-u', '-F', 'raw', '-b',
+              'json:{"driver": "file", "filename": "%s"}' % base,
+              str(top), '1M')
+    with pytest.raises(exception.UnsafeImage, match='json: options'):
+        qemu_img.info(conf, str(top), 'qcow2')
+
+
+def test_info_refuses_an_external_data_file(conf, tmp_path):
+    img = tmp_path / 'img.qcow2'
+    _qemu_img('create', '-q', '-f', 'qcow2', '-o',
+              'data_file=%s' % (tmp_path / 'host-file'), str(img), '1M')
+    with pytest.raises(exception.UnsafeImage,
+                       match='external data file .*host-file'):
+        qemu_img.info(conf, str(img), 'qcow2')
+
+
+def test_info_takes_a_plain_backing(conf, tmp_path):
+    base = tmp_path / 'base.qcow2'
+    _qemu_img('create', '-q', '-f', 'qcow2', str(base), '1M')
+    top = tmp_path / 'top.qcow2'
+    _qemu_img('create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b',
+              str(base), str(top))
+    data = qemu_img.info(conf, str(top), 'qcow2')
+    assert qemu_img.backing_of(data) == (str(base), 'qcow2')
+
+
+def test_convert_runs_under_prlimit(conf, tmp_path):
+    src = tmp_path / 'src.qcow2'
+    _qemu_img('create', '-q', '-f', 'qcow2', str(src), '8M')
+    processutils.execute('qemu-io', '-f', 'qcow2', '-c', 'write -P 7 0 8M',
+                         str(src))
+    seen = []
+    qemu_img.convert(conf, str(src), 'qcow2', str(tmp_path / 'out.qcow2'),
+                     'qcow2', compress=True, progress=seen.append)
+    assert seen and seen[-1] == 1.0
+    # NOTE: a limit far below what QEMU reserves for its threads shows
+    # that the limit is applied to the real process.
+    conf.set_override('convert_address_space_limit', 64,
+                      group='snapshot_qemu_img')
+    with pytest.raises(exception.ConversionFailed) as e:
+        qemu_img.convert(conf, str(src), 'qcow2',
+                         str(tmp_path / 'out2.qcow2'), 'qcow2')
+    assert '\n' not in str(e.value)
+
+
+def test_convert_limits_come_from_the_options(conf):
+    conf.set_override('convert_cpu_time_limit', 600,
+                      group='snapshot_qemu_img')
+    with mock.patch.object(processutils, 'execute') as execute:
+        qemu_img.convert(conf, '/s', 'raw', '/d', 'raw')
+    limits = execute.call_args.kwargs['prlimit']
+    assert limits.cpu_time == 600
+    assert limits.address_space == 8192 * 1024 * 1024
+    conf.set_override('convert_address_space_limit', 0,
+                      group='snapshot_qemu_img')
+    with mock.patch.object(processutils, 'execute') as execute:
+        qemu_img.convert(conf, '/s', 'raw', '/d', 'raw')
+    assert execute.call_args.kwargs['prlimit'].address_space is None
