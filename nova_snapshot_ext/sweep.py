@@ -156,7 +156,9 @@ def records(store: store_base.ImageStore, min_age: float,
         if age < min_age:
             continue
         found.append((
-            DELETE_RECORD, '%s image %s (%s)' % (store, image_id,
+            # NOTE: the name is the image owner's text: repr() shows
+            # control characters escaped, so it cannot forge lines.
+            DELETE_RECORD, '%s image %s (%r)' % (store, image_id,
                                                  image.get('name')),
             'queued for %d s, made by an interrupted snapshot of the '
             'command' % age,

@@ -44,6 +44,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext import cancel as cancel_mod
+from nova_snapshot_ext.cmd import parser as parser_mod
 from nova_snapshot_ext.cmd import progress as progress_mod
 from nova_snapshot_ext.cmd import summary
 from nova_snapshot_ext import conf as nse_conf
@@ -55,136 +56,9 @@ from nova_snapshot_ext import recovery
 from nova_snapshot_ext import snapshot
 from nova_snapshot_ext.stores import base as store_base
 
-PROG = 'nova-snapshot-ext'
+PROG = parser_mod.PROG
 LOG = logging.getLogger(__name__)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line too."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, '%s: error: %s (see %s --help)\n' % (
-            self.prog, message, self.prog))
-
-
-def _property(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition('=')
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(
-            'expected KEY=VALUE, got %r' % text)
-    return key.strip(), value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(
-            'expected a number of seconds above 0, got %r' % text)
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description='Snapshot libvirt guests into '
-                                            'images.')
-    parser.add_argument('--config-file', action='append', default=[],
-                        metavar='F', help='configuration file (repeatable)')
-    parser.add_argument('--connect', metavar='URI',
-                        help='libvirt URI (default: [snapshot_libvirt] '
-                             'connection_uri)')
-    parser.add_argument('--json', action='store_true',
-                        help='print one JSON object')
-    parser.add_argument('-v', '--verbose', action='store_true',
-                        help='log progress on stderr')
-    parser.add_argument('--debug', action='store_true',
-                        help='log everything, tracebacks included')
-    sub = parser.add_subparsers(dest='command', required=True,
-                                parser_class=_Parser)
-
-    snap = sub.add_parser('snapshot', help='snapshot a guest into an image')
-    snap.add_argument('domain', metavar='DOMAIN', help='name or UUID')
-    snap.add_argument('--name', required=True, help='image name')
-    snap.add_argument('--method', choices=('auto', 'live', 'cold'))
-    snap.add_argument('--format', dest='image_format',
-                      choices=('qcow2', 'raw'))
-    snap.add_argument('--store', metavar='STORE',
-                      help='file, file:///abs/dir, glance (as '
-                           '[snapshot_glance] configures it), '
-                           'glance+http://HOST:PORT (a Glance without '
-                           'Keystone); default: [snapshot] default_store')
-    snap.add_argument('--property', dest='properties', action='append',
-                      default=[], type=_property, metavar='KEY=VALUE',
-                      help='image property (repeatable), e.g. '
-                           'base_image_ref=UUID')
-    snap.add_argument('--image-id', metavar='ID',
-                      help='fill this existing queued image record '
-                           'instead of creating one')
-    snap.add_argument('--quiesce', choices=('never', 'auto', 'required'))
-    snap.add_argument('--incremental', action='store_true',
-                      help='into the directory store: a qcow2 of only the '
-                           'blocks changed since the guest\'s last '
-                           'incremental snapshot there, backed by its '
-                           'image (a full image when there is none, and '
-                           'why)')
-    snap.add_argument('--keep', type=int, default=0, metavar='N',
-                      help='with --incremental: keep the N newest '
-                           'incremental images of the guest in the store; '
-                           'the oldest kept is made standalone and older '
-                           'ones are deleted')
-    snap.add_argument('--all-disks', action='store_true',
-                      help='an image of every disk, all at one point in '
-                           'time (the others named NAME-<disk>); by '
-                           'default the root disk only')
-    snap.add_argument('--timeout', type=_seconds, metavar='SECONDS',
-                      help='cancel the snapshot (undoing what it made) '
-                           'after this many seconds (default: [snapshot] '
-                           'timeout)')
-
-    check = sub.add_parser('check', help='host facts, and the method a '
-                                         'snapshot of each guest would use')
-    check.add_argument('domain', metavar='DOMAIN', nargs='?')
-    check.add_argument('--store', metavar='STORE',
-                       help='the store a snapshot would go to (whether a '
-                            'direct snapshot is possible depends on it); '
-                            'default: [snapshot] default_store')
-
-    gc = sub.add_parser(
-        'gc', help='remove what interrupted snapshots left behind (queued '
-                   'image records of this command, temporary and partial '
-                   'directories, Ceph snapshots and clones) and flatten '
-                   'deferred RBD clones')
-    gc.add_argument('--dry-run', action='store_true',
-                    help='only list what would be done')
-    gc.add_argument('--store', metavar='STORE', default='glance',
-                    help='the store that holds the images: glance (as '
-                         '[snapshot_glance] configures it, the default), '
-                         'glance+http://HOST:PORT, or file (local '
-                         'leftovers only)')
-    gc.add_argument('--min-age', type=float, metavar='SECONDS',
-                    help='treat what unfinished snapshots made, older than '
-                         'this and owned by no running snapshot, as left '
-                         'by interrupted ones (default: [snapshot_rbd] '
-                         'gc_min_age)')
-
-    rec = sub.add_parser(
-        'recover', help='finish or undo what interrupted snapshots left '
-                        '(block jobs, managed saves, definitions, files, '
-                        'queued images, Ceph snapshots and clones)')
-    rec.add_argument('--dry-run', action='store_true',
-                     help='only list what would be done')
-
-    # Global options may also follow the subcommand.
-    for p in (snap, check, gc, rec):
-        p.add_argument('--config-file', action='append',
-                       dest='sub_config_file', default=[], metavar='F',
-                       help=argparse.SUPPRESS)
-        p.add_argument('--connect', dest='sub_connect', metavar='URI',
-                       help=argparse.SUPPRESS)
-        p.add_argument('--json', dest='sub_json', action='store_true',
-                       help=argparse.SUPPRESS)
-    return parser
+build_parser = parser_mod.build_parser
 
 
 def _setup(parser: argparse.ArgumentParser,
