@@ -15,8 +15,9 @@
 """The data that crosses layers: a snapshot request, its job, its result."""
 
 from collections.abc import Callable
+import contextlib
 import dataclasses
-from typing import Any, TYPE_CHECKING
+from typing import Any, ContextManager, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from oslo_config import cfg
@@ -67,6 +68,16 @@ class SnapshotRequest:
     #: With ``incremental``: keep this many newest incremental images of
     #: the guest in the store (0: all), merging and deleting older ones.
     keep: int = 0
+    #: Freeze the guest for a direct snapshot too, as ``quiesce`` says
+    #: (the command line's); Nova never quiesces a direct snapshot.
+    quiesce_direct: bool = True
+    #: The root disk is the first ``<disk>`` of any device kind (Nova's
+    #: ``find_disk``); otherwise a CD-ROM or floppy first is skipped.
+    root_any_device: bool = False
+    #: Held while the image's data is read, converted and written to the
+    #: store (not for a direct snapshot): e.g. Nova's limit on
+    #: concurrent disk operations. Entered before the guest is touched.
+    disk_ops: Callable[[], ContextManager[Any]] = contextlib.nullcontext
 
 
 @dataclasses.dataclass

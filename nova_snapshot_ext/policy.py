@@ -26,6 +26,12 @@ from nova_snapshot_ext.libvirt import guest
 
 AUTO, LIVE, COLD, DIRECT = 'auto', 'live', 'cold', 'direct'
 METHODS = (AUTO, LIVE, COLD)
+#: A request (not a method): live where a live snapshot is possible,
+#: otherwise what ``auto`` would take. The Nova driver asks for it when
+#: ``[snapshot] method`` is ``live``: Nova's callers (shelve, a snapshot
+#: of a stopped server) expect a snapshot, not a refusal.
+PREFER_LIVE = 'prefer-live'
+REQUESTS = METHODS + (PREFER_LIVE,)
 
 RUNNING, PAUSED, SHUTOFF = guest.RUNNING, guest.PAUSED, guest.SHUTOFF
 
@@ -73,8 +79,10 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 def check_method(method: str) -> str:
-    """:raises InvalidInput: ``method`` is not auto, live or cold."""
-    if method not in METHODS:
+    """:raises InvalidInput: ``method`` is not auto, live or cold (or
+        :data:`PREFER_LIVE`).
+    """
+    if method not in REQUESTS:
         raise exception.InvalidInput(
             reason='method %r is not one of %s' % (method,
                                                    ', '.join(METHODS)))
@@ -108,7 +116,8 @@ def choose(facts: Facts, requested: str = AUTO) -> Plan:
     """Choose the snapshot method for ``facts``.
 
     :param facts: the host, guest and backend facts.
-    :param requested: ``auto``, ``live`` or ``cold``.
+    :param requested: ``auto``, ``live``, ``cold`` or
+        :data:`PREFER_LIVE` (``live`` when possible, else as ``auto``).
     :returns: the :class:`Plan`.
     :raises LiveSnapshotImpossible: ``live`` was requested and is not
         possible; the message names every reason.
@@ -132,17 +141,22 @@ def choose(facts: Facts, requested: str = AUTO) -> Plan:
 def _choose_copy(facts: Facts, requested: str) -> Plan:
     blockers = live_blockers(facts)
     if not blockers:
-        if requested == LIVE:
+        if requested in (LIVE, PREFER_LIVE):
             return Plan(LIVE, 'a live snapshot was requested')
         return Plan(LIVE, 'the guest is %s and the host supports live '
                           'snapshots' % facts.power_state)
     if requested == LIVE:
         raise exception.LiveSnapshotImpossible(
             guest=facts.guest, reason='; '.join(blockers))
+    # NOTE: a live snapshot preferred but impossible is no error: the
+    # reason says a live one was preferred and why it was not taken.
+    asked = ('a live snapshot was preferred, but ' if
+             requested == PREFER_LIVE else '')
     if facts.power_state not in (RUNNING, PAUSED):
-        return Plan(COLD, 'the guest is %s, so a copy needs no downtime' %
-                    facts.power_state)
-    return _cold(facts, 'live is not possible: ' + '; '.join(blockers))
+        return Plan(COLD, '%sthe guest is %s, so a copy needs no downtime' %
+                    (asked, facts.power_state))
+    return _cold(facts, (asked or 'live is not possible: ') +
+                 '; '.join(blockers))
 
 
 def _cold(facts: Facts, reason: str) -> Plan:

@@ -168,7 +168,7 @@ def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,
     """The snapshot, once input and store are checked."""
     guest = host.get_guest(request.guest)
     cancel.guest = guest.name
-    disk = guest.root_disk()
+    disk = guest.root_disk(request.root_any_device)
     check_not_encrypted(guest.name, disk)
     disks = guest.disks() if request.all_disks else [disk]
     for other in disks:

@@ -219,13 +219,27 @@ class ImageBackend(metaclass=abc.ABCMeta):
                     self._log_plan(job, plan, support)
                     meta.properties.update(method=plan.method,
                                            reason=plan.reason)
-            commit_ = functools.partial(commit, job, pending, outcome)
-            if stored is None and pending.STREAMS:
-                stored = self.stream(job, plan.method, commit_, outcome)
             if stored is None:
-                self.copy(job, plan.method, pending.path, outcome)
-                stored = commit_()
+                # NOTE: taken before the guest is touched, so that a cold
+                # snapshot's guest does not stay stopped while it waits.
+                with job.request.disk_ops():
+                    stored = self._write(job, plan, pending, outcome)
         return result(job, plan, stored, outcome, started, self.name)
+
+    def _write(self, job: model.SnapshotJob, plan: policy.Plan,
+               pending: store_base.PendingImage,
+               outcome: steps.Outcome) -> store_base.StoredImage:
+        """Copy the disk into ``pending``, streamed when the store and
+        the backend can, and commit it.
+        """
+        commit_ = functools.partial(commit, job, pending, outcome)
+        stored = None
+        if pending.STREAMS:
+            stored = self.stream(job, plan.method, commit_, outcome)
+        if stored is None:
+            self.copy(job, plan.method, pending.path, outcome)
+            stored = commit_()
+        return stored
 
     def _log_plan(self, job: model.SnapshotJob, plan: policy.Plan,
                   support: Support) -> None:

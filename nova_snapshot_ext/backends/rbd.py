@@ -207,6 +207,7 @@ class RbdBackend(base.ImageBackend):
         snap = snap_name(image_id)
         deferred = self.conf.snapshot_rbd.flatten == 'deferred'
         driver = self.driver
+        job = steps.for_direct(job)
         paused = steps.check_quiesce(job)
         job.progress('copy', 0.0)
         record = journal.current()

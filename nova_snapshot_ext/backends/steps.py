@@ -33,6 +33,7 @@ Each reports what the result tells the user (quiesced, downtime) in an
 
 from collections.abc import Iterator
 import contextlib
+import dataclasses
 import os
 import shutil
 import time
@@ -75,12 +76,17 @@ def check_quiesce(job: model.SnapshotJob) -> bool:
     """Fail early, before anything changes, when quiesce is required and
     cannot work.
 
-    :returns: whether the guest is paused (a paused guest is not frozen:
-        it does no I/O and its agent cannot answer).
+    :returns: whether the guest is not frozen because it is paused (it
+        does no I/O and its agent cannot answer) or does not run.
     :raises QuiesceFailed: quiesce is required and impossible.
     """
     guest = job.guest
-    paused = guest.power_state() == guest_mod.PAUSED
+    state = guest.power_state()
+    if state not in (guest_mod.RUNNING, guest_mod.PAUSED):
+        # NOTE: a guest that does not run writes nothing: its disk is
+        # as consistent as it gets, and no freeze is needed or possible.
+        return True
+    paused = state == guest_mod.PAUSED
     if job.quiesce == 'required':
         if paused:
             raise exception.QuiesceFailed(
@@ -90,6 +96,18 @@ def check_quiesce(job: model.SnapshotJob) -> bool:
             raise exception.QuiesceFailed(
                 guest=guest.name, reason='no QEMU guest agent is connected')
     return paused
+
+
+def for_direct(job: model.SnapshotJob) -> model.SnapshotJob:
+    """The job as a direct snapshot (a copy inside the storage) runs it:
+    with no freeze when the request says direct snapshots are not
+    quiesced (``quiesce_direct``).
+    """
+    if job.request.quiesce_direct:
+        return job
+    # NOTE: Nova never quiesces a direct snapshot: its driver asks for
+    # none, and os_require_quiesce does not make one fail.
+    return dataclasses.replace(job, quiesce='never')
 
 
 @contextlib.contextmanager

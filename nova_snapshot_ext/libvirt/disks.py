@@ -34,12 +34,12 @@ class Disk:
     encryption: str | None = None
 
 
-def _devices(xml: str) -> list[ET.Element]:
-    """The ``<disk>`` elements of disk devices (not CD-ROMs or floppies),
-    in the domain's order.
+def _devices(xml: str, any_device: bool = False) -> list[ET.Element]:
+    """The ``<disk>`` elements of disk devices (not CD-ROMs or floppies,
+    unless ``any_device``), in the domain's order.
     """
     return [d for d in ET.fromstring(xml).findall('./devices/disk')
-            if d.get('device', 'disk') == 'disk']
+            if any_device or d.get('device', 'disk') == 'disk']
 
 
 def targets_of(xml: str) -> list[str]:
@@ -58,17 +58,19 @@ def disks_of(xml: str, guest: str) -> list[Disk]:
     return [_disk(d, guest) for d in _devices(xml)]
 
 
-def root_disk(xml: str, guest: str) -> Disk:
+def root_disk(xml: str, guest: str, any_device: bool = False) -> Disk:
     """The first disk device of the domain (the one it boots from).
 
     Nova's libvirt driver takes the first ``<disk>`` of the domain as the
     root disk of a snapshot; Nova writes an instance's root disk first,
     so both take the same disk. A CD-ROM or floppy first (a plain libvirt
-    guest's) is skipped here. The result and the log name the disk taken.
+    guest's) is skipped here, unless ``any_device`` (the Nova driver's:
+    Nova's ``find_disk`` takes the first ``<disk>`` of any kind). The
+    result and the log name the disk taken.
 
     :raises UnsupportedDisk: no disk, or one we cannot read.
     """
-    devices = _devices(xml)
+    devices = _devices(xml, any_device)
     if not devices:
         raise exception.UnsupportedDisk(guest=guest,
                                         reason='the domain has no disk')

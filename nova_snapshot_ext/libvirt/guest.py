@@ -124,13 +124,14 @@ class Guest(backup.BackupCalls):
         """
         return disks_mod.disks_of(self.xml(), self.name)
 
-    def root_disk(self) -> Disk:
-        """The disk a snapshot of the guest is of: the first disk device
+    def root_disk(self, any_device: bool = False) -> Disk:
+        """The disk a snapshot of the guest is of: the first disk device,
+        or with ``any_device`` the first ``<disk>`` of any kind
         (:func:`~nova_snapshot_ext.libvirt.disks.root_disk`).
 
         :raises UnsupportedDisk: no disk, or one we cannot read.
         """
-        return disks_mod.root_disk(self.xml(), self.name)
+        return disks_mod.root_disk(self.xml(), self.name, any_device)
 
     # -- block copy ----------------------------------------------------
     def block_job(self, dev: str) -> dict[str, int] | None:

@@ -80,6 +80,33 @@ def test_forced_live_names_every_reason():
     assert 'disable_live_snapshot' in str(e.value)
 
 
+@pytest.mark.parametrize('kw,method,reason', [
+    ({}, 'live', 'a live snapshot was requested'),
+    ({'power_state': 'paused'}, 'live', 'a live snapshot was requested'),
+    ({'power_state': 'shutoff'}, 'cold',
+     'a live snapshot was preferred, but the guest is shutoff'),
+    ({'power_state': 'pmsuspended'}, 'cold', 'the guest is pmsuspended'),
+    ({'live_disabled': True}, 'cold',
+     'preferred, but [snapshot_workarounds] disable_live_snapshot is set'),
+    ({'qemu_version': (5, 0, 0)}, 'cold', 'QEMU 5.0.0 is older'),
+    ({'direct_unavailable': None, 'power_state': 'shutoff'}, 'direct',
+     'inside the storage'),
+])
+def test_prefer_live_falls_back_where_live_is_impossible(kw, method,
+                                                         reason):
+    # NOTE: what the Nova driver asks for with [snapshot] method = live:
+    # shelve and snapshots of stopped servers must not fail.
+    plan = policy.choose(facts(**kw), policy.PREFER_LIVE)
+    assert plan.method == method
+    assert reason in plan.reason
+
+
+def test_prefer_live_of_running_transient_guest_without_live_is_refused():
+    with pytest.raises(exception.ColdSnapshotImpossible):
+        policy.choose(facts(persistent=False, live_disabled=True),
+                      policy.PREFER_LIVE)
+
+
 def test_cold_of_running_transient_guest_is_refused():
     with pytest.raises(exception.ColdSnapshotImpossible,
                        match='transient'):
