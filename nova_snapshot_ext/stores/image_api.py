@@ -53,6 +53,12 @@ PROPERTY_NAMES = {
     'method': 'snapshot_method', 'reason': 'snapshot_reason',
     'quiesced': 'snapshot_quiesced', 'source_domain': 'source_domain',
     'source_uuid': 'instance_uuid'}
+#: The engine's own properties, always written: one this snapshot has no
+#: value for is written empty, so that a value the record got elsewhere
+#: (Nova copies the instance's image properties into a snapshot's record,
+#: e.g. an earlier live snapshot's live_copy_style) does not describe it.
+OWN_PROPERTIES = ('snapshot_method', 'snapshot_reason', 'snapshot_quiesced',
+                  'source_domain', 'live_copy_style', 'live_copy_reason')
 #: Seconds the deletion of a failed image waits for a Glance gone away.
 CLEANUP_TIMEOUT = 30
 
@@ -69,6 +75,8 @@ def glance_properties(meta: base.ImageMeta) -> dict[str, str]:
             value = 'true' if value else 'false'
         props[PROPERTY_NAMES.get(key, key)] = str(
             value)[:MAX_PROPERTY_LENGTH]
+    for name in OWN_PROPERTIES:
+        props.setdefault(name, '')
     return props
 
 

@@ -36,7 +36,8 @@ same thing, Nova's value is the default:
 * ``[snapshot_libvirt] connection_uri``: the driver's URI;
 * ``[snapshot] temp_directory``: ``[libvirt] snapshots_directory``;
 * ``[snapshot] image_format``: ``[libvirt] snapshot_image_format`` (raw
-  or qcow2 only);
+  or qcow2; ``init_host`` refuses vmdk and vdi);
+* ``[snapshot] compress``: ``[libvirt] snapshot_compression``;
 * ``[snapshot_workarounds] disable_live_snapshot``: ``[workarounds]
   disable_libvirt_livesnapshot``;
 * ``[snapshot_rbd] ceph_conf`` and ``user``: ``[libvirt]
@@ -62,6 +63,7 @@ from typing import Any
 
 import libvirt
 from nova.compute import task_states
+from nova.compute import utils as compute_utils
 from nova import conf as nova_conf
 from nova import exception as nova_exc
 from nova import utils as nova_utils
@@ -75,6 +77,7 @@ from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext import model
+from nova_snapshot_ext import policy
 from nova_snapshot_ext import recovery
 from nova_snapshot_ext import snapshot as snapshot_mod
 from nova_snapshot_ext.storage import qemu_img
@@ -104,13 +107,10 @@ def engine_conf(nova: cfg.ConfigOpts, uri: str) -> cfg.ConfigOpts:
     default('snapshot_libvirt', 'connection_uri', uri)
     default('snapshot', 'temp_directory', nova.libvirt.snapshots_directory)
     fmt = nova.libvirt.snapshot_image_format
-    if fmt and fmt not in qemu_img.FORMATS:
-        LOG.warning('[libvirt] snapshot_image_format %(fmt)s is not one of '
-                    '%(ours)s; snapshots are written as [snapshot] '
-                    'image_format says', {
-                        'fmt': fmt, 'ours': '/'.join(qemu_img.FORMATS)})
+    # NOTE: vmdk and vdi are refused by init_host (check_nova_options).
     default('snapshot', 'image_format',
             fmt if fmt in qemu_img.FORMATS else None)
+    default('snapshot', 'compress', nova.libvirt.snapshot_compression)
     default('snapshot_workarounds', 'disable_live_snapshot',
             nova.workarounds.disable_libvirt_livesnapshot)
     default('snapshot_rbd', 'ceph_conf',
@@ -128,10 +128,32 @@ def engine_conf(nova: cfg.ConfigOpts, uri: str) -> cfg.ConfigOpts:
     return nova
 
 
+def check_nova_options(nova: cfg.ConfigOpts) -> None:
+    """Refuse Nova's options the engine cannot honour.
+
+    :raises InvalidConfiguration: ``[libvirt] snapshot_image_format`` is
+        vmdk or vdi.
+    """
+    fmt = nova.libvirt.snapshot_image_format
+    if fmt and fmt not in qemu_img.FORMATS:
+        # NOTE: refused rather than written as another format: Nova would
+        # make a vmdk or vdi image, and a qcow2 or raw one would surprise
+        # whoever set the option.
+        raise nova_exc.InvalidConfiguration(
+            '[libvirt] snapshot_image_format = %s: nova-snapshot-ext '
+            'writes %s images only; set it to one of them or unset it' % (
+                fmt, ' or '.join(qemu_img.FORMATS)))
+
+
 def _quiesce(conf: cfg.ConfigOpts, image_meta: Any) -> str:
     """Quiesce as Nova's image properties ask: ``os_require_quiesce``
     makes it required; without ``hw_qemu_guest_agent`` the guest has no
     agent to ask.
+
+    As Nova's, this applies to live snapshots only: the engine never
+    freezes a guest for a cold snapshot (its CPUs are stopped, or it does
+    not run), and the driver asks for no freeze of a direct one
+    (``quiesce_direct``), so neither fails for quiesce.
     """
     props = image_meta.properties
     if props.get('os_require_quiesce', False):
@@ -139,6 +161,16 @@ def _quiesce(conf: cfg.ConfigOpts, image_meta: Any) -> str:
     if not props.get('hw_qemu_guest_agent', False):
         return 'never'
     return conf.snapshot.quiesce
+
+
+def _disk_ops() -> Any:
+    """Nova's limit on concurrent disk operations (``[compute]
+    max_concurrent_disk_ops``), around the snapshot's copy, convert and
+    upload.
+    """
+    # NOTE: looked up at each snapshot: the compute manager replaces the
+    # semaphore at init_host.
+    return compute_utils.disk_ops_semaphore
 
 
 class _TaskStates:
@@ -211,6 +243,7 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
         return self._nse_backends
 
     def init_host(self, host: str) -> None:
+        check_nova_options(CONF)
         super().init_host(host)
         self.nse_recover()
 
@@ -267,7 +300,9 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
                 method=self._method(conf),
                 quiesce=_quiesce(conf, image_meta),
                 image_id=image_id,
-                metadata=self._properties(instance))
+                metadata=self._properties(instance),
+                quiesce_direct=False, root_any_device=True,
+                disk_ops=_disk_ops)
             states.pending_upload()
             result = snapshot_mod.take_snapshot(
                 request, conf, host=self.nse_host, progress=states.progress,
@@ -307,6 +342,11 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
         # storage; neither does this driver.
         if CONF.ephemeral_storage_encryption.enabled:
             return 'cold'
+        # NOTE: Nova's callers (shelve, a snapshot of a stopped or
+        # suspended server) expect a snapshot where a live one is
+        # impossible: live means live where possible.
+        if conf.snapshot.method == policy.LIVE:
+            return policy.PREFER_LIVE
         return conf.snapshot.method
 
     @staticmethod

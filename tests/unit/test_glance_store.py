@@ -125,7 +125,22 @@ def test_properties_are_strings_nova_names():
         'image_type': 'snapshot', 'snapshot_method': 'live',
         'snapshot_reason': 'r' * 255, 'snapshot_quiesced': 'true',
         'instance_uuid': 'u-1', 'source_domain': 'd',
-        'base_image_ref': 'b', 'min_ram': '512'}
+        'base_image_ref': 'b', 'min_ram': '512',
+        'live_copy_style': '', 'live_copy_reason': ''}
+
+
+def test_own_properties_are_always_written():
+    # NOTE: a cold snapshot's record may hold an earlier live snapshot's
+    # live_copy_* (Nova copies the instance's image properties into it):
+    # they are written empty, not left to describe this one.
+    meta = base.ImageMeta(name='n', disk_format='raw', properties={
+        'method': 'cold', 'live_copy_style': None})
+    props = image_api.glance_properties(meta)
+    for name in image_api.OWN_PROPERTIES:
+        assert name in props
+    assert props['live_copy_style'] == ''
+    assert props['live_copy_reason'] == ''
+    assert props['snapshot_method'] == 'cold'
 
 
 @pytest.mark.parametrize('details,code', [
