@@ -42,6 +42,9 @@ Once an image is stored, the disk's other bitmaps of ours are deleted,
 so that it carries one. A checkpoint is journaled before it is made and
 deleted (or, once its image is stored, forgotten by libvirt) by
 ``recover`` when its snapshot did not end.
+
+With ``--keep N`` the guest's N newest restore points stay in the store,
+whichever chain they belong to (see :mod:`.retention`).
 """
 
 import dataclasses
@@ -55,6 +58,7 @@ from oslo_utils import uuidutils
 from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import local
+from nova_snapshot_ext.backends import retention
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
@@ -179,7 +183,10 @@ def snapshot(backend: base.ImageBackend,
         properties=dict(job.request.metadata, method=plan.method,
                         reason=plan.reason, source_domain=job.guest.name,
                         source_uuid=job.guest.uuid,
-                        source_disk=job.disk.target, checkpoint=checkpoint))
+                        source_disk=job.disk.target, checkpoint=checkpoint,
+                        # NOTE: created_at has seconds only; --keep orders
+                        # restore points by this within one.
+                        created_ns=time.time_ns()))
     outcome = steps.Outcome()
     outcome.live_style, outcome.live_reason = style, style_reason
     record = journal.current()
@@ -228,7 +235,7 @@ def snapshot(backend: base.ImageBackend,
     if defined is not None:
         record.done(defined)
     if job.request.keep:
-        retain(job, stored.id, job.request.keep)
+        retention.retain(job, job.request.keep)
     return base.result(job, plan, stored, outcome, started, backend.name,
                        incremental_of=None if why else found.image_id,
                        incremental_reason=why or None)
@@ -319,33 +326,3 @@ def _prune(job: model.SnapshotJob, registry: Registry, keep: str) -> None:
                         {'name': name, 'guest': job.guest.name, 'err': e})
             _forget(job, name)
         registry.remove(name)
-
-
-def retain(job: model.SnapshotJob, newest: str, keep: int) -> None:
-    """Keep the ``keep`` newest incremental images of the guest in the
-    store: the chain back from ``newest``; the oldest of them is made
-    standalone if it is backed by an older one, and every older
-    incremental image of the guest is deleted.
-    """
-    store = job.store
-    images = {doc['id']: doc for doc in store.list()
-              if doc.get('source_uuid') == job.guest.uuid and
-              doc.get('checkpoint')}
-    chain, current = [], newest
-    while current in images and len(chain) < keep:
-        chain.append(current)
-        current = images[current].get('incremental_of')
-    for image_id in chain:
-        store.finish_flatten(image_id)
-    oldest = images[chain[-1]]
-    if oldest.get('incremental_of'):
-        LOG.info('Making image %(id)s standalone: %(keep)d images of '
-                 '%(guest)s are kept', {'id': oldest['id'], 'keep': keep,
-                                        'guest': job.guest.name})
-        store.flatten(oldest['id'])
-    for image_id in images:
-        if image_id not in chain:
-            LOG.info('Deleting image %(id)s of %(guest)s: %(keep)d newer '
-                     'ones are kept', {'id': image_id, 'keep': keep,
-                                       'guest': job.guest.name})
-            store.delete(image_id)
