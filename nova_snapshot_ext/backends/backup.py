@@ -46,6 +46,7 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import backup as backup_mod
 from nova_snapshot_ext import model
+from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qcow2_stream
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
@@ -98,7 +99,7 @@ def read_export(job: model.SnapshotJob, export: backup_mod.Export,
                 lambda f: job.progress('convert', f),
                 algorithms=('sha256',))) as body:
             try:
-                with open(out_path, 'wb') as f:
+                with private.open_new(out_path, 'wb') as f:
                     for chunk in body:
                         f.write(chunk)
             except OSError as e:
@@ -211,12 +212,13 @@ def exported(job: model.SnapshotJob, outcome: steps.Outcome,
     for target in targets:
         guest.check_no_block_job(target)
     paused = steps.check_quiesce(job)
+    qemu = guest.qemu_owner()
     with contextlib.ExitStack() as dirs:
-        tmpdir = dirs.enter_context(steps.temp_directory(conf))
+        tmpdir = dirs.enter_context(steps.temp_directory(conf, qemu=qemu))
         sockdir = tmpdir
         if len(os.path.join(tmpdir, SOCKET)) > MAX_SOCKET_PATH:
             sockdir = dirs.enter_context(
-                steps.temp_directory(conf, _short_parent()))
+                steps.temp_directory(conf, _short_parent(), qemu))
         export = dataclasses.replace(
             _export(guest, targets, tmpdir, sockdir),
             incremental=incremental, checkpoint=checkpoint)

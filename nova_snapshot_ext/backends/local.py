@@ -45,6 +45,7 @@ from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
+from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
 
@@ -161,8 +162,11 @@ def live_copy(job: model.SnapshotJob, out_path: str,
     paused = steps.check_quiesce(job)
     info = qemu_img.info(conf, disk.path, disk.format, force_share=True)
     backing = qemu_img.backing_of(info)
-    with steps.temp_directory(conf) as tmpdir:
+    with steps.temp_directory(conf, qemu=guest.qemu_owner()) as tmpdir:
         delta = os.path.join(tmpdir, 'delta.qcow2')
+        # NOTE: made private first, the delta keeps mode 0600 when
+        # qemu-img writes it; libvirt gives it to QEMU for the mirror.
+        private.create(delta)
         qemu_img.create_qcow2(delta, int(info['virtual-size']), backing)
         job.progress('copy', 0.0)
         record = journal.current()

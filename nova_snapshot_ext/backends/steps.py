@@ -46,6 +46,7 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext import model
+from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qemu_img
 
 LOG = logging.getLogger(__name__)
@@ -210,26 +211,32 @@ def restore_state(guest: guest_mod.Guest, state: str) -> None:
 
 
 @contextlib.contextmanager
-def temp_directory(conf: cfg.ConfigOpts,
-                   parent: str | None = None) -> Iterator[str]:
+def temp_directory(conf: cfg.ConfigOpts, parent: str | None = None,
+                   qemu: private.Owner | None = None) -> Iterator[str]:
     """A private directory under ``[snapshot] temp_directory`` (or
     ``parent``) that QEMU can reach, removed with its content on the way
-    out.
+    out: mode 0710 and QEMU's group when ``qemu`` (QEMU's user and group,
+    ``Guest.qemu_owner()``) is given and this user may give it that
+    group, 0711 otherwise (see :func:`nova_snapshot_ext.private.qemu_dir`).
 
     :raises InvalidInput: QEMU could not reach files there.
     """
     parent = parent or conf.snapshot.temp_directory
-    os.makedirs(parent, mode=0o711, exist_ok=True)
-    _check_traversable(parent)
+    if not os.path.isdir(parent):
+        os.makedirs(os.path.dirname(os.path.abspath(parent)), exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            private.qemu_dir(parent, qemu)
+    _check_traversable(parent, qemu)
     path = os.path.join(parent, TEMP_PREFIX + uuidutils.generate_uuid(
         dashed=False))
     record = journal.current()
     step = record.add(journal.TEMP_DIR, path=path)
     try:
         # NOTE: QEMU runs as another user and needs to open files here by
-        # name; o+x without o+r lets it do only that.
-        os.mkdir(path, 0o711)
-        os.chmod(path, 0o711)
+        # name; its group's x without r lets it do only that, and the
+        # files in it are 0600 (libvirt gives them to QEMU while it uses
+        # them).
+        private.qemu_dir(path, qemu)
         record.reached(journal.TEMP_DIR)
         yield path
     finally:
@@ -275,13 +282,14 @@ def _human(size: int) -> str:
     return str(size)
 
 
-def _check_traversable(path: str) -> None:
+def _check_traversable(path: str, qemu: private.Owner | None) -> None:
     path = os.path.abspath(path)
     while True:
-        if not os.stat(path).st_mode & 0o001:
+        if not private.qemu_traverses(path, qemu):
             raise exception.InvalidInput(
                 reason='QEMU cannot reach files under %s: %s is not '
-                       'traversable by others (chmod o+x it, or set '
+                       'traversable by QEMU\'s user or group (chgrp it to '
+                       'QEMU\'s group and chmod g+x, or chmod o+x it, or set '
                        '[snapshot] temp_directory elsewhere)' % (
                            path, path))
         parent = os.path.dirname(path)

@@ -34,6 +34,7 @@ from oslo_utils import uuidutils
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext import plugins
+from nova_snapshot_ext import private
 
 NAMESPACE = 'nova_snapshot_ext.image_stores'
 
@@ -163,9 +164,15 @@ class UploadedImage(PendingImage):
                                   uuidutils.generate_uuid(dashed=False))
             self._tmp_step = journal.current().add(journal.TEMP_DIR,
                                                    path=tmpdir)
-            os.mkdir(tmpdir, 0o700)
+            private.mkdir(tmpdir)
             self.tmpdir = tmpdir
             journal.current().reached(journal.TEMP_DIR)
+            # NOTE: made empty and private now, the file keeps its mode
+            # whoever writes it (qemu-img, a stream).
+            private.create(self._file())
+        return self._file()
+
+    def _file(self) -> str:
         return os.path.join(self.tmpdir, 'image.%s' % self.meta.disk_format)
 
     def remove_file(self) -> None:

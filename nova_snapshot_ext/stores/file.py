@@ -26,6 +26,10 @@ Layout of the store directory::
 An image is written inside its hidden ``.partial`` directory, synced, and
 then renamed into place in one step, so a crash never leaves a directory
 that looks complete.
+
+Images hold guest data: their files are readable by the store's owner
+only, or also by ``[snapshot_file_store] file_group``
+(:mod:`nova_snapshot_ext.private`).
 """
 
 from concurrent import futures
@@ -35,6 +39,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from typing import Any
 
@@ -45,6 +50,7 @@ from oslo_utils import uuidutils
 from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
+from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base
 
@@ -77,7 +83,7 @@ def _write_metadata(path: str, doc: dict[str, Any]) -> None:
     """Write an image's metadata to ``path``, durably (the caller renames
     what holds it).
     """
-    with open(path, 'w') as f:
+    with private.open_new(path) as f:
         json.dump(doc, f, indent=2, sort_keys=True)
         f.write('\n')
         f.flush()
@@ -96,9 +102,16 @@ class FilePendingImage(base.PendingImage):
         self.final = os.path.join(store.directory, image_id)
         self._step = journal.current().add(journal.STORE_PARTIAL,
                                            path=self.partial)
-        os.mkdir(self.partial, 0o755)
+        private.mkdir(self.partial)
         journal.current().reached(journal.STORE_PARTIAL)
         self.path = os.path.join(self.partial, store.image_file(meta))
+        try:
+            # NOTE: made empty and private now, the image keeps its mode
+            # whoever writes it (qemu-img, a stream).
+            private.create(self.path)
+        except OSError:
+            self.abort()
+            raise
 
     def commit(self, progress: base.Progress | None = None
                ) -> base.StoredImage:
@@ -148,6 +161,10 @@ class FilePendingImage(base.PendingImage):
         }
         doc.update(self.meta.properties)
         _write_metadata(os.path.join(self.partial, METADATA), doc)
+        gid = self.store.group_id()
+        for path in (self.path, os.path.join(self.partial, METADATA),
+                     self.partial):
+            private.restrict(path, gid)
         durable.fsync_dir(self.partial)
         os.rename(self.partial, self.final)
         durable.fsync_dir(self.store.directory)
@@ -190,19 +207,41 @@ class FileStore(base.ImageStore):
     def image_file(meta: base.ImageMeta) -> str:
         return 'image.%s' % meta.disk_format
 
+    def group_id(self) -> int | None:
+        """The gid of ``[snapshot_file_store] file_group``, None when
+        images are private to their owner.
+
+        :raises InvalidInput: no such group.
+        """
+        return private.group_id(self.conf.snapshot_file_store.file_group,
+                                '[snapshot_file_store] file_group')
+
     def check(self) -> None:
+        gid = self.group_id()
         try:
-            os.makedirs(self.directory, exist_ok=True)
+            private.makedirs(self.directory, gid)
             # NOTE: os.access() says yes to root even on a read-only
             # mount; creating a file is the only honest test.
             fd, probe = tempfile.mkstemp(prefix='.probe-',
                                          dir=self.directory)
             os.close(fd)
-            os.unlink(probe)
         except OSError as e:
             raise exception.StoreUnavailable(
                 store=self, reason='%s is not writable (%s)' % (
                     self.directory, e.strerror or e))
+        try:
+            private.restrict(probe, gid)
+        except OSError as e:
+            raise exception.StoreUnavailable(
+                store=self, reason='images cannot be given to group %s '
+                '([snapshot_file_store] file_group): %s; make this user a '
+                'member of it' % (self.conf.snapshot_file_store.file_group,
+                                  e.strerror or e))
+        finally:
+            os.unlink(probe)
+        if os.stat(self.directory).st_mode & stat.S_IROTH:
+            LOG.warning('Every user may list the images of %(dir)s: '
+                        'chmod o-rwx it', {'dir': self.directory})
 
     def begin(self, meta: base.ImageMeta, image_id: str | None = None,
               workdir: str | None = None) -> FilePendingImage:
@@ -254,12 +293,18 @@ class FileStore(base.ImageStore):
         image = os.path.join(directory, self.image_file(
             base.ImageMeta('', doc['format'])))
         flat = image + FLAT_SUFFIX
+        gid = self.group_id()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(flat)
+        private.create(flat)
         qemu_img.convert(self.conf, image, doc['format'], flat,
                          doc['format'])
+        private.restrict(flat, gid)
         doc.update(sha256=sync_and_hash(flat), size=os.stat(flat).st_size,
                    flattened_from=doc.get('incremental_of'),
                    incremental_of=None)
         _write_metadata(meta_path + FLAT_SUFFIX, doc)
+        private.restrict(meta_path + FLAT_SUFFIX, gid)
         os.rename(flat, image)
         durable.fsync_dir(directory)
         self.finish_flatten(image_id)

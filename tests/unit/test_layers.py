@@ -30,7 +30,7 @@ PKG = 'nova_snapshot_ext'
 #: The longest matching prefix decides a module's layer.
 LAYERS = [
     ('exception', 'retry', 'plugins', 'conf', 'durable', 'journal', 'cancel',
-     'locks'),
+     'locks', 'private'),
     ('storage', 'libvirt.disks', 'libvirt.domain', 'libvirt.backup',
      'libvirt.guest'),
     ('libvirt.host', 'stores.base'),
