@@ -22,6 +22,8 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import time
 import uuid
 
 import libvirt
@@ -244,6 +246,61 @@ def test_keep_n_merges_and_deletes_old_images(conf, inc_guest):
     assert fourth.incremental_of == third.image_id
     whole_disk(third, g)
     whole_disk(fourth, g)
+
+
+def kill_qemu(g):
+    """SIGKILL the guest's QEMU (as the OOM killer would): the dirty
+    bitmaps of its disk are lost or left broken; then boot the guest
+    again, as Nova's start would.
+    """
+    with open('/run/libvirt/qemu/%s.pid' % g.name) as f:
+        os.kill(int(f.read().strip()), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while g.dom.isActive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not g.dom.isActive()
+    g.start()
+
+
+def images_of(g, store):
+    """The ids of the images of guest ``g`` in directory ``store``."""
+    found = []
+    for entry in os.listdir(store):
+        path = os.path.join(store, entry, 'metadata.json')
+        if os.path.isfile(path):
+            with open(path) as f:
+                if json.load(f).get('source_uuid') == g.dom.UUIDString():
+                    found.append(entry)
+    return sorted(found)
+
+
+def test_keep_n_keeps_n_restore_points_when_a_chain_restarts(conf,
+                                                             inc_guest):
+    """keep 2, two snapshots in one chain, QEMU killed (the bitmap is
+    lost): the third is a full image, the start of a new chain, and the
+    second stays, made standalone: two restore points remain, whole.
+    """
+    g = inc_guest
+    first = take(conf, g, incremental=True, keep=2)
+    g.wait_counter(whole_disk(first, g).last + 600)
+    second = take(conf, g, incremental=True, keep=2)
+    assert second.incremental_of == first.image_id
+    kill_qemu(g)
+    third = take(conf, g, incremental=True, keep=2)
+    assert third.incremental_of is None
+    assert 'cannot be used' in third.incremental_reason
+    store = os.path.dirname(os.path.dirname(third.image))
+    assert images_of(g, store) == sorted([second.image_id, third.image_id])
+    for result in (second, third):
+        guest_mod.run('qemu-img', 'check', '-q', '-f', 'qcow2',
+                      result.image)
+    # The older one's chain is whole: it stands alone now.
+    assert 'backing-filename' not in guest_mod.image_info(second.image,
+                                                          'qcow2')
+    assert metadata(second)['flattened_from'] == first.image_id
+    whole_disk(second, g)
+    whole_disk(third, g)
+    only_bitmap(g, third)
 
 
 def test_nova_can_suspend_copy_and_hard_reboot_the_guest_meanwhile(
