@@ -38,6 +38,7 @@ import fixtures
 
 import libvirt
 from nova.compute import task_states
+from nova import exception as nova_exc
 from nova.tests.functional.libvirt import base as libvirt_base
 from nova.virt import driver as virt_driver
 from nova.virt import fake as fake_virt
@@ -51,6 +52,10 @@ from tests.functional import guest as guest_mod
 DRIVER = 'nova_snapshot_ext.SnapshotLibvirtDriver'
 BASE_IMAGE = '2c52bbbc-b3bc-42d7-95ba-748e54e98d91'
 QUIESCE_IMAGE = '915b13ce-28f2-40ff-a125-2c359117436d'
+#: A snapshot of a live snapshot: os_require_quiesce, and the engine's own
+#: properties of that earlier snapshot, which Nova copies into the record
+#: of a snapshot of a server booted from it.
+SNAPSHOT_IMAGE = 'b0a1f6a2-4d0e-4c55-8f0b-6a7e5d2c9e31'
 
 
 def _base_image(image_id, name, **properties):
@@ -139,6 +144,12 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.glance.create(None, _base_image(
             QUIESCE_IMAGE, 'nse-quiesce', hw_qemu_guest_agent='yes',
             os_require_quiesce='yes'))
+        self.glance.create(None, _base_image(
+            SNAPSHOT_IMAGE, 'nse-snapshot', hw_qemu_guest_agent='yes',
+            os_require_quiesce='yes', snapshot_method='live',
+            snapshot_quiesced='true', live_copy_style='backup',
+            live_copy_reason='libvirt has the backup API',
+            source_domain='instance-00000001'))
         self.start_compute('compute1')
         self.driver = self.computes['compute1'].driver
         # NOTE: the engine's options are on Nova's CONF, which the test
@@ -182,7 +193,7 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
             g.start()
         return server, g
 
-    def _rbd_server_with_guest(self, data_mb):
+    def _rbd_server_with_guest(self, data_mb, image=BASE_IMAGE):
         """A Nova server whose real guest (not started) has its disk in
         RBD, with Glance's images in the same cluster's pool "images".
 
@@ -193,7 +204,7 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.flags(glance_pool='images', group='snapshot_rbd')
         drv = ceph_stack.driver(conf)
         self.addCleanup(drv.close)
-        server = self._create_server(image_uuid=BASE_IMAGE, networks='none')
+        server = self._create_server(image_uuid=image, networks='none')
         disk = '%s_disk' % server['id']
         g = guest_mod.TestGuest(
             self.conn, os.path.join(self.workdir, 'rbd'),
@@ -512,3 +523,72 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
             [t for t in answered if start < t < end],
             'no pause or unpause completed during the %.1f s flatten' % (
                 end - start))
+
+    # -- Nova's snapshot semantics ---------------------------------------
+    def test_stopped_server_with_method_live_and_require_quiesce(self):
+        # [snapshot] method = live means live where possible; a stopped
+        # guest is not frozen, os_require_quiesce or not: cold, as Nova.
+        self.flags(method='live', group='snapshot')
+        server, g = self._server_with_guest(image=SNAPSHOT_IMAGE,
+                                            start=False)
+        server = self._stop_server(server)
+        image_id = self._create_image(server)
+
+        server = self._wait_for_state_change(server, 'SHUTOFF')
+        self.assertIsNone(server['OS-EXT-STS:task_state'])
+        image = self.glance.images[image_id]
+        self.assertEqual('active', image['status'])
+        props = image['properties']
+        self.assertEqual('cold', props['snapshot_method'])
+        self.assertIn('a live snapshot was preferred, but the guest is '
+                      'shutoff', props['snapshot_reason'])
+        self.assertEqual('false', props['snapshot_quiesced'])
+        # The base image's live_copy_* (copied by the compute API) do
+        # not describe this snapshot: written empty.
+        self.assertEqual('', props['live_copy_style'])
+        self.assertEqual('', props['live_copy_reason'])
+        self.assertEqual(g.name, props['source_domain'])
+        self.assertEqual(libvirt.VIR_DOMAIN_SHUTOFF, g.state())
+
+    def test_rbd_direct_snapshot_is_not_quiesced_as_novas(self):
+        # os_require_quiesce, no agent: Nova's direct snapshot never
+        # quiesces, so it does not fail.
+        drv, server, g, _disk = self._rbd_server_with_guest(
+            data_mb=16, image=QUIESCE_IMAGE)
+        g.start()
+        image_id = self._create_image(server)
+        self.addCleanup(drv.remove_image, 'images', image_id)
+
+        self._wait_for_state_change(server, 'ACTIVE')
+        props = self.glance.images[image_id]['properties']
+        self.assertEqual('direct', props['snapshot_method'])
+        self.assertEqual('false', props['snapshot_quiesced'])
+
+    def test_novas_snapshot_options(self):
+        self.flags(snapshot_compression=True, group='libvirt')
+        conf = nse_driver.engine_conf(nse_driver.CONF, 'qemu:///system')
+        self.assertTrue(conf.snapshot.compress)
+        for fmt in ('vmdk', 'vdi'):
+            self.flags(snapshot_image_format=fmt, group='libvirt')
+            e = self.assertRaises(nova_exc.InvalidConfiguration,
+                                  self.driver.init_host, 'compute1')
+            self.assertIn('snapshot_image_format = %s' % fmt, str(e))
+        self.flags(snapshot_image_format='qcow2', group='libvirt')
+        nse_driver.check_nova_options(nse_driver.CONF)
+
+    def test_snapshot_runs_under_novas_disk_ops_semaphore(self):
+        held = []
+
+        class Semaphore:
+            def __enter__(self):
+                held.append('acquire')
+
+            def __exit__(self, *exc):
+                held.append('release')
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.compute.utils.disk_ops_semaphore', Semaphore()))
+        server, _g = self._server_with_guest()
+        self._create_image(server)
+        self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual(['acquire', 'release'], held)
