@@ -102,6 +102,12 @@ function install_nova_snapshot_ext {
     ln -sfn "$src" "$link"
 }
 
+_NSE_NON_INHERITABLE=cache_in_nova,bittorrent,img_signature
+_NSE_NON_INHERITABLE+=,img_signature_hash_method,img_signature_certificate_uuid
+_NSE_NON_INHERITABLE+=,img_signature_key_type
+_NSE_NON_INHERITABLE+=,source_domain,snapshot_reason,live_copy_style
+_NSE_NON_INHERITABLE+=,live_copy_reason
+
 function configure_nova_snapshot_ext {
     # $NOVA_CONF, not $NOVA_CPU_CONF: devstack's start_nova_compute
     # writes nova-cpu.conf later as a copy of nova.conf plus local.conf's
@@ -110,6 +116,12 @@ function configure_nova_snapshot_ext {
         "$NOVA_SNAPSHOT_EXT_COMPUTE_DRIVER"
     iniset "$NOVA_CONF" snapshot method "$NOVA_SNAPSHOT_EXT_METHOD"
     iniset "$NOVA_CONF" snapshot quiesce "$NOVA_SNAPSHOT_EXT_QUIESCE"
+    # Nova copies a snapshot's properties into the system metadata of the
+    # servers booted from it, where their users read them: ours that name
+    # the compute host's domain or its libvirt are kept out, beside
+    # Nova's own defaults (and the signature ones it never copies).
+    iniset "$NOVA_CONF" DEFAULT non_inheritable_image_properties \
+        "$_NSE_NON_INHERITABLE"
 
     if _nse_ceph_for nova; then
         # Nova's guest disks are in Ceph.  devstack-plugin-ceph gives

@@ -259,6 +259,21 @@ def test_post_config_sets_driver_and_snapshot_options(stack):
     assert stack.report['VIRT_DRIVER'] == 'libvirt'
 
 
+def test_post_config_keeps_host_details_out_of_servers(stack):
+    stack.run('install', 'post-config')
+    names = stack.nova()['DEFAULT'][
+        'non_inheritable_image_properties'].split(',')
+    # Nova's defaults, and the signature ones it never copies, stay.
+    for name in ('cache_in_nova', 'bittorrent', 'img_signature',
+                 'img_signature_hash_method',
+                 'img_signature_certificate_uuid', 'img_signature_key_type'):
+        assert name in names
+    for name in ('source_domain', 'snapshot_reason', 'live_copy_style',
+                 'live_copy_reason'):
+        assert name in names
+    assert len(names) == len(set(names)) == 10
+
+
 def test_post_config_with_ceph_sets_rbd_options(stack):
     stack.run('post-config', **CEPH)
     assert dict(stack.nova()['snapshot_rbd']) == {
