@@ -95,9 +95,11 @@ def _resolve(conf: cfg.ConfigOpts, request: SnapshotRequest) -> dict:
             reason='an existing image record holds one disk; it cannot be '
                    'filled with all disks')
     fmt = request.image_format or conf.snapshot.image_format
-    if fmt is not None and fmt not in qemu_img.FORMATS:
-        raise exception.InvalidFormat(format=fmt,
-                                      choices=', '.join(qemu_img.FORMATS))
+    # NOTE: vmdk and vdi come from Nova's snapshot_image_format only; the
+    # command line and [snapshot] image_format offer qcow2 and raw.
+    if fmt is not None and fmt not in qemu_img.WRITE_FORMATS:
+        raise exception.InvalidFormat(
+            format=fmt, choices=', '.join(qemu_img.WRITE_FORMATS))
     return {'method': method, 'quiesce': quiesce, 'image_format': fmt}
 
 

@@ -39,22 +39,28 @@ from nova_snapshot_ext import exception
 LOG = logging.getLogger(__name__)
 
 FORMATS = ('qcow2', 'raw')
+#: The formats a snapshot image may be written in: Nova's ``[libvirt]
+#: snapshot_image_format`` also asks for vmdk and vdi, which only qemu-img
+#: convert writes (never read from a guest's disk).
+WRITE_FORMATS = FORMATS + ('vmdk', 'vdi')
 _PROGRESS = re.compile(rb'\((\d+(?:\.\d+)?)/100%\)')
 
 Progress = Callable[[float], None]
 
 
-def _check_format(fmt: str | None) -> str:
-    if fmt not in FORMATS:
-        raise exception.InvalidFormat(format=fmt, choices=', '.join(FORMATS))
+def _check_format(fmt: str | None,
+                  formats: tuple[str, ...] = FORMATS) -> str:
+    if fmt not in formats:
+        raise exception.InvalidFormat(format=fmt, choices=', '.join(formats))
     return fmt
 
 
-def _source_args(src: str, fmt: str, image_opts: bool) -> list[str]:
+def _source_args(src: str, fmt: str, image_opts: bool,
+                 formats: tuple[str, ...] = FORMATS) -> list[str]:
     """How qemu-img is told the source and its format: ``-f FMT`` for a
     file, or ``--image-opts`` whose ``driver`` is the format.
     """
-    _check_format(fmt)
+    _check_format(fmt, formats)
     if not image_opts:
         return ['-f', fmt]
     if not src.startswith('driver=%s,' % fmt):
@@ -75,7 +81,9 @@ def info(conf: cfg.ConfigOpts, path: str, fmt: str,
         ``driver=FMT`` (e.g. an RBD image), not a file name.
     :raises UnsafeImage: qemu-img failed or hit its resource limits.
     """
-    cmd = ['qemu-img', 'info', *_source_args(path, fmt, image_opts),
+    # NOTE: a vmdk or vdi image is read only as what a snapshot wrote.
+    cmd = ['qemu-img', 'info',
+           *_source_args(path, fmt, image_opts, WRITE_FORMATS),
            '--output=json']
     if force_share:
         cmd.append('-U')
@@ -154,7 +162,7 @@ def convert_cmd(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
     """
     cmd = ['qemu-img', 'convert', '-p',
            *_source_args(src, src_fmt, image_opts),
-           '-O', _check_format(dst_fmt),
+           '-O', _check_format(dst_fmt, WRITE_FORMATS),
            '-m', str(conf.snapshot_qemu_img.convert_coroutines), '-W']
     if compress and dst_fmt == 'qcow2':
         cmd.append('-c')

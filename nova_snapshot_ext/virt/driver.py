@@ -36,7 +36,8 @@ same thing, Nova's value is the default:
 * ``[snapshot_libvirt] connection_uri``: the driver's URI;
 * ``[snapshot] temp_directory``: ``[libvirt] snapshots_directory``;
 * ``[snapshot] image_format``: ``[libvirt] snapshot_image_format`` (raw
-  or qcow2; ``init_host`` refuses vmdk and vdi);
+  or qcow2; vmdk and vdi, which are not among its choices, are asked for
+  per snapshot, and written by ``qemu-img convert``);
 * ``[snapshot] compress``: ``[libvirt] snapshot_compression``;
 * ``[snapshot_workarounds] disable_live_snapshot``: ``[workarounds]
   disable_libvirt_livesnapshot``;
@@ -107,7 +108,7 @@ def engine_conf(nova: cfg.ConfigOpts, uri: str) -> cfg.ConfigOpts:
     default('snapshot_libvirt', 'connection_uri', uri)
     default('snapshot', 'temp_directory', nova.libvirt.snapshots_directory)
     fmt = nova.libvirt.snapshot_image_format
-    # NOTE: vmdk and vdi are refused by init_host (check_nova_options).
+    # NOTE: vmdk and vdi are asked for per snapshot (_image_format).
     default('snapshot', 'image_format',
             fmt if fmt in qemu_img.FORMATS else None)
     default('snapshot', 'compress', nova.libvirt.snapshot_compression)
@@ -128,21 +129,15 @@ def engine_conf(nova: cfg.ConfigOpts, uri: str) -> cfg.ConfigOpts:
     return nova
 
 
-def check_nova_options(nova: cfg.ConfigOpts) -> None:
-    """Refuse Nova's options the engine cannot honour.
-
-    :raises InvalidConfiguration: ``[libvirt] snapshot_image_format`` is
-        vmdk or vdi.
+def _image_format(conf: cfg.ConfigOpts) -> str | None:
+    """The snapshot's image format: ``[snapshot] image_format`` when set
+    (by default Nova's qcow2 or raw), else Nova's vmdk or vdi, else None
+    (the disk's).
     """
-    fmt = nova.libvirt.snapshot_image_format
-    if fmt and fmt not in qemu_img.FORMATS:
-        # NOTE: refused rather than written as another format: Nova would
-        # make a vmdk or vdi image, and a qcow2 or raw one would surprise
-        # whoever set the option.
-        raise nova_exc.InvalidConfiguration(
-            '[libvirt] snapshot_image_format = %s: nova-snapshot-ext '
-            'writes %s images only; set it to one of them or unset it' % (
-                fmt, ' or '.join(qemu_img.FORMATS)))
+    fmt = CONF.libvirt.snapshot_image_format
+    if conf.snapshot.image_format or fmt not in qemu_img.WRITE_FORMATS:
+        return conf.snapshot.image_format
+    return fmt
 
 
 def _quiesce(conf: cfg.ConfigOpts, image_meta: Any) -> str:
@@ -243,7 +238,6 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
         return self._nse_backends
 
     def init_host(self, host: str) -> None:
-        check_nova_options(CONF)
         super().init_host(host)
         self.nse_recover()
 
@@ -298,6 +292,7 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
                 guest=instance.uuid,
                 name=store.record(image_id).get('name') or image_id,
                 method=self._method(conf),
+                image_format=_image_format(conf),
                 quiesce=_quiesce(conf, image_meta),
                 image_id=image_id,
                 metadata=self._properties(instance),

@@ -38,7 +38,6 @@ import fixtures
 
 import libvirt
 from nova.compute import task_states
-from nova import exception as nova_exc
 from nova.tests.functional.libvirt import base as libvirt_base
 from nova.virt import driver as virt_driver
 from nova.virt import fake as fake_virt
@@ -564,17 +563,37 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.assertEqual('direct', props['snapshot_method'])
         self.assertEqual('false', props['snapshot_quiesced'])
 
-    def test_novas_snapshot_options(self):
+    def test_snapshot_compression_is_the_default_of_compress(self):
         self.flags(snapshot_compression=True, group='libvirt')
         conf = nse_driver.engine_conf(nse_driver.CONF, 'qemu:///system')
         self.assertTrue(conf.snapshot.compress)
-        for fmt in ('vmdk', 'vdi'):
-            self.flags(snapshot_image_format=fmt, group='libvirt')
-            e = self.assertRaises(nova_exc.InvalidConfiguration,
-                                  self.driver.init_host, 'compute1')
-            self.assertIn('snapshot_image_format = %s' % fmt, str(e))
-        self.flags(snapshot_image_format='qcow2', group='libvirt')
-        nse_driver.check_nova_options(nse_driver.CONF)
+
+    def _image_of_format(self, fmt, start):
+        self.flags(snapshot_image_format=fmt, group='libvirt')
+        server, g = self._server_with_guest(start=start)
+        if not start:
+            server = self._stop_server(server)
+        image_id = self._create_image(server)
+        image = self.glance.images[image_id]
+        self.assertEqual('active', image['status'])
+        self.assertEqual(fmt, image['disk_format'])
+        path = self.images.data[image_id]
+        guest_mod.run('qemu-img', 'check', '-f', fmt, path)
+        info = json.loads(guest_mod.run('qemu-img', 'info', '-f', fmt,
+                                        '--output=json', path))
+        self.assertEqual(fmt, info['format'])
+        self.assertEqual(g.disks.size, info['virtual-size'])
+        check = guest_mod.check_image(path, fmt, g.disks.size)
+        self.assertEqual(g.disks.data_sha256, check.data_sha256)
+        return image['properties']
+
+    def test_snapshot_image_format_vmdk_of_a_running_server(self):
+        props = self._image_of_format('vmdk', start=True)
+        self.assertEqual('live', props['snapshot_method'])
+
+    def test_snapshot_image_format_vdi_of_a_stopped_server(self):
+        props = self._image_of_format('vdi', start=False)
+        self.assertEqual('cold', props['snapshot_method'])
 
     def test_snapshot_runs_under_novas_disk_ops_semaphore(self):
         held = []

@@ -59,12 +59,24 @@ def test_convert_cmd_rate_limit(conf):
     assert cmd[-2:] == ['/s', '/d']
 
 
-@pytest.mark.parametrize('fmt', [None, '', 'vmdk', 'qcow2 -o x'])
+@pytest.mark.parametrize('fmt', [None, '', 'vpc', 'qcow2 -o x'])
 def test_unknown_formats_are_refused(conf, fmt):
     with pytest.raises(exception.InvalidFormat):
         qemu_img.convert_cmd(conf, '/s', fmt, '/d', 'raw')
     with pytest.raises(exception.InvalidFormat):
+        qemu_img.convert_cmd(conf, '/s', 'raw', '/d', fmt)
+    with pytest.raises(exception.InvalidFormat):
         qemu_img.info(conf, '/s', fmt)
+
+
+@pytest.mark.parametrize('fmt', ['vmdk', 'vdi'])
+def test_vmdk_and_vdi_are_written_never_read_from_a_disk(conf, fmt):
+    # NOTE: Nova's [libvirt] snapshot_image_format asks for them.
+    cmd = qemu_img.convert_cmd(conf, '/s', 'qcow2', '/d', fmt, compress=True)
+    assert cmd[cmd.index('-O') + 1] == fmt
+    assert '-c' not in cmd
+    with pytest.raises(exception.InvalidFormat):
+        qemu_img.convert_cmd(conf, '/s', fmt, '/d', 'raw')
 
 
 def test_info_runs_under_prlimit_with_format(conf):
