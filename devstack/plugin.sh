@@ -137,6 +137,18 @@ function configure_nova_snapshot_ext {
     fi
 }
 
+# _nse_qemu_group: the group QEMU runs as (libvirt's default: libvirt-qemu
+# on Debian and Ubuntu, qemu on Fedora and CentOS), or nothing.
+function _nse_qemu_group {
+    local group
+    for group in libvirt-qemu qemu; do
+        if getent group "$group" >/dev/null; then
+            echo "$group"
+            return 0
+        fi
+    done
+}
+
 # init_nova_snapshot_ext_dirs: the directories nova-compute shares with the
 # command line by default ([snapshot] lock_path, journal_directory and
 # temp_directory below [DEFAULT] state_path, /var/lib/nova-snapshot-ext),
@@ -145,13 +157,23 @@ function configure_nova_snapshot_ext {
 function init_nova_snapshot_ext_dirs {
     local state=${NOVA_SNAPSHOT_EXT_STATE_PATH:-/var/lib/nova-snapshot-ext}
     local user=${STACK_USER:-$(whoami)}
+    local qemu_group
     if [[ $user == root ]]; then
         return 0
     fi
-    # QEMU (another user) reaches the snapshot's delta below tmp.
-    sudo install -d -o "$user" -m 0755 "$state"
+    # Guest data is its owner's only.  QEMU (another user) opens the
+    # snapshot's temporary files below tmp by name: tmp is its group's,
+    # to pass through only.  Every user may pass through (not list) the
+    # state directory: QEMU's group and [snapshot_file_store] file_group
+    # both need to.
+    qemu_group=$(_nse_qemu_group)
+    sudo install -d -o "$user" -m 0711 "$state"
     sudo install -d -o "$user" -m 0700 "$state/locks" "$state/snapshots"
-    sudo install -d -o "$user" -m 0711 "$state/tmp"
+    if [[ -n $qemu_group ]]; then
+        sudo install -d -o "$user" -g "$qemu_group" -m 0710 "$state/tmp"
+    else
+        sudo install -d -o "$user" -m 0711 "$state/tmp"
+    fi
 }
 
 function configure_tempest_for_nova_snapshot_ext {

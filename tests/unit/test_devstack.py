@@ -23,6 +23,7 @@ read nova.conf and tempest.conf as an operator would.
 
 import ast
 import configparser
+import grp
 import os
 import pathlib
 import pwd
@@ -412,26 +413,52 @@ def test_compute_driver_names_the_class_of_this_repository(stack):
             '%s does not define %s' % (source_path, name))
 
 
+def qemu_group():
+    """The group QEMU runs as on this host, as the plugin finds it."""
+    for name in ('libvirt-qemu', 'qemu'):
+        try:
+            return grp.getgrnam(name)
+        except KeyError:
+            pass
+    return None
+
+
 def test_post_config_makes_the_shared_dirs_for_a_non_root_nova(
         stack, tmp_path):
     state = tmp_path / 'var-lib-nse'
     stack.run('post-config', STACK_USER='nobody',
               NOVA_SNAPSHOT_EXT_STATE_PATH=str(state))
     calls = [c for c in stack.calls() if c.startswith('sudo ')]
+    group = qemu_group()
     assert calls == [
-        'sudo install -d -o nobody -m 0755 %s' % state,
+        'sudo install -d -o nobody -m 0711 %s' % state,
         'sudo install -d -o nobody -m 0700 %s/locks %s/snapshots' % (
             state, state),
+        'sudo install -d -o nobody -g %s -m 0710 %s/tmp' % (
+            group.gr_name, state) if group else
         'sudo install -d -o nobody -m 0711 %s/tmp' % state]
     if os.geteuid() == 0:
         nobody = pwd.getpwnam('nobody').pw_uid
-        for sub, mode in (('', 0o755), ('locks', 0o700),
-                          ('snapshots', 0o700), ('tmp', 0o711)):
+        for sub, mode in (('', 0o711), ('locks', 0o700),
+                          ('snapshots', 0o700),
+                          ('tmp', 0o710 if group else 0o711)):
             st = (state / sub).stat()
             assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (nobody, mode)
+        if group:
+            assert (state / 'tmp').stat().st_gid == group.gr_gid
     # Again: nothing changes, nothing fails.
     stack.run('post-config', STACK_USER='nobody',
               NOVA_SNAPSHOT_EXT_STATE_PATH=str(state))
+
+
+def test_post_config_without_a_qemu_group_lets_anyone_through_tmp(
+        stack, tmp_path):
+    state = tmp_path / 'var-lib-nse'
+    stack.run('post-config', STACK_USER='nobody',
+              NOVA_SNAPSHOT_EXT_STATE_PATH=str(state),
+              **{'BASH_FUNC_getent%%': '() { return 2; }'})
+    calls = [c for c in stack.calls() if c.startswith('sudo ')]
+    assert calls[-1] == 'sudo install -d -o nobody -m 0711 %s/tmp' % state
 
 
 def test_post_config_as_root_leaves_the_dirs_to_nova(stack, tmp_path):
