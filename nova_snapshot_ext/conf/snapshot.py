@@ -113,8 +113,10 @@ Related options:
         help="""
 Directory for the temporary files of a snapshot (the live copy of the
 disk and, for stores that upload, the converted image). It needs room for
-about one copy of the guest's disk and must be traversable by the user QEMU
-runs as (the directory is created with mode 0711).
+about one copy of the guest's disk, and every directory above it must be
+traversable by the user or the group QEMU runs as. When it is created, it
+and each snapshot's directory in it are mode 0710, QEMU's group's (0711
+when this user may not give them that group); the files are 0600.
 """),
     cfg.StrOpt(
         'default_store',
