@@ -222,6 +222,10 @@ def temp_directory(conf: cfg.ConfigOpts, parent: str | None = None,
     :raises InvalidInput: QEMU could not reach files there.
     """
     parent = parent or conf.snapshot.temp_directory
+    if qemu == (0, 0):
+        # NOTE: qemu_owner() says root when the domain has no DAC label,
+        # which does not prove that QEMU runs as root.
+        qemu = None
     if not os.path.isdir(parent):
         os.makedirs(os.path.dirname(os.path.abspath(parent)), exist_ok=True)
         with contextlib.suppress(FileExistsError):

@@ -233,6 +233,16 @@ def test_temp_directory_is_qemus_groups(conf, tmp_path):
     assert not os.path.exists(path)
 
 
+def test_temp_directory_without_qemus_label_lets_anyone_through(
+        conf, tmp_path, monkeypatch):
+    # NOTE: pytest's own directories are 0700; QEMU's user is unknown.
+    monkeypatch.setattr(steps, '_check_traversable', lambda *args: None)
+    conf.set_override('temp_directory', str(tmp_path / 'tmp'),
+                      group='snapshot')
+    with steps.temp_directory(conf, qemu=(0, 0)) as path:
+        assert mode(path) == mode(os.path.dirname(path)) == 0o711
+
+
 def test_temp_directory_qemu_cannot_reach_is_refused(conf, tmp_path):
     parent = tmp_path / 'closed'
     parent.mkdir(mode=0o700)
