@@ -102,6 +102,11 @@ class UnsupportedDisk(SnapshotError):
     msg_fmt = 'Cannot snapshot the root disk of %(guest)s: %(reason)s'
 
 
+class GuestStateUnsafe(SnapshotError):
+    msg_fmt = ('Cannot snapshot %(guest)s: it is %(state)s, so no copy of '
+               'its disks is one point in time; %(hint)s.')
+
+
 class UnsafeImage(SnapshotError):
     msg_fmt = 'Refusing to read %(path)s: %(reason)s'
 

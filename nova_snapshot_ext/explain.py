@@ -23,6 +23,7 @@ from oslo_config import cfg
 from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext.libvirt import refusals
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
 from nova_snapshot_ext.stores import base as store_base
@@ -52,6 +53,8 @@ def explain_guest(conf: cfg.ConfigOpts, host: host_mod.Host,
     entry: dict[str, Any] = {'name': guest.name, 'uuid': guest.uuid}
     try:
         disk = guest.root_disk()
+        refusals.check_state(guest.name, guest.power_state())
+        refusals.check_disk(guest.name, disk, host.uri)
         backend = backends.for_disk(disk)
         job = model.SnapshotJob(
             conf=conf, request=model.SnapshotRequest(guest.name, 'check'),

@@ -34,6 +34,7 @@ from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext.libvirt import refusals
 from nova_snapshot_ext import locks
 from nova_snapshot_ext.model import no_progress
 from nova_snapshot_ext.model import Progress
@@ -171,10 +172,10 @@ def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,
     guest = host.get_guest(request.guest)
     cancel.guest = guest.name
     disk = guest.root_disk(request.root_any_device)
-    check_not_encrypted(guest.name, disk)
     disks = guest.disks() if request.all_disks else [disk]
+    refusals.check_state(guest.name, guest.power_state())
     for other in disks:
-        check_not_encrypted(guest.name, other)
+        refusals.check_disk(guest.name, other, host.uri)
     backend = (backends.get(request.backend) if request.backend
                else backends.for_disk(disk))
     job = SnapshotJob(
@@ -202,20 +203,6 @@ def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,
                     {d.target: options['image_format'] or
                      _default_format(d) for d in disks})
             return backend.snapshot(job)
-
-
-def check_not_encrypted(guest: str, disk) -> None:
-    """Refuse an encrypted disk: its image would hold either ciphertext
-    labelled as a plain format, or (read through QEMU) the plaintext.
-
-    :raises UnsupportedDisk: the disk's XML declares <encryption>.
-    """
-    if disk.encryption:
-        raise exception.UnsupportedDisk(
-            guest=guest,
-            reason='its disk %s is encrypted (%s); snapshots of encrypted '
-                   'disks are not supported, the image would be neither '
-                   'encrypted nor readable' % (disk.target, disk.encryption))
 
 
 #: Image attributes Glance keeps itself or the snapshot sets: a property

@@ -32,6 +32,10 @@ class Disk:
     #: The encryption format (``luks``, ...) of an encrypted disk; None
     #: when the domain XML declares no encryption.
     encryption: str | None = None
+    #: ``<shareable/>``: other guests may write the disk at any time.
+    shareable: bool = False
+    #: ``<readonly/>``: the guest cannot write the disk.
+    readonly: bool = False
 
 
 def _devices(xml: str, any_device: bool = False) -> list[ET.Element]:
@@ -39,7 +43,7 @@ def _devices(xml: str, any_device: bool = False) -> list[ET.Element]:
     unless ``any_device``), in the domain's order.
     """
     return [d for d in ET.fromstring(xml).findall('./devices/disk')
-            if any_device or d.get('device', 'disk') == 'disk']
+            if any_device or d.get('device', 'disk') in ('disk', 'lun')]
 
 
 def targets_of(xml: str) -> list[str]:
@@ -86,6 +90,13 @@ def _disk(disk: ET.Element, guest: str) -> Disk:
         raise exception.UnsupportedDisk(
             guest=guest,
             reason='the disk XML lacks a target, source or driver type')
+    if disk.get('device') == 'lun':
+        # NOTE: a LUN is listed with the disks so that it is refused, not
+        # silently left out.
+        raise exception.UnsupportedDisk(
+            guest=guest, reason='disk %s is a LUN passed through to the '
+                                'guest, which only the guest can read '
+                                'consistently' % target.get('dev'))
     kind = disk.get('type', 'file')
     if kind == 'file':
         path = source.get('file')
@@ -106,4 +117,6 @@ def _disk(disk: ET.Element, guest: str) -> Disk:
     return Disk(target=target.get('dev'), source_type=kind, path=path,
                 format=fmt, protocol=source.get('protocol'),
                 encryption=(enc.get('format') or 'unknown'
-                            if enc is not None else None))
+                            if enc is not None else None),
+                shareable=disk.find('shareable') is not None,
+                readonly=disk.find('readonly') is not None)

@@ -29,6 +29,7 @@ from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import gc as gc_mod
 from nova_snapshot_ext.libvirt import guest as guest_mod
+from nova_snapshot_ext.libvirt import refusals
 from nova_snapshot_ext import locks
 from nova_snapshot_ext import retry
 from nova_snapshot_ext import snapshot
@@ -205,13 +206,13 @@ def test_encrypted_disks_are_refused(in_source, in_disk):
     with pytest.raises(exception.UnsupportedDisk,
                        match='its disk vda is encrypted .luks.; snapshots '
                              'of encrypted disks are not supported'):
-        snapshot.check_not_encrypted('g', disk)
+        refusals.check_disk('g', disk, 'qemu:///system')
 
 
 def test_plain_disks_pass():
     disk = guest_mod.Guest(FakeDom(DISK % ('', ''))).root_disk()
     assert disk.encryption is None
-    snapshot.check_not_encrypted('g', disk)
+    refusals.check_disk('g', disk, 'qemu:///system')
 
 
 class Store:

@@ -184,9 +184,9 @@ def test_convert_runs_under_prlimit(conf, tmp_path):
     qemu_img.convert(conf, str(src), 'qcow2', str(tmp_path / 'out.qcow2'),
                      'qcow2', compress=True, progress=seen.append)
     assert seen and seen[-1] == 1.0
-    # NOTE: a limit far below what QEMU reserves for its threads shows
-    # that the limit is applied to the real process.
-    conf.set_override('convert_address_space_limit', 64,
+    # NOTE: 16 MiB is less than qemu-img needs to start its first thread,
+    # so a failure shows that the limit reaches the real process.
+    conf.set_override('convert_address_space_limit', 16,
                       group='snapshot_qemu_img')
     with pytest.raises(exception.ConversionFailed) as e:
         qemu_img.convert(conf, str(src), 'qcow2',
