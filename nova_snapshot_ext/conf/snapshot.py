@@ -54,7 +54,9 @@ Default snapshot method when a request does not name one.
 Possible values:
 
 * ``auto``: the guest keeps running whenever possible (recommended).
-* ``live``: never pause the guest; fail when that is not possible.
+* ``live``: never pause the guest; fail when that is not possible. In
+  the Nova driver: live where possible, otherwise as ``auto`` (Nova's
+  shelve and snapshots of stopped servers do not fail).
 * ``cold``: always stop the guest's CPUs while its disk is copied.
 
 Related options:
@@ -88,7 +90,9 @@ slower snapshots. Has no effect on raw images.
         ],
         help="""
 Whether live snapshots freeze the guest's filesystems through the QEMU guest
-agent for the moment the copy is cut. Cold snapshots do not need it.
+agent for the moment the copy is cut. Cold snapshots, and guests that do not
+run, are never frozen and never fail for it. The Nova driver never freezes
+a guest for a direct RBD snapshot, as Nova's own driver does not.
 """),
     cfg.IntOpt(
         'quiesce_timeout',
