@@ -154,6 +154,20 @@ class ImageBackend(metaclass=abc.ABCMeta):
         """
         return None
 
+    def release_disk(self, path: str) -> list[str]:
+        """Before the disk at ``path`` is deleted (by its owner, e.g.
+        Nova deleting or shelve-offloading an instance): make every image
+        that snapshots of it left depending on it independent, and remove
+        what the snapshots left on it, so that the deletion succeeds.
+
+        Optional: copies never depend on their disk, so this default does
+        nothing.
+
+        :returns: one line per thing done.
+        :raises SnapshotError: the disk still holds something of ours.
+        """
+        return []
+
     def close(self) -> None:
         """Release what the backend keeps between snapshots (e.g. a
         storage connection). The default keeps nothing.

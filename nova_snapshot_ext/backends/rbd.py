@@ -107,6 +107,26 @@ class RbdBackend(base.ImageBackend):
     def close(self) -> None:
         self._driver.close()
 
+    def release_disk(self, path: str) -> list[str]:
+        """Flatten the clones of the disk's ``nse-`` snapshots (images
+        whose flatten was deferred, or is not done yet) and remove those
+        snapshots; an RBD image with snapshots cannot be removed.
+        """
+        pool, _sep, name = path.partition('/')
+        if not self.driver.exists(pool, name):
+            return []
+        done = []
+        for snap in self.driver.snaps(pool, name):
+            if not SNAP_RE.match(snap.name):
+                continue
+            for child_pool, child in self.driver.children(pool, name,
+                                                          snap.name):
+                self.driver.flatten(child_pool, child)
+                done.append('flattened %s/%s' % (child_pool, child))
+            self.driver.remove_snap(pool, name, snap.name)
+            done.append('removed %s@%s' % (path, snap.name))
+        return done
+
     # -- the interface -------------------------------------------------
     def inspect(self, job: model.SnapshotJob) -> base.Support:
         self._check_disk(job)

@@ -259,6 +259,36 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
             elif action.verb not in recovery.QUIET:
                 LOG.warning('Snapshot recovery: %s', action.line())
 
+    def _cleanup_rbd(self, instance: Any) -> None:
+        # NOTE: Nova removes an instance's RBD disks here (delete,
+        # shelve-offload, a failed spawn), and gives up on a disk that
+        # still has snapshots: a direct snapshot whose flatten was
+        # deferred keeps one, with the image cloned from it. The images
+        # are made independent first, so the disk goes and they stay. On
+        # a resize revert Nova keeps the root disk, and so do we.
+        if (CONF.libvirt.images_type == 'rbd' and
+                instance.task_state != task_states.RESIZE_REVERTING):
+            self.nse_release_disk('%s/%s_disk' % (
+                CONF.libvirt.images_rbd_pool, instance.uuid), instance)
+        super()._cleanup_rbd(instance)
+
+    def nse_release_disk(self, path: str, instance: Any) -> None:
+        """Make the images of the snapshots of the RBD disk ``path``
+        independent of it before Nova removes it. Logs, never raises:
+        Nova goes on with the removal either way.
+        """
+        try:
+            done = self.nse_backends.get('rbd').release_disk(path)
+        except exception.SnapshotError as e:
+            LOG.error('Could not release %(path)s from the images of its '
+                      'snapshots, so Nova may not remove it: %(err)s; run '
+                      '"nova-snapshot-ext gc"', {'path': path, 'err': e},
+                      instance=instance)
+            return
+        for line in done:
+            LOG.info('Before removing %(path)s: %(line)s',
+                     {'path': path, 'line': line}, instance=instance)
+
     def cleanup_host(self, host: str) -> None:
         if self._nse_backends is not None:
             self._nse_backends.close()

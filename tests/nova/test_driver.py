@@ -611,3 +611,34 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self._create_image(server)
         self._wait_for_state_change(server, 'ACTIVE')
         self.assertEqual(['acquire', 'release'], held)
+
+    # -- Nova removing an RBD disk ---------------------------------------
+    def test_delete_after_deferred_direct_snapshot_removes_the_disk(self):
+        # A deferred flatten leaves the image a clone of the disk's
+        # snapshot. Nova's own removal of the disk (here: delete; also
+        # shelve-offload) gives up on a disk with snapshots, so the
+        # driver makes the image independent first: the disk goes, the
+        # image stays whole.
+        self.flags(flatten='deferred', group='snapshot_rbd')
+        drv, server, g, disk = self._rbd_server_with_guest(data_mb=16)
+        image_id = self._create_image(server)
+        self.addCleanup(drv.remove_image, 'images', image_id)
+        self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual('direct', self.glance.images[image_id][
+            'properties']['snapshot_method'])
+        self.assertIsNotNone(drv.info('images', image_id)['parent'])
+        self.assertEqual(1, len(ceph_stack.our_snaps(drv, 'vms', disk)))
+
+        conf = self.driver.nse_conf
+        self.flags(images_type='rbd', images_rbd_pool='vms',
+                   images_rbd_ceph_conf=conf.snapshot_rbd.ceph_conf,
+                   rbd_user=conf.snapshot_rbd.user, group='libvirt')
+        self._delete_server(server)
+
+        self.assertFalse(drv.exists('vms', disk))
+        self.assertIsNone(drv.info('images', image_id)['parent'])
+        path = ceph_stack.export(ceph_stack.ceph_conf(),
+                                 'images/%s@snap' % image_id,
+                                 os.path.join(self.workdir, 'clone.raw'))
+        check = guest_mod.check_image(path, 'raw', g.disks.size)
+        self.assertEqual(g.disks.data_sha256, check.data_sha256)
