@@ -315,14 +315,38 @@ def _prune(job: model.SnapshotJob, registry: Registry, keep: str) -> None:
         if name == keep:
             continue
         try:
-            # NOTE: a missing or broken bitmap is defined all the same,
-            # for libvirt to delete what is left of it.
+            # NOTE: a broken bitmap (QEMU killed after it was saved in the
+            # disk) is defined all the same, for libvirt to delete it.
             job.guest.define_checkpoint(name, created, job.disk.target,
                                         validate=False)
             job.guest.delete_checkpoint(name)
         except exception.SnapshotError as e:
-            LOG.warning('Could not delete the bitmap of the old checkpoint '
-                        '%(name)s of %(guest)s: %(err)s',
-                        {'name': name, 'guest': job.guest.name, 'err': e})
+            if _in_disk(job, name):
+                LOG.warning('Could not delete the bitmap of the old '
+                            'checkpoint %(name)s of %(guest)s, it stays in '
+                            'its disk: %(err)s',
+                            {'name': name, 'guest': job.guest.name,
+                             'err': e})
+            else:
+                LOG.info('The bitmap of the old checkpoint %(name)s of '
+                         '%(guest)s is gone already (QEMU stopped without '
+                         'saving it)', {'name': name,
+                                        'guest': job.guest.name})
             _forget(job, name)
         registry.remove(name)
+
+
+def _in_disk(job: model.SnapshotJob, bitmap: str) -> bool:
+    """Whether the guest's disk file holds ``bitmap`` (or may: unknown).
+
+    NOTE: QEMU writes a bitmap made while it runs into the qcow2 file
+    only when it closes the disk: killed before, it leaves none, and
+    libvirt finds none to delete.
+    """
+    try:
+        info = qemu_img.info(job.conf, job.disk.path, job.disk.format,
+                             force_share=True)
+    except exception.SnapshotError:
+        return True
+    data = info.get('format-specific', {}).get('data', {})
+    return any(b.get('name') == bitmap for b in data.get('bitmaps', []))

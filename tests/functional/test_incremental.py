@@ -20,6 +20,7 @@ checkpoints would change the other tests' guests).
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -274,12 +275,13 @@ def images_of(g, store):
     return sorted(found)
 
 
-def test_keep_n_keeps_n_restore_points_when_a_chain_restarts(conf,
-                                                             inc_guest):
+def test_keep_n_keeps_n_restore_points_when_a_chain_restarts(
+        conf, inc_guest, caplog):
     """keep 2, two snapshots in one chain, QEMU killed (the bitmap is
     lost): the third is a full image, the start of a new chain, and the
     second stays, made standalone: two restore points remain, whole.
     """
+    caplog.set_level(logging.INFO)
     g = inc_guest
     first = take(conf, g, incremental=True, keep=2)
     g.wait_counter(whole_disk(first, g).last + 600)
@@ -301,6 +303,30 @@ def test_keep_n_keeps_n_restore_points_when_a_chain_restarts(conf,
     whole_disk(second, g)
     whole_disk(third, g)
     only_bitmap(g, third)
+    # QEMU never saved the lost bitmap: nothing of it stays in the disk.
+    assert 'Could not delete the bitmap' not in caplog.text
+    assert 'nse-%s of %s is gone already' % (second.image_id, g.name) in \
+        caplog.text
+
+
+def test_a_bitmap_broken_by_a_killed_qemu_is_deleted(conf, inc_guest):
+    """A bitmap QEMU saved in the disk (the guest was stopped and started
+    since its snapshot), then left marked in use by a killed QEMU, is
+    broken: the next snapshot is full, and deletes it.
+    """
+    g = inc_guest
+    first = take(conf, g, incremental=True)
+    g.dom.destroy()
+    g.start()
+    kill_qemu(g)
+    assert [b.get('inconsistent') for n in _nodes(g)
+            for b in n.get('dirty-bitmaps') or []] == [True]
+    again = take(conf, g, incremental=True)
+    assert again.incremental_of is None
+    assert 'the bitmap of checkpoint nse-%s cannot be used' % \
+        first.image_id in again.incremental_reason
+    whole_disk(again, g)
+    only_bitmap(g, again)
 
 
 def test_nova_can_suspend_copy_and_hard_reboot_the_guest_meanwhile(
