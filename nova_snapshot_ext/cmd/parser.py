@@ -99,9 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                            'why)')
     snap.add_argument('--keep', type=int, default=0, metavar='N',
                       help='with --incremental: keep the N newest '
-                           'incremental images of the guest in the store; '
-                           'the oldest kept is made standalone and older '
-                           'ones are deleted')
+                           'restore points (images taken with '
+                           '--incremental, of any chain) of the guest in '
+                           'the store; a kept one backed by an older one '
+                           'is made standalone, older ones are deleted')
     snap.add_argument('--all-disks', action='store_true',
                       help='an image of every disk, all at one point in '
                            'time (the others named NAME-<disk>); by '
