@@ -40,11 +40,37 @@ def process_start(pid: int) -> int | None:
         return None
 
 
-def owner_alive(owner: dict[str, Any]) -> bool:
-    """Whether the process ``owner`` (``host``, ``pid``, ``start``)
-    still runs.
+def boot_id() -> str | None:
+    """This boot of the host: pids and start times repeat across boots."""
+    try:
+        with open('/proc/sys/kernel/random/boot_id') as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def owner(pid: int | None = None) -> dict[str, Any]:
+    """This process (or ``pid``) as an owner: see :func:`owner_alive`."""
+    pid = os.getpid() if pid is None else pid
+    return {'pid': pid, 'start': process_start(pid),
+            'host': socket.gethostname(), 'boot': boot_id()}
+
+
+def owner_here(owner: dict[str, Any]) -> bool:
+    """Whether ``owner`` is (or was) a process of this host. Of another
+    host's (a directory shared between hosts) nothing can be told here.
     """
-    if owner.get('host') != socket.gethostname():
+    return owner.get('host') == socket.gethostname()
+
+
+def owner_alive(owner: dict[str, Any]) -> bool:
+    """Whether the process ``owner`` (``host``, ``boot``, ``pid``,
+    ``start``) still runs; False for another host's (see
+    :func:`owner_here`).
+    """
+    if not owner_here(owner):
+        return False
+    if owner.get('boot') and owner['boot'] != boot_id():
         return False
     try:
         pid = int(owner['pid'])

@@ -19,7 +19,8 @@ rewritten atomically (temporary file, fsync, rename, fsync of the
 directory) each time it changes::
 
     {"version": 1, "id": "...", "created": "...",
-     "owner": {"pid": 123, "start": 4567, "host": "compute-1"},
+     "owner": {"pid": 123, "start": 4567, "host": "compute-1",
+               "boot": "<boot id>"},
      "guest": {"uuid": "...", "name": "..."}, "uri": "qemu:///system",
      "store": "glance+http://..." or null,
      "steps": [{"kind": "temp_dir", "path": "...", "done": false}, ...]}
@@ -49,7 +50,7 @@ import datetime
 import json
 import os
 import signal
-import socket
+import sys
 from typing import Any
 
 from oslo_log import log as logging
@@ -85,11 +86,22 @@ KINDS = (TEMP_DIR, STORE_PARTIAL, GLANCE_IMAGE, LOCATION, BLOCK_JOB,
 
 #: Test hook: the name of a step kind. After the first step of that kind
 #: is made, the process stops itself (SIGSTOP), so that a test can kill
-#: it at exactly that point. Never set outside tests.
+#: it at exactly that point. Heard only by a Python started with ``-X``
+#: :data:`TEST_HOOKS`.
 TEST_STOP_AFTER = 'NSE_TEST_STOP_AFTER'
 #: Test hook: as :data:`TEST_STOP_AFTER`, but once the step is written and
 #: before its thing is made (a record about to be created).
 TEST_STOP_BEFORE = 'NSE_TEST_STOP_BEFORE'
+#: The ``-X`` option of the interpreter that turns the test hooks on.
+#: NOTE: an environment variable alone must not be able to stop a
+#: production snapshot (e.g. one inherited by nova-compute).
+TEST_HOOKS = 'nse_test_hooks'
+
+
+def _test_hook(name: str) -> str | None:
+    if TEST_HOOKS not in sys._xoptions:
+        return None
+    return os.environ.get(name)
 
 
 @dataclasses.dataclass
@@ -165,7 +177,7 @@ class Journal:
         step = Step(kind, data)
         self.steps.append(step)
         self.save()
-        if self.path and os.environ.get(TEST_STOP_BEFORE) == kind:
+        if self.path and _test_hook(TEST_STOP_BEFORE) == kind:
             os.kill(os.getpid(), signal.SIGSTOP)
         return step
 
@@ -202,7 +214,7 @@ class Journal:
         """
         if self._stopped or not self.path:
             return
-        if os.environ.get(TEST_STOP_AFTER) == kind:
+        if _test_hook(TEST_STOP_AFTER) == kind:
             self._stopped = True
             os.kill(os.getpid(), signal.SIGSTOP)
 
@@ -250,9 +262,7 @@ def opened(directory: str, guest_uuid: str, guest_name: str, uri: str,
         'id': snapshot_id,
         'created': datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec='seconds'),
-        'owner': {'pid': os.getpid(),
-                  'start': durable.process_start(os.getpid()),
-                  'host': socket.gethostname()},
+        'owner': durable.owner(),
         'guest': {'uuid': guest_uuid, 'name': guest_name},
         'uri': uri,
         'store': store,

@@ -38,9 +38,12 @@ is marked done once handled, and the journal removed once every step is.
 A step of a kind this release does not know is reported and its journal
 kept.
 
-Which journals: a journal whose owner (pid and process start time) still
-runs is skipped, and so is one whose guest's lock
-(:func:`nova_snapshot_ext.locks.guest_lock`) another process holds.
+Which journals: a journal whose owner (pid and process start time, in
+this boot) still runs is skipped, and so is another host's (a journal
+directory shared between hosts) and one whose guest's lock
+(:func:`nova_snapshot_ext.locks.guest_lock`) another process holds. Under
+that lock the journal is read again: another ``recover`` may have
+finished it meanwhile.
 """
 
 from collections.abc import Callable
@@ -275,11 +278,27 @@ def _remove_stale_tmp(directory: str, dry_run: bool) -> None:
 
 def _alive(j: journal.Journal) -> Action | None:
     owner = j.header.get('owner') or {}
+    if not durable.owner_here(owner):
+        # NOTE: a journal directory shared between hosts: the other host
+        # recovers its own snapshots; their undo is not ours to run.
+        return Action(j.id, j.guest_name or '', SKIP, 'journal %s' % j.path,
+                      'its snapshot ran on host %s' % owner.get('host'))
     if durable.owner_alive(owner) and owner.get('pid') != os.getpid():
         return Action(j.id, j.guest_name or '', SKIP, 'journal %s' % j.path,
                       'its snapshot is still running (pid %s)' %
                       owner.get('pid'))
     return None
+
+
+def _again(j: journal.Journal) -> journal.Journal | None:
+    """``j`` as it is now on disk, None when it is gone (or became
+    unreadable: the next run reports it): what was read before the
+    guest's lock was taken may be stale.
+    """
+    try:
+        return journal.read(j.path)
+    except exception.JournalUnreadable:
+        return None
 
 
 def recover_guest(conf: cfg.ConfigOpts, host: host_mod.Host,
@@ -326,10 +345,14 @@ def recover(conf: cfg.ConfigOpts, dry_run: bool = False,
                 conf.snapshot_libvirt.connection_uri
             if j_uri not in hosts:
                 hosts[j_uri] = host_mod.Host(j_uri)
-            r = _Recovery(conf, j, hosts[j_uri], dry_run, backends)
             try:
                 with locks.guest_lock(conf, j.guest_uuid or 'unknown',
                                       j.guest_name or ''):
+                    fresh = _again(j)
+                    if fresh is None:
+                        continue
+                    r = _Recovery(conf, fresh, hosts[j_uri], dry_run,
+                                  backends)
                     r.run()
             except exception.SnapshotInProgress:
                 actions.append(Action(

@@ -76,7 +76,10 @@ class Claims:
             except exception.JournalUnreadable as e:
                 LOG.debug('Skipping %s: %s', path, e)
                 continue
-            if not durable.owner_alive(j.header.get('owner') or {}):
+            owner = j.header.get('owner') or {}
+            # NOTE: another host's journal (a shared directory) claims
+            # what it names: this host cannot tell whether it still runs.
+            if durable.owner_here(owner) and not durable.owner_alive(owner):
                 continue
             for step in j.steps:
                 if step.kind == journal.GLANCE_IMAGE:

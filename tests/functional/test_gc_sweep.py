@@ -39,7 +39,8 @@ class Commands:
                 workdir, 'no-ceph.conf'))
 
     def cmd(self, *args):
-        return [sys.executable, '-m', 'nova_snapshot_ext.cmd.main',
+        return [sys.executable, '-X', journal.TEST_HOOKS, '-m',
+                'nova_snapshot_ext.cmd.main',
                 '--config-file', self.conf_file, *args]
 
     def stopped(self, guest, store, step, *args):
@@ -116,7 +117,7 @@ def test_gc_sweeps_what_no_live_snapshot_owns(workdir, glance_url,
                                    'image' % partial)
                    for line in lines), dry
         assert any(line.startswith('would delete image record Glance at '
-                                   '%s image %s (swept): queued for' % (
+                                   "%s image %s ('swept'): queued for" % (
                                        glance_url, record))
                    for line in lines), dry
         assert 'keep Ceph: no cluster to look at' in dry

@@ -71,7 +71,8 @@ class Command:
 
     def start(self, guest, url, **env):
         self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'nova_snapshot_ext.cmd.main',
+            [sys.executable, '-X', journal.TEST_HOOKS, '-m',
+             'nova_snapshot_ext.cmd.main',
              '--config-file', self.conf_file, 'snapshot', guest.name,
              '--name', 'faults', '--method', 'live', '--json',
              '--store', 'glance+' + url],

@@ -156,7 +156,8 @@ def check_image(result, g):
 
 
 def cli(workdir, *args):
-    return [sys.executable, '-m', 'nova_snapshot_ext.cmd.main',
+    return [sys.executable, '-X', journal.TEST_HOOKS, '-m',
+            'nova_snapshot_ext.cmd.main',
             '--config-file', os.path.join(workdir, 'nse.conf'), *args]
 
 

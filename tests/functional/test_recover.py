@@ -84,7 +84,8 @@ class Run:
         assert step in [s.kind for s in self.journal.steps]
 
     def cmd(self, *args):
-        return [sys.executable, '-m', 'nova_snapshot_ext.cmd.main',
+        return [sys.executable, '-X', journal.TEST_HOOKS, '-m',
+                'nova_snapshot_ext.cmd.main',
                 '--config-file', self.conf_file, *args]
 
     def wait_stopped(self, timeout=120):
@@ -208,7 +209,8 @@ class Cli:
         self.err_path = os.path.join(workdir, 'err-%s' % os.urandom(4).hex())
         self.err = open(self.err_path, 'w')
         self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'nova_snapshot_ext.cmd.main',
+            [sys.executable, '-X', journal.TEST_HOOKS, '-m',
+             'nova_snapshot_ext.cmd.main',
              '--config-file', conf_file, 'snapshot', domain, '--name',
              'c', '--json'],
             stdout=subprocess.PIPE, stderr=self.err, text=True, env=env)

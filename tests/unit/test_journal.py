@@ -19,8 +19,10 @@ are recovered against the real daemons in tests/functional.
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -47,7 +49,8 @@ def write(conf, name, doc):
 def doc(steps, owner=None, **header):
     base = {'version': 1, 'id': 'j1', 'guest': {'uuid': GUEST, 'name': 'g'},
             'uri': 'test:///default', 'store': None,
-            'owner': owner or {'pid': 0, 'start': 0, 'host': 'elsewhere'},
+            'owner': owner or {'pid': 0, 'start': 0,
+                               'host': socket.gethostname()},
             'steps': steps}
     base.update(header)
     return base
@@ -204,6 +207,80 @@ def test_owner_alive_needs_the_same_start_time():
     assert not durable.owner_alive(dict(me, start=me['start'] + 1))
     assert not durable.owner_alive(dict(me, host='another-host'))
     assert not durable.owner_alive({})
+    # The same pid and start time in another boot: not this process.
+    assert durable.owner_alive(durable.owner())
+    assert not durable.owner_alive(dict(durable.owner(), boot='0' * 32))
+
+
+def test_another_hosts_journal_is_left_to_that_host(conf, tmp_path):
+    # A journal directory shared between hosts: the other host's
+    # snapshot may be running, and its undo is not ours.
+    scratch = tmp_path / 'snap-theirs'
+    scratch.mkdir()
+    path = write(conf, 'j1', doc([{'kind': 'temp_dir', 'path': str(scratch)}],
+                                 owner={'pid': 1, 'start': 1,
+                                        'host': 'compute-2'}))
+    [action] = recovery.recover(conf)
+    assert action.verb == recovery.SKIP
+    assert 'ran on host compute-2' in action.detail
+    assert scratch.exists() and os.path.exists(path)
+
+
+def test_a_journal_finished_meanwhile_is_not_replayed(conf, tmp_path,
+                                                      monkeypatch):
+    # Two recovers at once: the second read the journal before the first
+    # finished it under the guest's lock; it must not run it again.
+    scratch = tmp_path / 'snap-once'
+    scratch.mkdir()
+    path = write(conf, 'j1', doc([{'kind': 'temp_dir',
+                                   'path': str(scratch)}]))
+    read = journal.read
+
+    def read_then_other_recover(p):
+        j = read(p)
+        if not hasattr(read_then_other_recover, 'done'):
+            read_then_other_recover.done = True
+            os.unlink(path)
+            scratch.mkdir(exist_ok=True)  # someone's new directory
+            (scratch / 'theirs').write_text('x')
+        return j
+
+    monkeypatch.setattr(journal, 'read', read_then_other_recover)
+    actions = recovery.recover(conf)
+    assert actions == []
+    assert (scratch / 'theirs').exists()
+
+
+def _state(pid):
+    with open('/proc/%d/stat' % pid) as f:
+        return f.read().rsplit(')', 1)[1].split()[0]
+
+
+@pytest.mark.parametrize('hooks', [False, True])
+def test_the_stop_hook_needs_the_interpreter_option(conf, hooks):
+    code = ('import sys\n'
+            'from nova_snapshot_ext import journal\n'
+            'with journal.opened(sys.argv[1], "u", "g", "test:///default", '
+            'None, "s1"):\n'
+            '    journal.current().add(journal.TEMP_DIR, path="/x")\n'
+            'print("went on")\n')
+    cmd = [sys.executable] + (['-X', journal.TEST_HOOKS] if hooks else [])
+    proc = subprocess.Popen(
+        cmd + ['-c', code, journal_dir(conf)], stdout=subprocess.PIPE,
+        text=True, env=dict(os.environ, **{
+            journal.TEST_STOP_BEFORE: journal.TEMP_DIR}))
+    try:
+        if not hooks:
+            assert proc.communicate(timeout=60)[0] == 'went on\n'
+            return
+        deadline = time.monotonic() + 60
+        while _state(proc.pid) != 'T':
+            assert proc.poll() is None, 'it went on'
+            assert time.monotonic() < deadline, 'it did not stop'
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.communicate()
 
 
 def test_a_journal_that_cannot_be_written_fails_the_snapshot_early(
