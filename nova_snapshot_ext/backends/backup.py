@@ -40,6 +40,8 @@ import subprocess
 import tempfile
 from typing import BinaryIO
 
+from oslo_log import log as logging
+
 from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
@@ -51,6 +53,8 @@ from nova_snapshot_ext.storage import qcow2_stream
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
 from nova_snapshot_ext.stores import upload_body
+
+LOG = logging.getLogger(__name__)
 
 #: The program that reads an export into a pipe (Debian: libnbd-bin);
 #: without it a raw image is written to a file first.
@@ -251,12 +255,30 @@ def _job(guest: backup_mod.BackupCalls,
                       disks=sorted(export.scratch))
     try:
         yield
-    finally:
-        try:
-            guest.backup_end(export, END_TIMEOUT)
-        except exception.GuestGone:
-            pass
-        record.done(step)
+    except BaseException:
+        with contextlib.suppress(exception.SnapshotError):
+            # NOTE: the first error is the one to report; a job that did
+            # not end stays in the journal for ``recover``.
+            _end(guest, export, record, step)
+        raise
+    _end(guest, export, record, step)
+
+
+def _end(guest: backup_mod.BackupCalls, export: backup_mod.Export,
+         record: journal.Journal, step: journal.Step) -> None:
+    """End the job; its step is done only once the job is gone.
+
+    :raises SnapshotError: it did not end (its step is left pending).
+    """
+    try:
+        guest.backup_end(export, END_TIMEOUT)
+    except exception.GuestGone:
+        pass
+    except exception.SnapshotError as e:
+        LOG.error('The backup job of %(guest)s did not end: %(err)s',
+                  {'guest': guest.name, 'err': e})
+        raise
+    record.done(step)
 
 
 def _short_parent() -> str:

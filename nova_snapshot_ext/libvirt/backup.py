@@ -164,14 +164,24 @@ class BackupCalls(domain.Domain):
     def backup_end(self, export: Export, timeout: float = 60) -> None:
         """End our backup job (if it is still there) and wait until the
         domain has no job left.
+
+        :raises LibvirtFailed: the job is still there after ``timeout``
+            seconds.
         """
         def ours() -> str:
             return REPEAT if self.backup_socket() == export.socket else DONE
 
         if ours() == REPEAT:
             self._call('end the backup job of', 'abortJob', again=ours)
-        retry.poll(lambda: self.backup_socket() is None, bool,
-                   timeout=timeout, interval=0.05)
+        # NOTE: the caller marks the job's journal step done once this
+        # returns; a job still there must stay in the journal, for
+        # ``recover`` to end it.
+        if not retry.poll(lambda: self.backup_socket() is None, bool,
+                          timeout=timeout, interval=0.05):
+            raise exception.LibvirtFailed(
+                action='end the backup job of', guest=self.name,
+                reason='it is still there %d s after it was asked to end; '
+                       '"nova-snapshot-ext recover" ends it' % timeout)
 
     # -- checkpoints ---------------------------------------------------
     def checkpoint_names(self) -> list[str]:

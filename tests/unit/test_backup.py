@@ -16,13 +16,16 @@
 job itself runs against the real libvirt in tests/functional.
 """
 
+import os
 import types
 import xml.etree.ElementTree as ET
 
 import pytest
 
+from nova_snapshot_ext.backends import backup as backup_backend
 from nova_snapshot_ext.backends import local
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import backup
 
 
@@ -98,3 +101,65 @@ def test_live_style_says_why(conf, style, backup_api, transient, reason):
 def test_a_style_the_host_lacks_is_refused(conf, style, reason):
     with pytest.raises(exception.LiveSnapshotImpossible, match=reason):
         local.live_style(job(conf, style, False, False))
+
+
+# -- the end of the job (issue 22 item 6) ------------------------------
+class StuckJob(backup.BackupCalls):
+    """A domain whose backup job serves ``socket`` and never ends."""
+
+    def __init__(self, socket):
+        self.name, self.host, self.socket = 'g', None, socket
+        self.aborts = 0
+
+    def backup_socket(self):
+        return self.socket
+
+    def _call(self, action, method, *args, **kwargs):
+        assert method == 'abortJob'
+        self.aborts += 1
+
+
+def test_a_backup_job_that_does_not_end_is_an_error():
+    g = StuckJob('/run/s/sock')
+    with pytest.raises(exception.LibvirtFailed, match='still there'):
+        g.backup_end(backup.Export(socket='/run/s/sock', scratch={}),
+                     timeout=0.2)
+    assert g.aborts == 1
+
+
+class EndingGuest:
+    name = 'g'
+
+    def __init__(self, ends):
+        self.ends = ends
+
+    def backup_end(self, export, timeout):
+        if not self.ends:
+            raise exception.LibvirtFailed(action='end the backup job of',
+                                          guest='g', reason='still there')
+
+
+@pytest.mark.parametrize('fails', [False, True])
+def test_the_job_step_stays_pending_while_the_job_is_there(tmp_path,
+                                                           fails):
+    export = backup.Export(socket='/run/s/sock', scratch={'vda': '/x'})
+    with pytest.raises(exception.SnapshotError) as raised:
+        with journal.opened(str(tmp_path), 'u', 'g', 'qemu:///system',
+                            None, 'snap') as j:
+            with backup_backend._job(EndingGuest(ends=False), export):
+                if fails:
+                    raise exception.ConversionFailed(reason='first')
+    # The first error is the one reported; the job is left to recover.
+    assert ('first' in str(raised.value)) == fails
+    [step] = journal.read(os.path.join(tmp_path, 'snap.json')).steps
+    assert (step.kind, step.done) == (journal.BACKUP_JOB, False)
+    assert j.pending() == [step]
+
+
+def test_the_job_step_is_done_once_the_job_is_gone(tmp_path):
+    export = backup.Export(socket='/run/s/sock', scratch={'vda': '/x'})
+    with journal.opened(str(tmp_path), 'u', 'g', 'qemu:///system', None,
+                        'snap') as j:
+        with backup_backend._job(EndingGuest(ends=True), export):
+            pass
+        assert [s.done for s in j.steps] == [True]
