@@ -225,6 +225,19 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
             'compute.exception' if fails else 'instance.snapshot.end')
         return body['image_id']
 
+    def _snapshot_done(self, server, state):
+        """createImage of ``server``, and Nova done with it: the server
+        back in ``state`` with no task, the image active.
+
+        :returns: (image id, image).
+        """
+        image_id = self._create_image(server)
+        server = self._wait_for_state_change(server, state)
+        self.assertIsNone(server['OS-EXT-STS:task_state'])
+        image = self.glance.images[image_id]
+        self.assertEqual('active', image['status'])
+        return image_id, image
+
     def _error(self):
         """The payload of Nova's compute.exception notification."""
         errors = [n for n in self.notifier.versioned_notifications
@@ -265,12 +278,7 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
     def test_live_snapshot_of_active_server(self):
         server, g = self._server_with_guest()
         before = g.last_counter()
-        image_id = self._create_image(server)
-
-        server = self._wait_for_state_change(server, 'ACTIVE')
-        self.assertIsNone(server['OS-EXT-STS:task_state'])
-        image = self.glance.images[image_id]
-        self.assertEqual('active', image['status'])
+        image_id, image = self._snapshot_done(server, 'ACTIVE')
         props = image['properties']
         self.assertEqual('live', props['snapshot_method'])
         self.assertEqual('qcow2', image['disk_format'])
@@ -323,12 +331,7 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
     def test_stopped_server_gets_cold_snapshot(self):
         server, g = self._server_with_guest(start=False)
         server = self._stop_server(server)
-        image_id = self._create_image(server)
-
-        server = self._wait_for_state_change(server, 'SHUTOFF')
-        self.assertIsNone(server['OS-EXT-STS:task_state'])
-        image = self.glance.images[image_id]
-        self.assertEqual('active', image['status'])
+        image_id, image = self._snapshot_done(server, 'SHUTOFF')
         self.assertEqual('cold', image['properties']['snapshot_method'])
         self.assertIn('the guest is shutoff',
                       image['properties']['snapshot_reason'])
@@ -378,13 +381,8 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         drv, server, g, disk = self._rbd_server_with_guest(data_mb=16)
         g.start()
         before = g.last_counter()
-        image_id = self._create_image(server)
+        image_id, image = self._snapshot_done(server, 'ACTIVE')
         self.addCleanup(drv.remove_image, 'images', image_id)
-
-        server = self._wait_for_state_change(server, 'ACTIVE')
-        self.assertIsNone(server['OS-EXT-STS:task_state'])
-        image = self.glance.images[image_id]
-        self.assertEqual('active', image['status'])
         self.assertEqual('direct', image['properties']['snapshot_method'])
         self.assertEqual('raw', image['disk_format'])
         location = rbd_location.Location(drv.fsid(), 'images', image_id,
@@ -531,12 +529,7 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         server, g = self._server_with_guest(image=SNAPSHOT_IMAGE,
                                             start=False)
         server = self._stop_server(server)
-        image_id = self._create_image(server)
-
-        server = self._wait_for_state_change(server, 'SHUTOFF')
-        self.assertIsNone(server['OS-EXT-STS:task_state'])
-        image = self.glance.images[image_id]
-        self.assertEqual('active', image['status'])
+        image_id, image = self._snapshot_done(server, 'SHUTOFF')
         props = image['properties']
         self.assertEqual('cold', props['snapshot_method'])
         self.assertIn('a live snapshot was preferred, but the guest is '
