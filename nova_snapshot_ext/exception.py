@@ -196,6 +196,11 @@ class InsufficientSpace(SnapshotError):
                'some space, or set %(option)s to a larger file system.')
 
 
+class ImageDamaged(SnapshotError):
+    msg_fmt = ('Image %(image)s is damaged: %(reason)s. Take a new '
+               'snapshot; do not restore from it.')
+
+
 class JournalUnreadable(SnapshotError):
     msg_fmt = ('Cannot read the snapshot journal %(path)s: %(reason)s. '
                'Check what it names by hand, then remove it.')

@@ -131,6 +131,9 @@ class SnapshotResult:
     #: for a full image, with the reason.
     incremental_of: str | None = None
     incremental_reason: str | None = None
+    #: The stored image was read back and found good (``[snapshot]
+    #: verify``).
+    verified: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -45,6 +45,7 @@ from nova_snapshot_ext import policy
 from nova_snapshot_ext import recovery
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
+from nova_snapshot_ext import verify
 
 LOG = logging.getLogger(__name__)
 
@@ -155,8 +156,11 @@ def take_snapshot(request: SnapshotRequest,
         with contextlib.ExitStack() as slot:
             if host_slots:
                 slot.enter_context(locks.host_slot(conf, cancel.check))
-            return _take(conf, request, options, host, store, backends,
-                         cancel, checked_progress)
+            result = _take(conf, request, options, host, store,
+                           backends, cancel, checked_progress)
+        if conf.snapshot.verify:
+            verify.after_snapshot(conf, store, result)
+        return result
     finally:
         if own_backends:
             backends.close()

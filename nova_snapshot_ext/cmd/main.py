@@ -24,10 +24,12 @@
     nova-snapshot-ext gc [--dry-run] [--store STORE] [--min-age SECONDS]
         [--json]
     nova-snapshot-ext recover [--dry-run] [--connect URI] [--json]
+    nova-snapshot-ext verify IMAGE [--store STORE] [--json]
 
-Exit status: 0 done, 1 the snapshot (or a gc or recover action) failed
-(one line on stderr says why), 2 bad usage, 130 and 143 cancelled by
-SIGINT and SIGTERM (what the snapshot had made is undone).
+Exit status: 0 done, 1 the snapshot (or a gc or recover action) failed,
+or the image verified is damaged (one line on stderr says why), 2 bad
+usage, 130 and 143 cancelled by SIGINT and SIGTERM (what the snapshot had
+made is undone).
 """
 
 import argparse
@@ -55,6 +57,7 @@ from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext import recovery
 from nova_snapshot_ext import snapshot
 from nova_snapshot_ext.stores import base as store_base
+from nova_snapshot_ext import verify
 
 PROG = parser_mod.PROG
 LOG = logging.getLogger(__name__)
@@ -232,8 +235,24 @@ def cmd_recover(args: argparse.Namespace, out: TextIO) -> int:
                    lambda a: a.line())
 
 
+def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
+    conf = nse_conf.CONF
+    report = verify.verify(conf, store_base.load(conf, args.store),
+                           args.image)
+    if args.json or args.sub_json:
+        json.dump(report.as_dict(), out, sort_keys=True)
+        out.write('\n')
+    elif report.ok:
+        out.write(summary.verified(report) + '\n')
+    if not report.ok:
+        sys.stderr.write('%s: error: %s is damaged: %s\n' % (
+            PROG, args.image, report.problem))
+        return 1
+    return 0
+
+
 COMMANDS = {'snapshot': cmd_snapshot, 'check': cmd_check, 'gc': cmd_gc,
-            'recover': cmd_recover}
+            'recover': cmd_recover, 'verify': cmd_verify}
 
 
 def _quiet_libvirt(ctx: object, error: object) -> None:

@@ -145,8 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument('--dry-run', action='store_true',
                      help='only list what would be done')
 
+    ver = sub.add_parser(
+        'verify', help='read a stored image back: its size and hash '
+                       'against the store\'s record, qemu-img check of '
+                       'a qcow2, and the whole chain of an incremental '
+                       'image')
+    ver.add_argument('image', metavar='IMAGE',
+                     help='image id (or, in the directory store, the '
+                          'image file\'s path)')
+    ver.add_argument('--store', metavar='STORE',
+                     help='file, file:///abs/dir, glance or '
+                          'glance+http://HOST:PORT; default: [snapshot] '
+                          'default_store')
+
     # Global options may also follow the subcommand.
-    for p in (snap, check, gc, rec):
+    for p in (snap, check, gc, rec, ver):
         p.add_argument('--config-file', action='append',
                        dest='sub_config_file', default=[], metavar='F',
                        help=argparse.SUPPRESS)

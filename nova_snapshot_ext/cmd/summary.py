@@ -16,6 +16,7 @@
 
 from nova_snapshot_ext.cmd import progress as progress_mod
 from nova_snapshot_ext import model
+from nova_snapshot_ext import verify
 
 
 def summary(result: model.SnapshotResult) -> str:
@@ -47,3 +48,16 @@ def _line(result: model.SnapshotResult) -> str:
                'down': (', guest paused %.2f s' % result.downtime
                         if result.downtime else ''),
                'reason': result.reason})
+
+
+def verified(report: verify.Report) -> str:
+    """The line the command prints for a good image (without --json)."""
+    first = report.members[0]
+    chain = len(report.members)
+    return '%s: good (%s, %s%s%s)%s' % (
+        report.image, first['format'],
+        progress_mod.human_size(first['size']),
+        ', sha256 %s...' % first['sha256'][:12] if first['sha256'] else '',
+        ', qemu-img check %s' % first['qemu_img_check']
+        if first['qemu_img_check'] else '',
+        '; its chain of %d images too' % chain if chain > 1 else '')

@@ -197,6 +197,32 @@ overrides it. The limit is checked between steps and as the copy, the
 conversion and the upload progress; one libvirt or storage call that hangs
 is not interrupted.
 """),
+    cfg.BoolOpt(
+        'verify',
+        default=False,
+        help="""
+Verify each snapshot right after it is stored, as ``nova-snapshot-ext
+verify`` does: the stored image is read back, its size and hash compared
+with what the store recorded, a qcow2 image checked with ``qemu-img
+check``, and an incremental image's whole chain likewise. A snapshot whose
+image fails is a failed snapshot: its image is deleted (under Nova, Nova
+deletes the record) and the error names what is wrong.
+
+Reading the image back costs about as long as writing it; a direct (Ceph)
+snapshot, whose data the snapshot does not read, is not verified.
+
+Possible values:
+
+* ``false`` (default): images are verified only on request.
+* ``true``: applies to the command line and to the Nova driver.
+
+Related options:
+
+* ``[snapshot_qemu_img] info_cpu_time_limit`` and
+  ``info_address_space_limit`` also limit ``qemu-img check``.
+* ``[snapshot] temp_directory`` holds the copy of a Glance image while
+  ``qemu-img check`` reads it.
+"""),
 ]
 
 

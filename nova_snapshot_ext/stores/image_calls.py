@@ -20,6 +20,7 @@ command line) and :class:`~nova_snapshot_ext.virt.image_store.NovaImageAPI`
 """
 
 import abc
+from collections.abc import Iterator
 from typing import Any
 
 from nova_snapshot_ext.stores import upload_body
@@ -86,6 +87,14 @@ class ImageAPI(metaclass=abc.ABCMeta):
     def sees_all_images(self) -> bool:
         """Whether these credentials see every image (admin)."""
         return False
+
+    def download(self, image_id: str) -> Iterator[bytes]:
+        """The image's data as Glance serves it, in chunks, unchecked
+        (the caller hashes it: ``verify``).
+
+        Optional: raises NotImplementedError by default.
+        """
+        raise NotImplementedError('%s cannot read image data' % self)
 
     @abc.abstractmethod
     def image_url(self, image_id: str) -> str:

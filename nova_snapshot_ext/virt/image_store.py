@@ -164,6 +164,12 @@ class NovaImageAPI(image_calls.ImageAPI):
         with self._errors(image_id):
             self.image_api.delete(self.context, image_id)
 
+    def download(self, image_id: str) -> Iterator[bytes]:
+        with self._errors(image_id):
+            chunks = self.image_api.download(self.context, image_id)
+        with self._errors(image_id):
+            yield from chunks or ()
+
     def stores_detail(self) -> None:
         """Nova's image API does not list Glance's stores: the rbd
         backend finds Glance's pool from ``[snapshot_rbd] glance_pool`` or

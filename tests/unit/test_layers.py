@@ -35,7 +35,7 @@ LAYERS = [
      'libvirt.guest', 'libvirt.refusals'),
     ('libvirt.host', 'stores.base'),
     ('stores',),
-    ('policy', 'model'),
+    ('policy', 'model', 'verify'),
     ('backends.steps',),
     ('backends.base',),
     ('backends',),
