@@ -74,7 +74,8 @@ CHECKPOINT = 'checkpoint'        # name: a libvirt checkpoint of ours; forget:
 #                                   drop its metadata only (bitmap kept)
 DOMAIN_XML = 'domain_xml'        # xml: the persistent definition
 MANAGED_SAVE = 'managed_save'    # state: running or paused, to restore
-FREEZE = 'freeze'                # (no data): filesystems frozen
+FREEZE = 'freeze'                # filesystems frozen; agent_timeout: the
+#                                   domain's agent timeout we set, or None
 RBD_SNAP = 'rbd_snap'            # pool, image, snap
 RBD_CLONE = 'rbd_clone'          # pool, image (image id in Glance)
 #: Steps that make nothing themselves but tell recovery how to treat the

@@ -20,7 +20,8 @@ what the step names:
 
 * ``block_job``: aborts the disk's block job if it mirrors into the
   journaled delta (a job of anyone else is left alone);
-* ``freeze``: thaws the guest's filesystems;
+* ``freeze``: thaws the guest's filesystems, and sets the agent timeout
+  the freeze set back to libvirt's default;
 * ``managed_save``: starts the guest from its managed save, back in the
   journaled state (a guest without a managed save is left alone);
 * ``domain_xml``: defines the domain again from the journaled XML if it is

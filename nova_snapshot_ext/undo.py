@@ -153,8 +153,14 @@ def _freeze(r: 'recovery._Recovery', step: journal.Step) -> None:
     if g is None or not g.agent_connected():
         r.act(NOTHING, 'filesystems', 'no guest agent answers, so none is '
               'frozen')
-        return
-    r.act('thaw', 'filesystems', run=g.thaw)
+    else:
+        r.act('thaw', 'filesystems', run=g.thaw)
+    if g is not None and step.data.get('agent_timeout') is not None:
+        # NOTE: libvirt keeps the timeout the freeze set for as long as
+        # the domain runs, agent or none.
+        r.act('reset', 'agent timeout', "to libvirt's default (it was set "
+              'to %s s)' % step.data['agent_timeout'],
+              run=g.reset_agent_timeout)
 
 
 def _managed_save(r: 'recovery._Recovery', step: journal.Step) -> None:

@@ -140,9 +140,13 @@ def _freeze(job: model.SnapshotJob) -> journal.Step | None:
         reason = 'no QEMU guest agent is connected'
     else:
         record = journal.current()
-        step = record.add(journal.FREEZE)
+        timeout = job.conf.snapshot.quiesce_timeout
+        # NOTE: the freeze sets the domain's agent timeout, which outlives
+        # this process: the journal says so, for ``recover`` to set it
+        # back if the process is killed before the thaw does.
+        step = record.add(journal.FREEZE, agent_timeout=timeout)
         try:
-            job.guest.freeze(timeout=job.conf.snapshot.quiesce_timeout)
+            job.guest.freeze(timeout=timeout)
             record.reached(journal.FREEZE)
             return step
         except exception.QuiesceFailed as e:

@@ -382,10 +382,15 @@ class Guest(backup.BackupCalls):
             if getattr(self, '_agent_timeout_set', False):
                 self._agent_timeout_set = False
                 try:
-                    self._call(
-                        'set the agent timeout of', 'agentSetResponseTimeout',
-                        libvirt.VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_BLOCK, 0)
+                    self.reset_agent_timeout()
                 except exception.SnapshotError as e:
                     LOG.warning('Could not set the agent timeout of '
                                 '%(guest)s back to the default: %(err)s',
                                 {'guest': self.name, 'err': e})
+
+    def reset_agent_timeout(self) -> None:
+        """Set the domain's agent response timeout back to libvirt's
+        default (wait forever); no agent need be connected.
+        """
+        self._call('set the agent timeout of', 'agentSetResponseTimeout',
+                   libvirt.VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_BLOCK, 0)

@@ -31,6 +31,7 @@ import uuid
 import pytest
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
 from tests.functional import ceph_stack
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
@@ -40,6 +41,7 @@ from tests.functional.test_rbd import drv  # noqa: F401
 from tests.functional.test_rbd import IMAGES
 from tests.functional.test_rbd import rconf  # noqa: F401
 from tests.functional.test_rbd import VMS
+from tests.functional import test_recover
 from tests.functional.test_snapshot import assert_good_image
 from tests.functional.test_snapshot import assert_guest_as_before
 from tests.functional.test_snapshot import assert_nothing_left
@@ -103,9 +105,13 @@ def assert_not_frozen(g, ask_agent=True):
         assert g.agent_command('guest-fsfreeze-status') == 'thawed'
 
 
+#: libvirtd's status file of a running domain (its agent timeout too).
+STATUS = '/run/libvirt/qemu/%s.xml'
+
+
 def assert_agent_timeout_default(g):
     """The domain's agent timeout is libvirt's default again (block)."""
-    status = '/run/libvirt/qemu/%s.xml' % g.name
+    status = STATUS % g.name
     if os.path.exists(status):
         with open(status) as f:
             assert '<agentTimeout>-2</agentTimeout>' in f.read()
@@ -174,6 +180,37 @@ def test_rbd_direct_snapshot_is_quiesced(rconf, drv, ceph_glance,  # noqa
         assert_one_point_in_time(exported, g)
     finally:
         glance_stack.delete(ceph_glance, image_id)
+
+
+def agent_timeout(g):
+    """The domain's agent timeout as libvirtd's status file says."""
+    with open(STATUS % g.name) as f:
+        text = f.read()
+    start = text.index('<agentTimeout>') + len('<agentTimeout>')
+    return int(text[start:text.index('</agentTimeout>')])
+
+
+def test_sigkill_while_frozen_then_recover(workdir, agent_guest):
+    """Killed while the guest is frozen: ``recover`` thaws it and sets the
+    agent timeout the freeze set back to libvirt's default (issue 22).
+    """
+    g = agent_guest
+    run = test_recover.Run(workdir, 'backup', ['--method', 'live',
+                                               '--quiesce', 'required'],
+                           'freeze', g, 'file')
+    try:
+        assert run.made('freeze') == [{'agent_timeout': 30}]
+        assert agent_timeout(g) == 30
+    finally:
+        run.proc.kill()
+        run.proc.communicate()
+    out = run.recover()
+    assert 'FAILED' not in out
+    assert 'thaw filesystems' in out, out
+    assert 'reset agent timeout' in out, out
+    assert agent_timeout(g) == -2
+    assert_not_frozen(g)
+    assert journal.paths(os.path.join(run.state, 'snapshots')) == []
 
 
 # -- an agent that hangs -----------------------------------------------
