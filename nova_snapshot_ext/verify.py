@@ -27,6 +27,7 @@
 The first problem found is the answer: one line naming the image.
 """
 
+from collections.abc import Iterator
 import dataclasses
 import hashlib
 import json
@@ -252,7 +253,7 @@ class _downloaded:
                                              dir=directory)
             out = os.fdopen(fd, 'wb')
         try:
-            for chunk in self.store.api.download(self.image_id):
+            for chunk in self._chunks():
                 sha256.update(chunk)
                 other.update(chunk)
                 size += len(chunk)
@@ -264,6 +265,20 @@ class _downloaded:
         self.member.update({'size': size, 'sha256': sha256.hexdigest(),
                             self.algo: other.hexdigest()})
         return self.path
+
+    def _chunks(self) -> Iterator[bytes]:
+        chunks = iter(self.store.api.download(self.image_id))
+        while True:
+            try:
+                chunk = next(chunks, None)
+            except OSError as e:
+                # NOTE: glanceclient (as Nova calls it) checks the hash
+                # itself and raises IOError at the end of a corrupt
+                # download.
+                raise _Damaged('reading it back failed: %s' % e)
+            if chunk is None:
+                return
+            yield chunk
 
     def __exit__(self, *exc: Any) -> None:
         if self.path is not None:

@@ -20,9 +20,13 @@ is found and named.
 import json
 import os
 import shutil
+from unittest import mock
 import uuid
 
 import pytest
+
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.storage import qemu_img
 
 from tests.functional.conftest import make_conf
 from tests.functional import guest as guest_mod
@@ -83,6 +87,18 @@ def test_snapshot_verified_when_configured(conf_file,  # noqa: F811
                '--json')
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)['verified'] is True
+
+
+def test_a_snapshot_failing_verification_leaves_no_image(conf,
+                                                        qcow2_guest):
+    conf.set_override('verify', True, group='snapshot')
+    images = os.path.join(conf.state_path, 'images')
+    with mock.patch.object(qemu_img, 'check',
+                           return_value={'corruptions': 1}):
+        with pytest.raises(exception.ImageDamaged,
+                           match='qemu-img check found 1 corruptions'):
+            take(conf, qcow2_guest)
+    assert os.listdir(images) == []
 
 
 @pytest.fixture(scope='module')

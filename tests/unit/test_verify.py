@@ -242,6 +242,19 @@ def test_glance_image_damaged(conf, changes, problem):
     assert problem in report.problem
 
 
+def test_glance_client_s_own_hash_check_is_damage(conf):
+    store = _glance(conf)
+
+    def corrupt(image_id):
+        yield DATA[:10]
+        raise IOError('Corrupt image download. Hash was x expected y')
+
+    store.api.download = corrupt
+    report = verify.verify(conf, store, 'i')
+    assert report.problem == ('image i: reading it back failed: Corrupt '
+                              'image download. Hash was x expected y')
+
+
 def test_glance_qcow2_is_checked_from_a_private_copy(conf, tmp_path):
     img = tmp_path / 'x.qcow2'
     processutils.execute('qemu-img', 'create', '-q', '-f', 'qcow2',
