@@ -89,8 +89,8 @@ def test_snapshot_verified_when_configured(conf_file,  # noqa: F811
     assert json.loads(done.stdout)['verified'] is True
 
 
-def test_a_snapshot_failing_verification_leaves_no_image(conf,
-                                                        qcow2_guest):
+def test_a_snapshot_failing_verification_leaves_no_image(
+        conf, qcow2_guest):
     conf.set_override('verify', True, group='snapshot')
     images = os.path.join(conf.state_path, 'images')
     with mock.patch.object(qemu_img, 'check',
