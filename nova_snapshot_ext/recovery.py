@@ -29,6 +29,8 @@ what the step names:
 * ``temp_dir``, ``store_partial``: removes the directory;
 * ``glance_image``: deletes the record the snapshot created, if it is
   still queued or saving;
+* ``group_image``: deletes the image, committed or not, of a group of
+  images (``--all-disks``) that was not whole;
 * ``rbd_clone``, ``rbd_snap``: hands them to :mod:`nova_snapshot_ext.gc`,
   which removes them, unless a location was registered (the clone may be
   Glance's image): then gc decides from Glance's status.

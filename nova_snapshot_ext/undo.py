@@ -93,6 +93,20 @@ def _glance_image(r: 'recovery._Recovery', step: journal.Step) -> None:
         r.act(KEEP, 'image %s' % image_id, 'it is %s' % status)
 
 
+def _group_image(r: 'recovery._Recovery', step: journal.Step) -> None:
+    image_id = str(step.data.get('id'))
+    store = r.store(step.data.get('store'))
+    if store is None:
+        r.act(KEEP, 'image %s' % image_id, 'its store cannot be reached '
+              'from here; delete it: its group %s is not whole' %
+              step.data.get('group'))
+        return
+    # NOTE: the id was chosen by the snapshot, journaled before the
+    # commit: the image is ours; a missing one is not an error.
+    r.act('delete', 'image %s' % image_id, 'its group %s is not whole' %
+          step.data.get('group'), run=lambda: store.delete(image_id))
+
+
 def _block_job(r: 'recovery._Recovery', step: journal.Step) -> None:
     disk, dest = str(step.data.get('disk')), str(step.data.get('dest'))
     g = r.active_guest()
@@ -228,6 +242,7 @@ HANDLERS: dict[str, Callable[['recovery._Recovery', journal.Step], None]] = {
     journal.TEMP_DIR: _temp_dir,
     journal.STORE_PARTIAL: _store_partial,
     journal.GLANCE_IMAGE: _glance_image,
+    journal.GROUP_IMAGE: _group_image,
     journal.BLOCK_JOB: _block_job,
     journal.BACKUP_JOB: _backup_job,
     journal.CHECKPOINT: _checkpoint,

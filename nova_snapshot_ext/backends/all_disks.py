@@ -42,6 +42,7 @@ from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import local
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import disks as disks_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
@@ -87,7 +88,7 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
                 for j, pending in zip(jobs, pendings):
                     steps.convert(j, j.disk.path, j.disk.format,
                                   pending.path)
-        stored = _commit_all(jobs, pendings, outcome)
+        stored = _commit_all(jobs, pendings, outcome, group)
     results = [base.result(j, plan, s, outcome, started, backend.name)
                for j, s in zip(jobs, stored)]
     root = results[0]
@@ -140,18 +141,37 @@ def _meta(job: model.SnapshotJob, plan: policy.Plan, group: str,
 
 def _commit_all(jobs: list[model.SnapshotJob],
                 pendings: list[store_base.PendingImage],
-                outcome: steps.Outcome) -> list[store_base.StoredImage]:
-    """Commit every image; when one fails, delete those committed."""
+                outcome: steps.Outcome,
+                group: str) -> list[store_base.StoredImage]:
+    """Commit every image; when one fails, delete those committed.
+
+    NOTE: the group is whole or absent, a killed process too: each image
+    is journaled before its commit and its step stays pending (undo:
+    delete the image) until the last image is committed.
+    """
+    store, record = jobs[0].store, journal.current()
+    spec = store.spec if store.RECOVERABLE else None
     stored: list[store_base.StoredImage] = []
+    made: list[journal.Step] = []
     try:
         for j, pending in zip(jobs, pendings):
+            made.append(record.add(journal.GROUP_IMAGE, id=pending.image_id,
+                                   store=spec, group=group))
             stored.append(base.commit(j, pending, outcome))
+            record.reached(journal.GROUP_IMAGE)
     except BaseException:
-        for s in stored:
+        # NOTE: an image whose commit failed is the store's to undo (its
+        # own step), as it is for a snapshot of one disk.
+        for step in made[len(stored):]:
+            record.done(step)
+        for s, step in zip(stored, made):
             try:
-                jobs[0].store.delete(s.id)
+                store.delete(s.id)
+                record.done(step)
             except exception.SnapshotError as e:
                 LOG.error('Could not delete image %(id)s of a failed '
                           'snapshot group: %(err)s', {'id': s.id, 'err': e})
         raise
+    for step in made:
+        record.done(step)
     return stored

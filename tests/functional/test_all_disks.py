@@ -29,8 +29,10 @@ import libvirt
 import pytest
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import journal
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
+from tests.functional import test_recover
 from tests.functional.test_snapshot import assert_guest_as_before
 from tests.functional.test_snapshot import assert_nothing_left
 from tests.functional.test_snapshot import GuestBefore
@@ -178,3 +180,30 @@ def test_an_image_record_cannot_take_all_disks(conf, two_disks):
         take(conf, two_disks.g, all_disks=True,
              image_id=str(uuid.uuid4()))
     assert_nothing_left(conf)
+
+
+def test_sigkill_mid_group_then_recover_leaves_no_image_of_it(workdir,
+                                                              two_disks):
+    """Killed once the first image of the group is committed: ``recover``
+    deletes it, the group is whole or absent (issue 22).
+    """
+    g = two_disks.g
+    before = GuestBefore(g)
+    run = test_recover.Run(workdir, 'backup', ['--method', 'live',
+                                               '--all-disks'],
+                           journal.GROUP_IMAGE, g, 'file')
+    images = os.path.join(run.state, 'images')
+    try:
+        committed = [e for e in os.listdir(images) if not e.startswith('.')]
+        assert len(committed) == 1
+        assert metadata(os.path.join(images, committed[0], 'x'))[
+            'source_disk'] == 'vda'
+    finally:
+        run.proc.kill()
+        run.proc.communicate()
+    out = run.recover()
+    assert 'FAILED' not in out
+    assert 'delete image %s' % committed[0] in out, out
+    assert os.listdir(images) == []
+    assert journal.paths(os.path.join(run.state, 'snapshots')) == []
+    assert_guest_as_before(g, before)
