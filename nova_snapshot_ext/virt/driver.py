@@ -24,25 +24,9 @@ installs the module ``nova.virt.nova_snapshot_ext`` that makes this name
 work. Everything but :meth:`SnapshotLibvirtDriver.snapshot` is Nova's
 ``LibvirtDriver`` unchanged.
 
-The engine's options are registered on Nova's own configuration (the
-one nova-compute parsed from its ``--config-file`` and ``--config-dir``
-arguments), in groups of the engine's own: ``[snapshot]``,
-``[snapshot_libvirt]``, ``[snapshot_workarounds]``, ``[snapshot_rbd]``,
-``[snapshot_qemu_img]``. ``[DEFAULT] state_path`` and ``[oslo_concurrency]
-lock_path`` are Nova's. None of the engine's options is mutable: a change
-takes effect when nova-compute restarts. Where Nova has an option for the
-same thing, Nova's value is the default:
-
-* ``[snapshot_libvirt] connection_uri``: the driver's URI;
-* ``[snapshot] temp_directory``: ``[libvirt] snapshots_directory``;
-* ``[snapshot] image_format``: ``[libvirt] snapshot_image_format`` (raw
-  or qcow2; vmdk and vdi, which are not among its choices, are asked for
-  per snapshot, and written by ``qemu-img convert``);
-* ``[snapshot] compress``: ``[libvirt] snapshot_compression``;
-* ``[snapshot_workarounds] disable_live_snapshot``: ``[workarounds]
-  disable_libvirt_livesnapshot``;
-* ``[snapshot_rbd] ceph_conf`` and ``user``: ``[libvirt]
-  images_rbd_ceph_conf`` and ``rbd_user``, when set.
+The engine's options are registered on Nova's own configuration, with
+Nova's settings as their defaults where Nova has them, and a snapshot is
+asked for as Nova's driver would take it: see :mod:`.settings`.
 
 Long Ceph calls (a flatten can take minutes) run through Nova's
 ``tpool_wrap``: in an eventlet nova-compute they run in native threads
@@ -58,13 +42,12 @@ never snapshot one guest at the same time and each recovers the other's
 interrupted snapshots.
 """
 
-import os
+import sys
 import threading
 from typing import Any
 
 import libvirt
 from nova.compute import task_states
-from nova.compute import utils as compute_utils
 from nova import conf as nova_conf
 from nova import exception as nova_exc
 from nova import utils as nova_utils
@@ -74,98 +57,23 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import base as backend_base
-from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext import model
-from nova_snapshot_ext import policy
 from nova_snapshot_ext import recovery
 from nova_snapshot_ext import snapshot as snapshot_mod
-from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.virt import image_store
+from nova_snapshot_ext.virt import records as records_mod
+from nova_snapshot_ext.virt import settings
 
 LOG = logging.getLogger(__name__)
 CONF = nova_conf.CONF
 
+#: Nova's configuration with the engine's options (tests use it).
+engine_conf = settings.engine_conf
+
 #: Engine errors that mean the guest is not there (any more).
 _GONE = (exception.GuestNotFound, exception.GuestGone)
-
-
-def engine_conf(nova: cfg.ConfigOpts, uri: str) -> cfg.ConfigOpts:
-    """Nova's configuration ``nova``, with the engine's options registered
-    on it and Nova's settings as their defaults where Nova has them (see
-    the module's docstring). Safe to call again: the defaults follow
-    Nova's current values.
-    """
-    nse_conf.register_opts(nova, host_service=True)
-
-    def default(group: str, name: str, value: Any) -> None:
-        # NOTE: a value of Nova's the engine cannot use puts the engine's
-        # own default back, so a reload that unsets it takes effect.
-        nova.set_default(name, nse_conf.default_of(group, name)
-                         if value is None else value, group=group)
-
-    default('snapshot_libvirt', 'connection_uri', uri)
-    default('snapshot', 'temp_directory', nova.libvirt.snapshots_directory)
-    fmt = nova.libvirt.snapshot_image_format
-    # NOTE: vmdk and vdi are asked for per snapshot (_image_format).
-    default('snapshot', 'image_format',
-            fmt if fmt in qemu_img.FORMATS else None)
-    default('snapshot', 'compress', nova.libvirt.snapshot_compression)
-    default('snapshot_workarounds', 'disable_live_snapshot',
-            nova.workarounds.disable_libvirt_livesnapshot)
-    default('snapshot_rbd', 'ceph_conf',
-            nova.libvirt.images_rbd_ceph_conf or None)
-    default('snapshot_rbd', 'user', nova.libvirt.rbd_user or None)
-    # NOTE: the locks and journals are shared with the command line, so
-    # their defaults are the command line's (below its state_path), not
-    # below Nova's state_path.
-    cli_state = nse_conf.default_of('DEFAULT', 'state_path')
-    nova.set_default('lock_path', os.path.join(cli_state, 'locks'),
-                     group='snapshot')
-    nova.set_default('journal_directory', os.path.join(cli_state,
-                                                       'snapshots'),
-                     group='snapshot')
-    return nova
-
-
-def _image_format(conf: cfg.ConfigOpts) -> str | None:
-    """The snapshot's image format: ``[snapshot] image_format`` when set
-    (by default Nova's qcow2 or raw), else Nova's vmdk or vdi, else None
-    (the disk's).
-    """
-    fmt = CONF.libvirt.snapshot_image_format
-    if conf.snapshot.image_format or fmt not in qemu_img.WRITE_FORMATS:
-        return conf.snapshot.image_format
-    return fmt
-
-
-def _quiesce(conf: cfg.ConfigOpts, image_meta: Any) -> str:
-    """Quiesce as Nova's image properties ask: ``os_require_quiesce``
-    makes it required; without ``hw_qemu_guest_agent`` the guest has no
-    agent to ask.
-
-    As Nova's, this applies to live snapshots only: the engine never
-    freezes a guest for a cold snapshot (its CPUs are stopped, or it does
-    not run), and the driver asks for no freeze of a direct one
-    (``quiesce_direct``), so neither fails for quiesce.
-    """
-    props = image_meta.properties
-    if props.get('os_require_quiesce', False):
-        return 'required'
-    if not props.get('hw_qemu_guest_agent', False):
-        return 'never'
-    return conf.snapshot.quiesce
-
-
-def _disk_ops() -> Any:
-    """Nova's limit on concurrent disk operations (``[compute]
-    max_concurrent_disk_ops``), around the snapshot's copy, convert and
-    upload.
-    """
-    # NOTE: looked up at each snapshot: the compute manager replaces the
-    # semaphore at init_host.
-    return compute_utils.disk_ops_semaphore
 
 
 class _TaskStates:
@@ -209,7 +117,7 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
     def nse_conf(self) -> cfg.ConfigOpts:
         """The engine's configuration (see the module's docstring)."""
         if self._nse_conf is None:
-            self._nse_conf = engine_conf(CONF, self._uri())
+            self._nse_conf = settings.engine_conf(CONF, self._uri())
         return self._nse_conf
 
     @property
@@ -240,6 +148,18 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
     def init_host(self, host: str) -> None:
         super().init_host(host)
         self.nse_recover()
+        self.nse_finish_records()
+
+    @property
+    def nse_records(self) -> records_mod.Records:
+        """The image records being filled (:mod:`.records`)."""
+        return records_mod.Records(CONF.state_path)
+
+    def nse_finish_records(self) -> None:
+        """Delete the records an earlier nova-compute died filling."""
+        for line in records_mod.finish(CONF, self.nse_records,
+                                       self._image_api):
+            LOG.warning('Snapshot recovery: %s', line)
 
     def nse_recover(self) -> None:
         """Put right what snapshots killed with an earlier nova-compute
@@ -317,17 +237,22 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
         store = image_store.NovaImageStore(conf, self._image_api, context,
                                            container_format)
         states = _TaskStates(update_task_state)
+        # NOTE: crossed out when the snapshot ends, whatever the outcome
+        # (the compute manager deletes the record of a failed one), but
+        # not when the process dies: then init_host deletes the record.
+        self.nse_records.add(image_id, instance.uuid)
+        kept = False
         try:
             request = model.SnapshotRequest(
                 guest=instance.uuid,
                 name=store.record(image_id).get('name') or image_id,
-                method=self._method(conf),
-                image_format=_image_format(conf),
-                quiesce=_quiesce(conf, image_meta),
+                method=settings.method(conf),
+                image_format=settings.image_format(conf),
+                quiesce=settings.quiesce(conf, image_meta),
                 image_id=image_id,
-                metadata=self._properties(instance),
+                metadata=settings.properties(instance),
                 quiesce_direct=False, root_any_device=True,
-                disk_ops=_disk_ops)
+                disk_ops=settings.disk_ops)
             states.pending_upload()
             result = snapshot_mod.take_snapshot(
                 request, conf, host=self.nse_host, progress=states.progress,
@@ -342,8 +267,15 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
         except exception.SnapshotError as e:
             LOG.error('Snapshot failed: %s', e.message, instance=instance)
             if isinstance(e, exception.StoreUnavailable):
+                kept = True
                 self._nse_delete_later(context, image_id)
             raise nova_exc.InternalError(e.message)
+        finally:
+            # NOTE: a BaseException that is no Exception (GreenletExit,
+            # SystemExit) ends the process, not the snapshot.
+            dying = sys.exc_info()[1]
+            if not kept and (dying is None or isinstance(dying, Exception)):
+                self.nse_records.remove(image_id)
         LOG.info('Snapshot %(image)s: %(method)s in %(s).1f s, because '
                  '%(reason)s', {'image': image_id, 'method': result.method,
                                 's': result.seconds,
@@ -355,36 +287,7 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
         record will fail too. Delete it once Glance answers again, in a
         thread of its own (a green one in an eventlet nova-compute).
         """
-        thread = threading.Thread(
-            target=image_store.delete_when_glance_answers,
-            args=(self._image_api, context, image_id),
-            name='nse-delete-%s' % image_id, daemon=True)
-        thread.start()
-
-    @staticmethod
-    def _method(conf: cfg.ConfigOpts) -> str:
-        # NOTE: Nova never snapshots live with encrypted ephemeral
-        # storage; neither does this driver.
-        if CONF.ephemeral_storage_encryption.enabled:
-            return 'cold'
-        # NOTE: Nova's callers (shelve, a snapshot of a stopped or
-        # suspended server) expect a snapshot where a live one is
-        # impossible: live means live where possible.
-        if conf.snapshot.method == policy.LIVE:
-            return policy.PREFER_LIVE
-        return conf.snapshot.method
-
-    @staticmethod
-    def _properties(instance: Any) -> dict[str, Any]:
-        """The properties Nova's libvirt driver sets on a snapshot."""
-        base = instance.system_metadata.get('image_base_image_ref')
-        props = {
-            'image_location': 'snapshot',
-            'image_state': 'available',
-            'owner_id': instance.project_id,
-            'kernel_id': instance.kernel_id or None,
-            'ramdisk_id': instance.ramdisk_id or None,
-            'os_type': instance.os_type or None,
-            'base_image_ref': base or instance.image_ref or None,
-        }
-        return {k: v for k, v in props.items() if v is not None}
+        threading.Thread(target=records_mod.delete_later,
+                         args=(self.nse_records, self._image_api, context,
+                               image_id),
+                         name='nse-delete-%s' % image_id, daemon=True).start()

@@ -35,9 +35,12 @@ import time
 import uuid
 
 import fixtures
+import greenlet
 
 import libvirt
 from nova.compute import task_states
+from nova import context as nova_context
+from nova import objects
 from nova.tests.functional.libvirt import base as libvirt_base
 from nova.virt import driver as virt_driver
 from nova.virt import fake as fake_virt
@@ -156,6 +159,8 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.assertIs(nse_driver.CONF, self.driver.nse_conf)
         self.flags(lock_path=os.path.join(self.workdir, 'locks'),
                    group='oslo_concurrency')
+        # NOTE: by default Nova's state_path is its package's directory.
+        self.flags(state_path=os.path.join(self.workdir, 'state'))
         self.flags(temp_directory=os.path.join(self.workdir, 'tmp'),
                    lock_path=os.path.join(self.workdir, 'locks'),
                    journal_directory=os.path.join(self.workdir, 'journal'),
@@ -357,6 +362,8 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.assertEqual(
             [task_states.IMAGE_SNAPSHOT, task_states.IMAGE_PENDING_UPLOAD,
              None], self._task_states(server['id']))
+        # The compute manager deleted the record: not ours to remember.
+        self.assertEqual([], self.driver.nse_records.ids())
         # The guest is as it was.
         self.assertEqual(libvirt.VIR_DOMAIN_RUNNING, g.state())
         self.assertEqual(xml, g.inactive_xml())
@@ -635,3 +642,40 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
                                  os.path.join(self.workdir, 'clone.raw'))
         check = guest_mod.check_image(path, 'raw', g.disks.size)
         self.assertEqual(g.disks.data_sha256, check.data_sha256)
+
+    # -- a nova-compute that dies during a snapshot ----------------------
+    def test_record_left_by_a_dead_compute_is_deleted_at_start(self):
+        # The process ends in the middle of the snapshot (here: its
+        # greenthread is killed, as at a service stop; SIGKILL runs even
+        # less): Nova resets the task state when it starts again, and
+        # the driver deletes the record that would stay queued for good.
+        server, _g = self._server_with_guest(start=False)
+        ctx = nova_context.get_admin_context()
+        instance = objects.Instance.get_by_uuid(ctx, server['id'])
+        left = self.glance.create(ctx, {
+            'name': 'left', 'status': 'queued', 'properties': {
+                'image_type': 'snapshot'}})['id']
+        done = self.glance.create(ctx, {
+            'name': 'done', 'status': 'queued', 'properties': {
+                'image_type': 'snapshot'}})['id']
+
+        def dies(*args, **kwargs):
+            raise greenlet.GreenletExit()
+
+        with fixtures.MonkeyPatch(
+                'nova_snapshot_ext.snapshot.take_snapshot', dies):
+            for image_id in (left, done):
+                self.assertRaises(greenlet.GreenletExit,
+                                  self.driver.snapshot, ctx, instance,
+                                  image_id, lambda **kw: None)
+        self.assertEqual(sorted([left, done]),
+                         self.driver.nse_records.ids())
+        # Meanwhile someone else finished "done": it is kept.
+        self.glance.update(ctx, done, {'status': 'active'})
+
+        self.restart_compute_service('compute1')
+
+        self.assertNotIn(left, self.glance.images)
+        self.assertEqual('active', self.glance.images[done]['status'])
+        self.assertEqual([], self.computes['compute1'].driver.nse_records
+                         .ids())
