@@ -59,7 +59,6 @@ from oslo_log import log as logging
 from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import host as host_mod
-from nova_snapshot_ext import model
 from nova_snapshot_ext import recovery
 from nova_snapshot_ext import snapshot as snapshot_mod
 from nova_snapshot_ext.virt import image_store
@@ -230,12 +229,9 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
             one-line message; the guest is as it was.
         """
         conf = self.nse_conf
-        image_meta = instance.image_meta
-        container_format = (image_meta.container_format
-                            if image_meta.obj_attr_is_set('container_format')
-                            else 'bare')
-        store = image_store.NovaImageStore(conf, self._image_api, context,
-                                           container_format)
+        store = image_store.NovaImageStore(
+            conf, self._image_api, context,
+            settings.container_format(instance.image_meta))
         states = _TaskStates(update_task_state)
         # NOTE: crossed out when the snapshot ends, whatever the outcome
         # (the compute manager deletes the record of a failed one), but
@@ -243,16 +239,9 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
         self.nse_records.add(image_id, instance.uuid)
         kept = False
         try:
-            request = model.SnapshotRequest(
-                guest=instance.uuid,
-                name=store.record(image_id).get('name') or image_id,
-                method=settings.method(conf),
-                image_format=settings.image_format(conf),
-                quiesce=settings.quiesce(conf, image_meta),
-                image_id=image_id,
-                metadata=settings.properties(instance),
-                quiesce_direct=False, root_any_device=True,
-                disk_ops=settings.disk_ops)
+            request = settings.request(
+                conf, instance, image_id,
+                store.record(image_id).get('name') or image_id)
             states.pending_upload()
             result = snapshot_mod.take_snapshot(
                 request, conf, host=self.nse_host, progress=states.progress,

@@ -46,6 +46,7 @@ from nova import conf as nova_conf
 from oslo_config import cfg
 
 from nova_snapshot_ext import conf as nse_conf
+from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
 from nova_snapshot_ext.storage import qemu_img
 
@@ -156,3 +157,25 @@ def properties(instance: Any) -> dict[str, Any]:
         'base_image_ref': base or instance.image_ref or None,
     }
     return {k: v for k, v in props.items() if v is not None}
+
+
+def container_format(image_meta: Any) -> str:
+    """The container format of the instance's image (``bare`` unset)."""
+    if image_meta.obj_attr_is_set('container_format'):
+        return image_meta.container_format
+    return 'bare'
+
+
+def request(conf: cfg.ConfigOpts, instance: Any, image_id: str,
+            name: str) -> model.SnapshotRequest:
+    """The engine's request for a snapshot of ``instance`` into the
+    record ``image_id``, as Nova's libvirt driver would take it.
+    """
+    return model.SnapshotRequest(
+        guest=instance.uuid, name=name, method=method(conf),
+        image_format=image_format(conf),
+        quiesce=quiesce(conf, instance.image_meta), image_id=image_id,
+        metadata=properties(instance),
+        # NOTE: Nova never freezes a guest for a direct RBD snapshot, and
+        # its root disk is find_disk's: the first <disk> of any kind.
+        quiesce_direct=False, root_any_device=True, disk_ops=disk_ops)
