@@ -140,6 +140,13 @@ def check(job: model.SnapshotJob) -> None:
                    'need a qcow2 file, which keeps the dirty bitmap' % (
                        job.disk.target, job.guest.name, job.disk.format,
                        job.disk.source_type))
+    if job.disk.readonly:
+        # NOTE: the dirty bitmap is written into the disk, which QEMU
+        # opened read-only; and a disk nobody writes needs no tracking.
+        raise exception.InvalidInput(
+            reason='disk %s of %s is read-only: QEMU cannot keep a dirty '
+                   'bitmap in it; take a full snapshot' % (
+                       job.disk.target, job.guest.name))
 
 
 def find_base(job: model.SnapshotJob,

@@ -15,12 +15,15 @@
 """Guests and disks refused before anything is touched."""
 
 import os
+import types
 
 import pytest
 
+from nova_snapshot_ext.backends import incremental
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import disks
 from nova_snapshot_ext.libvirt import refusals
+from nova_snapshot_ext.stores import file as file_store
 
 XML = '''<domain><devices>%s</devices></domain>'''
 FILE_DISK = '''<disk type='file' device='disk'><driver type='qcow2'/>
@@ -140,3 +143,15 @@ def test_files_and_missing_paths_have_no_host_encryption(tmp_path):
     f.write_bytes(b'')
     assert refusals.host_encryption(str(f)) is None
     assert refusals.host_encryption(str(tmp_path / 'none')) is None
+
+
+def test_incremental_refuses_a_readonly_disk(conf, tmp_path):
+    disk = disks.root_disk(XML % (FILE_DISK % '<readonly/>'), 'web1')
+    job = types.SimpleNamespace(
+        store=file_store.FileStore(conf, 'file://%s' % tmp_path),
+        image_format='qcow2', disk=disk, guest=types.SimpleNamespace(name='web1'))
+    with pytest.raises(exception.InvalidInput,
+                       match='disk vda of web1 is read-only'):
+        incremental.check(job)
+    job.disk = disks.root_disk(XML % (FILE_DISK % ''), 'web1')
+    incremental.check(job)
