@@ -149,7 +149,8 @@ def test_incremental_refuses_a_readonly_disk(conf, tmp_path):
     disk = disks.root_disk(XML % (FILE_DISK % '<readonly/>'), 'web1')
     job = types.SimpleNamespace(
         store=file_store.FileStore(conf, 'file://%s' % tmp_path),
-        image_format='qcow2', disk=disk, guest=types.SimpleNamespace(name='web1'))
+        image_format='qcow2', disk=disk,
+        guest=types.SimpleNamespace(name='web1'))
     with pytest.raises(exception.InvalidInput,
                        match='disk vda of web1 is read-only'):
         incremental.check(job)
