@@ -79,28 +79,29 @@ def host():
     h.close()
 
 
-def _guest(conn, workroot, name, fmt):
+def own_guest(conn, workroot, prefix, fmt='qcow2'):
+    """A running guest named ``PREFIX-<random>``, removed with its files
+    at the end: ``yield from`` it in a fixture.
+    """
+    name = '%s-%s' % (prefix, uuid.uuid4().hex[:6])
     path = os.path.join(workroot, name)
     g = guest_mod.TestGuest(conn, path, name, fmt=fmt)
-    g.start()
-    return g, path
+    try:
+        g.start()
+        yield g
+    finally:
+        g.remove()
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope='module')
 def qcow2_guest(conn, workroot):
-    g, path = _guest(conn, workroot, 'qcow2-%s' % uuid.uuid4().hex[:6],
-                     'qcow2')
-    yield g
-    g.remove()
-    shutil.rmtree(path, ignore_errors=True)
+    yield from own_guest(conn, workroot, 'qcow2')
 
 
 @pytest.fixture(scope='module')
 def raw_guest(conn, workroot):
-    g, path = _guest(conn, workroot, 'raw-%s' % uuid.uuid4().hex[:6], 'raw')
-    yield g
-    g.remove()
-    shutil.rmtree(path, ignore_errors=True)
+    yield from own_guest(conn, workroot, 'raw', fmt='raw')
 
 
 @pytest.fixture(scope='module')

@@ -32,6 +32,7 @@ import pytest
 
 from nova_snapshot_ext import exception
 from tests.functional.conftest import make_conf
+from tests.functional.conftest import own_guest
 from tests.functional import guest as guest_mod
 from tests.functional.test_snapshot import assert_guest_as_before
 from tests.functional.test_snapshot import assert_no_temp_files
@@ -55,13 +56,7 @@ def conf(workroot):
 
 @pytest.fixture(scope='module')
 def inc_guest(conn, workroot):
-    name = 'inc-%s' % uuid.uuid4().hex[:6]
-    path = os.path.join(workroot, name)
-    g = guest_mod.TestGuest(conn, path, name, fmt='qcow2')
-    g.start()
-    yield g
-    g.remove()
-    shutil.rmtree(path, ignore_errors=True)
+    yield from own_guest(conn, workroot, 'inc')
 
 
 def checkpoints(g):

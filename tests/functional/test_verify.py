@@ -19,9 +19,7 @@ is found and named.
 
 import json
 import os
-import shutil
 from unittest import mock
-import uuid
 
 import pytest
 
@@ -29,6 +27,7 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext.storage import qemu_img
 
 from tests.functional.conftest import make_conf
+from tests.functional.conftest import own_guest
 from tests.functional import guest as guest_mod
 from tests.functional.test_cli import cli
 from tests.functional.test_cli import conf_file  # noqa: F401 - a fixture
@@ -104,13 +103,7 @@ def test_a_snapshot_failing_verification_leaves_no_image(
 @pytest.fixture(scope='module')
 def chain_guest(conn, workroot):
     """A guest of its own: incremental snapshots leave checkpoints."""
-    name = 'ver-%s' % uuid.uuid4().hex[:6]
-    path = os.path.join(workroot, name)
-    g = guest_mod.TestGuest(conn, path, name, fmt='qcow2')
-    g.start()
-    yield g
-    g.remove()
-    shutil.rmtree(path, ignore_errors=True)
+    yield from own_guest(conn, workroot, 'ver')
 
 
 def test_a_damaged_base_of_a_chain_is_found(conf_file, workdir,  # noqa
