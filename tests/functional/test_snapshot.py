@@ -304,7 +304,10 @@ def _kill_qemu_img(stage, fraction, fired=[]):
                 ppid = int(f.read().rsplit(')', 1)[1].split()[1])
         except OSError:
             continue
-        if cmd[:2] == [b'qemu-img', b'convert'] and ppid == os.getpid():
+        # NOTE: qemu-img runs under prlimit's wrapper, which execs it by
+        # its full path.
+        if (len(cmd) > 1 and os.path.basename(cmd[0]) == b'qemu-img'
+                and cmd[1] == b'convert' and ppid == os.getpid()):
             os.kill(int(pid), signal.SIGKILL)
             fired.append(pid)
 

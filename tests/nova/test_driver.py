@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -460,7 +461,9 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         with open(os.path.join(journals, 'j.json'), 'w') as f:
             json.dump({'version': 1, 'id': 'j', 'uri': 'qemu:///system',
                        'guest': {'uuid': str(uuid.uuid4()), 'name': 'x'},
-                       'owner': {'pid': 1, 'start': 0, 'host': 'gone'},
+                       # A process of this host that no longer runs.
+                       'owner': {'pid': 1, 'start': 0,
+                                 'host': socket.gethostname()},
                        'store': None,
                        'steps': [{'kind': 'temp_dir', 'path': scratch}]}, f)
         with open(os.path.join(journals, 'bad.json'), 'w') as f:
