@@ -138,6 +138,8 @@ def take_snapshot(request: SnapshotRequest,
     """
     conf = conf or nse_conf.CONF
     cancel = cancel or cancel_mod.Cancel(conf.snapshot.timeout)
+    # NOTE: the guest as asked for, until its domain is looked up.
+    cancel.guest = cancel.guest or request.guest
     validate_name(request.name)
     validate_properties(request.metadata)
     options = _resolve(conf, request)

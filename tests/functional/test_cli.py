@@ -129,6 +129,9 @@ def test_progress_bar_on_a_terminal(conf_file, qcow2_guest):
      "property 'checksum' is set by the snapshot or by Glance"),
     (['snapshot', '{guest}', '--name', 'x', '--property', 'k=' + 'v' * 256],
      "the value of property 'k' has 256 characters, at most 255"),
+    # Out of time before the guest is even looked up: still named.
+    (['snapshot', '{guest}', '--name', 'x', '--timeout', '0.001'],
+     'The snapshot of nse-qcow2-'),
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(conf_file, workdir,
                                                   qcow2_guest, args,
