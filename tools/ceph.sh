@@ -69,8 +69,11 @@ print(s.getsockname()[1])'
 
 # ours PID: alive, and its command line names this cluster's ceph.conf.
 function ours {
-    alive "$1" && tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null \
-        | grep -qF -- "$CONF"
+    local cmdline
+    # NOTE: read whole first: "tr | grep -q" under pipefail fails when
+    # grep leaves before tr has written everything.
+    alive "$1" && cmdline=$(tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null) \
+        && grep -qF -- "$CONF" <<< "$cmdline"
 }
 
 # wait_for SECONDS WHAT COMMAND...

@@ -338,8 +338,9 @@ function delete_pools {
 
 # pool_stats POOL: "ceph df" knows POOL.
 function pool_stats {
-    CEPH_CONF=$CEPH_CONF timeout 10 ceph df -f json \
-        | grep -q "\"name\":\"$1\""
+    local df
+    df=$(CEPH_CONF=$CEPH_CONF timeout 10 ceph df -f json) || return 1
+    grep -q "\"name\":\"$1\"" <<< "$df"
 }
 
 # --- uWSGI services ------------------------------------------------------
@@ -800,8 +801,14 @@ function compute_up {
         --host "$1" -f value -c State)" = up ] || return 1
     "$VENV/bin/nova-manage" --config-file "$ETC/nova.conf" \
         cell_v2 discover_hosts >> "$LOG/nova-manage.log" 2>&1 || return 1
-    "$VENV/bin/openstack" hypervisor list -f value -c "Hypervisor Hostname" \
-        | grep -qx "nse-cloud-$1"
+    # NOTE: not "openstack ... | grep -q": grep leaves at its first match
+    # and, under pipefail, the SIGPIPE of the openstack command writing the
+    # next line fails the check, every time, for a host listed before the
+    # other (it was the cause of "nova-compute on host local not ready").
+    local hypervisors
+    hypervisors=$("$VENV/bin/openstack" hypervisor list -f value \
+        -c "Hypervisor Hostname") || return 1
+    grep -qx "nse-cloud-$1" <<< "$hypervisors"
 }
 
 function cmd_up {
