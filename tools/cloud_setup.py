@@ -226,7 +226,7 @@ def tempest(image, flavors):
                     'max_microversion': 'latest'},
         'compute-feature-enabled': {
             'snapshot': 'true', 'pause': 'true', 'suspend': 'true',
-            'shelve': 'false', 'console_output': 'true',
+            'shelve': 'true', 'console_output': 'true',
             'resize': 'false', 'cold_migration': 'false',
             'live_migration': 'false', 'vnc_console': 'false',
             'serial_console': 'false', 'spice_console': 'false',
