@@ -25,6 +25,8 @@ from tests.functional import guest as guest_mod
 RUNNING = 1          # Nova's power_state.RUNNING
 #: Glance's rbd store in the cloud (tools/cloud.sh).
 IMAGES_POOL = 'cloud-images'
+#: Nova's pool of instance disks on the rbd host.
+VMS_POOL = 'cloud-vms'
 
 
 def _save(demo, image, tmp_path):
@@ -146,6 +148,38 @@ def test_deferred_flatten_then_gc(demo, rbd_server, images):
     # Still the image Glance serves, now standalone.
     assert demo.run('image', 'show', '-f', 'json',
                     image['id'])['status'] == 'active'
+
+
+def test_shelve_offload_on_the_rbd_host_leaves_no_disk(demo, images,
+                                                       servers):
+    """Shelve (offloaded at once, Nova's default) of a server on the rbd
+    host, whose snapshot is direct with a deferred flatten: Nova removes
+    the disk, which keeps no ``nse-`` snapshot; unshelve boots from the
+    image.
+    """
+    server = demo.server('nse-cloud-shelve', az='rbd')
+    sid = server['id']
+    servers.append(sid)
+    demo.console_until(sid, 'CTR 100')
+    started = time.monotonic()
+    demo.run('server', 'shelve', sid)
+    conftest.wait_status(demo, sid, 'SHELVED_OFFLOADED', timeout=300)
+    print('shelve-offload took %.0f s' % (time.monotonic() - started))
+    images.append('nse-cloud-shelve-shelved')
+    disks = [n for n in _rbd_ls(VMS_POOL) if n.startswith(sid)]
+    assert disks == [], disks
+
+    demo.run('server', 'unshelve', sid)
+    conftest.wait_status(demo, sid, 'ACTIVE', timeout=300)
+    demo.console_until(sid, 'TINYGUEST READY')
+    demo.delete_server(sid)
+
+
+def _rbd_ls(pool):
+    env = dict(os.environ, CEPH_CONF=os.path.join(
+        conftest.STACK_DIR, 'ceph', 'ceph.conf'))
+    return subprocess.run(['rbd', 'ls', pool], env=env, check=True,
+                          capture_output=True, text=True).stdout.split()
 
 
 def _rbd_info(spec):
