@@ -145,16 +145,17 @@ def take_snapshot(request: SnapshotRequest,
     options = _resolve(conf, request)
     store = store or store_base.load(conf, request.store)
     store.check()
-    own_host = host is None
-    host = host or host_mod.Host(conf.snapshot_libvirt.connection_uri)
-    own_backends = backends is None
-    backends = backends or backend_base.Backends(conf)
 
     def checked_progress(stage: str, fraction: float) -> None:
         cancel.check()
         progress(stage, fraction)
 
-    try:
+    with contextlib.ExitStack() as owned:
+        # NOTE: what is made here is closed here; a caller's is its own.
+        host = host or owned.enter_context(contextlib.closing(
+            host_mod.Host(conf.snapshot_libvirt.connection_uri)))
+        backends = backends or owned.enter_context(contextlib.closing(
+            backend_base.Backends(conf)))
         with contextlib.ExitStack() as slot:
             if host_slots:
                 slot.enter_context(locks.host_slot(conf, cancel.check))
@@ -163,11 +164,6 @@ def take_snapshot(request: SnapshotRequest,
         if conf.snapshot.verify:
             verify.after_snapshot(conf, store, result)
         return result
-    finally:
-        if own_backends:
-            backends.close()
-        if own_host:
-            host.close()
 
 
 def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,

@@ -174,28 +174,12 @@ def snapshot(backend: base.ImageBackend,
     started = time.monotonic()
     check(job)
     plan = backend.plan(job)
-    style, style_reason = (local.live_choice(job) if plan.method ==
-                           policy.LIVE else (None, ''))
-    if style != 'backup':
-        raise exception.InvalidInput(
-            reason='an incremental snapshot is taken live through a backup '
-                   'job, and this one would be %s (%s)' % (
-                       plan.method, plan.reason))
+    outcome = _backup_outcome(job, plan)
     registry = Registry(job)
     found, why = find_base(job, registry)
     image_id = uuidutils.generate_uuid()
     checkpoint = PREFIX + image_id
-    meta = store_base.ImageMeta(
-        name=job.request.name, disk_format='qcow2',
-        properties=dict(job.request.metadata, method=plan.method,
-                        reason=plan.reason, source_domain=job.guest.name,
-                        source_uuid=job.guest.uuid,
-                        source_disk=job.disk.target, checkpoint=checkpoint,
-                        # NOTE: created_at has seconds only; --keep orders
-                        # restore points by this within one.
-                        created_ns=time.time_ns()))
-    outcome = steps.Outcome()
-    outcome.live_style, outcome.live_reason = style, style_reason
+    meta = _meta(job, plan, checkpoint)
     record = journal.current()
     with job.store.begin(meta, image_id) as pending:
         step = record.add(journal.CHECKPOINT, name=checkpoint)
@@ -246,6 +230,37 @@ def snapshot(backend: base.ImageBackend,
     return base.result(job, plan, stored, outcome, started, backend.name,
                        incremental_of=None if why else found.image_id,
                        incremental_reason=why or None)
+
+
+def _backup_outcome(job: model.SnapshotJob,
+                    plan: policy.Plan) -> steps.Outcome:
+    """The outcome of a live copy through a backup job.
+
+    :raises InvalidInput: the snapshot would be taken another way.
+    """
+    style, style_reason = (local.live_choice(job) if plan.method ==
+                           policy.LIVE else (None, ''))
+    if style != 'backup':
+        raise exception.InvalidInput(
+            reason='an incremental snapshot is taken live through a backup '
+                   'job, and this one would be %s (%s)' % (
+                       plan.method, plan.reason))
+    outcome = steps.Outcome()
+    outcome.live_style, outcome.live_reason = style, style_reason
+    return outcome
+
+
+def _meta(job: model.SnapshotJob, plan: policy.Plan,
+          checkpoint: str) -> store_base.ImageMeta:
+    return store_base.ImageMeta(
+        name=job.request.name, disk_format='qcow2',
+        properties=dict(job.request.metadata, method=plan.method,
+                        reason=plan.reason, source_domain=job.guest.name,
+                        source_uuid=job.guest.uuid,
+                        source_disk=job.disk.target, checkpoint=checkpoint,
+                        # NOTE: created_at has seconds only; --keep orders
+                        # restore points by this within one.
+                        created_ns=time.time_ns()))
 
 
 def _define(job: model.SnapshotJob, found: Base) -> str:

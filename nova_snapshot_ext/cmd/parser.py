@@ -16,6 +16,7 @@
 
 import argparse
 import math
+from typing import Any
 
 PROG = 'nova-snapshot-ext'
 
@@ -72,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest='command', required=True,
                                 parser_class=_Parser)
 
+    subparsers = [add(sub) for add in (_snapshot, _check, _gc, _recover,
+                                       _verify)]
+    # Global options may also follow the subcommand.
+    for p in subparsers:
+        p.add_argument('--config-file', action='append',
+                       dest='sub_config_file', default=[], metavar='F',
+                       help=argparse.SUPPRESS)
+        p.add_argument('--connect', dest='sub_connect', metavar='URI',
+                       help=argparse.SUPPRESS)
+        p.add_argument('--json', dest='sub_json', action='store_true',
+                       help=argparse.SUPPRESS)
+    return parser
+
+
+def _snapshot(sub: Any) -> argparse.ArgumentParser:
+    """The ``snapshot`` subcommand."""
     snap = sub.add_parser('snapshot', help='snapshot a guest into an image')
     snap.add_argument('domain', metavar='DOMAIN', help='name or UUID')
     snap.add_argument('--name', required=True, help='image name')
@@ -111,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help='cancel the snapshot (undoing what it made) '
                            'after this many seconds (default: [snapshot] '
                            'timeout)')
+    return snap
 
+
+def _check(sub: Any) -> argparse.ArgumentParser:
+    """The ``check`` subcommand."""
     check = sub.add_parser('check', help='host facts, and the method a '
                                          'snapshot of each guest would use')
     check.add_argument('domain', metavar='DOMAIN', nargs='?')
@@ -119,7 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help='the store a snapshot would go to (whether a '
                             'direct snapshot is possible depends on it); '
                             'default: [snapshot] default_store')
+    return check
 
+
+def _gc(sub: Any) -> argparse.ArgumentParser:
+    """The ``gc`` subcommand."""
     gc = sub.add_parser(
         'gc', help='remove what interrupted snapshots left behind (queued '
                    'image records of this command, temporary and partial '
@@ -137,14 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
                          'this and owned by no running snapshot, as left '
                          'by interrupted ones (default: [snapshot_rbd] '
                          'gc_min_age)')
+    return gc
 
+
+def _recover(sub: Any) -> argparse.ArgumentParser:
+    """The ``recover`` subcommand."""
     rec = sub.add_parser(
         'recover', help='finish or undo what interrupted snapshots left '
                         '(block jobs, managed saves, definitions, files, '
                         'queued images, Ceph snapshots and clones)')
     rec.add_argument('--dry-run', action='store_true',
                      help='only list what would be done')
+    return rec
 
+
+def _verify(sub: Any) -> argparse.ArgumentParser:
+    """The ``verify`` subcommand."""
     ver = sub.add_parser(
         'verify', help='read a stored image back: its size and hash '
                        'against the store\'s record, qemu-img check of '
@@ -157,14 +190,4 @@ def build_parser() -> argparse.ArgumentParser:
                      help='file, file:///abs/dir, glance or '
                           'glance+http://HOST:PORT; default: [snapshot] '
                           'default_store')
-
-    # Global options may also follow the subcommand.
-    for p in (snap, check, gc, rec, ver):
-        p.add_argument('--config-file', action='append',
-                       dest='sub_config_file', default=[], metavar='F',
-                       help=argparse.SUPPRESS)
-        p.add_argument('--connect', dest='sub_connect', metavar='URI',
-                       help=argparse.SUPPRESS)
-        p.add_argument('--json', dest='sub_json', action='store_true',
-                       help=argparse.SUPPRESS)
-    return parser
+    return ver
