@@ -54,7 +54,8 @@ def explain_guest(conf: cfg.ConfigOpts, host: host_mod.Host,
     try:
         disk = guest.root_disk()
         refusals.check_state(guest.name, guest.power_state())
-        refusals.check_disk(guest.name, disk, host.uri)
+        refusals.check_disk(guest.name, disk, host.uri,
+                            writers=refusals.writers_of(host, guest.uuid))
         backend = backends.for_disk(disk)
         job = model.SnapshotJob(
             conf=conf, request=model.SnapshotRequest(guest.name, 'check'),

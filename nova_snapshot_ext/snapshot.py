@@ -177,7 +177,8 @@ def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,
     disks = guest.disks() if request.all_disks else [disk]
     refusals.check_state(guest.name, guest.power_state())
     for other in disks:
-        refusals.check_disk(guest.name, other, host.uri)
+        refusals.check_disk(guest.name, other, host.uri,
+                            writers=refusals.writers_of(host, guest.uuid))
     backend = (backends.get(request.backend) if request.backend
                else backends.for_disk(disk))
     job = SnapshotJob(

@@ -45,6 +45,7 @@ from oslo_utils import uuidutils
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import guest as guest_mod
+from nova_snapshot_ext.libvirt import refusals
 from nova_snapshot_ext import model
 from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qemu_img
@@ -111,6 +112,15 @@ def for_direct(job: model.SnapshotJob) -> model.SnapshotJob:
     return dataclasses.replace(job, quiesce='never')
 
 
+def recheck_shared(job: model.SnapshotJob) -> None:
+    """Check the job's shareable disks again (see
+    :mod:`~nova_snapshot_ext.libvirt.refusals`), right before the point in
+    time: another writer may have been resumed since the first check.
+    """
+    disks = job.guest.disks() if job.request.all_disks else [job.disk]
+    refusals.recheck_shared(job.guest, disks, job.host)
+
+
 @contextlib.contextmanager
 def quiesced(job: model.SnapshotJob, paused: bool,
              outcome: Outcome) -> Iterator[None]:
@@ -119,12 +129,17 @@ def quiesced(job: model.SnapshotJob, paused: bool,
 
     :param paused: what :func:`check_quiesce` returned.
     :raises QuiesceFailed: quiesce is required and the freeze failed.
+    :raises UnsupportedDisk: a shareable disk may be written by another
+        domain now (:func:`recheck_shared`).
     """
     step = None
     if not paused:
         step = _freeze(job)
     outcome.quiesced = step is not None
     try:
+        # NOTE: the block takes the point in time: a writer of a shareable
+        # disk resumed since the first check is caught here.
+        recheck_shared(job)
         yield
     finally:
         if step is not None:
@@ -180,7 +195,10 @@ def suspended(job: model.SnapshotJob, outcome: Outcome) -> Iterator[None]:
     when the block fails. A guest that does not run is left alone.
 
     :raises GuestRestoreFailed: the guest could not be brought back.
+    :raises UnsupportedDisk: a shareable disk may be written by another
+        domain now (:func:`recheck_shared`); nothing was touched.
     """
+    recheck_shared(job)
     guest = job.guest
     state = guest.power_state()
     if state not in (guest_mod.RUNNING, guest_mod.PAUSED):
@@ -319,8 +337,13 @@ def convert(job: model.SnapshotJob, src: str, src_format: str,
     """
     conf = job.conf
     job.progress('convert', 0.0)
+    # NOTE: a shareable disk is read only when no other domain can write
+    # it (refusals.check_shared); one paused still holds it open for
+    # writing, and its lock would stop qemu-img.
+    shared = job.disk.shareable and src == job.disk.path and not image_opts
     qemu_img.convert(conf, src, src_format, out_path, job.image_format,
                      compress=conf.snapshot.compress,
                      progress=lambda f: job.progress('convert', f),
-                     image_opts=image_opts, rate_mib=rate_mib)
+                     image_opts=image_opts, rate_mib=rate_mib,
+                     force_share=shared)
     job.progress('convert', 1.0)

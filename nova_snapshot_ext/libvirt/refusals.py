@@ -19,7 +19,17 @@ before anything is touched.
   in a state libvirt does not name: QEMU may still hold the disk open
   with writes not yet on it, and neither a live nor a cold copy is one
   point in time of a guest that can run again.
-* A ``<shareable/>`` disk: another guest writes it whenever it likes.
+* A ``<shareable/>`` disk that another domain of the same connection can
+  write (:mod:`~nova_snapshot_ext.libvirt.sharing`): it writes whenever it
+  likes. One is accepted when every other domain that has it attached is
+  shut off or paused, or has it ``<readonly/>``: checked before anything
+  is touched and again right before the point in time is taken
+  (:func:`recheck_shared`). NOTE: a writer resumed *after* that point,
+  while the disk is still being read (a cold copy, the export of a live
+  one), is not seen: its writes may land in the image. Keep the other
+  writers paused or shut off until the snapshot has ended. The Nova
+  driver goes through the same check (Nova's own driver snapshots a
+  shareable disk without one; there is no switch to do the same).
 * A disk that is a file or block device of another host: with a remote
   connection URI (``qemu+ssh://host/system``) the local file of the same
   name is some other file, or none.
@@ -28,12 +38,19 @@ before anything is touched.
   plaintext, and the image would keep it unencrypted.
 """
 
+from collections.abc import Callable
 import os
 import stat
+from typing import Any
 import urllib.parse
 
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import disks as disks_mod
+from nova_snapshot_ext.libvirt import sharing
+
+#: ``writers(disk)``: the other domains that may write ``disk`` now, as
+#: ``(name, state)`` (:func:`sharing.other_writers`).
+Writers = Callable[[disks_mod.Disk], list[tuple[str, str]]]
 
 #: Power states a snapshot can start from (see ``guest._STATES``).
 SNAPSHOTTABLE = ('running', 'paused', 'shutoff')
@@ -60,8 +77,10 @@ def check_state(guest: str, state: str) -> None:
 
 
 def check_disk(guest: str, disk: disks_mod.Disk, uri: str,
-               sysfs: str = '/sys') -> None:
-    """:raises UnsupportedDisk: ``disk`` cannot be copied safely, and why.
+               sysfs: str = '/sys', writers: Writers | None = None) -> None:
+    """:param writers: who else may write a shareable disk; without it a
+        shareable disk is refused.
+    :raises UnsupportedDisk: ``disk`` cannot be copied safely, and why.
     """
     if disk.encryption:
         raise exception.UnsupportedDisk(
@@ -70,11 +89,7 @@ def check_disk(guest: str, disk: disks_mod.Disk, uri: str,
                    'disks are not supported, the image would be neither '
                    'encrypted nor readable' % (disk.target, disk.encryption))
     if disk.shareable:
-        raise exception.UnsupportedDisk(
-            guest=guest,
-            reason='its disk %s is shareable: other guests may write it '
-                   'during the copy, so no copy of it is one point in '
-                   'time' % disk.target)
+        check_shared(guest, disk, writers)
     if disk.source_type in ('file', 'block') and is_remote(uri):
         raise exception.UnsupportedDisk(
             guest=guest,
@@ -88,6 +103,53 @@ def check_disk(guest: str, disk: disks_mod.Disk, uri: str,
                 reason='its disk %s (%s) is decrypted by this host (%s); '
                        'its image would hold the plaintext, so it is '
                        'refused' % (disk.target, disk.path, layer))
+
+
+def check_shared(guest: str, disk: disks_mod.Disk,
+                 writers: Writers | None) -> None:
+    """:raises UnsupportedDisk: shareable ``disk`` may be written by
+        another domain (or, without ``writers``, by anyone) during the
+        copy.
+    """
+    if writers is None:
+        raise exception.UnsupportedDisk(
+            guest=guest,
+            reason='its disk %s is shareable: other guests may write it '
+                   'during the copy, so no copy of it is one point in '
+                   'time' % disk.target)
+    found = writers(disk)
+    if found:
+        raise exception.UnsupportedDisk(
+            guest=guest,
+            reason='its disk %s is shareable and %s may write it during '
+                   'the copy, so no copy of it is one point in time; pause '
+                   '(virsh suspend) or shut off %s until the snapshot has '
+                   'ended, or make the disk <readonly/> there' % (
+                       disk.target,
+                       ', '.join('%s (%s)' % w for w in found),
+                       ', '.join(name for name, _state in found)))
+
+
+def writers_of(host: Any, uuid: str) -> Writers:
+    """``writers`` for :func:`check_disk`: the other domains of ``host``
+    (a :class:`~nova_snapshot_ext.libvirt.host.Host`) that may write a
+    disk of the domain of UUID ``uuid``.
+    """
+    return lambda disk: sharing.other_writers(host, uuid, disk)
+
+
+def recheck_shared(guest: Any, disks: list[disks_mod.Disk],
+                   host: Any) -> None:
+    """Check the shareable ``disks`` of ``guest`` (a
+    :class:`~nova_snapshot_ext.libvirt.guest.Guest`) again, right before
+    the point in time is taken: a writer may have been resumed since
+    :func:`check_disk`.
+
+    :raises UnsupportedDisk: one may be written by another domain now.
+    """
+    for disk in disks:
+        if disk.shareable:
+            check_shared(guest.name, disk, writers_of(host, guest.uuid))
 
 
 def is_remote(uri: str) -> bool:

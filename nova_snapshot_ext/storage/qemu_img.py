@@ -188,10 +188,13 @@ def create_qcow2(path: str, size: int,
 
 def convert_cmd(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
                 dst_fmt: str, compress: bool = False,
-                image_opts: bool = False, rate_mib: int = 0) -> list[str]:
+                image_opts: bool = False, rate_mib: int = 0,
+                force_share: bool = False) -> list[str]:
     """The ``qemu-img convert`` command line for a snapshot image.
 
     :param rate_mib: read at most this many MiB/s (0: no limit).
+    :param force_share: read ``src`` although a QEMU holds it open for
+        writing (``-U``); only for a source that nothing writes meanwhile.
     """
     cmd = ['qemu-img', 'convert', '-p',
            *_source_args(src, src_fmt, image_opts),
@@ -201,6 +204,8 @@ def convert_cmd(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
         cmd.append('-c')
     if rate_mib:
         cmd += ['-r', '%dM' % rate_mib]
+    if force_share:
+        cmd.append('-U')
     cmd += [src, dst]
     return cmd
 
@@ -208,17 +213,19 @@ def convert_cmd(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
 def convert(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
             dst_fmt: str, compress: bool = False,
             progress: Progress | None = None,
-            image_opts: bool = False, rate_mib: int = 0) -> None:
+            image_opts: bool = False, rate_mib: int = 0,
+            force_share: bool = False) -> None:
     """Write ``src`` (with its backing chain) as a standalone image.
 
     :param progress: called with the fraction done, 0.0 to 1.0, as qemu-img
         reports it.
     :param image_opts: ``src`` is QEMU image options (see :func:`info`).
+    :param force_share: see :func:`convert_cmd`.
     :raises ConversionFailed: qemu-img failed or was killed; ``dst`` may
         hold a partial image, which the caller removes.
     """
     cmd = convert_cmd(conf, src, src_fmt, dst, dst_fmt, compress,
-                      image_opts, rate_mib)
+                      image_opts, rate_mib, force_share)
 
     def follow(proc: Any) -> None:
         # NOTE: processutils calls this right after starting qemu-img and

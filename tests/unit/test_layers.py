@@ -32,7 +32,7 @@ LAYERS = [
     ('exception', 'retry', 'plugins', 'conf', 'durable', 'journal', 'cancel',
      'locks', 'private'),
     ('storage', 'libvirt.disks', 'libvirt.domain', 'libvirt.backup',
-     'libvirt.guest', 'libvirt.refusals'),
+     'libvirt.guest', 'libvirt.refusals', 'libvirt.sharing'),
     ('libvirt.host', 'stores.base'),
     ('stores',),
     ('policy', 'model', 'verify'),
