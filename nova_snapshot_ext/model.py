@@ -78,6 +78,12 @@ class SnapshotRequest:
     #: store (not for a direct snapshot): e.g. Nova's limit on
     #: concurrent disk operations. Entered before the guest is touched.
     disk_ops: Callable[[], ContextManager[Any]] = contextlib.nullcontext
+    #: Entered before a running or paused guest's memory is saved for a
+    #: cold snapshot, left once the guest is back in its state: e.g.
+    #: Nova's driver detaches there the PCI, SR-IOV and mediated devices
+    #: that a memory save cannot carry, and attaches them again (its
+    #: suspend and resume).
+    guest_devices: Callable[[], ContextManager[Any]] = contextlib.nullcontext
 
 
 @dataclasses.dataclass

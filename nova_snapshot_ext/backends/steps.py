@@ -192,7 +192,9 @@ def _thaw_quietly(guest: guest_mod.Guest) -> None:
 def suspended(job: model.SnapshotJob, outcome: Outcome) -> Iterator[None]:
     """A running or paused guest's memory saved and the guest stopped for
     the duration of the block, then restored in the state it was in, even
-    when the block fails. A guest that does not run is left alone.
+    when the block fails. A guest that does not run is left alone. The
+    request's ``guest_devices`` is entered before the save and left after
+    the restore.
 
     :raises GuestRestoreFailed: the guest could not be brought back.
     :raises UnsupportedDisk: a shareable disk may be written by another
@@ -206,14 +208,17 @@ def suspended(job: model.SnapshotJob, outcome: Outcome) -> Iterator[None]:
         return
     stopped = time.monotonic()
     record = journal.current()
-    with record.step(journal.MANAGED_SAVE, state=state) as step:
-        guest.managed_save(paused=state == guest_mod.PAUSED)
-    try:
-        yield
-    finally:
-        restore_state(guest, state)
-        record.done(step)
-        outcome.downtime = time.monotonic() - stopped
+    # NOTE: the devices go back once the guest is back (or, when the save
+    # failed, still running); see SnapshotRequest.guest_devices.
+    with job.request.guest_devices():
+        with record.step(journal.MANAGED_SAVE, state=state) as step:
+            guest.managed_save(paused=state == guest_mod.PAUSED)
+        try:
+            yield
+        finally:
+            restore_state(guest, state)
+            record.done(step)
+            outcome.downtime = time.monotonic() - stopped
 
 
 def restore_state(guest: guest_mod.Guest, state: str) -> None:

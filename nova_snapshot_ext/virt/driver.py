@@ -34,14 +34,17 @@ and the service keeps answering; in threading mode they run as they are.
 The backends, and their Ceph connection, are kept from the first snapshot
 until ``cleanup_host``.
 
-``init_host`` recovers what snapshots killed with an earlier nova-compute
-left (as ``nova-snapshot-ext recover`` does). The per-guest locks and the
+``init_host`` checks that nova-compute's user can write the directories
+below, and refuses to start, in one line, if not; then it recovers what
+snapshots killed with an earlier nova-compute left (as
+``nova-snapshot-ext recover`` does). The per-guest locks and the
 journals are in ``[snapshot] lock_path`` and ``journal_directory``, by
 default the command line's, so that the command line and nova-compute
 never snapshot one guest at the same time and each recovers the other's
 interrupted snapshots.
 """
 
+import functools
 import sys
 import threading
 from typing import Any
@@ -59,8 +62,10 @@ from oslo_log import log as logging
 from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext import locks
 from nova_snapshot_ext import recovery
 from nova_snapshot_ext import snapshot as snapshot_mod
+from nova_snapshot_ext.virt import devices
 from nova_snapshot_ext.virt import image_store
 from nova_snapshot_ext.virt import records as records_mod
 from nova_snapshot_ext.virt import settings
@@ -146,8 +151,23 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
 
     def init_host(self, host: str) -> None:
         super().init_host(host)
+        self.nse_check_shared()
         self.nse_recover()
         self.nse_finish_records()
+
+    def nse_check_shared(self) -> None:
+        """Check that nova-compute's user can take the snapshot locks and
+        write the journals it shares with the command line (e.g. a
+        directory root's command line made before ``nova`` could).
+
+        :raises InvalidConfiguration: it cannot; the service does not
+            start, with one line that names the directory and the fix.
+        """
+        try:
+            locks.check(self.nse_conf)
+        except exception.SnapshotError as e:
+            LOG.error('%s', e.message)
+            raise nova_exc.InvalidConfiguration(e.message)
 
     @property
     def nse_records(self) -> records_mod.Records:
@@ -242,6 +262,10 @@ class SnapshotLibvirtDriver(libvirt_driver.LibvirtDriver):
             request = settings.request(
                 conf, instance, image_id,
                 store.record(image_id).get('name') or image_id)
+            # NOTE: a cold snapshot of a running guest goes through Nova's
+            # suspend path: its passthrough devices detached first.
+            request.guest_devices = functools.partial(
+                devices.detached, self, context, instance)
             states.pending_upload()
             result = snapshot_mod.take_snapshot(
                 request, conf, host=self.nse_host, progress=states.progress,

@@ -41,6 +41,7 @@ import greenlet
 import libvirt
 from nova.compute import task_states
 from nova import context as nova_context
+from nova import exception as nova_exc
 from nova import objects
 from nova.tests.functional.libvirt import base as libvirt_base
 from nova.virt import driver as virt_driver
@@ -82,6 +83,8 @@ class _Glance:
         self.fixture = fixture
         self.datadir = datadir
         self.data = {}
+        #: The properties each image had when its data arrived.
+        self.properties = {}
         self._create, self._update = fixture.create, fixture.update
         fixture.create, fixture.update = self.create, self.update
 
@@ -110,6 +113,8 @@ class _Glance:
         location = metadata.pop('location', None)
         image = self._update(context, image_id, metadata,
                              purge_props=purge_props)
+        if data is not None or location:
+            self.properties[image_id] = dict(image.get('properties') or {})
         if location:
             # As Nova's image API does: the location is added after the
             # update, whose record is returned.
@@ -120,9 +125,15 @@ class _Glance:
         return image
 
 
-class SnapshotDriverTest(libvirt_base.ServersTestBase):
+class DriverTestBase(libvirt_base.ServersTestBase):
+    """Real Nova with our driver on compute1, and real guests (see the
+    module); the tests are in subclasses.
+    """
+
     microversion = 'latest'
     ADMIN_API = True
+    #: compute1's host PCI devices (Nova's fake libvirt's).
+    PCI_INFO = None
 
     def setUp(self):
         # NOTE: the nova wheel installs api-paste.ini under the prefix,
@@ -153,7 +164,7 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
             snapshot_quiesced='true', live_copy_style='backup',
             live_copy_reason='libvirt has the backup API',
             source_domain='instance-00000001'))
-        self.start_compute('compute1')
+        self.start_compute('compute1', pci_info=self.PCI_INFO)
         self.driver = self.computes['compute1'].driver
         # NOTE: the engine's options are on Nova's CONF, which the test
         # case resets after each test.
@@ -186,9 +197,10 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
 
     # -- helpers -------------------------------------------------------
     def _server_with_guest(self, image=BASE_IMAGE, start=True,
-                           agent_channel=True):
+                           agent_channel=True, flavor_id=None):
         """A Nova server, and the real guest with its UUID."""
-        server = self._create_server(image_uuid=image, networks='none')
+        server = self._create_server(image_uuid=image, networks='none',
+                                     flavor_id=flavor_id)
         g = guest_mod.TestGuest(
             self.conn, os.path.join(self.workdir, server['id'][:8]),
             'nova-%s' % server['id'][:8], fmt='qcow2', data_mb=16,
@@ -268,7 +280,10 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
                 states.append(update['new_task_state'])
         return states[states.index(task_states.IMAGE_SNAPSHOT):]
 
-    # -- tests ---------------------------------------------------------
+
+
+class SnapshotDriverTest(DriverTestBase):
+
     def test_driver_is_loaded_by_its_nova_conf_name(self):
         self.assertIsInstance(self.driver, nse_driver.SnapshotLibvirtDriver)
         drv = virt_driver.load_compute_driver(fake_virt.FakeVirtAPI(),
@@ -471,6 +486,22 @@ class SnapshotDriverTest(libvirt_base.ServersTestBase):
         self.driver.nse_recover()
         self.assertFalse(os.path.exists(scratch))
         self.assertEqual(['bad.json'], os.listdir(journals))
+
+    def test_init_host_refuses_a_lock_path_it_cannot_use(self):
+        # nova-compute does not start without its locks, and says why in
+        # one line (here the directory is a file; as another user than
+        # root, see tests/functional/test_shared_host.py).
+        path = os.path.join(self.workdir, 'not-a-directory')
+        open(path, 'w').close()
+        self.flags(lock_path=path, group='snapshot')
+        with self.assertLogs('nova_snapshot_ext.virt.driver', 'ERROR') as log:
+            exc = self.assertRaises(nova_exc.InvalidConfiguration,
+                                    self.driver.init_host, 'compute1')
+        line = ('Invalid input: [snapshot] lock_path: cannot create %s: '
+                'File exists' % path)
+        self.assertEqual(line, exc.format_message())
+        self.assertEqual(['ERROR:nova_snapshot_ext.virt.driver:' + line],
+                         log.output)
 
     def test_engine_options_are_read_from_nova_conf(self):
         # What an operator writes into nova-cpu.conf, read by nova-compute

@@ -1,0 +1,89 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""A cold snapshot of a running server with a PCI device goes through
+Nova's suspend path: the device is detached from the domain before its
+memory is saved and attached again once it runs again.
+
+The host's PCI device and the instance's domain are Nova's fake libvirt's
+(this machine has no device to pass through); Nova's scheduler, PCI
+tracker and its own detach and attach code are real, and so are the
+guest whose memory is saved and the snapshot of its disk (see
+:mod:`tests.nova.test_driver`).
+"""
+
+import eventlet
+import libvirt
+from oslo_serialization import jsonutils
+
+from nova.tests.fixtures import libvirt as fakelibvirt
+
+from tests.functional import guest as guest_mod
+from tests.nova import test_driver
+
+ALIAS = 'nse-a1'
+_PCI = {'vendor_id': fakelibvirt.PCI_VEND_ID,
+        'product_id': fakelibvirt.PCI_PROD_ID}
+
+
+class PciDeviceSnapshotTest(test_driver.DriverTestBase):
+    ADDITIONAL_FILTERS = ['PciPassthroughFilter']
+
+    def setUp(self):
+        self.PCI_INFO = fakelibvirt.HostPCIDevicesInfo(num_pci=1)
+        self.flags(device_spec=[jsonutils.dumps(_PCI)],
+                   alias=[jsonutils.dumps(dict(_PCI, name=ALIAS))],
+                   group='pci')
+        super().setUp()
+
+    def _hostdevs(self, server_id):
+        """The PCI devices in the instance's domain (Nova's)."""
+        conn = self.driver._host.get_connection()
+        xml = conn.lookupByUUIDString(server_id).XMLDesc(0)
+        return xml.count("<hostdev mode='subsystem' type='pci'")
+
+    def _watch(self, g, server_id, seen):
+        """While the snapshot runs: the domain's PCI devices when the
+        real guest is found saved (shut off), once.
+        """
+        while True:
+            if g.state() == libvirt.VIR_DOMAIN_SHUTOFF:
+                seen.append(self._hostdevs(server_id))
+                return
+            eventlet.sleep(0.02)
+
+    def test_cold_snapshot_detaches_and_attaches_the_pci_device(self):
+        self.flags(method='cold', group='snapshot')
+        flavor = self._create_flavor(
+            extra_spec={'pci_passthrough:alias': '%s:1' % ALIAS})
+        server, g = self._server_with_guest(flavor_id=flavor)
+        self.assertEqual(1, self._hostdevs(server['id']))
+        before = g.last_counter()
+        seen = []
+        watcher = eventlet.spawn(self._watch, g, server['id'], seen)
+        try:
+            image_id, image = self._snapshot_done(server, 'ACTIVE')
+        finally:
+            watcher.kill()
+        self.assertEqual('cold', image['properties']['snapshot_method'])
+        # Detached while the memory was saved, and there again after.
+        self.assertEqual([0], seen)
+        self.assertEqual(1, self._hostdevs(server['id']))
+        # The guest runs on from where it was, and the image is its disk.
+        self.assertEqual(libvirt.VIR_DOMAIN_RUNNING, g.state())
+        self.assertGreater(g.wait_counter(g.last_counter() + 1), before)
+        check = guest_mod.check_image(self.images.data[image_id], 'qcow2',
+                                      g.disks.size)
+        self.assertTrue(check.point_in_time, check.counters)
+        self.assertGreaterEqual(check.last, before)
