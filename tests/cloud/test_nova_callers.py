@@ -1,0 +1,109 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS,
+#    WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or
+#    implied. See the License for the specific language governing
+#    permissions and limitations under the License.
+
+"""Nova's other callers of ``snapshot()``, through a real nova-compute,
+for what Tempest does not check: that backup rotation keeps exactly N
+backups, and that a stopped server and a shelve succeed when the image
+requires quiesce (Nova quiesces only a running server's live snapshot).
+"""
+
+import os
+import time
+
+import pytest
+
+from tests.cloud import conftest
+
+ROTATION = 2
+
+
+def _backups(cloud, sid):
+    """Ids of the server's daily backups, as Nova's rotation finds them."""
+    listed = cloud.run('image', 'list', '--property',
+                       'instance_uuid=%s' % sid, '--property',
+                       'backup_type=daily', '-f', 'json')
+    return {i['ID'] for i in listed}
+
+
+def test_backup_rotation_keeps_exactly_n(demo, local_server, images):
+    sid = local_server['id']
+    made = []
+    for i in range(ROTATION + 1):
+        name = 'nse-cloud-backup-%d' % i
+        images.append(name)
+        demo.run('server', 'backup', 'create', '--name', name, '--type',
+                 'daily', '--rotation', str(ROTATION), '--wait', sid)
+        image = demo.run('image', 'show', '-f', 'json', name)
+        assert image['status'] == 'active'
+        assert image['properties']['snapshot_method'] == 'live'
+        made.append(image['id'])
+    # NOTE: the compute manager rotates once the image is active.
+    deadline = time.monotonic() + 120
+    while _backups(demo, sid) != set(made[-ROTATION:]):
+        assert time.monotonic() < deadline, (made, _backups(demo, sid))
+        time.sleep(1)
+    conftest.wait_status(demo, sid, 'ACTIVE')
+    assert _backups(demo, sid) == set(made[-ROTATION:])
+
+
+@pytest.fixture(scope='module')
+def quiesce_image(demo, images, tmp_path_factory):
+    """The guest's image, with an agent channel, that requires quiesce
+    (the guest runs no agent: a freeze could only fail).
+    """
+    path = os.path.join(str(tmp_path_factory.mktemp('quiesce')), 'guest')
+    demo.run('image', 'save', '--file', path, conftest.IMAGE)
+    shown = demo.run('image', 'show', '-f', 'json', conftest.IMAGE)
+    name = 'nse-cloud-require-quiesce'
+    images.append(name)
+    demo.run('image', 'create', '--file', path, '--disk-format',
+             shown['disk_format'], '--container-format', 'bare',
+             '--property', 'hw_qemu_guest_agent=yes',
+             '--property', 'os_require_quiesce=yes', name)
+    os.unlink(path)
+    return name
+
+
+@pytest.mark.parametrize('zone,method', [('local', 'cold'),
+                                         ('rbd', 'direct')])
+def test_stopped_server_whose_image_requires_quiesce(
+        demo, quiesce_image, images, servers, zone, method):
+    server = demo.server('nse-cloud-quiesce-' + zone, az=zone,
+                         image=quiesce_image)
+    sid = server['id']
+    servers.append(sid)
+    demo.console_until(sid, 'CTR 100')
+    demo.run('server', 'stop', sid)
+    conftest.wait_status(demo, sid, 'SHUTOFF')
+    name = 'nse-cloud-quiesce-stopped-' + zone
+    images.append(name)
+    image = demo.snapshot(sid, name)
+    assert image['status'] == 'active'
+    assert image['properties']['snapshot_method'] == method
+    assert image['properties']['snapshot_quiesced'] == 'false'
+    if zone != 'local':
+        demo.delete_server(sid)
+        return
+    # Shelve: Nova stops the server and snapshots it, unquiesced.
+    demo.run('server', 'start', sid)
+    conftest.wait_status(demo, sid, 'ACTIVE')
+    demo.run('server', 'shelve', sid)
+    conftest.wait_status(demo, sid, 'SHELVED_OFFLOADED', timeout=300)
+    images.append('nse-cloud-quiesce-local-shelved')
+    shelved = demo.run('image', 'show', '-f', 'json',
+                       'nse-cloud-quiesce-local-shelved')
+    assert shelved['status'] == 'active'
+    assert shelved['properties']['snapshot_quiesced'] == 'false'
+    demo.run('server', 'unshelve', sid)
+    conftest.wait_status(demo, sid, 'ACTIVE', timeout=300)
+    demo.console_until(sid, 'TINYGUEST READY')
+    demo.delete_server(sid)
