@@ -677,6 +677,38 @@ class SnapshotDriverTest(DriverTestBase):
         check = guest_mod.check_image(path, 'raw', g.disks.size)
         self.assertEqual(g.disks.data_sha256, check.data_sha256)
 
+    def _shelve_offload_on_rbd(self, flatten):
+        # Shelve, offloaded at once (Nova's default): Nova stops the
+        # server, snapshots it through our driver (direct), then removes
+        # its disk. Whatever the flatten, the disk goes, the image stays
+        # whole and the server unshelves from it.
+        self.flags(flatten=flatten, group='snapshot_rbd')
+        drv, server, g, disk = self._rbd_server_with_guest(data_mb=16)
+        conf = self.driver.nse_conf
+        self.flags(images_type='rbd', images_rbd_pool='vms',
+                   images_rbd_ceph_conf=conf.snapshot_rbd.ceph_conf,
+                   rbd_user=conf.snapshot_rbd.user, group='libvirt')
+        server = self._shelve_server(server)
+        image_id, = [i for i, image in self.glance.images.items()
+                     if image['name'] == server['name'] + '-shelved']
+        self.addCleanup(drv.remove_image, 'images', image_id)
+        self.assertEqual('direct', self.glance.images[image_id][
+            'properties']['snapshot_method'])
+        self.assertFalse(drv.exists('vms', disk))
+        self.assertIsNone(drv.info('images', image_id)['parent'])
+        path = ceph_stack.export(ceph_stack.ceph_conf(),
+                                 'images/%s@snap' % image_id,
+                                 os.path.join(self.workdir, 'clone.raw'))
+        check = guest_mod.check_image(path, 'raw', g.disks.size)
+        self.assertEqual(g.disks.data_sha256, check.data_sha256)
+        self._unshelve_server(server)
+
+    def test_shelve_offload_on_rbd_inline_flatten_removes_the_disk(self):
+        self._shelve_offload_on_rbd('inline')
+
+    def test_shelve_offload_on_rbd_deferred_flatten_removes_the_disk(self):
+        self._shelve_offload_on_rbd('deferred')
+
     # -- a nova-compute that dies during a snapshot ----------------------
     def test_record_left_by_a_dead_compute_is_deleted_at_start(self):
         # The process ends in the middle of the snapshot (here: its
