@@ -106,12 +106,18 @@ def stale_tmp(name: str) -> bool | None:
 
 
 def write_json(path: str, doc: dict[str, Any]) -> None:
-    """Write ``doc`` to ``path`` whole or not at all, durably."""
+    """Write ``doc`` to ``path`` whole or not at all, durably. A file
+    that root rewrites keeps its owner (nova-compute's journal, which
+    root's ``recover`` marks).
+    """
     directory = os.path.dirname(path)
+    keep = _owner_to_keep(path)
     fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=TMP_SUFFIX,
                                dir=directory)
     try:
         with os.fdopen(fd, 'w') as f:
+            if keep is not None:
+                os.fchown(f.fileno(), keep[0], keep[1])
             json.dump(doc, f, sort_keys=True)
             f.write('\n')
             f.flush()
@@ -122,6 +128,21 @@ def write_json(path: str, doc: dict[str, Any]) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+
+
+def _owner_to_keep(path: str) -> tuple[int, int] | None:
+    """The (uid, gid) of file ``path`` when root is about to replace it
+    and it is another user's; None otherwise.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if st.st_uid == 0:
+        return None
+    return st.st_uid, st.st_gid
 
 
 def fsync_dir(path: str) -> None:

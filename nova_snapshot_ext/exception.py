@@ -206,6 +206,12 @@ class JournalUnreadable(SnapshotError):
                'Check what it names by hand, then remove it.')
 
 
+class JournalNotOurs(JournalUnreadable):
+    msg_fmt = ('Skipping the snapshot journal %(path)s: it is %(owner)s\'s '
+               'and user %(user)s cannot read it; "nova-snapshot-ext '
+               'recover" run as %(owner)s recovers it.')
+
+
 class JournalUnwritable(SnapshotError):
     msg_fmt = ('Cannot write the snapshot journal %(path)s: %(reason)s. '
                'Check [snapshot] journal_directory.')

@@ -57,6 +57,7 @@ from oslo_log import log as logging
 
 from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import private
 
 LOG = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ def opened(directory: str, guest_uuid: str, guest_name: str, uri: str,
     """
     path = os.path.join(directory, snapshot_id + SUFFIX)
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        private.makedirs(directory)
     except OSError as e:
         raise exception.JournalUnwritable(path=path,
                                           reason=e.strerror or str(e))
@@ -294,11 +295,15 @@ def opened(directory: str, guest_uuid: str, guest_name: str, uri: str,
 def read(path: str) -> Journal:
     """Read one journal file.
 
+    :raises JournalNotOurs: another user's, that this one cannot read
+        (that user's to recover).
     :raises JournalUnreadable: it is not a journal this version can read.
     """
     try:
         with open(path) as f:
             doc = json.load(f)
+    except PermissionError as e:
+        raise _not_ours(path, e)
     except (OSError, ValueError) as e:
         raise exception.JournalUnreadable(path=path, reason=str(e))
     if not isinstance(doc, dict) or not isinstance(doc.get('steps'), list):
@@ -319,12 +324,31 @@ def read(path: str) -> Journal:
     return Journal(path, header, steps)
 
 
+def _not_ours(path: str, error: OSError) -> exception.JournalUnreadable:
+    try:
+        uid = os.stat(path).st_uid
+    except OSError:
+        return exception.JournalUnreadable(path=path, reason=str(error))
+    if uid == os.geteuid():
+        return exception.JournalUnreadable(path=path, reason=str(error))
+    return exception.JournalNotOurs(path=path, owner=private.user_name(uid),
+                                    user=private.user_name(os.geteuid()))
+
+
 def paths(directory: str) -> list[str]:
-    """The journal files in ``directory``, oldest first."""
+    """The journal files in ``directory``, oldest first.
+
+    :raises InvalidInput: this user may not list it.
+    """
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
+    except PermissionError as e:
+        private.check_writable(directory, '[snapshot] journal_directory')
+        raise exception.InvalidInput(
+            reason='[snapshot] journal_directory: cannot list %s: %s' % (
+                directory, e.strerror or e))
     found = [os.path.join(directory, n) for n in names
              if n.endswith(SUFFIX) and not n.startswith('.')]
     return sorted(found, key=lambda p: (_mtime(p), p))

@@ -21,7 +21,11 @@
   command line at a time on the host.
 
 Both are file locks (``fcntl``): the kernel releases them when their
-process dies, however it dies.
+process dies, however it dies. Their files are made before a lock opens
+them (:func:`nova_snapshot_ext.private.lock_file`): root's command line
+gives the ones it makes in nova-compute's directory to nova-compute's
+user. :func:`check` tells whether this process can use the directories
+it shares with the others.
 """
 
 from collections.abc import Callable, Iterator
@@ -33,6 +37,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext import private
 from nova_snapshot_ext import retry
 
 LOG = logging.getLogger(__name__)
@@ -45,7 +50,7 @@ def lock_path(conf: cfg.ConfigOpts) -> str:
     """``[snapshot] lock_path``, created if missing."""
     path = conf.snapshot.lock_path
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        private.makedirs(path)
     except OSError as e:
         raise exception.InvalidInput(
             reason='cannot create the lock directory %s ([snapshot] '
@@ -57,6 +62,52 @@ def guest_lock_name(guest_uuid: str) -> str:
     return 'snapshot-%s' % guest_uuid
 
 
+def _lock_file(directory: str, name: str) -> str:
+    """The lock file ``name`` in ``directory``, made if missing (see
+    :func:`nova_snapshot_ext.private.lock_file`); returns ``directory``.
+    """
+    path = os.path.join(directory, name)
+    try:
+        private.lock_file(path)
+    except OSError as e:
+        raise exception.InvalidInput(
+            reason='cannot open the lock file %s ([snapshot] lock_path): '
+                   '%s' % (path, e.strerror or e))
+    return directory
+
+
+def check(conf: cfg.ConfigOpts) -> None:
+    """Check that this process can take the locks and write the journals
+    it shares with the other processes of the host (nova-compute, the
+    command line of root): ``[snapshot] lock_path`` and its lock files,
+    and ``[snapshot] journal_directory``, both made if missing.
+
+    :raises InvalidInput: it cannot; one line that names the directory
+        (or lock file), its owner and mode, and the fix.
+    """
+    locks = conf.snapshot.lock_path
+    _writable_dir(locks, '[snapshot] lock_path')
+    _writable_dir(conf.snapshot.journal_directory,
+                  '[snapshot] journal_directory')
+    for name in sorted(os.listdir(locks)):
+        if name.startswith('snapshot-'):
+            private.check_writable(os.path.join(locks, name),
+                                   '[snapshot] lock_path', file=True)
+
+
+def _writable_dir(path: str, option: str) -> None:
+    try:
+        private.makedirs(path)
+    except OSError as e:
+        parent = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(parent):
+            private.check_writable(parent, option)
+        raise exception.InvalidInput(
+            reason='%s: cannot create %s: %s' % (option, path,
+                                                 e.strerror or e))
+    private.check_writable(path, option)
+
+
 @contextlib.contextmanager
 def guest_lock(conf: cfg.ConfigOpts, guest_uuid: str,
                guest_name: str) -> Iterator[None]:
@@ -65,8 +116,9 @@ def guest_lock(conf: cfg.ConfigOpts, guest_uuid: str,
     :raises SnapshotInProgress: another process (or thread) holds it.
     """
     try:
-        with lockutils.lock(guest_lock_name(guest_uuid), external=True,
-                            lock_path=lock_path(conf), blocking=False):
+        name = guest_lock_name(guest_uuid)
+        with lockutils.lock(name, external=True, blocking=False,
+                            lock_path=_lock_file(lock_path(conf), name)):
             yield
     except lockutils.AcquireLockFailedException:
         raise exception.SnapshotInProgress(guest=guest_name)
@@ -86,8 +138,9 @@ def host_slot(conf: cfg.ConfigOpts,
         yield
         return
     path = lock_path(conf)
-    slots = [lockutils.external_lock('snapshot-slot-%d' % i,
-                                     lock_path=path) for i in range(count)]
+    names = ['snapshot-slot-%d' % i for i in range(count)]
+    slots = [lockutils.external_lock(n, lock_path=_lock_file(path, n))
+             for n in names]
     said = []
 
     def take() -> object | None:

@@ -28,10 +28,19 @@ Modes are set with ``chmod`` after each file or directory is made, so the
 process umask neither loosens nor tightens them. A file made empty by
 :func:`create` keeps its mode when a writer (``qemu-img convert`` or
 ``create``, ``open(..., 'wb')``) writes it afterwards.
+
+A host's state is shared by processes of different users: the command
+line as root, nova-compute as ``nova``. A directory made by
+:func:`makedirs`, or a lock file made by :func:`lock_file`, while running
+as root inside a directory another user owns is given to that user (and
+its group), so that root never locks that user out of a directory the two
+share; :func:`check_writable` tells the operator, in one line, when this
+process cannot write such a directory.
 """
 
 import grp
 import os
+import pwd
 import stat
 from typing import IO
 
@@ -107,15 +116,123 @@ def mkdir(path: str, gid: int | None = None) -> None:
 def makedirs(path: str, gid: int | None = None) -> None:
     """Make directory ``path`` and its missing parents; ``path`` itself,
     when made now, gets the mode of :func:`restrict` (an existing one
-    keeps its mode: the operator may have chosen it).
+    keeps its mode: the operator may have chosen it). Each directory made
+    now is given the owner of the one it is in (see :func:`inherited`).
     """
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
+    if not os.path.isdir(parent):
+        makedirs_shared(parent)
     try:
-        mkdir(path, gid)
+        os.mkdir(path, DIR)
     except FileExistsError:
         if not os.path.isdir(path):
             raise
+        return
+    give_inherited(path)
+    restrict(path, gid)
+
+
+def makedirs_shared(path: str) -> None:
+    """Make directory ``path`` and its missing parents with the process
+    umask's modes (as :func:`os.makedirs`), each given the owner of the
+    directory it is in (see :func:`inherited`).
+    """
+    parent = os.path.dirname(path)
+    if parent != path and not os.path.isdir(parent):
+        makedirs_shared(parent)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+        return
+    give_inherited(path)
+
+
+def inherited(path: str) -> Owner | None:
+    """The owner (uid, gid) to give ``path``, just made: that of the
+    directory it is in when this process runs as root and that directory
+    is another user's (root's command line making ``locks/`` in the state
+    directory of nova-compute's user); None to keep this process's.
+    """
+    if os.geteuid() != 0:
+        return None
+    st = os.stat(os.path.dirname(os.path.abspath(path)))
+    if st.st_uid == 0:
+        return None
+    return st.st_uid, st.st_gid
+
+
+def give_inherited(path: str) -> None:
+    """Give ``path`` (not followed if a link) the owner of
+    :func:`inherited`, if any.
+    """
+    owner = inherited(path)
+    if owner is not None:
+        os.chown(path, owner[0], owner[1], follow_symlinks=False)
+
+
+def lock_file(path: str) -> None:
+    """Make sure the lock file ``path`` exists before a lock
+    (``fcntl``, through oslo.concurrency) opens it for writing: made
+    private if new; made, or found, by root in another user's directory,
+    it is that user's (see :func:`inherited`), so that the user can open
+    it too. A link is refused.
+
+    :raises OSError: e.g. ``path`` is a link (``ELOOP``).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW |
+                 os.O_NONBLOCK | os.O_CLOEXEC, FILE)
+    try:
+        st = os.fstat(fd)
+        owner = inherited(path)
+        if (owner is not None and stat.S_ISREG(st.st_mode) and
+                (st.st_uid, st.st_gid) != owner):
+            os.fchown(fd, owner[0], owner[1])
+    finally:
+        os.close(fd)
+
+
+def check_writable(path: str, option: str, file: bool = False) -> None:
+    """Check that this process may make and remove files in directory
+    ``path`` (with ``file``: may write to file ``path``), which is, or
+    is in, the directory of ``option`` (e.g. ``[snapshot] lock_path``).
+
+    :raises InvalidInput: it may not: one line with the path, its owner
+        and mode, and what to do.
+    """
+    if file:
+        if os.access(path, os.W_OK, effective_ids=True):
+            return
+    elif os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK,
+                                           effective_ids=True):
+        return
+    me = user_name(os.geteuid())
+    try:
+        st = os.stat(path)
+        what = 'is owned by %s:%s, mode %04o' % (
+            user_name(st.st_uid), _group_name(st.st_gid),
+            stat.S_IMODE(st.st_mode))
+    except OSError as e:
+        what = 'cannot be looked at (%s)' % (e.strerror or e)
+    raise exception.InvalidInput(
+        reason='%s: %s %s, and user %s cannot write to it: chown it to %s '
+               '(chown -R %s: %s) or set %s to a directory of %s' % (
+                   option, path, what, me, me, me, path, option, me))
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def qemu_dir(path: str, qemu: Owner | None) -> None:

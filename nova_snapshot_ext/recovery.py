@@ -41,7 +41,9 @@ is marked done once handled, and the journal removed once every step is.
 A step of a kind this release does not know is reported and its journal
 kept.
 
-Which journals: a journal whose owner (pid and process start time, in
+Which journals: a journal another user wrote and this one cannot read
+(root's command line, nova-compute's user) is skipped with a warning, and
+left to that user; a journal whose owner (pid and process start time, in
 this boot) still runs is skipped, and so is another host's (a journal
 directory shared between hosts) and one whose guest's lock
 (:func:`nova_snapshot_ext.locks.guest_lock`) another process holds. Under
@@ -254,6 +256,10 @@ def _journals(conf: cfg.ConfigOpts, actions: list[Action],
     for path in journal.paths(directory):
         try:
             found.append(journal.read(path))
+        except exception.JournalNotOurs as e:
+            # NOTE: another user's (root's command line, nova-compute):
+            # that user recovers it; neither an error nor ours to remove.
+            LOG.warning('%s', e.message)
         except exception.JournalUnreadable as e:
             actions.append(Action(os.path.basename(path), '', KEEP, path,
                                   error=e.message))

@@ -73,6 +73,9 @@ class Claims:
         for path in journal.paths(conf.snapshot.journal_directory):
             try:
                 j = journal.read(path)
+            except exception.JournalNotOurs as e:
+                LOG.warning('%s', e.message)
+                continue
             except exception.JournalUnreadable as e:
                 LOG.debug('Skipping %s: %s', path, e)
                 continue
