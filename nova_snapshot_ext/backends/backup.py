@@ -304,14 +304,43 @@ def _short_parent() -> str:
 def _export(guest: backup_mod.BackupCalls, targets: list[str],
             tmpdir: str, sockdir: str) -> backup_mod.Export:
     """The export of disks ``targets``: their NBD socket in a directory
-    only QEMU's user can write to (QEMU makes the socket), a scratch file
-    per disk in ``tmpdir`` (libvirt makes those).
+    only QEMU can write to (QEMU makes the socket), a scratch file per
+    disk in ``tmpdir`` (libvirt makes those).
+
+    :raises LiveSnapshotImpossible: this user cannot give the directory
+        to QEMU (see :func:`_socket_dir`).
     """
     sockdir = os.path.join(sockdir, os.path.dirname(SOCKET))
     os.mkdir(sockdir, 0o700)
-    uid, gid = guest.qemu_owner()
-    os.chown(sockdir, uid, gid)
+    _socket_dir(guest, sockdir)
     return backup_mod.Export(
         socket=os.path.join(sockdir, os.path.basename(SOCKET)),
         scratch={t: os.path.join(tmpdir, '%s.scratch' % t)
                  for t in targets})
+
+
+def _socket_dir(guest: backup_mod.BackupCalls, sockdir: str) -> None:
+    """Let QEMU (and this user) alone make the socket in ``sockdir``:
+    the directory is QEMU's user's when this process is root, this
+    user's (``0700``) when QEMU runs as this user, else this user's and
+    QEMU's group's (``0730``), which a user not root can give it only as
+    a member of that group.
+
+    :raises LiveSnapshotImpossible: none of these can be done.
+    """
+    uid, gid = guest.qemu_owner()
+    if uid == os.geteuid():
+        return
+    try:
+        if os.geteuid() == 0:
+            os.chown(sockdir, uid, gid)
+        else:
+            os.chown(sockdir, -1, gid)
+            os.chmod(sockdir, 0o730)
+    except PermissionError:
+        raise exception.LiveSnapshotImpossible(
+            guest=guest.name,
+            reason='QEMU runs as uid %d gid %d, and this user (uid %d) '
+                   'can give it no directory for the NBD socket of a '
+                   'backup job: make it a member of group %d, or run as '
+                   'root' % (uid, gid, os.geteuid(), gid))

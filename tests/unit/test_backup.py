@@ -17,6 +17,10 @@ job itself runs against the real libvirt in tests/functional.
 """
 
 import os
+import pwd
+import shutil
+import stat
+import tempfile
 import types
 import xml.etree.ElementTree as ET
 
@@ -163,3 +167,86 @@ def test_the_job_step_is_done_once_the_job_is_gone(tmp_path):
         with backup_backend._job(EndingGuest(ends=True), export):
             pass
         assert [s.done for s in j.steps] == [True]
+
+
+class QemuOf:
+    """A guest whose QEMU runs as ``uid``:``gid``."""
+
+    name = 'g'
+
+    def __init__(self, uid, gid):
+        self.owner = (uid, gid)
+
+    def qemu_owner(self):
+        return self.owner
+
+
+def _as_nobody(func):
+    """``func()`` in a child process of user nobody (its group only):
+    its result, or the message of the SnapshotError it raised.
+    """
+    nobody = pwd.getpwnam('nobody')
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        result = 'died'
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            result = func()
+        except exception.SnapshotError as e:
+            result = e.message
+        except BaseException as e:  # noqa: B902 - reported to the parent
+            result = repr(e)
+        finally:
+            os.write(w, repr(result).encode())
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        text = f.read()
+    os.waitpid(pid, 0)
+    return text
+
+
+@pytest.fixture
+def nobodys(tmp_path):
+    """A directory of user nobody that nobody reaches."""
+    nobody = pwd.getpwnam('nobody')
+    path = tempfile.mkdtemp(prefix='nse-test-')
+    os.chmod(path, 0o755)
+    os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    yield path, nobody
+    shutil.rmtree(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs root to become nobody')
+def test_the_socket_directory_is_qemus_or_the_snapshot_says_why(nobodys):
+    path, nobody = nobodys
+    # Root gives it to QEMU's user.
+    made = backup_backend._export(QemuOf(nobody.pw_uid, nobody.pw_gid),
+                                  ['vda'], path, path)
+    sockdir = os.path.dirname(made.socket)
+    st = os.stat(sockdir)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (
+        nobody.pw_uid, nobody.pw_gid, 0o700)
+    os.rmdir(sockdir)
+
+    def export(uid, gid):
+        made = backup_backend._export(QemuOf(uid, gid), ['vda'], path, path)
+        st = os.stat(os.path.dirname(made.socket))
+        os.rmdir(os.path.dirname(made.socket))
+        return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+
+    # A user that is not root: QEMU as itself; QEMU of its group; QEMU of
+    # another group, which it may not give a directory to.
+    assert _as_nobody(lambda: export(nobody.pw_uid, 0)) == repr(
+        (nobody.pw_uid, nobody.pw_gid, 0o700))
+    assert _as_nobody(lambda: export(0, nobody.pw_gid)) == repr(
+        (nobody.pw_uid, nobody.pw_gid, 0o730))
+    assert _as_nobody(lambda: export(0, 0)) == repr(
+        'A live snapshot of g is not possible: QEMU runs as uid 0 gid 0, '
+        'and this user (uid %d) can give it no directory for the NBD '
+        'socket of a backup job: make it a member of group 0, or run as '
+        'root. Use --method cold or --method auto.' % nobody.pw_uid)
