@@ -261,7 +261,7 @@ def collect_garbage(conf: cfg.ConfigOpts, store: store_base.ImageStore,
     claims = sweep.Claims(conf)
     actions = [Action(verb, target, reason, run=run) for
                verb, target, reason, run in
-               sweep.local(conf, min_age, claims)
+               sweep.local(conf, min_age, claims, store)
                + sweep.records(store, min_age, claims)]
     if store.SUPPORTS_LOCATION:
         actions += _ceph(conf, store, min_age, driver)

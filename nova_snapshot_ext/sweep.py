@@ -27,9 +27,11 @@ keeps its files too.
   live journal. Records made by Nova's compute API never carry the
   property.
 * Local leftovers: ``snap-*``, ``glance-*`` and ``image-*`` directories in
-  ``[snapshot] temp_directory`` and ``.<id>.partial`` directories in
-  ``[snapshot_file_store] directory``, last changed more than
-  ``min_age`` seconds ago, claimed by no live journal.
+  ``[snapshot] temp_directory``, and ``.<id>.partial`` (an image being
+  written) and ``.<id>.<tag>.deleting`` (an image being deleted)
+  directories in ``[snapshot_file_store] directory`` and in the directory
+  store ``gc`` was given, last changed more than ``min_age`` seconds ago,
+  claimed by no live journal.
 
 Each finding is ``(verb, target, reason, run)``; :mod:`nova_snapshot_ext.gc`
 reports and runs them.
@@ -92,21 +94,33 @@ class Claims:
                         str(step.data.get('path'))))
 
 
-def local(conf: cfg.ConfigOpts, min_age: float,
-          claims: Claims) -> list[Finding]:
-    """Temporary and partial directories no live snapshot owns."""
+def local(conf: cfg.ConfigOpts, min_age: float, claims: Claims,
+          store: store_base.ImageStore | None = None) -> list[Finding]:
+    """Temporary, partial and half-deleted directories no live snapshot
+    owns, in the configured directories and in ``store`` when it is a
+    directory store.
+    """
     found = []
     temp = conf.snapshot.temp_directory
     for name in _names(temp):
         if name.startswith(TEMP_PREFIXES):
             found += _old_dir(os.path.join(temp, name), 'temporary '
                               'directory', min_age, claims)
-    images = conf.snapshot_file_store.directory
-    for name in _names(images):
-        if name.startswith('.') and name.endswith(
-                file_store.PARTIAL_SUFFIX):
-            found += _old_dir(os.path.join(images, name), 'partial image',
-                              min_age, claims)
+    stores = [os.path.normpath(conf.snapshot_file_store.directory)]
+    if isinstance(store, file_store.FileStore) and \
+            store.directory not in stores:
+        stores.append(store.directory)
+    for images in stores:
+        for name in _names(images):
+            if not name.startswith('.'):
+                continue
+            if name.endswith(file_store.PARTIAL_SUFFIX):
+                found += _old_dir(os.path.join(images, name),
+                                  'partial image', min_age, claims)
+            elif name.endswith(file_store.DELETING_SUFFIX):
+                found += _old_dir(os.path.join(images, name),
+                                  'half-deleted image', min_age, claims,
+                                  'left by an interrupted delete')
     return found
 
 
@@ -117,8 +131,9 @@ def _names(directory: str) -> list[str]:
         return []
 
 
-def _old_dir(path: str, what: str, min_age: float,
-             claims: Claims) -> list[Finding]:
+def _old_dir(path: str, what: str, min_age: float, claims: Claims,
+             left_by: str = 'left by an interrupted snapshot'
+             ) -> list[Finding]:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -131,8 +146,8 @@ def _old_dir(path: str, what: str, min_age: float,
     if age < min_age:
         return []
     return [(REMOVE_DIR, path,
-             '%s left by an interrupted snapshot (%d s old, no snapshot '
-             'running owns it)' % (what, age),
+             '%s %s (%d s old, no snapshot running owns it)' % (
+                 what, left_by, age),
              lambda: _rmtree(path))]
 
 

@@ -20,12 +20,17 @@ Layout of the store directory::
     <directory>/<image id>/metadata.json      name, format, sizes, sha256,
                                               method, reason, domain, time
     <directory>/.<image id>.partial/          an image being written
+    <directory>/.<image id>.<tag>.deleting/   an image being deleted
     <directory>/<image id>/*.flat             a flatten in progress
                                               (FileStore.flatten)
 
 An image is written inside its hidden ``.partial`` directory, synced, and
 then renamed into place in one step, so a crash never leaves a directory
-that looks complete.
+that looks complete. It is deleted the other way round: renamed to a
+hidden ``.deleting`` directory in one step (synced), then removed, so a
+crash never leaves half an image under its id. Neither hidden kind is
+listed or verified; ``gc`` removes what a crash left of both
+(:mod:`nova_snapshot_ext.sweep`).
 
 Images hold guest data: their files are readable by the store's owner
 only, or also by ``[snapshot_file_store] file_group``
@@ -57,6 +62,8 @@ from nova_snapshot_ext.stores import base
 LOG = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = '.partial'
+#: Suffix of the hidden directory of an image being deleted.
+DELETING_SUFFIX = '.deleting'
 METADATA = 'metadata.json'
 #: Suffix of the files of a flatten in progress.
 FLAT_SUFFIX = '.flat'
@@ -260,9 +267,29 @@ class FileStore(base.ImageStore):
                                              reason=e.strerror or str(e))
 
     def delete(self, image_id: str) -> None:
-        if uuidutils.is_uuid_like(image_id):
-            shutil.rmtree(os.path.join(self.directory, image_id),
-                          ignore_errors=True)
+        """Delete image ``image_id``, crash-safe: once it is renamed away
+        (one step) it is no longer an image, whatever is left of it; a
+        crash during the removal leaves a hidden ``.deleting`` directory
+        that ``gc`` removes. Never raises: an image that cannot be renamed
+        away is kept whole, and logged.
+        """
+        if not uuidutils.is_uuid_like(image_id):
+            return
+        path = os.path.join(self.directory, image_id)
+        doomed = os.path.join(self.directory, '.%s.%s%s' % (
+            image_id, uuidutils.generate_uuid(dashed=False)[:8],
+            DELETING_SUFFIX))
+        try:
+            os.rename(path, doomed)
+            durable.fsync_dir(self.directory)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            LOG.error('Could not delete image %(id)s of %(store)s: %(err)s',
+                      {'id': image_id, 'store': self, 'err': e})
+            if not os.path.lexists(doomed):
+                return
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def list(self) -> list[dict[str, Any]]:
         """The metadata of every complete image, oldest first."""
