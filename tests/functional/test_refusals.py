@@ -24,6 +24,7 @@ other one is booted once for the module.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -32,6 +33,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
+from nova_snapshot_ext import journal
 from tests.functional import guest as guest_mod
 
 
@@ -146,6 +148,40 @@ def test_a_shareable_disk_is_taken_while_the_other_guest_is_paused(
     assert other_guest.state() == libvirt.VIR_DOMAIN_PAUSED
     temp = os.path.join(workdir, 'state', 'tmp')
     assert not os.path.isdir(temp) or os.listdir(temp) == []
+
+
+def test_a_writer_resumed_before_the_point_in_time_is_caught(
+        shareable_guest, other_guest, workdir):
+    """Paused at the first check, resumed before the copy (the command
+    stopped by its test hook once its partial image exists): refused at
+    the point in time, and what it made is undone.
+    """
+    other_guest.dom.suspend()
+    conf = os.path.join(workdir, 'nse.conf')
+    with open(conf, 'w') as f:
+        f.write('[DEFAULT]\nstate_path = %s\n' % os.path.join(workdir,
+                                                              'state'))
+    proc = subprocess.Popen(
+        [sys.executable, '-X', journal.TEST_HOOKS, '-m',
+         'nova_snapshot_ext.cmd.main', '--config-file', conf, 'snapshot',
+         shareable_guest.name, '--name', 'x'],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, **{journal.TEST_STOP_AFTER:
+                                journal.STORE_PARTIAL}))
+    guest_mod.wait_stopped(proc)
+    images = os.path.join(workdir, 'state', 'images')
+    assert any(n.endswith('.partial') for n in os.listdir(images))
+    other_guest.dom.resume()
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out + err
+    assert err.count('\n') == 1, err
+    assert 'its disk vda is shareable and %s (running) may write it' % (
+        other_guest.name) in err
+    assert os.listdir(images) == []
+    temp = os.path.join(workdir, 'state', 'tmp')
+    assert not os.path.isdir(temp) or os.listdir(temp) == []
+    assert shareable_guest.state() == libvirt.VIR_DOMAIN_SHUTOFF
 
 
 def test_a_shareable_disk_is_taken_when_the_other_guest_is_shut_off(
