@@ -319,6 +319,20 @@ def _export(guest: backup_mod.BackupCalls, targets: list[str],
                  for t in targets})
 
 
+def socket_unreachable(guest: backup_mod.BackupCalls) -> str | None:
+    """Why this user cannot share a directory for the NBD socket of a
+    backup job with the guest's QEMU (see :func:`_socket_dir`); None when
+    it can.
+    """
+    uid, gid = guest.qemu_owner()
+    if os.geteuid() in (0, uid) or gid == os.getegid() or \
+            gid in os.getgroups():
+        return None
+    return ('QEMU runs as uid %d gid %d, and this user (uid %d) is not '
+            'in group %d, so it can share no directory with QEMU for the '
+            'NBD socket of a backup job' % (uid, gid, os.geteuid(), gid))
+
+
 def _socket_dir(guest: backup_mod.BackupCalls, sockdir: str) -> None:
     """Let QEMU (and this user) alone make the socket in ``sockdir``:
     the directory is QEMU's user's when this process is root, this

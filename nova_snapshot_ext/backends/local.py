@@ -209,17 +209,19 @@ def live_choice(job: model.SnapshotJob) -> tuple[str, str]:
     configured = '[snapshot_libvirt] live_copy_style = %s' % style
     lacks = ''
     if style in ('auto', 'backup'):
+        lacks = ('libvirt and QEMU here have no backup API for guests of '
+                 'this kind')
         if job.guest.backup_supported():
-            return 'backup', (configured if style == 'backup' else
-                              'libvirt and QEMU here have the backup API '
-                              'for guests of this kind')
+            lacks = backup.socket_unreachable(job.guest) or ''
+            if not lacks:
+                return 'backup', (configured if style == 'backup' else
+                                  'libvirt and QEMU here have the backup '
+                                  'API for guests of this kind')
         if style == 'backup':
             raise exception.LiveSnapshotImpossible(
                 guest=job.guest.name,
                 reason='[snapshot_libvirt] live_copy_style is backup but '
-                       'libvirt and QEMU here have no backup API for it')
-        lacks = 'libvirt and QEMU here have no backup API for guests of ' \
-                'this kind'
+                       + lacks)
     if style in ('auto', 'blockcopy'):
         if job.host.has_transient_block_copy():
             return 'blockcopy', (configured if style == 'blockcopy' else

@@ -16,6 +16,7 @@
 job itself runs against the real libvirt in tests/functional.
 """
 
+import ast
 import os
 import pwd
 import shutil
@@ -51,11 +52,15 @@ def test_the_job_exports_its_disks_and_leaves_the_others_out():
 class FakeGuest:
     name = 'g'
 
-    def __init__(self, backup_supported):
+    def __init__(self, backup_supported, qemu=None):
         self._backup = backup_supported
+        self._qemu = qemu or (os.geteuid(), os.getegid())
 
     def backup_supported(self):
         return self._backup
+
+    def qemu_owner(self):
+        return self._qemu
 
 
 def job(conf, style, backup_api, transient):
@@ -250,3 +255,25 @@ def test_the_socket_directory_is_qemus_or_the_snapshot_says_why(nobodys):
         'and this user (uid %d) can give it no directory for the NBD '
         'socket of a backup job: make it a member of group 0, or run as '
         'root. Use --method cold or --method auto.' % nobody.pw_uid)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs root to become nobody')
+def test_a_user_that_cannot_share_the_socket_mirrors_instead(conf):
+    # NOTE: as a nova-compute not in QEMU's group: the backup job's
+    # socket is out of reach, so auto takes a block copy, and says why.
+    def choice(style):
+        j = job(conf, style, True, True)
+        j.guest = FakeGuest(True, qemu=(64055, 64055))
+        return local.live_choice(j)
+
+    style, why = ast.literal_eval(_as_nobody(lambda: choice('auto')))
+    assert style == 'blockcopy'
+    assert why == (
+        'QEMU runs as uid 64055 gid 64055, and this user (uid %d) is not '
+        'in group 64055, so it can share no directory with QEMU for the '
+        'NBD socket of a backup job: a mirror into a delta'
+        % pwd.getpwnam('nobody').pw_uid)
+    assert 'live_copy_style is backup but QEMU runs as uid 64055' in (
+        _as_nobody(lambda: choice('backup')))
+    # Root shares it whatever QEMU's user.
+    assert choice('auto')[0] == 'backup'
