@@ -281,7 +281,6 @@ class DriverTestBase(libvirt_base.ServersTestBase):
         return states[states.index(task_states.IMAGE_SNAPSHOT):]
 
 
-
 class SnapshotDriverTest(DriverTestBase):
 
     def test_driver_is_loaded_by_its_nova_conf_name(self):
