@@ -32,23 +32,38 @@
 #     identity, image, placement, compute and network in RegionOne.
 #   Glance (uWSGI, :9292, keystonemiddleware, tools/glance.sh instance
 #     "cloud"): stores file1 (file) and rbd1 (the stack's Ceph, pool
-#     cloud-images, the default store).
+#     cloud-images, the default store); image API 2.17 (the location
+#     API), do_secure_hash on.
 #   Placement (uWSGI, :8778).
 #   Neutron API (uWSGI, :9696): ML2, no agents; servers boot with no NIC.
-#   Nova API (uWSGI, :8774), conductor, scheduler and two nova-compute
+#   Nova API (uWSGI, :8774), conductor, scheduler and three nova-compute
 #     services with compute_driver = nova_snapshot_ext.SnapshotLibvirtDriver
 #     and [libvirt] virt_type = qemu:
 #       nova-compute-local  host "local": instance disks are qcow2 files;
+#       nova-compute-local2 host "local2": the same, a second host to
+#                           unshelve (or move) a server of zone "local" to;
 #       nova-compute-rbd    host "rbd": [libvirt] images_type = rbd on the
 #                           stack's Ceph (pool cloud-vms).
-#     Each has a libvirtd of its own (hostname nse-cloud-HOST), in a
-#     private mount and UTS namespace, with the stack's libvirt and QEMU:
-#     Nova names a libvirt compute node after its libvirtd's hostname (two
-#     services on one libvirtd would be one node twice), and refuses to
-#     start a new compute service on a libvirtd that has domains already
-#     (the functional tests' guests on the stack's libvirtd).
-#     Aggregates "local" and "rbd" (one host each) are availability zones
-#     of those names; a server without a zone goes to "local".
+#     nova-compute of local and local2 runs as the system user nova
+#     (primary group nova, supplementary groups libvirt and libvirt-qemu),
+#     as Debian's and Ubuntu's packages run it: its state, instances, logs,
+#     locks and journals are nova's, its nova.conf files root:nova 0640,
+#     its privileged helpers (oslo.privsep) start through sudo, which
+#     /etc/sudoers.d/nova-snapshot-ext-cloud allows for exactly the venv's
+#     privsep-helper with that host's configuration (written by "up",
+#     removed by "down"), and it reaches its libvirtd through a socket of
+#     group libvirt (0770).  nova-compute of rbd runs as root.
+#     Each host has a libvirtd of its own (hostname nse-cloud-HOST), in a
+#     private mount and UTS namespace, with the stack's libvirt and QEMU
+#     (QEMU runs as libvirt-qemu, libvirt's dynamic ownership gives it the
+#     disks): Nova names a libvirt compute node after its libvirtd's
+#     hostname (two services on one libvirtd would be one node twice), and
+#     refuses to start a new compute service on a libvirtd that has domains
+#     already (the functional tests' guests on the stack's libvirtd).
+#     Aggregates "local" (hosts local and local2) and "rbd" are
+#     availability zones of those names; a server without a zone goes to
+#     zone "local", and there to host local while it has room: the
+#     scheduler packs by RAM only, and local reserves more of it.
 #   A Ceph manager for the stack's cluster: Nova's rbd backend asks it
 #     for the pools' usage.
 #   The test image "nse-guest" (a qcow2 disk with kernel_id/ramdisk_id:
@@ -60,7 +75,9 @@
 #   cli.conf               nova-snapshot-ext's --config-file on host rbd
 #                          (venv/bin/nova-snapshot-ext gc --store glance)
 #   tempest/               a Tempest workspace: etc/tempest.conf describes
-#                          this cloud
+#                          this cloud (servers in zone local);
+#                          etc/tempest-rbd.conf the same with servers in
+#                          zone rbd (tempest run --config-file)
 #   venv/                  every service, the openstack client and Tempest
 #                          (tools/cloud-requirements.txt, pinned by
 #                          tools/cloud-constraints.txt) and this project
@@ -73,6 +90,8 @@
 #   STACK_DIR   see tools/stack.sh
 #   CLOUD_DIR   default $STACK_DIR/cloud
 #   CLOUD_DB_PORT  default 13306
+#   CLOUD_PYTHON   the venv's Python (default /usr/bin/python3; any user
+#                  must be able to run it)
 
 set -euo pipefail
 
@@ -83,6 +102,7 @@ source "$TOOLS_DIR/functions.sh"
 STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
 CLOUD_DIR=$(realpath -m -- "${CLOUD_DIR:-$STACK_DIR/cloud}")
 VENV=$CLOUD_DIR/venv
+PYTHON=${CLOUD_PYTHON:-/usr/bin/python3}
 ETC=$CLOUD_DIR/etc
 LOG=$CLOUD_DIR/log
 RUN=$CLOUD_DIR/run
@@ -103,9 +123,15 @@ STOP_TIMEOUT=${STOP_TIMEOUT:-20}
 # Started in this order, stopped in the reverse one.
 SERVICES=(
     mysqld epmd rabbitmq ceph-mgr keystone placement neutron nova-api
-    nova-conductor nova-scheduler libvirtd-local libvirtd-rbd
-    nova-compute-local nova-compute-rbd
+    nova-conductor nova-scheduler libvirtd-local libvirtd-local2
+    libvirtd-rbd nova-compute-local nova-compute-local2 nova-compute-rbd
 )
+# The compute hosts; those of NOVA_USER_HOSTS run nova-compute as
+# $NOVA_USER, the others as root.
+COMPUTE_HOSTS=(local local2 rbd)
+NOVA_USER_HOSTS=(local local2)
+NOVA_USER=nova
+SUDOERS=/etc/sudoers.d/nova-snapshot-ext-cloud
 
 export STACK_DIR CLOUD_DIR
 
@@ -200,12 +226,16 @@ function secret {
 
 function cmd_install {
     local recipe
-    recipe=$(cat "$TOOLS_DIR/cloud-requirements.txt" \
-        "$TOOLS_DIR/cloud-constraints.txt" | sha256sum | cut -d' ' -f1)
+    mkdir -p "$LOG"
+    # The system's Python, which every user may run: nova-compute runs as
+    # nova, and a Python of root's (pyenv's, below /root) is not nova's.
+    recipe=$({ cat "$TOOLS_DIR/cloud-requirements.txt" \
+        "$TOOLS_DIR/cloud-constraints.txt"; "$PYTHON" --version; } \
+        | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$VENV/recipe" 2>/dev/null)" != "$recipe" ]; then
         log "installing the services into $VENV (a few minutes)"
         rm -rf "$VENV"
-        python3 -m venv "$VENV"
+        "$PYTHON" -m venv "$VENV"
         "$VENV/bin/pip" install -q -U pip
         "$VENV/bin/pip" install -q -c "$TOOLS_DIR/cloud-constraints.txt" \
             -r "$TOOLS_DIR/cloud-requirements.txt"
@@ -445,7 +475,12 @@ CONF
 
 function start_glance {
     local extra=$ETC/glance-extra.conf
-    : > "$extra"
+    # Glance's default, said: a location added through the location API
+    # (our direct snapshot's) gets its checksum and hash by a task.
+    cat > "$extra" <<CONF
+[DEFAULT]
+do_secure_hash = true
+CONF
     authtoken "$extra" glance
     GLANCE_VENV=$VENV GLANCE_PORT=$GLANCE_PORT GLANCE_FLAVOR=keystone \
         GLANCE_CEPH_CONF=$CEPH_CONF GLANCE_CEPH_POOL=$CLOUD_IMAGES_POOL \
@@ -516,6 +551,8 @@ function write_nova_conf {
     local conf=$ETC/nova.conf
     cp "$VENV/etc/nova/api-paste.ini" "$ETC/nova-api-paste.ini"
     mkdir -p "$CLOUD_DIR/nova/locks"
+    # It holds passwords: root's, readable by group nova (nova-compute).
+    install -m 0640 -g "$NOVA_USER" /dev/null "$conf"
     cat > "$conf" <<CONF
 [DEFAULT]
 transport_url = $(transport_url)
@@ -560,6 +597,11 @@ discover_hosts_in_cells_interval = -1
 
 [filter_scheduler]
 enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter
+# Pack by free RAM, and by nothing else: a server without a zone goes to
+# host local (it reserves more RAM than local2) while local has room, as
+# the cloud tests expect.
+weight_classes = nova.scheduler.weights.ram.RAMWeigher
+ram_weight_multiplier = -1.0
 
 [glance]
 api_servers = http://$HOST_IP:$GLANCE_PORT
@@ -594,31 +636,118 @@ send_service_user_token = true
 CONF
 }
 
-# compute_conf HOST: the nova.conf overlay of compute service HOST.
+# compute_user HOST: the user nova-compute of HOST runs as.
+function compute_user {
+    local h
+    for h in "${NOVA_USER_HOSTS[@]}"; do
+        if [ "$h" = "$1" ]; then
+            echo "$NOVA_USER"
+            return 0
+        fi
+    done
+    echo root
+}
+
+# make_nova_user: the system user nova-compute runs as on the hosts of
+# NOVA_USER_HOSTS, as Debian's nova-common makes it, in group libvirt
+# (its libvirtd's socket) and in QEMU's group libvirt-qemu: the driver
+# gives a backup job's NBD socket directory to QEMU's group, which only
+# root or a member of it may do (else no live snapshot).
+function make_nova_user {
+    local group groups
+    if ! getent passwd "$NOVA_USER" >/dev/null; then
+        adduser --quiet --system --group --no-create-home \
+            --home "$CLOUD_DIR/nova-${NOVA_USER_HOSTS[0]}" "$NOVA_USER"
+    fi
+    groups=$(id -nG "$NOVA_USER")
+    for group in libvirt libvirt-qemu; do
+        if ! grep -qx -- "$group" <<< "${groups// /$'\n'}"; then
+            adduser --quiet "$NOVA_USER" "$group"
+        fi
+    done
+}
+
+# helper_command HOST: how nova-compute of HOST starts its privileged
+# helpers (oslo.privsep appends the context and the socket's path).
+function helper_command {
+    local cmd=("$VENV/bin/privsep-helper" --config-file "$ETC/nova.conf"
+               --config-file "$ETC/nova-compute-$1.conf")
+    if [ "$(compute_user "$1")" != root ]; then
+        cmd=(sudo "${cmd[@]}")
+    fi
+    echo "${cmd[*]}"
+}
+
+# write_sudoers: user nova may run the venv's privsep-helper, with the
+# configuration of its hosts, as root (as distributions allow it
+# nova-rootwrap); nothing else.
+function write_sudoers {
+    local host tmp
+    tmp=$(mktemp)
+    {
+        echo "# tools/cloud.sh: nova-compute of the cloud's hosts" \
+            "${NOVA_USER_HOSTS[*]}"
+        echo "# starts its oslo.privsep helpers through sudo.  Removed by" \
+            "\"tools/cloud.sh down\"."
+        for host in "${NOVA_USER_HOSTS[@]}"; do
+            echo "$NOVA_USER ALL = (root) NOPASSWD: $(helper_command "$host" \
+                | cut -d' ' -f2-) --privsep_context * --privsep_sock_path *"
+        done
+    } > "$tmp"
+    visudo -cqf "$tmp" || { rm -f "$tmp"; die "bad sudoers rules"; }
+    install -m 0440 "$tmp" "$SUDOERS"
+    rm -f "$tmp"
+}
+
+# compute_conf HOST: the nova.conf overlay of compute service HOST, and
+# the directories of nova-compute there, its user's.
 function compute_conf {
-    local host=$1 conf=$ETC/nova-compute-$1.conf
-    mkdir -p "$CLOUD_DIR/nova-$host/instances"
+    local host=$1 conf=$ETC/nova-compute-$1.conf user state
+    local qemu_group=libvirt-qemu
+    user=$(compute_user "$host")
+    state=$CLOUD_DIR/nova-$host
+    # QEMU (libvirt-qemu) passes through state and instances to the
+    # disks; the rest is nova-compute's own.
+    install -d -o "$user" -g "$user" -m 0755 "$state" "$state/instances"
+    install -d -o "$user" -g "$user" -m 0750 "$state/locks" \
+        "$state/snapshot-locks"
+    install -d -o "$user" -g "$user" -m 0700 "$state/snapshot-journals"
+    # The snapshots' temporary files: QEMU opens them by name.
+    install -d -o "$user" -g "$qemu_group" -m 0710 "$state/snapshot-tmp"
+    [ -e "$LOG/nova-compute-$host.log" ] \
+        || install -m 0640 -o "$user" -g "$user" /dev/null \
+            "$LOG/nova-compute-$host.log"
+    install -m 0640 -g "$user" /dev/null "$conf"
     cat > "$conf" <<CONF
 [DEFAULT]
 host = $host
-state_path = $CLOUD_DIR/nova-$host
-instances_path = $CLOUD_DIR/nova-$host/instances
+state_path = $state
+instances_path = $state/instances
 log_file = $LOG/nova-compute-$host.log
 
-# Two compute hosts on one machine: each its own journals and locks (on
-# a real host they are host-wide, shared with nova-snapshot-ext there).
-[snapshot]
-journal_directory = $CLOUD_DIR/nova-$host/snapshot-journals
-lock_path = $CLOUD_DIR/nova-$host/snapshot-locks
+[oslo_concurrency]
+lock_path = $state/locks
 
-# nova-compute runs as root: its privileged helpers need no sudo nor
-# rootwrap (not installed), only the venv's privsep-helper.
+# Three compute hosts on one machine: each its own journals, locks and
+# temporary files (on a real host they are host-wide, shared with
+# nova-snapshot-ext there).
+[snapshot]
+journal_directory = $state/snapshot-journals
+lock_path = $state/snapshot-locks
+temp_directory = $state/snapshot-tmp
+
+# The venv's privsep-helper, as root: through sudo when nova-compute runs
+# as $NOVA_USER (no rootwrap installed).
 [nova_sys_admin]
-helper_command = $VENV/bin/privsep-helper --config-file $ETC/nova.conf --config-file $conf
+helper_command = $(helper_command "$host")
 
 [privsep_osbrick]
-helper_command = $VENV/bin/privsep-helper --config-file $ETC/nova.conf --config-file $conf
+helper_command = $(helper_command "$host")
 CONF
+    if [ "$host" = local ]; then
+        # The scheduler packs by RAM: host local first (write_nova_conf).
+        iniset "$conf" DEFAULT reserved_host_memory_mb 1024
+    fi
     # The devstack plugin's own functions write our options, as in a
     # devstack run: the driver, [snapshot], and with Ceph [snapshot_rbd].
     # On the rbd host the clones are flattened later, by
@@ -726,15 +855,22 @@ function lv_uri {
 # start_libvirtd HOST: a libvirtd (and its virtlogd) of compute host HOST
 # in a private mount and UTS namespace: its hostname (nse-cloud-HOST), its
 # domain and secret definitions, its run, state, cache and log
-# directories are its own; its socket is $CLOUD_DIR/libvirt-HOST/run.
+# directories are its own; its socket is $CLOUD_DIR/libvirt-HOST/run,
+# group libvirt's (0770, no polkit: the group is the permission, as with
+# Debian's libvirtd and its polkit rule).  wait_libvirtd HOST waits for it.
 function start_libvirtd {
     local host=$1 lv=$CLOUD_DIR/libvirt-$1 d
     for d in run etc-qemu etc-secrets lib cache log; do
         mkdir -p "$lv/$d"
     done
     chmod 0700 "$lv/etc-secrets"
+    chgrp libvirt "$lv/run"
+    chmod 0750 "$lv/run"
     cat > "$lv/libvirtd.conf" <<CONF
 unix_sock_dir = "$lv/run"
+unix_sock_group = "libvirt"
+unix_sock_rw_perms = "0770"
+auth_unix_rw = "none"
 CONF
     cat > "$lv/start" <<'SH'
 #!/bin/bash
@@ -755,8 +891,11 @@ exec libvirtd -p "$lv/run/libvirtd.pid" -f "$lv/libvirtd.conf"
 SH
     spawn "libvirtd-$host" unshare --mount --uts --propagation private \
         bash "$lv/start" "nse-cloud-$host" "$lv"
-    wait_for "libvirtd of host $host" virsh -c "$(lv_uri "$host")" version
-    log "libvirtd of host $host ready (hostname nse-cloud-$host)"
+}
+
+function wait_libvirtd {
+    wait_for "libvirtd of host $1" virsh -c "$(lv_uri "$1")" version
+    log "libvirtd of host $1 ready (hostname nse-cloud-$1)"
 }
 
 # ceph_secret HOST: the libvirt secret with the key of client.admin
@@ -781,13 +920,20 @@ XML
 
 # start_compute HOST: nova-compute of HOST, with
 # $ETC/nova-compute-HOST-extra.conf last if it exists (tools/bench_cloud.py
-# puts Nova's own driver there).
+# puts Nova's own driver there), as its user (compute_user): setpriv
+# execs it in place, its pid and session are those spawn records.
 function start_compute {
-    local host=$1 extra=()
+    local host=$1 extra=() user as=()
     if [ -e "$ETC/nova-compute-$host-extra.conf" ]; then
         extra=(--config-file "$ETC/nova-compute-$host-extra.conf")
     fi
-    spawn "nova-compute-$host" "$VENV/bin/nova-compute" \
+    user=$(compute_user "$host")
+    if [ "$user" != root ]; then
+        as=(setpriv --reuid="$user" --regid="$user" --init-groups
+            env --chdir="$CLOUD_DIR/nova-$host" HOME="$CLOUD_DIR/nova-$host"
+            USER="$user" LOGNAME="$user")
+    fi
+    spawn "nova-compute-$host" "${as[@]}" "$VENV/bin/nova-compute" \
         --config-file "$ETC/nova.conf" \
         --config-file "$ETC/nova-compute-$host.conf" "${extra[@]}"
 }
@@ -827,6 +973,13 @@ function cmd_up {
         || die "MariaDB or RabbitMQ missing: run tools/install-deps.sh"
     cmd_install
     make_secrets
+    make_nova_user
+    # The libvirtds start with the rest, and are waited for when the
+    # compute hosts need them.
+    local host
+    for host in "${COMPUTE_HOSTS[@]}"; do
+        start_libvirtd "$host"
+    done
     start_mysqld
     start_epmd
     start_rabbitmq
@@ -837,16 +990,21 @@ function cmd_up {
     start_placement
     start_neutron
     start_nova
-    compute_conf local
-    compute_conf rbd
+    for host in "${COMPUTE_HOSTS[@]}"; do
+        compute_conf "$host"
+    done
+    write_sudoers
     cli_conf
-    start_libvirtd local
-    start_libvirtd rbd
+    for host in "${COMPUTE_HOSTS[@]}"; do
+        wait_libvirtd "$host"
+    done
     ceph_secret rbd
-    start_compute local
-    start_compute rbd
-    wait_for "nova-compute on host local" compute_up local
-    wait_for "nova-compute on host rbd" compute_up rbd
+    for host in "${COMPUTE_HOSTS[@]}"; do
+        start_compute "$host"
+    done
+    for host in "${COMPUTE_HOSTS[@]}"; do
+        wait_for "nova-compute on host $host" compute_up "$host"
+    done
     "$VENV/bin/python" "$TOOLS_DIR/cloud_setup.py" resources
     # Our plugin's Tempest options, by the devstack plugin: the direct
     # snapshot tests boot their server on the rbd host.
@@ -854,13 +1012,19 @@ function cmd_up {
     devstack_plugin rbd configure_tempest_for_nova_snapshot_ext \
         TEMPEST_CONFIG="$tempest_conf"
     iniset "$tempest_conf" nova_snapshot_ext rbd_availability_zone rbd
+    # The same cloud with Tempest's servers in zone rbd (the add-location
+    # scenario: the direct snapshot registers its image's location).
+    cp "$tempest_conf" "${tempest_conf%.conf}-rbd.conf"
+    iniset "${tempest_conf%.conf}-rbd.conf" compute compute_volume_common_az rbd
     cmd_status > /dev/null || { cmd_status >&2; die "a service died"; }
     log "cloud ready in $((SECONDS - t0)) s: source $CLOUD_DIR/openrc"
 }
 
 function delete_domains {
     local uri dom
-    for uri in "$(lv_uri local)" "$(lv_uri rbd)"; do
+    local host
+    for host in "${COMPUTE_HOSTS[@]}"; do
+        uri=$(lv_uri "$host")
         timeout 10 virsh -q -c "$uri" version >/dev/null 2>&1 || continue
         for dom in $(virsh -q -c "$uri" list --all --name); do
             [[ "$dom" == instance-* ]] || continue
@@ -901,6 +1065,7 @@ function cmd_down {
         fi
     done
     GLANCE_VENV=$VENV bash "$TOOLS_DIR/glance.sh" stop cloud >/dev/null 2>&1 || true
+    rm -f "$SUDOERS"
     delete_pools
     if [ -d "$CLOUD_DIR" ]; then
         find "$CLOUD_DIR" -mindepth 1 -maxdepth 1 ! -name venv \

@@ -47,6 +47,8 @@ SERVICES = [
     ('neutron', 'network', 9696, ''),
 ]
 FLAVORS = [('nse.tiny', 192, 1), ('nse.small', 256, 1)]
+#: The availability zones (one aggregate each) and their compute hosts.
+ZONES = {'local': ['local', 'local2'], 'rbd': ['rbd']}
 GUEST_IMAGE = 'nse-guest'
 GUEST_CMDLINE = 'console=ttyS0 loglevel=4 panic=-1 no_timer_check'
 
@@ -171,10 +173,11 @@ def upload(conn, name, path, disk_format, **properties):
 def resources():
     conn = connect()
     compute = conn.compute
-    for host in ('local', 'rbd'):
-        agg = compute.find_aggregate(host)
+    for zone, hosts in ZONES.items():
+        agg = compute.find_aggregate(zone)
         if agg is None:
-            agg = compute.create_aggregate(name=host, availability_zone=host)
+            agg = compute.create_aggregate(name=zone, availability_zone=zone)
+        for host in set(hosts) - set(agg.hosts or []):
             compute.add_host_to_aggregate(agg, host)
     flavors = {}
     for name, ram, disk in FLAVORS:
@@ -223,7 +226,12 @@ def tempest(image, flavors):
                     'flavor_ref': flavors['nse.tiny'].id,
                     'flavor_ref_alt': flavors['nse.small'].id,
                     'build_timeout': '300', 'region': REGION,
-                    'max_microversion': 'latest'},
+                    'max_microversion': 'latest',
+                    'min_compute_nodes': str(sum(map(len, ZONES.values()))),
+                    # Tempest's servers go to zone local, and a test that
+                    # wants another host (unshelve to a host) finds
+                    # local2 there: Nova moves no server across zones.
+                    'compute_volume_common_az': 'local'},
         'compute-feature-enabled': {
             'snapshot': 'true', 'pause': 'true', 'suspend': 'true',
             'shelve': 'true', 'console_output': 'true',
@@ -234,7 +242,8 @@ def tempest(image, flavors):
             'attach_encrypted_volume': 'false',
             'config_drive': 'false', 'metadata_service': 'false'},
         'image': {'region': REGION, 'build_timeout': '300'},
-        'image-feature-enabled': {'api_v1': 'false', 'api_v2': 'true'},
+        'image-feature-enabled': {'api_v1': 'false', 'api_v2': 'true',
+                                  'do_secure_hash': 'true'},
         'network': {'region': REGION},
         'placement': {'region': REGION},
         'validation': {'run_validation': 'false'},
