@@ -238,41 +238,10 @@ class RbdBackend(base.ImageBackend):
                 driver.create_snap(pool, name, snap, protect=True)
             record.reached(journal.RBD_SNAP)
             undo.callback(self._drop_snap, pool, name, snap, snap_step)
-            try:
-                with record.step(journal.RBD_CLONE, pool=target.pool,
-                                 image=image_id) as clone_step:
-                    driver.clone(pool, name, snap, target.pool, image_id)
-            except exception.RbdForbidden as e:
-                record.done(clone_step)
-                raise exception.DirectSnapshotImpossible(
-                    guest=job.guest.name, reason=e.message)
-            undo.callback(self._drop_clone, target.pool, image_id,
-                          clone_step)
-            driver.set_metadata(target.pool, image_id, {
-                META_CLONE: '%s/%s' % (target.pool, image_id),
-                META_IMAGE_ID: image_id,
-                META_SOURCE: '%s/%s@%s' % (pool, name, snap),
-                META_FLATTEN: 'deferred' if deferred else 'inline'})
-            if not deferred:
-                driver.flatten(target.pool, image_id,
-                               lambda f: job.progress('copy', f))
-            job.progress('copy', 1.0)
-            driver.create_snap(target.pool, image_id, GLANCE_SNAP,
-                               protect=True)
+            self._clone(job, (pool, name, snap), target, image_id, deferred,
+                        undo)
             pending.meta.properties['quiesced'] = outcome.quiesced
-            location = rbd_location.Location(target.fsid, target.pool,
-                                             image_id, GLANCE_SNAP)
-            # NOTE: registering the location is this path's upload.
-            job.progress('upload', 0.0)
-            try:
-                stored = pending.add_location(location.url, target.store_id)
-            except exception.StoreAuthFailed as e:
-                # NOTE: e.g. Glance's location API without the service
-                # role; the record is still queued and can be uploaded.
-                raise exception.DirectSnapshotImpossible(
-                    guest=job.guest.name,
-                    reason='Glance refused to register the RBD location '
-                           '(%s)' % e.kwargs['reason'])
+            stored = self._register(job, pending, target, image_id)
             # NOTE: from here on the clone is Glance's image.
             undo.pop_all()
         if not deferred:
@@ -283,6 +252,60 @@ class RbdBackend(base.ImageBackend):
                      'flattens it', {'id': image_id, 'pool': target.pool,
                                      'src': '%s/%s@%s' % (pool, name, snap)})
         return stored
+
+    def _clone(self, job: model.SnapshotJob, source: tuple[str, str, str],
+               target: Target, image_id: str, deferred: bool,
+               undo: contextlib.ExitStack) -> None:
+        """Clone the disk's snapshot ``source`` (pool, image, snapshot)
+        into the image ``image_id`` of ``target``'s pool, flattened unless
+        ``deferred``, with Glance's snapshot on it; its removal is pushed
+        on ``undo``.
+
+        :raises DirectSnapshotImpossible: Ceph refused the clone.
+        """
+        pool, name, snap = source
+        driver = self.driver
+        record = journal.current()
+        try:
+            with record.step(journal.RBD_CLONE, pool=target.pool,
+                             image=image_id) as clone_step:
+                driver.clone(pool, name, snap, target.pool, image_id)
+        except exception.RbdForbidden as e:
+            record.done(clone_step)
+            raise exception.DirectSnapshotImpossible(
+                guest=job.guest.name, reason=e.message)
+        undo.callback(self._drop_clone, target.pool, image_id, clone_step)
+        driver.set_metadata(target.pool, image_id, {
+            META_CLONE: '%s/%s' % (target.pool, image_id),
+            META_IMAGE_ID: image_id,
+            META_SOURCE: '%s/%s@%s' % (pool, name, snap),
+            META_FLATTEN: 'deferred' if deferred else 'inline'})
+        if not deferred:
+            driver.flatten(target.pool, image_id,
+                           lambda f: job.progress('copy', f))
+        job.progress('copy', 1.0)
+        driver.create_snap(target.pool, image_id, GLANCE_SNAP, protect=True)
+
+    @staticmethod
+    def _register(job: model.SnapshotJob, pending: store_base.PendingImage,
+                  target: Target, image_id: str) -> store_base.StoredImage:
+        """Register the clone as the image's location: this path's
+        upload.
+
+        :raises DirectSnapshotImpossible: Glance refused the location.
+        """
+        location = rbd_location.Location(target.fsid, target.pool,
+                                         image_id, GLANCE_SNAP)
+        job.progress('upload', 0.0)
+        try:
+            return pending.add_location(location.url, target.store_id)
+        except exception.StoreAuthFailed as e:
+            # NOTE: e.g. Glance's location API without the service
+            # role; the record is still queued and can be uploaded.
+            raise exception.DirectSnapshotImpossible(
+                guest=job.guest.name,
+                reason='Glance refused to register the RBD location '
+                       '(%s)' % e.kwargs['reason'])
 
     def _drop_snap(self, pool: str, name: str, snap: str,
                    step: journal.Step | None = None) -> None:
