@@ -14,17 +14,8 @@
 
 """The ``nova-snapshot-ext`` command.
 
-::
-
-    nova-snapshot-ext snapshot DOMAIN --name NAME [--method auto|live|cold]
-        [--format qcow2|raw] [--connect URI] [--store STORE] [--json]
-        [--property KEY=VALUE ...] [--image-id ID] [--config-file F]
-    nova-snapshot-ext check [DOMAIN] [--store STORE] [--connect URI]
-        [--json]
-    nova-snapshot-ext gc [--dry-run] [--store STORE] [--min-age SECONDS]
-        [--json]
-    nova-snapshot-ext recover [--dry-run] [--connect URI] [--json]
-    nova-snapshot-ext verify IMAGE [--store STORE] [--json]
+Its arguments are in :mod:`.parser`; the synopses in README.rst and
+doc/source/cli.rst are held to it by tests/unit/test_docs.py.
 
 Exit status: 0 done, 1 the snapshot (or a gc or recover action) failed,
 or the image verified is damaged (one line on stderr says why), 2 bad
