@@ -670,8 +670,10 @@ function make_nova_user {
 # helper_command HOST: how nova-compute of HOST starts its privileged
 # helpers (oslo.privsep appends the context and the socket's path).
 function helper_command {
-    local cmd=("$VENV/bin/privsep-helper" --config-file "$ETC/nova.conf"
-               --config-file "$ETC/nova-compute-$1.conf")
+    local cmd=(
+        "$VENV/bin/privsep-helper" --config-file "$ETC/nova.conf"
+        --config-file "$ETC/nova-compute-$1.conf"
+    )
     if [ "$(compute_user "$1")" != root ]; then
         cmd=(sudo "${cmd[@]}")
     fi

@@ -60,6 +60,11 @@ PACKAGES=(
     # tools/cloud.sh: the one-node OpenStack's database and message queue
     mariadb-server
     rabbitmq-server
+    # tools/cloud.sh: nova-compute runs as the user nova and starts its
+    # privileged helpers through sudo; the system's Python for its venv
+    sudo
+    adduser
+    python3
     # tests/cloud: a TLS front for Glance with a CA the test makes
     stunnel4
     openssl
