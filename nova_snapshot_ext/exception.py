@@ -60,6 +60,10 @@ class UnknownStore(SnapshotError):
 class StoreUnavailable(SnapshotError):
     msg_fmt = 'Image store %(store)s cannot be used: %(reason)s'
 
+    #: Of a failed creation of an image record: False when no try reached
+    #: the store (no record was made), None when one may have.
+    record_made: bool | None = None
+
 
 class StoreAuthFailed(StoreUnavailable):
     msg_fmt = ('%(store)s refused the credentials: %(reason)s. Check the '

@@ -47,6 +47,7 @@ With ``dry_run`` it only says what it would do.
 from collections.abc import Callable
 import dataclasses
 import datetime
+import functools
 import os
 from typing import Any
 
@@ -209,8 +210,8 @@ class Collector:
                     FLATTEN, '%s/%s' % (child_pool, child),
                     'it is a clone of %s/%s@%s, which is removed' % (
                         pool, name, snap.name),
-                    run=lambda p=child_pool, c=child: self.driver.flatten(
-                        p, c)))
+                    run=functools.partial(self.driver.flatten, child_pool,
+                                          child)))
         self.detached.add((pool, name))
         actions.append(Action(
             REMOVE_IMAGE, '%s/%s' % (pool, name), reason,

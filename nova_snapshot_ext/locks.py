@@ -141,9 +141,9 @@ def host_slot(conf: cfg.ConfigOpts,
     names = ['snapshot-slot-%d' % i for i in range(count)]
     slots = [lockutils.external_lock(n, lock_path=_lock_file(path, n))
              for n in names]
-    said = []
+    said: list[bool] = []
 
-    def take() -> object | None:
+    def take() -> lockutils.InterProcessLock | None:
         if check is not None:
             check()
         for slot in slots:
@@ -157,6 +157,7 @@ def host_slot(conf: cfg.ConfigOpts,
 
     held = retry.poll(take, lambda s: s is not None, timeout=float('inf'),
                       interval=SLOT_INTERVAL)
+    assert held is not None  # poll() waits with no time limit
     if said:
         LOG.info('A snapshot slot is free; going on')
     try:

@@ -15,7 +15,7 @@
 """Plugin lookup shared by image backends and image stores."""
 
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 from stevedore import driver
 
@@ -42,4 +42,5 @@ def load_class(namespace: str, name: str,
         return None
     if manager is not None:
         return manager[name].plugin
-    return driver.DriverManager(namespace, name).driver
+    # NOTE: not invoked on load: the driver is the plugin, its class.
+    return cast(type, driver.DriverManager(namespace, name).driver)

@@ -50,6 +50,14 @@ def _sleep(seconds: float) -> None:
     sleep(seconds)
 
 
+def _outcome(state: tenacity.RetryCallState) -> tenacity.Future:
+    """The outcome of the call just made (tenacity sets it before it
+    calls back).
+    """
+    assert state.outcome is not None
+    return state.outcome
+
+
 def call(fn: Callable[..., T], *args: Any,
          on: type[BaseException] | tuple[type[BaseException], ...],
          unless: type[BaseException] | tuple[type[BaseException], ...] = (),
@@ -65,11 +73,12 @@ def call(fn: Callable[..., T], *args: Any,
         ``max_interval`` (default: it stays ``interval``).
     :raises: the last exception when it gives up.
     """
-    stops = []
+    stops: list[tenacity.stop.stop_base] = []
     if attempts is not None:
         stops.append(tenacity.stop_after_attempt(max(1, attempts)))
     if timeout is not None:
         stops.append(tenacity.stop_after_delay(timeout))
+    wait: tenacity.wait.wait_base
     if max_interval is None:
         wait = tenacity.wait_fixed(interval)
     else:
@@ -83,7 +92,7 @@ def call(fn: Callable[..., T], *args: Any,
         before_sleep=lambda state: LOG.debug(
             'Trying %(fn)s again after: %(err)s',
             {'fn': getattr(fn, '__name__', fn),
-             'err': state.outcome.exception()}))
+             'err': _outcome(state).exception()}))
     return retrying(fn, *args, **kwargs)
 
 
@@ -98,5 +107,5 @@ def poll(fn: Callable[[], T], done: Callable[[T], bool], *,
         retry=tenacity.retry_if_result(lambda result: not done(result)),
         stop=tenacity.stop_after_delay(timeout),
         wait=tenacity.wait_fixed(interval), sleep=_sleep,
-        retry_error_callback=lambda state: state.outcome.result())
+        retry_error_callback=lambda state: _outcome(state).result())
     return retrying(fn)

@@ -39,6 +39,7 @@ reports and runs them.
 
 from collections.abc import Callable
 import datetime
+import functools
 import os
 import shutil
 import time
@@ -168,7 +169,7 @@ def records(store: store_base.ImageStore, min_age: float,
     if not isinstance(api, glance_store.GlanceAPI):
         return []
     now = datetime.datetime.now(datetime.timezone.utc)
-    found = []
+    found: list[Finding] = []
     for image in api.queued_of_ours():
         image_id = image['id']
         if image_id in claims.records:
@@ -183,7 +184,7 @@ def records(store: store_base.ImageStore, min_age: float,
                                                  image.get('name')),
             'queued for %d s, made by an interrupted snapshot of the '
             'command' % age,
-            lambda i=image_id: store.delete(i)))
+            functools.partial(store.delete, image_id)))
     return found
 
 

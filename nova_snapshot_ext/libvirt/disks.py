@@ -50,8 +50,9 @@ def targets_of(xml: str) -> list[str]:
     """The targets (``vda``, ...) of every disk device of domain ``xml``,
     whatever their kind.
     """
-    return [d.find('target').get('dev') for d in _devices(xml)
-            if d.find('target') is not None]
+    targets = [d.find('target') for d in _devices(xml)]
+    # NOTE: libvirt's schema requires the target's dev.
+    return [t.get('dev', '') for t in targets if t is not None]
 
 
 def disks_of(xml: str, guest: str) -> list[Disk]:
@@ -114,7 +115,7 @@ def _disk(disk: ET.Element, guest: str) -> Disk:
     enc = disk.find('encryption')
     if enc is None:
         enc = source.find('encryption')
-    return Disk(target=target.get('dev'), source_type=kind, path=path,
+    return Disk(target=target.get('dev', ''), source_type=kind, path=path,
                 format=fmt, protocol=source.get('protocol'),
                 encryption=(enc.get('format') or 'unknown'
                             if enc is not None else None),

@@ -64,7 +64,7 @@ def attached(xml: str) -> list[disks_mod.Disk]:
         source = el.find('source')
         path = (source.get(_SOURCE_ATTRS[kind])
                 if source is not None and kind in _SOURCE_ATTRS else None)
-        if not path:
+        if source is None or not path:
             continue
         target = el.find('target')
         found.append(disks_mod.Disk(

@@ -155,8 +155,10 @@ class UploadedImage(PendingImage):
         self.tmpdir: str | None = None
         self._tmp_step: journal.Step | None = None
 
+    # NOTE: read-only here (made on first use); no caller sets a pending
+    # image's path.
     @property
-    def path(self) -> str:
+    def path(self) -> str:  # type: ignore[override]
         if self.tmpdir is None:
             workdir = self.workdir or tempfile.gettempdir()
             os.makedirs(workdir, exist_ok=True)
@@ -173,6 +175,7 @@ class UploadedImage(PendingImage):
         return self._file()
 
     def _file(self) -> str:
+        assert self.tmpdir is not None  # made by path
         return os.path.join(self.tmpdir, 'image.%s' % self.meta.disk_format)
 
     def remove_file(self) -> None:

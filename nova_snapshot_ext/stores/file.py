@@ -99,6 +99,9 @@ def _write_metadata(path: str, doc: dict[str, Any]) -> None:
 
 class FilePendingImage(base.PendingImage):
 
+    #: Known from the start: the directory store names the image.
+    image_id: str
+
     def __init__(self, store: 'FileStore', image_id: str,
                  meta: base.ImageMeta) -> None:
         self.store = store

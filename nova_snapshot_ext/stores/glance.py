@@ -345,6 +345,7 @@ class GlanceAPI(image_calls.ImageAPI):
         adapter = self.adapter()
         with self._errors():
             endpoint = adapter.get_endpoint()
+        assert endpoint is not None  # the upload went through it
         return '%s/v2/images/%s' % (endpoint.rstrip('/'), image_id)
 
 

@@ -84,7 +84,7 @@ def detached(driver: Any, context: Any, instance: Any) -> Iterator[None]:
         'mdevs': (lambda: driver._detach_mediated_devices(guest),
                   lambda: driver._attach_mediated_devices(guest, mdevs)),
     }
-    done = []
+    done: list[str] = []
     for kind, (detach, _attach) in kinds.items():
         try:
             detach()
