@@ -20,6 +20,20 @@ what to do about it. The command line prints it as it is.
 """
 
 
+def human_size(size: int) -> str:
+    """``size`` bytes as an operator reads them (``512 B``, ``3.0 MiB``),
+    in messages and in the command's summaries.
+    """
+    if size < 1024:
+        return '%d B' % size
+    value = float(size)
+    for unit in ('KiB', 'MiB', 'GiB'):
+        value /= 1024
+        if value < 1024 or unit == 'GiB':
+            break
+    return '%.1f %s' % (value, unit)
+
+
 class SnapshotError(Exception):
     """Base class: a snapshot could not be taken."""
 
@@ -146,7 +160,15 @@ class QuiesceFailed(SnapshotError):
 
 
 class ConversionFailed(SnapshotError):
-    msg_fmt = 'qemu-img could not write the image: %(reason)s'
+    """The image could not be written: ``tool`` (by default qemu-img)
+    failed, for ``reason``.
+    """
+
+    msg_fmt = '%(tool)s could not write the image: %(reason)s'
+
+    def __init__(self, message: str | None = None, tool: str = 'qemu-img',
+                 **kwargs: object) -> None:
+        super().__init__(message, tool=tool, **kwargs)
 
 
 class GuestRestoreFailed(SnapshotError):

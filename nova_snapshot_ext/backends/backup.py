@@ -36,9 +36,7 @@ from collections.abc import Iterator
 import contextlib
 import dataclasses
 import os
-import subprocess
 import tempfile
-from typing import BinaryIO
 
 from oslo_log import log as logging
 
@@ -49,6 +47,7 @@ from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import backup as backup_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import private
+from nova_snapshot_ext.storage import nbd as nbd_client
 from nova_snapshot_ext.storage import qcow2_stream
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
@@ -56,9 +55,6 @@ from nova_snapshot_ext.stores import upload_body
 
 LOG = logging.getLogger(__name__)
 
-#: The program that reads an export into a pipe (Debian: libnbd-bin);
-#: without it a raw image is written to a file first.
-READER = 'nbdcopy'
 #: Seconds to wait for a backup job to end once asked to.
 END_TIMEOUT = 60
 #: The NBD socket, in a directory of its own in the temporary directory.
@@ -108,6 +104,7 @@ def read_export(job: model.SnapshotJob, export: backup_mod.Export,
                         f.write(chunk)
             except OSError as e:
                 raise exception.ConversionFailed(
+                    tool='the qcow2 stream',
                     reason='cannot write %s: %s' % (out_path,
                                                     e.strerror or e))
             outcome.hashed[out_path] = body.hexdigest('sha256')
@@ -119,7 +116,7 @@ def streams_qcow2(job: model.SnapshotJob) -> bool:
     back: uncompressed, and libnbd's Python bindings are here.
     """
     return (job.image_format == 'qcow2' and not job.conf.snapshot.compress
-            and qcow2_stream.libnbd() is not None)
+            and nbd_client.libnbd() is not None)
 
 
 def _rate_mib(job: model.SnapshotJob) -> int:
@@ -130,8 +127,8 @@ def _rate_mib(job: model.SnapshotJob) -> int:
 def _qcow2_of(job: model.SnapshotJob, export: backup_mod.Export
               ) -> Iterator[qcow2_stream.Stream]:
     """The qcow2 image of the export of the job's disk, as a stream."""
-    nbd = qcow2_stream.libnbd()
-    handle = qcow2_stream.connect(nbd, export.uri(job.disk.target))
+    nbd = nbd_client.libnbd()
+    handle = nbd_client.connect(nbd, export.uri(job.disk.target))
     try:
         stream = qcow2_stream.Stream(nbd, handle,
                                      rate=_rate_mib(job) * 1024 * 1024)
@@ -140,7 +137,7 @@ def _qcow2_of(job: model.SnapshotJob, export: backup_mod.Export
         finally:
             stream.close()
     finally:
-        qcow2_stream.disconnect(nbd, handle)
+        nbd_client.disconnect(nbd, handle)
 
 
 def backup_stream(job: model.SnapshotJob, commit: base.Commit,
@@ -149,9 +146,9 @@ def backup_stream(job: model.SnapshotJob, commit: base.Commit,
     through a backup job: no file on the host at all.
 
     A raw image: ``nbdcopy`` reads the export and writes its bytes to a
-    pipe; what the disk does not hold is not read (NBD block status) but
-    sent as zeros, as a raw image is. A qcow2 image is written front to
-    back (:mod:`nova_snapshot_ext.storage.qcow2_stream`).
+    pipe (:func:`nova_snapshot_ext.storage.nbd.read_to_pipe`). A qcow2
+    image is written front to back
+    (:mod:`nova_snapshot_ext.storage.qcow2_stream`).
     """
     if job.image_format == 'qcow2':
         with exported(job, outcome) as export:
@@ -162,38 +159,8 @@ def backup_stream(job: model.SnapshotJob, commit: base.Commit,
     size = int(qemu_img.info(conf, disk.path, disk.format,
                              force_share=True)['virtual-size'])
     with exported(job, outcome) as export:
-        with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen([READER, '--',
-                                     export.uri(disk.target), '-'],
-                                    stdout=subprocess.PIPE, stderr=err)
-            try:
-                return commit(proc.stdout, size)
-            except exception.SnapshotError as e:
-                raise _reader_failed(proc, err, e)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-                proc.stdout.close()
-
-
-def _reader_failed(proc: subprocess.Popen, err: BinaryIO,
-                   e: exception.SnapshotError) -> exception.SnapshotError:
-    """The error to raise when the upload of the export failed: the
-    reader's own when it failed (its reason is the root cause).
-    """
-    try:
-        status = proc.wait(timeout=1)
-    except subprocess.TimeoutExpired:
-        return e
-    if status == 0:
-        return e
-    err.seek(0)
-    text = ' '.join(err.read().decode(errors='replace').split())
-    how = ('was killed by signal %d' % -status if status < 0
-           else 'failed with status %d' % status)
-    return exception.ConversionFailed(
-        reason='%s %s%s' % (READER, how, ': ' + text if text else ''))
+        with nbd_client.read_to_pipe(export.uri(disk.target)) as pipe:
+            return commit(pipe, size)
 
 
 @contextlib.contextmanager

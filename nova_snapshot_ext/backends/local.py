@@ -34,7 +34,6 @@ to undo.
 
 import contextlib
 import os
-import shutil
 from typing import ClassVar
 
 from nova_snapshot_ext.backends import backup
@@ -46,6 +45,7 @@ from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
 from nova_snapshot_ext import private
+from nova_snapshot_ext.storage import nbd as nbd_client
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
 
@@ -97,7 +97,7 @@ class FileBackend(base.ImageBackend):
         if method != policy.LIVE:
             return None
         if job.image_format == 'raw':
-            streams = shutil.which(backup.READER) is not None
+            streams = nbd_client.can_read_to_pipe()
         else:
             streams = backup.streams_qcow2(job)
         style, reason = live_choice(job)

@@ -298,19 +298,11 @@ def check_space(job: model.SnapshotJob, needs: dict[str, int]) -> None:
     for path, need, free in by_fs.values():
         if need > free:
             raise exception.InsufficientSpace(
-                path=path, guest=job.guest.name, need=_human(need),
-                free=_human(free),
+                path=path, guest=job.guest.name,
+                need=exception.human_size(need),
+                free=exception.human_size(free),
                 option=('[snapshot] temp_directory' if path == temp
                         else 'the image store'))
-
-
-def _human(size: int) -> str:
-    for unit in ('bytes', 'KiB', 'MiB', 'GiB'):
-        if size < 1024 or unit == 'GiB':
-            return ('%d %s' % (size, unit) if unit == 'bytes'
-                    else '%.1f %s' % (size, unit))
-        size /= 1024
-    return str(size)
 
 
 def _check_traversable(path: str, qemu: private.Owner | None) -> None:

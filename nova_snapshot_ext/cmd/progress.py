@@ -26,17 +26,6 @@ from nova_snapshot_ext.model import Progress
 STAGES = {'copy': 'live copy', 'convert': 'convert', 'upload': 'store'}
 
 
-def human_size(size: int) -> str:
-    if size < 1024:
-        return '%d B' % size
-    value = float(size)
-    for unit in ('KiB', 'MiB', 'GiB'):
-        value /= 1024
-        if value < 1024 or unit == 'GiB':
-            break
-    return '%.1f %s' % (value, unit)
-
-
 @contextlib.contextmanager
 def bar(stream: TextIO) -> Iterator[Progress]:
     """Yield a progress callback that draws a bar on ``stream`` when it is

@@ -14,7 +14,7 @@
 
 """What the command prints about a snapshot."""
 
-from nova_snapshot_ext.cmd import progress as progress_mod
+from nova_snapshot_ext import exception
 from nova_snapshot_ext import model
 from nova_snapshot_ext import verify
 
@@ -30,7 +30,7 @@ def summary(result: model.SnapshotResult) -> str:
                      result.incremental_reason)
     for other in result.disks[1:]:
         lines.append('  and disk %(disk)s: %(image)s (%(format)s, %(size)s)'
-                     % dict(other, size=progress_mod.human_size(
+                     % dict(other, size=exception.human_size(
                          other['size'])))
     return '\n'.join(lines)
 
@@ -41,7 +41,7 @@ def _line(result: model.SnapshotResult) -> str:
             % {'method': result.method, 'guest': result.guest,
                'disk': ' disk %s' % result.disk if result.disk else '',
                'image': result.image, 'format': result.format,
-               'size': progress_mod.human_size(result.size),
+               'size': exception.human_size(result.size),
                'sha': (', sha256 %s...' % result.sha256[:12]
                        if result.sha256 else ''),
                'secs': result.seconds,
@@ -56,7 +56,7 @@ def verified(report: verify.Report) -> str:
     chain = len(report.members)
     return '%s: good (%s, %s%s%s)%s' % (
         report.image, first['format'],
-        progress_mod.human_size(first['size']),
+        exception.human_size(first['size']),
         ', sha256 %s...' % first['sha256'][:12] if first['sha256'] else '',
         ', qemu-img check %s' % first['qemu_img_check']
         if first['qemu_img_check'] else '',

@@ -37,6 +37,7 @@ from nova_snapshot_ext.libvirt import domain
 from nova_snapshot_ext.libvirt.domain import DONE
 from nova_snapshot_ext.libvirt.domain import REPEAT
 from nova_snapshot_ext import retry
+from nova_snapshot_ext.storage import nbd
 
 #: libvirt's code for "there is no backup job" (missing from old bindings).
 _NO_BACKUP = getattr(libvirt, 'VIR_ERR_NO_DOMAIN_BACKUP', 104)
@@ -93,7 +94,7 @@ class Export:
 
     def uri(self, target: str) -> str:
         """The NBD URI of the export of disk ``target``."""
-        return 'nbd+unix:///%s?socket=%s' % (target, self.socket)
+        return nbd.unix_uri(target, self.socket)
 
     @staticmethod
     def bitmap(target: str) -> str:

@@ -27,30 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from nova_snapshot_ext import exception
-from nova_snapshot_ext.storage import qcow2_stream
+from nova_snapshot_ext.storage import nbd as nbd_client
 
 #: Bytes read and written at a time.
 CHUNK = 4 * 1024 * 1024
-#: The dirty bit of a ``qemu:dirty-bitmap:*`` context.
-DIRTY = 1
-
-
-def _nbd() -> Any:
-    nbd = qcow2_stream.libnbd()
-    if nbd is None:
-        raise exception.InvalidInput(
-            reason='incremental snapshots need libnbd\'s Python bindings '
-                   '(the python3-libnbd package)')
-    return nbd
-
-
-def changed_extents(handle: Any, context: str,
-                    size: int) -> list[tuple[int, int]]:
-    """(offset, length) of every extent of ``context`` with the dirty bit
-    set, adjacent ones merged.
-    """
-    return qcow2_stream.extents(handle, context, size,
-                                lambda flags: bool(flags & DIRTY))
 
 
 def copy_changed(uri: str, context: str, overlay: str,
@@ -61,39 +41,42 @@ def copy_changed(uri: str, context: str, overlay: str,
     :returns: the number of changed bytes copied.
     :raises ConversionFailed: the export or the overlay failed.
     """
-    nbd = _nbd()
-    src, dst = nbd.NBD(), nbd.NBD()
+    nbd = nbd_client.require_libnbd('incremental snapshots')
+    src = dst = None
     try:
-        src.add_meta_context(context)
-        src.connect_uri(uri)
+        src = nbd_client.connect(nbd, uri, context)
         if not src.can_meta_context(context):
             raise exception.ConversionFailed(
+                tool=nbd_client.LIBNBD,
                 reason='the export has no %s context' % context)
-        dst.connect_systemd_socket_activation(
-            ['qemu-nbd', '--format', 'qcow2', '--cache', 'none', overlay])
-        extents = changed_extents(src, context, src.get_size())
-        total = sum(length for _, length in extents) or 1
-        done = 0
-        for offset, length in extents:
-            end = offset + length
-            while offset < end:
-                n = min(CHUNK, end - offset)
-                data = src.pread(n, offset)
-                if data.count(0) == n:
-                    dst.zero(n, offset)
-                else:
-                    dst.pwrite(data, offset)
-                offset += n
-                done += n
-                if progress is not None:
-                    progress(done / total)
-        dst.flush()
-        dst.shutdown()
-        return done
-    except nbd.Error as e:
-        raise exception.ConversionFailed(reason='NBD: %s' % e)
+        dst = nbd_client.serve_qcow2(nbd, overlay)
+        with nbd_client.errors(nbd):
+            return _copy(src, dst, context, progress)
     finally:
         # NOTE: closing a handle (when its last reference goes) ends the
         # connection and waits for the qemu-nbd it started, which holds
         # the overlay's lock until then.
         del src, dst
+
+
+def _copy(src: Any, dst: Any, context: str,
+          progress: Callable[[float], None] | None) -> int:
+    extents = nbd_client.changed_extents(src, context, src.get_size())
+    total = sum(length for _, length in extents) or 1
+    done = 0
+    for offset, length in extents:
+        end = offset + length
+        while offset < end:
+            n = min(CHUNK, end - offset)
+            data = src.pread(n, offset)
+            if data.count(0) == n:
+                dst.zero(n, offset)
+            else:
+                dst.pwrite(data, offset)
+            offset += n
+            done += n
+            if progress is not None:
+                progress(done / total)
+    dst.flush()
+    dst.shutdown()
+    return done

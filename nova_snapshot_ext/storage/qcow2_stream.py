@@ -17,26 +17,22 @@
 The export's allocation map (NBD block status) is read first, which gives
 the image's layout (:mod:`nova_snapshot_ext.storage.qcow2_layout`); then
 the image is produced as one stream, its tables and then its data read
-from the export in the disk's order. Such a stream can be hashed as it is
+from the export in the disk's order (the NBD client's pieces are in
+:mod:`nova_snapshot_ext.storage.nbd`). Such a stream can be hashed as it is
 written and uploaded with no local file. Clusters the export reports as
 reading zeros (``NBD_STATE_ZERO``) are neither read nor written.
 """
 
 import collections
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 import importlib
 import sys
 import time
 from typing import Any
 
-from nova_snapshot_ext import exception
+from nova_snapshot_ext.storage import nbd as nbd_client
 from nova_snapshot_ext.storage import qcow2_layout
 
-#: ``NBD_STATE_ZERO`` of the ``base:allocation`` context: reads as zeros.
-STATE_ZERO = 2
-ALLOCATION = 'base:allocation'
-#: Bytes of block status asked for at a time.
-STATUS_SPAN = 1 << 30
 #: Bytes read at a time (a cluster multiple), and reads in flight.
 CHUNK = 4 << 20
 DEPTH = 4
@@ -60,84 +56,6 @@ threading = _native('threading')
 queue = _native('queue')
 
 
-def extents(handle: Any, context: str, size: int,
-            keep: Callable[[int], bool]) -> list[tuple[int, int]]:
-    """(offset, length) of every extent of the export of ``handle`` whose
-    flags in metadata context ``context`` ``keep`` accepts, adjacent ones
-    merged.
-
-    :raises ConversionFailed: the export reports nothing of ``context``.
-    """
-    found: list[tuple[int, int]] = []
-    offset = 0
-    while offset < size:
-        seen: list[tuple[int, int]] = []
-
-        def collect(metacontext: str, start: int, entries: list[int],
-                    *error: Any) -> int:
-            if metacontext == context:
-                for i in range(0, len(entries) - 1, 2):
-                    seen.append((entries[i], entries[i + 1]))
-            return 0
-
-        handle.block_status(min(size - offset, STATUS_SPAN), offset, collect)
-        if not seen:
-            raise exception.ConversionFailed(
-                reason='the export reports no %s for offset %d' % (
-                    context, offset))
-        for length, flags in seen:
-            length = min(length, size - offset)
-            if keep(flags):
-                if found and sum(found[-1]) == offset:
-                    found[-1] = (found[-1][0], found[-1][1] + length)
-                else:
-                    found.append((offset, length))
-            offset += length
-            if offset >= size:
-                break
-    return found
-
-
-def data_extents(handle: Any, size: int) -> list[tuple[int, int]]:
-    """(offset, length) of what the export of ``handle`` holds (everything
-    but what it reports as reading zeros), adjacent ones merged.
-    """
-    return extents(handle, ALLOCATION, size,
-                   lambda flags: not flags & STATE_ZERO)
-
-
-def libnbd() -> Any:
-    """libnbd's Python bindings (Debian's ``python3-libnbd``), or None."""
-    try:
-        import nbd  # noqa: H306 - optional
-    except ImportError:
-        return None
-    return nbd
-
-
-def connect(nbd: Any, uri: str) -> Any:
-    """A libnbd handle connected to export ``uri``, asking for its
-    allocation map. The connection ends when the handle is deleted.
-    """
-    handle = nbd.NBD()
-    try:
-        handle.add_meta_context(ALLOCATION)
-        handle.connect_uri(uri)
-    except nbd.Error as e:
-        raise exception.ConversionFailed(reason='NBD: %s' % e)
-    return handle
-
-
-def disconnect(nbd: Any, handle: Any) -> None:
-    """End the connection of ``handle`` (what it has in flight is
-    dropped: the export ends with it).
-    """
-    try:
-        handle.shutdown(nbd.SHUTDOWN_ABANDON_PENDING)
-    except nbd.Error:
-        pass
-
-
 class Stream:
     """The qcow2 image of the export of ``handle`` as a file-like object
     to read front to back (``read(n)``; :attr:`size` bytes in all).
@@ -155,13 +73,11 @@ class Stream:
     def __init__(self, nbd: Any, handle: Any, rate: int = 0) -> None:
         self.nbd = nbd
         self.handle = handle
-        try:
+        with nbd_client.errors(nbd):
             size = handle.get_size()
-            extents = (data_extents(handle, size)
-                       if handle.can_meta_context(ALLOCATION)
+            extents = (nbd_client.data_extents(handle, size)
+                       if handle.can_meta_context(nbd_client.ALLOCATION)
                        else [(0, size)])
-        except nbd.Error as e:
-            raise exception.ConversionFailed(reason='NBD: %s' % e)
         self.layout = qcow2_layout.Layout.plan(size, extents)
         self.size = self.layout.size
         self.rate = rate
@@ -261,7 +177,7 @@ class Stream:
         flight: collections.deque = collections.deque()
         started, done = time.monotonic(), 0
         requests = self._requests()
-        try:
+        with nbd_client.errors(nbd):
             while True:
                 while len(flight) < DEPTH:
                     request = next(requests, None)
@@ -291,5 +207,3 @@ class Stream:
                     ahead = done / self.rate - (time.monotonic() - started)
                     if ahead > 0 and self._stop.wait(ahead):
                         return
-        except nbd.Error as e:
-            raise exception.ConversionFailed(reason='NBD: %s' % e)

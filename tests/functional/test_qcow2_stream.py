@@ -28,6 +28,7 @@ import time
 import pytest
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.storage import nbd as nbd_client
 from nova_snapshot_ext.storage import qcow2_layout
 from nova_snapshot_ext.storage import qcow2_stream
 from nova_snapshot_ext.stores import upload_body
@@ -59,7 +60,7 @@ CASES = {
 
 @pytest.fixture
 def nbd():
-    found = qcow2_stream.libnbd()
+    found = nbd_client.libnbd()
     assert found is not None, 'python3-libnbd is missing'
     return found
 
@@ -93,7 +94,7 @@ def test_image_is_valid_and_equal(nbd, tmp_path, case):
     _source(raw, size, writes)
     proc = _serve(raw, str(tmp_path / 'sock'))
     try:
-        handle = qcow2_stream.connect(
+        handle = nbd_client.connect(
             nbd, 'nbd+unix:///disk?socket=%s' % (tmp_path / 'sock'))
         stream = qcow2_stream.Stream(nbd, handle)
         # NOTE: written as the file store writes it, hashed on the way.
@@ -104,7 +105,7 @@ def test_image_is_valid_and_equal(nbd, tmp_path, case):
                 f.write(chunk)
         body.close()
         stream.close()
-        qcow2_stream.disconnect(nbd, handle)
+        nbd_client.disconnect(nbd, handle)
         written = stream.size
         del stream, handle
     finally:
@@ -161,12 +162,12 @@ def test_server_gone_mid_stream(nbd, tmp_path):
     _source(raw, 256 * MiB, [(0, 256 * MiB)])
     proc = _serve(raw, str(tmp_path / 'sock'))
     try:
-        handle = qcow2_stream.connect(
+        handle = nbd_client.connect(
             nbd, 'nbd+unix:///disk?socket=%s' % (tmp_path / 'sock'))
         stream = qcow2_stream.Stream(nbd, handle)
         got = len(stream.read(-1))
         proc.kill()
-        with pytest.raises(exception.ConversionFailed, match='NBD'):
+        with pytest.raises(exception.ConversionFailed, match='libnbd'):
             while True:
                 data = stream.read(-1)
                 assert data, 'the stream ended early, with no error'
@@ -174,7 +175,7 @@ def test_server_gone_mid_stream(nbd, tmp_path):
         assert got < stream.size
         started = time.monotonic()
         stream.close()
-        qcow2_stream.disconnect(nbd, handle)
+        nbd_client.disconnect(nbd, handle)
         assert time.monotonic() - started < 5
     finally:
         proc.kill()

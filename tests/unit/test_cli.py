@@ -184,4 +184,4 @@ def test_progress_bar_only_on_a_terminal():
                                        (3 * 1024 ** 2, '3.0 MiB'),
                                        (5 * 1024 ** 4, '5120.0 GiB')])
 def test_human_size(size, text):
-    assert progress.human_size(size) == text
+    assert exception.human_size(size) == text

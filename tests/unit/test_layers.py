@@ -107,3 +107,19 @@ def test_imports_point_down(module, path):
 def test_every_module_has_a_layer():
     for module, _path in modules():
         layer_of(module)
+
+
+def test_one_nbd_client():
+    """storage/nbd.py alone imports libnbd's bindings and runs nbdcopy:
+    the others read an export through it.
+    """
+    others = []
+    for module, path in modules():
+        if module == PKG + '.storage.nbd':
+            continue
+        tree = ast.parse(path.read_text())
+        runs = any(isinstance(node, ast.Constant) and node.value == 'nbdcopy'
+                   for node in ast.walk(tree))
+        if 'nbd' in set(imports(path)) or runs:
+            others.append(module)
+    assert not others, 'NBD client code outside storage/nbd.py: %s' % others
