@@ -193,17 +193,8 @@ def snapshot(backend: base.ImageBackend,
                     why = _incremental(job, pending.path, found, checkpoint,
                                        outcome)
             if why:
-                # NOTE: the first of a chain is full as a matter of
-                # course; a chain cut short is worth a warning.
-                (LOG.info if found is None else LOG.warning)(
-                    'Snapshot of %(guest)s is a full image, not '
-                    'incremental: %(why)s',
-                    {'guest': job.guest.name, 'why': why})
-                local.check_space(job, policy.COLD, pending.path)
-                with backup.exported(job, outcome,
-                                     checkpoint=checkpoint) as export:
-                    record.reached(journal.CHECKPOINT)
-                    backup.read_export(job, export, pending.path, outcome)
+                _full(job, pending.path, checkpoint, outcome, why,
+                      first=found is None)
             meta.properties.update(
                 incremental_of=None if why else found.image_id,
                 incremental_reason=why or None)
@@ -230,6 +221,22 @@ def snapshot(backend: base.ImageBackend,
     return base.result(job, plan, stored, outcome, started, backend.name,
                        incremental_of=None if why else found.image_id,
                        incremental_reason=why or None)
+
+
+def _full(job: model.SnapshotJob, out_path: str, checkpoint: str,
+          outcome: steps.Outcome, why: str, first: bool) -> None:
+    """A full image into ``out_path`` through a backup job that starts
+    ``checkpoint``, rather than an incremental one, because ``why``.
+    """
+    # NOTE: the first of a chain is full as a matter of course; a chain
+    # cut short is worth a warning.
+    (LOG.info if first else LOG.warning)(
+        'Snapshot of %(guest)s is a full image, not incremental: %(why)s',
+        {'guest': job.guest.name, 'why': why})
+    local.check_space(job, policy.COLD, out_path)
+    with backup.exported(job, outcome, checkpoint=checkpoint) as export:
+        journal.current().reached(journal.CHECKPOINT)
+        backup.read_export(job, export, out_path, outcome)
 
 
 def _backup_outcome(job: model.SnapshotJob,
