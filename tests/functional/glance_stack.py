@@ -19,6 +19,7 @@ Glance configured otherwise, or one they may stop, start their own with
 ``tools/glance.sh start NAME``.
 """
 
+import contextlib
 import os
 import subprocess
 import time
@@ -29,6 +30,7 @@ from keystoneauth1 import noauth
 from keystoneauth1 import session as ks_session
 
 from tests.functional import guest as guest_mod
+from tests import polling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -108,16 +110,24 @@ def delete(url: str, image_id: str, headers: dict | None = None,
     """
     deadline = time.monotonic() + timeout
     c = client(url, headers)
-    while time.monotonic() < deadline:
+
+    def hashed():
         image = c.images.get(image_id)
-        if image['status'] != 'active' or image.get('os_hash_value'):
-            break
-        time.sleep(0.5)
-    while True:
+        return image['status'] != 'active' or image.get('os_hash_value')
+
+    errors = []
+
+    def deleted():
         try:
             client(url, headers).images.delete(image_id)
-            return
-        except glance_exc.HTTPInternalServerError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+            return True
+        except glance_exc.HTTPInternalServerError as e:
+            errors.append(e)
+            return False
+
+    with contextlib.suppress(AssertionError):
+        # NOTE: not hashed in time: the delete is tried all the same.
+        polling.wait_until(hashed, timeout, 0.5, 'not hashed')
+    polling.wait_until(deleted, max(0.0, deadline - time.monotonic()), 0.5,
+                       lambda: 'Glance did not delete image %s: %s' % (
+                           image_id, errors[-1]))

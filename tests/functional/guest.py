@@ -35,6 +35,8 @@ import xml.etree.ElementTree as ET
 
 import libvirt
 
+from tests import polling
+
 SECTOR = 512
 SLOTS = 256
 #: The tail that holds the counter region (the guest writes its last
@@ -288,41 +290,40 @@ class TestGuest:
         started = time.monotonic()
         ready_before = self.serial_text().count('TINYGUEST READY')
         self.dom.create()
-        while time.monotonic() - started < timeout:
-            if self.serial_text().count('TINYGUEST READY') > ready_before:
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError('guest %s did not boot:\n%s' % (
+        polling.wait_until(
+            lambda: self.serial_text().count('TINYGUEST READY') >
+            ready_before, timeout, 0.1,
+            lambda: 'guest %s did not boot:\n%s' % (
                 self.name, self.serial_text()[-2000:]))
         boot = time.monotonic() - started
         # NOTE: a guest booted again counts from 1: wait for the first
         # counter of this boot (after it, every counter sector is written
         # once more), not for one above the last boot's.
-        while 'CTR ' not in self.serial_text().split(
-                'TINYGUEST READY')[-1]:
-            if time.monotonic() - started > timeout:
-                raise RuntimeError('guest %s does not count:\n%s' % (
-                    self.name, self.serial_text()[-2000:]))
-            time.sleep(0.1)
+        polling.wait_until(
+            lambda: 'CTR ' in self.serial_text().split(
+                'TINYGUEST READY')[-1],
+            max(0.0, timeout - (time.monotonic() - started)), 0.1,
+            lambda: 'guest %s does not count:\n%s' % (
+                self.name, self.serial_text()[-2000:]))
         if self.agent:
             self.wait_agent()
         return boot
 
     def wait_agent(self, timeout: float = 60) -> None:
         """Wait until libvirt sees the guest agent connected."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if 'AGENT-FAILED' in self.serial_text():
-                break
+        def failed() -> str:
+            return 'the agent of guest %s did not connect:\n%s' % (
+                self.name, self.serial_text()[-2000:])
+
+        def connected() -> bool:
+            assert 'AGENT-FAILED' not in self.serial_text(), failed()
             root = ET.fromstring(self.dom.XMLDesc(0))
-            for target in root.findall('./devices/channel/target'):
-                if (target.get('name') == 'org.qemu.guest_agent.0' and
-                        target.get('state') == 'connected'):
-                    return
-            time.sleep(0.2)
-        raise RuntimeError('the agent of guest %s did not connect:\n%s' % (
-            self.name, self.serial_text()[-2000:]))
+            return any(
+                target.get('name') == 'org.qemu.guest_agent.0' and
+                target.get('state') == 'connected'
+                for target in root.findall('./devices/channel/target'))
+
+        polling.wait_until(connected, timeout, 0.2, failed)
 
     def agent_command(self, command: str, timeout: int = 10) -> object:
         """The ``return`` of a guest agent command (by name), as
@@ -340,14 +341,14 @@ class TestGuest:
         return int(found[-1]) if found else 0
 
     def wait_counter(self, value: int, timeout: float = 60) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def reached() -> list[int]:
             now = self.last_counter()
-            if now >= value:
-                return now
-            time.sleep(0.2)
-        raise RuntimeError('guest %s counter stuck at %d' % (
-            self.name, self.last_counter()))
+            return [now] if now >= value else []
+
+        return polling.wait_until(
+            reached, timeout, 0.2,
+            lambda: 'guest %s counter stuck at %d' % (
+                self.name, self.last_counter()))[0]
 
     def remove(self) -> None:
         try:
@@ -476,9 +477,9 @@ def is_stopped(proc: subprocess.Popen) -> bool:
 
 def wait_stopped(proc: subprocess.Popen, timeout: float = 120) -> None:
     """Wait until the command stops at its step (see :func:`is_stopped`)."""
-    deadline = time.monotonic() + timeout
-    while not is_stopped(proc):
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError('the command did not reach its step')
-        time.sleep(0.05)
+    try:
+        polling.wait_until(lambda: is_stopped(proc), timeout, 0.05,
+                           'the command did not reach its step')
+    except AssertionError:
+        proc.kill()
+        raise

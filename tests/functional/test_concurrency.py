@@ -33,8 +33,11 @@ import time
 import uuid
 
 from tests.functional import guest as guest_mod
+from tests import polling
 
 COUNT, LIMIT = 8, 2
+#: Seconds for all the snapshots to end.
+ENDED_TIMEOUT = 600
 
 
 def test_eight_snapshots_two_at_a_time(conn, workdir):
@@ -78,21 +81,29 @@ def test_eight_snapshots_two_at_a_time(conn, workdir):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for i, g in enumerate(guests)]
         results = []
+        pending = dict(zip(procs, guests))
+
+        def all_ended():
+            for proc, g in list(pending.items()):
+                if proc.poll() is None:
+                    continue
+                out, err = proc.communicate()
+                results.append((proc.returncode, out, err))
+                # Done: its CPU goes to the others.
+                g.remove()
+                del pending[proc]
+            return not pending
+
         try:
-            pending = dict(zip(procs, guests))
-            while pending:
-                for proc, g in list(pending.items()):
-                    if proc.poll() is None:
-                        continue
-                    out, err = proc.communicate()
-                    results.append((proc.returncode, out, err))
-                    # Done: its CPU goes to the others.
-                    g.remove()
-                    del pending[proc]
-                time.sleep(0.1)
+            polling.wait_until(
+                all_ended, ENDED_TIMEOUT, 0.1,
+                lambda: '%d of the snapshots did not end' % len(pending))
         finally:
             stop.set()
             sampler.join()
+            for proc in pending:
+                proc.kill()
+                proc.communicate()
         seconds = time.monotonic() - started
     finally:
         for g in guests:

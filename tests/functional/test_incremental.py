@@ -24,7 +24,6 @@ import logging
 import os
 import shutil
 import signal
-import time
 import uuid
 
 import libvirt
@@ -38,6 +37,7 @@ from tests.functional.test_snapshot import assert_guest_as_before
 from tests.functional.test_snapshot import assert_no_temp_files
 from tests.functional.test_snapshot import GuestBefore
 from tests.functional.test_snapshot import take
+from tests import polling
 
 
 @pytest.fixture(scope='module')
@@ -251,10 +251,8 @@ def kill_qemu(g):
     """
     with open('/run/libvirt/qemu/%s.pid' % g.name) as f:
         os.kill(int(f.read().strip()), signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while g.dom.isActive() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not g.dom.isActive()
+    polling.wait_until(lambda: not g.dom.isActive(), 30, 0.1,
+                       'the guest is still active')
     g.start()
 
 

@@ -33,6 +33,7 @@ from nova_snapshot_ext.storage import qcow2_layout
 from nova_snapshot_ext.storage import qcow2_stream
 from nova_snapshot_ext.stores import upload_body
 from tests.functional import guest as guest_mod
+from tests import polling
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2
@@ -79,11 +80,12 @@ def _serve(path, sock):
     proc = subprocess.Popen(['qemu-nbd', '--read-only', '--format', 'raw',
                              '--socket', sock, '--export-name', 'disk',
                              path])
-    deadline = time.monotonic() + 10
-    while not os.path.exists(sock):
+
+    def listening():
         assert proc.poll() is None, 'qemu-nbd exited'
-        assert time.monotonic() < deadline, 'qemu-nbd did not start'
-        time.sleep(0.02)
+        return os.path.exists(sock)
+
+    polling.wait_until(listening, 10, 0.02, 'qemu-nbd did not start')
     return proc
 
 

@@ -47,6 +47,7 @@ from tests.functional.test_snapshot import assert_guest_as_before
 from tests.functional.test_snapshot import assert_nothing_left
 from tests.functional.test_snapshot import GuestBefore
 from tests.functional.test_snapshot import take
+from tests import polling
 
 #: [snapshot] quiesce_timeout for the hanging agent (seconds).
 HANG_TIMEOUT = 5
@@ -96,11 +97,9 @@ def assert_not_frozen(g, ask_agent=True):
     on) and, when the agent can answer, the agent says it is thawed.
     """
     beat = g.last_fs_beat()
-    deadline = time.monotonic() + 30
-    while g.last_fs_beat() <= beat + 5:
-        assert time.monotonic() < deadline, (
-            'the guest filesystem is frozen: no beat after %d' % beat)
-        time.sleep(0.2)
+    polling.wait_until(lambda: g.last_fs_beat() > beat + 5, 30, 0.2,
+                       'the guest filesystem is frozen: no beat after %d'
+                       % beat)
     if ask_agent:
         assert g.agent_command('guest-fsfreeze-status') == 'thawed'
 

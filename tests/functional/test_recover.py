@@ -41,6 +41,7 @@ from tests.functional import test_incremental
 from tests.functional.test_rbd import rbd_guest  # noqa: F401 - fixture
 from tests.functional.test_snapshot import assert_guest_as_before
 from tests.functional.test_snapshot import GuestBefore
+from tests import polling
 
 IMAGES, VMS = 'images', 'vms'
 
@@ -220,12 +221,9 @@ class Cli:
             return f.read()
 
     def wait_for(self, predicate, what, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        pytest.fail('%s did not happen: %s' % (what, self.stderr()))
+        polling.wait_until(predicate, timeout, 0.05,
+                           lambda: '%s did not happen: %s' % (
+                               what, self.stderr()))
 
     def stopped(self):
         return guest_mod.is_stopped(self.proc)

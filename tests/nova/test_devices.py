@@ -38,8 +38,11 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext.virt import devices
 from tests.functional import guest as guest_mod
 from tests.nova import test_driver
+from tests import polling
 
 ALIAS = 'nse-a1'
+#: Seconds to watch for the saved guest (the snapshot ends the watch).
+WATCH_TIMEOUT = 900
 _PCI = {'vendor_id': fakelibvirt.PCI_VEND_ID,
         'product_id': fakelibvirt.PCI_PROD_ID}
 
@@ -64,11 +67,10 @@ class PciDeviceSnapshotTest(test_driver.DriverTestBase):
         """While the snapshot runs: the domain's PCI devices when the
         real guest is found saved (shut off), once.
         """
-        while True:
-            if g.state() == libvirt.VIR_DOMAIN_SHUTOFF:
-                seen.append(self._hostdevs(server_id))
-                return
-            eventlet.sleep(0.02)
+        polling.wait_until(lambda: g.state() == libvirt.VIR_DOMAIN_SHUTOFF,
+                           WATCH_TIMEOUT, 0.02, 'the guest was never saved',
+                           sleep=eventlet.sleep)
+        seen.append(self._hostdevs(server_id))
 
     def test_cold_snapshot_detaches_and_attaches_the_pci_device(self):
         self.flags(method='cold', group='snapshot')

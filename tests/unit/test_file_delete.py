@@ -22,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -30,6 +29,7 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext import gc
 from nova_snapshot_ext.stores import file as file_store
 from nova_snapshot_ext import verify
+from tests import polling
 
 DOOMED = '11111111-1111-4111-8111-111111111111'
 KEPT = '22222222-2222-4222-8222-222222222222'
@@ -104,13 +104,14 @@ def _kill_in_the_middle(directory, image_id):
     proc = subprocess.Popen(
         [sys.executable, '-c', CHILD, directory, image_id, str(STOP_AFTER)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
+
+    def stopped():
+        assert proc.poll() is None, 'the delete ended before its stop: ' \
+            '%s' % proc.stdout.read().decode()
+        return _stopped(proc.pid)
+
     try:
-        while not _stopped(proc.pid):
-            assert proc.poll() is None, 'the delete ended before its stop: ' \
-                '%s' % proc.stdout.read().decode()
-            assert time.monotonic() < deadline, 'the delete never stopped'
-            time.sleep(0.02)
+        polling.wait_until(stopped, 60, 0.02, 'the delete never stopped')
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
