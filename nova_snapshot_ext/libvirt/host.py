@@ -128,25 +128,21 @@ class Host:
             LOG.warning('The connection to libvirt at %(uri)s was lost '
                         '(libvirtd restarted?); connecting again',
                         {'uri': self.uri})
-            now = time.monotonic()
-            deadline = now + self.reconnect_timeout
+            timeout = self.reconnect_timeout
             if self._gave_up is not None and \
-                    now - self._gave_up < self.reconnect_timeout:
-                deadline = now
-            while True:
-                try:
-                    conn = libvirt.open(self.uri)
-                    break
-                except libvirt.libvirtError as e:
-                    if time.monotonic() >= deadline:
-                        self._gave_up = time.monotonic()
-                        raise exception.HypervisorUnavailable(
-                            uri=self.uri,
-                            reason='the connection was lost and libvirtd '
-                                   'did not answer again within %d s (%s)' %
-                                   (self.reconnect_timeout,
-                                    e.get_error_message()))
-                retry.sleep(RECONNECT_INTERVAL)
+                    time.monotonic() - self._gave_up < timeout:
+                timeout = 0
+            try:
+                conn = retry.call(libvirt.open, self.uri,
+                                  on=libvirt.libvirtError, timeout=timeout,
+                                  interval=RECONNECT_INTERVAL)
+            except libvirt.libvirtError as e:
+                self._gave_up = time.monotonic()
+                raise exception.HypervisorUnavailable(
+                    uri=self.uri,
+                    reason='the connection was lost and libvirtd did not '
+                           'answer again within %d s (%s)' %
+                           (self.reconnect_timeout, e.get_error_message()))
             self._conn = self._wrap(conn) if self._wrap else conn
             self.generation += 1
             self._gave_up = None

@@ -241,6 +241,9 @@ def delete_when_glance_answers(image_api: Any, context: Any, image_id: str,
     :returns: what happened: ``deleted``, ``gone`` (someone else deleted
         it), ``kept`` (it is no longer unfinished) or ``gave up``.
     """
+    # NOTE: a loop of its own, not retry.call: its deadline runs on
+    # ``clock`` (tests drive it; tenacity reads time.monotonic, which
+    # eventlet's hub uses too) from before the first pause.
     deadline = clock() + give_up_after
     status = 'queued'
     while True:
