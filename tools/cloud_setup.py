@@ -81,7 +81,14 @@ def restart_compute(host, extra=None, timeout=180):
         if os.path.exists(path):
             os.unlink(path)
     else:
-        with open(path, 'w') as f:
+        # As the host's nova.conf: its user's group may read it, nobody
+        # else.
+        conf = os.stat(os.path.join(CLOUD_DIR, 'etc',
+                                    'nova-compute-%s.conf' % host))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        with os.fdopen(fd, 'w') as f:
+            os.fchown(f.fileno(), conf.st_uid, conf.st_gid)
+            os.fchmod(f.fileno(), 0o640)
             f.write(extra)
     subprocess.run(['bash', os.path.join(TOOLS_DIR, 'cloud.sh'), 'restart',
                     'nova-compute-' + host], check=True,
