@@ -227,7 +227,7 @@ class _Recovery:
         if self._collector is None:
             driver = None
             if self.backends is not None:
-                driver = getattr(self.backends.get('rbd'), 'driver', None)
+                driver = self.backends.get('rbd').storage_driver()
             if driver is None:
                 from nova_snapshot_ext.storage import rbd as rbd_storage
                 driver = self._own_driver = rbd_storage.RBDDriver(self.conf)

@@ -54,7 +54,6 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext import journal
 from nova_snapshot_ext.stores import base as store_base
 from nova_snapshot_ext.stores import file as file_store
-from nova_snapshot_ext.stores import glance as glance_store
 from nova_snapshot_ext.stores import image_api
 
 LOG = logging.getLogger(__name__)
@@ -108,9 +107,9 @@ def local(conf: cfg.ConfigOpts, min_age: float, claims: Claims,
             found += _old_dir(os.path.join(temp, name), 'temporary '
                               'directory', min_age, claims)
     stores = [os.path.normpath(conf.snapshot_file_store.directory)]
-    if isinstance(store, file_store.FileStore) and \
-            store.directory not in stores:
-        stores.append(store.directory)
+    here = store.local_directory() if store is not None else None
+    if here is not None and here not in stores:
+        stores.append(here)
     for images in stores:
         for name in _names(images):
             if not name.startswith('.'):
@@ -165,12 +164,9 @@ def _rmtree(path: str) -> None:
 def records(store: store_base.ImageStore, min_age: float,
             claims: Claims) -> list[Finding]:
     """Queued records of the command's that no live snapshot owns."""
-    api = getattr(store, 'api', None)
-    if not isinstance(api, glance_store.GlanceAPI):
-        return []
     now = datetime.datetime.now(datetime.timezone.utc)
     found: list[Finding] = []
-    for image in api.queued_of_ours():
+    for image in store.queued_of_ours():
         image_id = image['id']
         if image_id in claims.records:
             continue

@@ -45,7 +45,6 @@ from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
 from nova_snapshot_ext.stores import file as file_store
-from nova_snapshot_ext.stores import image_api
 
 LOG = logging.getLogger(__name__)
 
@@ -86,9 +85,9 @@ def verify(conf: cfg.ConfigOpts, store: store_base.ImageStore,
     :raises InvalidInput: the store cannot be read back.
     """
     report = Report(image=image, store=str(store))
-    if isinstance(store, file_store.FileStore):
+    if store.READBACK == 'chain':
         _verify_file_chain(store, _file_id(store, image), report)
-    elif isinstance(store, image_api.APIImageStore):
+    elif store.READBACK == 'image-api':
         _verify_glance(conf, store, image, report)
     else:
         raise exception.InvalidInput(
@@ -122,8 +121,7 @@ def after_snapshot(conf: cfg.ConfigOpts, store: store_base.ImageStore,
 
 
 def _discard(store: store_base.ImageStore, ids: list[str]) -> None:
-    api = getattr(store, 'api', None)
-    if api is not None and not api.deletes_on_failure:
+    if not store.deletes_on_failure():
         # NOTE: Nova deletes the record of a failed snapshot itself.
         return
     for image_id in ids:
@@ -131,18 +129,24 @@ def _discard(store: store_base.ImageStore, ids: list[str]) -> None:
 
 
 # -- the directory store ------------------------------------------------
-def _file_id(store: file_store.FileStore, image: str) -> str:
+def _directory(store: store_base.ImageStore) -> str:
+    directory = store.local_directory()
+    assert directory is not None, 'a store of chains keeps a directory'
+    return directory
+
+
+def _file_id(store: store_base.ImageStore, image: str) -> str:
     """The id of an image named by its id or by its file's path."""
     image_id = image
     if os.sep in image:
         image_id = os.path.basename(os.path.dirname(os.path.abspath(image)))
     if not uuidutils.is_uuid_like(image_id) or not os.path.isdir(
-            os.path.join(store.directory, image_id)):
+            os.path.join(_directory(store), image_id)):
         raise exception.ImageNotFound(image=image, store=store)
     return image_id
 
 
-def _verify_file_chain(store: file_store.FileStore, image_id: str,
+def _verify_file_chain(store: store_base.ImageStore, image_id: str,
                        report: Report) -> None:
     seen: set[str] = set()
     current: str | None = image_id
@@ -161,10 +165,10 @@ def _verify_file_chain(store: file_store.FileStore, image_id: str,
         current = doc.get('incremental_of')
 
 
-def _file_member(store: file_store.FileStore, image_id: str,
+def _file_member(store: store_base.ImageStore, image_id: str,
                  report: Report) -> dict[str, Any]:
     """Verify one image of the directory store; its metadata."""
-    directory = os.path.join(store.directory, image_id)
+    directory = os.path.join(_directory(store), image_id)
     try:
         doc = _read_metadata(directory)
     except (OSError, ValueError) as e:
@@ -184,7 +188,7 @@ def _file_member(store: file_store.FileStore, image_id: str,
     _compare(member['sha256'], doc.get('sha256'), 'sha256', 'metadata.json')
     backing = None
     if doc.get('incremental_of'):
-        backing = os.path.join(store.directory, doc['incremental_of'],
+        backing = os.path.join(_directory(store), doc['incremental_of'],
                                'image.qcow2')
     member['qemu_img_check'] = _qemu_check(store.conf, path,
                                            doc.get('format'), backing)
@@ -200,7 +204,7 @@ def _read_metadata(directory: str) -> dict[str, Any]:
 
 
 # -- Glance ---------------------------------------------------------------
-def _verify_glance(conf: cfg.ConfigOpts, store: image_api.APIImageStore,
+def _verify_glance(conf: cfg.ConfigOpts, store: store_base.ImageStore,
                    image_id: str, report: Report) -> None:
     record = store.record(image_id)
     fmt = record.get('disk_format')
@@ -230,7 +234,7 @@ class _downloaded:
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
-                 store: image_api.APIImageStore, image_id: str,
+                 store: store_base.ImageStore, image_id: str,
                  fmt: str | None, algo: str,
                  member: dict[str, Any]) -> None:
         self.conf, self.store, self.image_id = conf, store, image_id
@@ -267,7 +271,7 @@ class _downloaded:
         return self.path
 
     def _chunks(self) -> Iterator[bytes]:
-        chunks = iter(self.store.api.download(self.image_id))
+        chunks = iter(self.store.download(self.image_id))
         while True:
             try:
                 chunk = next(chunks, None)

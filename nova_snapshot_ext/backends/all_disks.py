@@ -99,12 +99,14 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
 def _backend(backends: base.Backends, job: model.SnapshotJob,
              disks: list[disks_mod.Disk]) -> base.ImageBackend:
     for disk in disks:
-        if not isinstance(backends.for_disk(disk), local.FileBackend):
+        if base.GROUP not in backends.for_disk(disk).capabilities:
             raise exception.UnsupportedDisk(
                 guest=job.guest.name,
-                reason='all disks are copied from local files and block '
-                       'devices, and %s is a %s disk' % (
-                           disk.target, base.backend_name_for(disk)))
+                reason='all disks are copied at one point in time by '
+                       'backends with capability "%s", and %s is a %s disk, '
+                       'whose backend lacks it' % (
+                           base.GROUP, disk.target,
+                           base.backend_name_for(disk)))
         backends.for_disk(disk).inspect(dataclasses.replace(job, disk=disk))
     return backends.for_disk(disks[0])
 

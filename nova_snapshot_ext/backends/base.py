@@ -26,6 +26,13 @@ methods:
 
 and may add a direct path, :meth:`ImageBackend.direct_snapshot`, that
 makes the image inside the storage without copying through the host.
+What else it can take part in it declares in
+:attr:`ImageBackend.capabilities`: :data:`GROUP` (``--all-disks``: its
+disks copied with the guest's others at one point in time) and
+:data:`CHANGED_BLOCKS` (``--incremental``: the blocks changed since a
+checkpoint read from a libvirt backup job); the orchestrator composes
+those modes from the capabilities and refuses a backend that lacks one
+with one line naming it.
 The shared steps (quiesce, managed save, temporary directory, convert)
 are in :mod:`nova_snapshot_ext.backends.steps`.
 
@@ -74,6 +81,15 @@ def no_wrap(obj: Any) -> Any:
     return obj
 
 
+#: Capability: the backend's disks are copied from local files and block
+#: devices through libvirt, so one backup job (or one managed save) can
+#: take them with the guest's other disks at one point in time.
+GROUP = 'group'
+#: Capability: the backend can write only the blocks changed since a
+#: libvirt checkpoint, from a backup job's dirty bitmap.
+CHANGED_BLOCKS = 'changed-blocks'
+
+
 @dataclasses.dataclass(frozen=True)
 class Support:
     """What a backend can do for one guest disk."""
@@ -99,6 +115,9 @@ class ImageBackend(metaclass=abc.ABCMeta):
 
     #: The entry point name.
     name: ClassVar[str] = ''
+    #: What else it can take part in: :data:`GROUP`,
+    #: :data:`CHANGED_BLOCKS`.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, conf: cfg.ConfigOpts, wrap: Wrap = no_wrap) -> None:
         self.conf = conf
@@ -172,6 +191,12 @@ class ImageBackend(metaclass=abc.ABCMeta):
         """Release what the backend keeps between snapshots (e.g. a
         storage connection). The default keeps nothing.
         """
+
+    def storage_driver(self) -> Any:
+        """The storage connection the backend keeps, which the cleanup
+        of what its snapshots left may use too; None when it keeps none.
+        """
+        return None
 
     # -- the choice ----------------------------------------------------
     def facts(self, job: model.SnapshotJob,

@@ -68,7 +68,6 @@ from nova_snapshot_ext import policy
 from nova_snapshot_ext.storage import changed_blocks
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
-from nova_snapshot_ext.stores import file as file_store
 
 LOG = logging.getLogger(__name__)
 
@@ -121,15 +120,22 @@ class Registry:
         durable.write_json(self.path, self.doc)
 
 
-def check(job: model.SnapshotJob) -> None:
+def check(backend: base.ImageBackend, job: model.SnapshotJob) -> None:
     """Refuse, before anything is made, what cannot be incremental.
 
     :raises InvalidInput: naming what to change.
     """
-    if not isinstance(job.store, file_store.FileStore):
+    if base.CHANGED_BLOCKS not in backend.capabilities:
         raise exception.InvalidInput(
-            reason='incremental snapshots are written into the directory '
-                   'store (file://), not %s' % job.store)
+            reason='an incremental snapshot reads the blocks changed since '
+                   'the last one, and the %s backend of disk %s lacks that '
+                   'capability ("%s")' % (
+                       backend.name, job.disk.target, base.CHANGED_BLOCKS))
+    if not job.store.HOLDS_CHAINS:
+        raise exception.InvalidInput(
+            reason='incremental snapshots need a store that holds chains '
+                   'of images, such as the directory store (file://), and '
+                   '%s does not' % job.store)
     if job.image_format != 'qcow2':
         raise exception.InvalidInput(
             reason='an incremental image is a qcow2 backed by the one '
@@ -172,7 +178,7 @@ def snapshot(backend: base.ImageBackend,
              job: model.SnapshotJob) -> model.SnapshotResult:
     """An incremental snapshot of ``job`` (see the module)."""
     started = time.monotonic()
-    check(job)
+    check(backend, job)
     plan = backend.plan(job)
     outcome = _backup_outcome(job, plan)
     registry = Registry(job)

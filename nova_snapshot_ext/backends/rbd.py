@@ -107,6 +107,9 @@ class RbdBackend(base.ImageBackend):
     def close(self) -> None:
         self._driver.close()
 
+    def storage_driver(self) -> rbd_storage.RBDDriver:
+        return self.driver
+
     def release_disk(self, path: str) -> list[str]:
         """Flatten the clones of the disk's ``nse-`` snapshots (images
         whose flatten was deferred, or is not done yet) and remove those

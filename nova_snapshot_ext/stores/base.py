@@ -21,7 +21,8 @@ visible in the store, and :meth:`PendingImage.abort` removes every trace.
 """
 
 import abc
-from collections.abc import Callable
+import builtins
+from collections.abc import Callable, Iterator
 import dataclasses
 import os
 import shutil
@@ -199,6 +200,15 @@ class ImageStore(metaclass=abc.ABCMeta):
     #: ``recover`` can reach the store again from its spec alone, to undo
     #: what a killed snapshot left in it (a record it created).
     RECOVERABLE = True
+    #: The store holds chains of images (``--incremental``): a qcow2
+    #: image backed by an earlier image of the store, which it can list,
+    #: locate and make standalone (the methods "with HOLDS_CHAINS" below).
+    HOLDS_CHAINS = False
+    #: How ``nova-snapshot-ext verify`` reads the store's images back:
+    #: ``chain`` (image files in a directory, a chain followed through
+    #: its backing links), ``image-api`` (downloaded through its image
+    #: API and checked against the recorded hash), None (it cannot).
+    READBACK: str | None = None
 
     def __init__(self, conf: cfg.ConfigOpts, spec: str) -> None:
         self.conf = conf
@@ -231,13 +241,60 @@ class ImageStore(metaclass=abc.ABCMeta):
     def delete(self, image_id: str) -> None:
         """Delete a complete image. Missing images are not an error."""
 
+    # -- with HOLDS_CHAINS ---------------------------------------------
+    def list(self) -> list[dict[str, Any]]:
+        """The metadata of every complete image, oldest first."""
+        raise NotImplementedError('%s holds no chains of images' % self)
+
+    @staticmethod
+    def image_file(meta: ImageMeta) -> str:
+        """The name of an image's file, relative to its directory."""
+        raise NotImplementedError('this store holds no chains of images')
+
+    def flatten(self, image_id: str) -> dict[str, Any]:
+        """Make image ``image_id`` standalone; its new metadata."""
+        raise NotImplementedError('%s holds no chains of images' % self)
+
+    def finish_flatten(self, image_id: str) -> None:
+        """Finish a flatten of ``image_id`` that a crash cut short."""
+        raise NotImplementedError('%s holds no chains of images' % self)
+
+    # -- with READBACK 'image-api' ---------------------------------------
+    def record(self, image_id: str) -> dict[str, Any]:
+        """The image's record as the store's image API shows it."""
+        raise NotImplementedError('%s keeps no records' % self)
+
+    def download(self, image_id: str) -> Iterator[bytes]:
+        """The image's data, in chunks."""
+        raise NotImplementedError('%s cannot read its images back' % self)
+
+    def deletes_on_failure(self) -> bool:
+        """Whether the store deletes the image of a snapshot that failed
+        (a store of records Nova made leaves that to Nova).
+        """
+        return True
+
+    # -- housekeeping (gc) -----------------------------------------------
+    def local_directory(self) -> str | None:
+        """The directory of this host the store keeps images in (where
+        ``gc`` sweeps partial and half-deleted ones); None when it keeps
+        none here.
+        """
+        return None
+
+    def queued_of_ours(self) -> builtins.list[dict[str, Any]]:
+        """The records still queued that the command made (``gc`` deletes
+        those no running snapshot owns); none when the store cannot tell.
+        """
+        return []
+
     # -- with SUPPORTS_LOCATION ----------------------------------------
     # NOTE: a store that sets SUPPORTS_LOCATION registers images whose
     # data a backend made inside shared storage (an RBD clone). The rbd
     # backend and gc then ask it the questions below; the defaults are
     # the answers of a store that knows nothing.
 
-    def stores_detail(self) -> list[dict[str, Any]] | None:
+    def stores_detail(self) -> builtins.list[dict[str, Any]] | None:
         """The storage backends the store keeps images in, as Glance
         describes them (``id``, ``type``, ``default``, ``properties``
         such as an rbd store's ``pool`` and ``fsid``); None when the store
@@ -245,7 +302,7 @@ class ImageStore(metaclass=abc.ABCMeta):
         """
         return None
 
-    def image_locations(self, image_id: str) -> list[str]:
+    def image_locations(self, image_id: str) -> builtins.list[str]:
         """The URLs of an image's data (e.g. ``rbd://fsid/pool/id/snap``)
         that the store shows; none when it shows none.
         """

@@ -195,6 +195,9 @@ class FileStore(base.ImageStore):
     ``file:///absolute/dir``.
     """
 
+    HOLDS_CHAINS = True
+    READBACK = 'chain'
+
     def __init__(self, conf: cfg.ConfigOpts, spec: str) -> None:
         super().__init__(conf, spec)
         if spec == 'file':
@@ -293,6 +296,9 @@ class FileStore(base.ImageStore):
             if not os.path.lexists(doomed):
                 return
         shutil.rmtree(doomed, ignore_errors=True)
+
+    def local_directory(self) -> str:
+        return self.directory
 
     def list(self) -> list[dict[str, Any]]:
         """The metadata of every complete image, oldest first."""

@@ -24,6 +24,7 @@ and :class:`APIImageStore`, once for both; what the two ways do
 differently is said by the attributes of ``ImageAPI``.
 """
 
+from collections.abc import Iterator
 import contextlib
 import hashlib
 import os
@@ -290,11 +291,21 @@ class APIImageStore(base.ImageStore):
     """
 
     SUPPORTS_LOCATION = True
+    READBACK = 'image-api'
 
     def __init__(self, conf: cfg.ConfigOpts, spec: str,
                  api: image_calls.ImageAPI) -> None:
         super().__init__(conf, spec)
         self.api = api
+
+    def queued_of_ours(self) -> list[dict[str, Any]]:
+        return self.api.queued_of_ours()
+
+    def download(self, image_id: str) -> Iterator[bytes]:
+        return self.api.download(image_id)
+
+    def deletes_on_failure(self) -> bool:
+        return self.api.deletes_on_failure
 
     def __str__(self) -> str:
         return str(self.api)

@@ -51,6 +51,12 @@ class ImageAPI(metaclass=abc.ABCMeta):
     #: eventlet tpool worker of nova-compute).
     hash_in_threads: bool = True
 
+    def queued_of_ours(self) -> list[dict[str, Any]]:
+        """The queued records this API made that the credentials see;
+        none when it cannot tell its own.
+        """
+        return []
+
     @abc.abstractmethod
     def get(self, image_id: str) -> dict[str, Any]:
         """The record now, with the locations Glance shows here."""

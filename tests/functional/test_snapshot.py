@@ -23,6 +23,7 @@ import sys
 
 import libvirt
 import pytest
+from stevedore import extension
 
 from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext import exception
@@ -470,6 +471,46 @@ def test_third_party_backend_and_store_through_the_loaders(
     assert check.data_sha256 == qcow2_guest.disks.data_sha256
     assert check.point_in_time, check.counters
     assert_no_temp_files(conf)
+
+
+def test_third_party_plugins_without_a_capability_are_refused_in_one_line(
+        conf, qcow2_guest, workdir):
+    # --all-disks and --incremental are composed from what backends and
+    # stores say they can do: a plugin that does not say it is refused,
+    # naming the capability, before the guest is touched.
+    vault = os.path.join(workdir, 'vault-modes')
+    os.makedirs(vault)
+    store = store_base.load(conf, 'vault://' + vault,
+                            manager=vendor_plugins.store_manager())
+    before = GuestBefore(qcow2_guest)
+    # NOTE: the vendor's backend installed in place of ours for qcow2.
+    replaced = extension.ExtensionManager.make_test_instance(
+        [extension.Extension('qcow2', None, vendor_plugins.VendorBackend,
+                             None)])
+    cases = [
+        (dict(all_disks=True), replaced, None, exception.UnsupportedDisk,
+         'backends with capability "group", and vda is a qcow2 disk, whose '
+         'backend lacks it'),
+        (dict(incremental=True, backend='qcow2'), replaced, None,
+         exception.InvalidInput, 'the vendor backend of disk vda lacks '
+         'that capability ("changed-blocks")'),
+        (dict(incremental=True), None, store, exception.InvalidInput,
+         'need a store that holds chains of images, such as the directory '
+         'store (file://), and vault://'),
+    ]
+    for extra, manager, into, error, line in cases:
+        request = snapshot.SnapshotRequest(guest=qcow2_guest.name,
+                                           name='snap', **extra)
+        with backend_base.Backends(conf, manager=manager) as backends:
+            with pytest.raises(error) as e:
+                snapshot.take_snapshot(request, conf=conf, backends=backends,
+                                       store=into or store_base.load(conf))
+        assert line in str(e.value)
+        assert '\n' not in str(e.value)
+    assert_guest_as_before(qcow2_guest, before)
+    assert os.listdir(vault) == []
+    assert_no_temp_files(conf)
+    assert_nothing_left(conf)
 
 
 def test_third_party_store_takes_a_live_qcow2_hashed_as_written(

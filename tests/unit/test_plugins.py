@@ -79,6 +79,12 @@ def test_third_party_store_through_the_loader(conf, tmp_path):
     assert not store.SUPPORTS_LOCATION
     assert store.stores_detail() is None
     assert store.image_locations('x') == []
+    # Nor does it hold chains, read back or keep a directory here: it
+    # says so, and --incremental, verify and gc ask it.
+    assert not store.HOLDS_CHAINS and store.READBACK is None
+    assert store.local_directory() is None
+    assert store.queued_of_ours() == []
+    assert store.deletes_on_failure()
     meta = store_base.ImageMeta(name='n', disk_format='raw')
     with pytest.raises(RuntimeError):
         with store.begin(meta) as pending:

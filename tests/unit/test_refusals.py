@@ -20,6 +20,7 @@ import types
 import pytest
 
 from nova_snapshot_ext.backends import incremental
+from nova_snapshot_ext.backends import qcow2 as qcow2_backend
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import disks
 from nova_snapshot_ext.libvirt import refusals
@@ -151,8 +152,9 @@ def test_incremental_refuses_a_readonly_disk(conf, tmp_path):
         store=file_store.FileStore(conf, 'file://%s' % tmp_path),
         image_format='qcow2', disk=disk,
         guest=types.SimpleNamespace(name='web1'))
+    backend = qcow2_backend.Qcow2Backend(conf)
     with pytest.raises(exception.InvalidInput,
                        match='disk vda of web1 is read-only'):
-        incremental.check(job)
+        incremental.check(backend, job)
     job.disk = disks.root_disk(XML % (FILE_DISK % ''), 'web1')
-    incremental.check(job)
+    incremental.check(backend, job)

@@ -33,7 +33,7 @@ def test_a_hostile_image_name_cannot_forge_output_lines():
     api.queued_of_ours.return_value = [{
         'id': 'abc', 'created_at': '2000-01-01T00:00:00Z',
         'name': 'x\ndelete image record glance image 123 \x1b[2K(ok)'}]
-    store = mock.Mock(api=api)
+    store = mock.Mock(queued_of_ours=api.queued_of_ours)
     store.__str__ = lambda self: 'glance'
     (finding,) = sweep.records(store, 60, _Claims())
     target = finding[1]
