@@ -89,7 +89,7 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
                     steps.convert(j, j.disk.path, j.disk.format,
                                   pending.path)
         stored = _commit_all(jobs, pendings, outcome, group)
-    results = [base.result(j, plan, s, outcome, started, backend.name)
+    results = [steps.result(j, plan, s, outcome, started, backend.name)
                for j, s in zip(jobs, stored)]
     root = results[0]
     root.disks = [r.as_dict() for r in results]
@@ -159,7 +159,7 @@ def _commit_all(jobs: list[model.SnapshotJob],
         for j, pending in zip(jobs, pendings):
             made.append(record.add(journal.GROUP_IMAGE, id=pending.image_id,
                                    store=spec, group=group))
-            stored.append(base.commit(j, pending, outcome))
+            stored.append(steps.commit(j, pending, outcome))
             record.reached(journal.GROUP_IMAGE)
     except BaseException:
         # NOTE: an image whose commit failed is the store's to undo (its

@@ -47,7 +47,7 @@ from collections.abc import Callable
 import dataclasses
 import functools
 import time
-from typing import Any, BinaryIO, ClassVar, TYPE_CHECKING
+from typing import Any, ClassVar, TYPE_CHECKING
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -263,7 +263,8 @@ class ImageBackend(metaclass=abc.ABCMeta):
                 # snapshot's guest does not stay stopped while it waits.
                 with job.request.disk_ops():
                     stored = self._write(job, plan, pending, outcome)
-        return result(job, plan, stored, outcome, started, self.name)
+        return steps.result(job, plan, stored, outcome, started,
+                            self.name)
 
     def _write(self, job: model.SnapshotJob, plan: policy.Plan,
                pending: store_base.PendingImage,
@@ -271,7 +272,7 @@ class ImageBackend(metaclass=abc.ABCMeta):
         """Copy the disk into ``pending``, streamed when the store and
         the backend can, and commit it.
         """
-        commit_ = functools.partial(commit, job, pending, outcome)
+        commit_ = functools.partial(steps.commit, job, pending, outcome)
         stored = None
         if pending.STREAMS:
             stored = self.stream(job, plan.method, commit_, outcome)
@@ -290,50 +291,6 @@ class ImageBackend(metaclass=abc.ABCMeta):
             'because %(reason)s',
             {'guest': job.guest.name, 'disk': job.disk.target,
              'method': plan.method, 'reason': plan.reason})
-
-
-def result(job: model.SnapshotJob, plan: policy.Plan,
-           stored: store_base.StoredImage, outcome: steps.Outcome,
-           started: float, backend: str,
-           **extra: Any) -> model.SnapshotResult:
-    """The result of a snapshot of ``job`` that made ``stored``."""
-    return model.SnapshotResult(
-        method=plan.method, reason=plan.reason, image=stored.reference,
-        image_id=stored.id, location=stored.location,
-        format=stored.disk_format, size=stored.size,
-        virtual_size=stored.virtual_size, sha256=stored.sha256,
-        seconds=round(time.monotonic() - started, 3),
-        guest=job.guest.name, backend=backend, quiesced=outcome.quiesced,
-        downtime=round(outcome.downtime, 3), disk=job.disk.target,
-        live_copy_style=outcome.live_style,
-        live_copy_reason=outcome.live_reason, **extra)
-
-
-def commit(job: model.SnapshotJob, pending: store_base.PendingImage,
-           outcome: steps.Outcome, stream: BinaryIO | None = None,
-           size: int = 0, virtual_size: int | None = None
-           ) -> store_base.StoredImage:
-    """Complete ``pending`` (see :data:`Commit`), with what the copy's
-    ``outcome`` tells recorded in its metadata.
-    """
-    pending.meta.properties['quiesced'] = outcome.quiesced
-    if outcome.live_style:
-        pending.meta.properties['live_copy_style'] = outcome.live_style
-        pending.meta.properties['live_copy_reason'] = outcome.live_reason
-    job.progress('upload', 0.0)
-
-    def progress(f: float) -> None:
-        job.progress('upload', f)
-
-    if stream is None:
-        sha256 = outcome.hashed.get(pending.path)
-        if sha256 is not None:
-            return pending.commit_hashed(sha256, progress)
-        return pending.commit(progress)
-    if virtual_size is None:
-        return pending.commit_stream(stream, size, progress)
-    return pending.commit_stream(stream, size, progress,
-                                 virtual_size=virtual_size)
 
 
 def host_facts(conf: cfg.ConfigOpts, host: 'host_mod.Host',

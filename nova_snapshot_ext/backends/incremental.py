@@ -204,7 +204,7 @@ def snapshot(backend: base.ImageBackend,
             meta.properties.update(
                 incremental_of=None if why else found.image_id,
                 incremental_reason=why or None)
-            stored = base.commit(job, pending, outcome)
+            stored = steps.commit(job, pending, outcome)
             created = job.guest.checkpoint_created(checkpoint)
         except BaseException:
             if _delete_checkpoint(job, checkpoint):
@@ -224,9 +224,9 @@ def snapshot(backend: base.ImageBackend,
         record.done(defined)
     if job.request.keep:
         retention.retain(job, job.request.keep)
-    return base.result(job, plan, stored, outcome, started, backend.name,
-                       incremental_of=None if why else found.image_id,
-                       incremental_reason=why or None)
+    return steps.result(job, plan, stored, outcome, started, backend.name,
+                        incremental_of=None if why else found.image_id,
+                        incremental_reason=why or None)
 
 
 def _full(job: model.SnapshotJob, out_path: str, checkpoint: str,

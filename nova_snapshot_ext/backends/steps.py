@@ -37,6 +37,7 @@ import dataclasses
 import os
 import shutil
 import time
+from typing import Any, BinaryIO
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -47,8 +48,10 @@ from nova_snapshot_ext import journal
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext.libvirt import refusals
 from nova_snapshot_ext import model
+from nova_snapshot_ext import policy
 from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qemu_img
+from nova_snapshot_ext.stores import base as store_base
 
 LOG = logging.getLogger(__name__)
 
@@ -344,3 +347,47 @@ def convert(job: model.SnapshotJob, src: str, src_format: str,
                      image_opts=image_opts, rate_mib=rate_mib,
                      force_share=shared)
     job.progress('convert', 1.0)
+
+
+def result(job: model.SnapshotJob, plan: policy.Plan,
+           stored: store_base.StoredImage, outcome: Outcome,
+           started: float, backend: str,
+           **extra: Any) -> model.SnapshotResult:
+    """The result of a snapshot of ``job`` that made ``stored``."""
+    return model.SnapshotResult(
+        method=plan.method, reason=plan.reason, image=stored.reference,
+        image_id=stored.id, location=stored.location,
+        format=stored.disk_format, size=stored.size,
+        virtual_size=stored.virtual_size, sha256=stored.sha256,
+        seconds=round(time.monotonic() - started, 3),
+        guest=job.guest.name, backend=backend, quiesced=outcome.quiesced,
+        downtime=round(outcome.downtime, 3), disk=job.disk.target,
+        live_copy_style=outcome.live_style,
+        live_copy_reason=outcome.live_reason, **extra)
+
+
+def commit(job: model.SnapshotJob, pending: store_base.PendingImage,
+           outcome: Outcome, stream: BinaryIO | None = None,
+           size: int = 0, virtual_size: int | None = None
+           ) -> store_base.StoredImage:
+    """Complete ``pending`` (a backend's ``Commit``), with what the
+    copy's ``outcome`` tells recorded in its metadata.
+    """
+    pending.meta.properties['quiesced'] = outcome.quiesced
+    if outcome.live_style:
+        pending.meta.properties['live_copy_style'] = outcome.live_style
+        pending.meta.properties['live_copy_reason'] = outcome.live_reason
+    job.progress('upload', 0.0)
+
+    def progress(f: float) -> None:
+        job.progress('upload', f)
+
+    if stream is None:
+        sha256 = outcome.hashed.get(pending.path)
+        if sha256 is not None:
+            return pending.commit_hashed(sha256, progress)
+        return pending.commit(progress)
+    if virtual_size is None:
+        return pending.commit_stream(stream, size, progress)
+    return pending.commit_stream(stream, size, progress,
+                                 virtual_size=virtual_size)

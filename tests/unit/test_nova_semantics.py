@@ -124,7 +124,7 @@ def test_copy_and_upload_run_under_the_disk_ops_hook(conf):
     job = job_of('shutoff', disk_ops=disk_ops)
     job = model.SnapshotJob(**dict(vars(job), store=store, conf=conf,
                                    method=policy.PREFER_LIVE))
-    with mock.patch.object(base, 'result') as result:
+    with mock.patch.object(steps, 'result') as result:
         Backend(conf, events).snapshot(job)
     assert events == ['acquire', 'copy cold', 'upload', 'release']
     assert result.call_args[0][1].method == 'cold'
