@@ -253,7 +253,7 @@ class ImageBackend(metaclass=abc.ABCMeta):
                     stored = self.direct_snapshot(job, pending, outcome)
                 except exception.DirectSnapshotImpossible as e:
                     plan = policy.choose(dataclasses.replace(
-                        facts, direct_unavailable=e.kwargs['reason']),
+                        facts, direct_unavailable=str(e.kwargs['reason'])),
                         job.method)
                     self._log_plan(job, plan, support)
                     meta.properties.update(method=plan.method,

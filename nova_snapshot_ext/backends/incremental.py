@@ -201,15 +201,16 @@ def snapshot(backend: base.ImageBackend,
             if why:
                 _full(job, pending.path, checkpoint, outcome, why,
                       first=found is None)
-            meta.properties.update(
-                incremental_of=None if why else found.image_id,
-                incremental_reason=why or None)
+            of = None if why or found is None else found.image_id
+            meta.properties.update(incremental_of=of,
+                                   incremental_reason=why or None)
             stored = steps.commit(job, pending, outcome)
             created = job.guest.checkpoint_created(checkpoint)
         except BaseException:
             if _delete_checkpoint(job, checkpoint):
                 record.done(step)
-            if defined is not None and _forget(job, found.checkpoint):
+            if defined is not None and found is not None and \
+                    _forget(job, found.checkpoint):
                 record.done(defined)
             raise
         # NOTE: from here the checkpoint is the base of the next snapshot:
@@ -225,8 +226,7 @@ def snapshot(backend: base.ImageBackend,
     if job.request.keep:
         retention.retain(job, job.request.keep)
     return steps.result(job, plan, stored, outcome, started, backend.name,
-                        incremental_of=None if why else found.image_id,
-                        incremental_reason=why or None)
+                        incremental_of=of, incremental_reason=why or None)
 
 
 def _full(job: model.SnapshotJob, out_path: str, checkpoint: str,

@@ -119,8 +119,10 @@ def check_space(job: model.SnapshotJob, method: str, out_path: str) -> None:
     """
     conf, disk = job.conf, job.disk
     top, chain = 0, 0
-    path, fmt = disk.path, disk.format
+    path: str | None = disk.path
+    fmt: str | None = disk.format
     while path:
+        assert fmt is not None, 'qemu_img.backing_of names the format'
         info = qemu_img.info(conf, path, fmt, force_share=True)
         if info.get('encrypted'):
             raise exception.UnsupportedDisk(

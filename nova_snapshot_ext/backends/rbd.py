@@ -83,7 +83,8 @@ def is_our_clone(pool: str, name: str, metadata: dict[str, str]) -> bool:
     """
     marked = metadata.get(META_CLONE)
     here = '%s/%s' % (pool, name)
-    return bool(marked) and here in (marked, marked + TO_BE_DELETED)
+    return bool(marked) and here in (marked, '%s%s' % (marked,
+                                                       TO_BE_DELETED))
 
 
 Target = rbd_target.Target
@@ -184,7 +185,7 @@ class RbdBackend(base.ImageBackend):
         try:
             self.target(job)
         except exception.DirectSnapshotImpossible as e:
-            return e.kwargs['reason']
+            return str(e.kwargs['reason'])
         return None
 
     # -- where a direct snapshot goes ----------------------------------

@@ -70,11 +70,12 @@ def restore_points(images: Iterable[dict[str, Any]],
               if doc.get('source_uuid') == guest_uuid and
               doc.get('checkpoint')}
 
-    def depth(image_id: str) -> int:
+    def depth(image_id: str | None) -> int:
         # NOTE: without created_ns, an increment taken within the second
         # of its backing image still sorts after it.
         seen: set[str] = set()
         while image_id in points and image_id not in seen:
+            assert image_id is not None
             seen.add(image_id)
             image_id = points[image_id].get('incremental_of')
         return len(seen)
@@ -117,7 +118,7 @@ def plan(points: list[dict[str, Any]], keep: int,
                 delete=tuple(i for i in order if i not in kept))
 
 
-def _whole(by_id: dict[str, dict[str, Any]], image_id: str) -> bool:
+def _whole(by_id: dict[str, dict[str, Any]], image_id: str | None) -> bool:
     """Whether the backing chain from ``image_id`` down is all there."""
     seen = set()
     while image_id is not None:

@@ -153,7 +153,7 @@ def quiesced(job: model.SnapshotJob, paused: bool,
 def _freeze(job: model.SnapshotJob) -> journal.Step | None:
     if job.quiesce == 'never':
         return None
-    reason = None
+    reason = ''
     if not job.guest.agent_connected():
         reason = 'no QEMU guest agent is connected'
     else:
@@ -172,7 +172,7 @@ def _freeze(job: model.SnapshotJob) -> journal.Step | None:
             # thawing is harmless either way.
             _thaw_quietly(job.guest)
             record.done(step)
-            reason = e.kwargs.get('reason', str(e))
+            reason = str(e.kwargs.get('reason', e))
     if job.quiesce == 'required':
         raise exception.QuiesceFailed(guest=job.guest.name, reason=reason)
     # NOTE: most guests run no agent; that is worth a note, not a

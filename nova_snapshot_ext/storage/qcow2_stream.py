@@ -86,13 +86,14 @@ class Stream:
         self._at = 0
         #: Read buffers (of :data:`CHUNK` bytes) to use again, and those
         #: the caller may still hold.
-        self._free: queue.Queue = queue.Queue()
+        # NOTE: Any: the native modules are loaded at run time (_native).
+        self._free: Any = queue.Queue()
         self._used: list[bytearray] = []
         for _ in range(DEPTH + AHEAD + 2):
             self._free.put(bytearray(CHUNK))
-        self._queue: queue.Queue = queue.Queue(maxsize=AHEAD)
+        self._queue: Any = queue.Queue(maxsize=AHEAD)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: Any = None
 
     def close(self) -> None:
         """Stop reading ahead."""

@@ -19,10 +19,19 @@ its length, hashed as it is sent.
 from collections.abc import Iterator
 from concurrent import futures
 import hashlib
-from typing import BinaryIO
+from typing import Protocol
 
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.stores import base
+
+
+class Readable(Protocol):
+    """What an upload reads: a binary file, or a stream of the image's
+    bytes (``storage.qcow2_stream.Stream``).
+    """
+
+    def read(self, n: int = -1, /) -> bytes | memoryview:
+        """Up to ``n`` bytes; empty at the end."""
 
 
 class UploadBody:
@@ -37,7 +46,7 @@ class UploadBody:
     ALGORITHMS = ('sha256', 'sha512')
     CHUNK = 1024 * 1024
 
-    def __init__(self, store: object, f: BinaryIO, size: int,
+    def __init__(self, store: object, f: 'Readable', size: int,
                  progress: base.Progress | None,
                  threads: bool = True,
                  algorithms: tuple[str, ...] = ALGORITHMS) -> None:
@@ -55,11 +64,11 @@ class UploadBody:
     def __len__(self) -> int:
         return self.size
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | memoryview]:
         while self.sent < self.size:
             yield self.chunk(self.CHUNK)
 
-    def chunk(self, n: int = -1) -> bytes:
+    def chunk(self, n: int = -1) -> bytes | memoryview:
         """The next ``n`` bytes at most (``CHUNK`` when ``n`` < 1); empty
         after ``size`` bytes. NOTE: not read(), or requests would send the
         body as a file, in blocks of a few KiB.

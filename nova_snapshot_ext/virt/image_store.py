@@ -75,7 +75,7 @@ class _File:
     def __init__(self, body: upload_body.UploadBody) -> None:
         self.body = body
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1) -> bytes | memoryview:
         return self.body.chunk(n)
 
 
