@@ -25,7 +25,7 @@ says what that is per kind. A new kind is one handler more here.
 from collections.abc import Callable
 import os
 import shutil
-from typing import Any, TYPE_CHECKING
+from typing import Any, Protocol, TYPE_CHECKING
 
 from nova_snapshot_ext.backends import steps as steps_mod
 from nova_snapshot_ext import exception
@@ -35,7 +35,39 @@ from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext import sweep
 
 if TYPE_CHECKING:
-    from nova_snapshot_ext import recovery
+    from nova_snapshot_ext import gc as gc_mod
+    from nova_snapshot_ext.libvirt import host as host_mod
+    from nova_snapshot_ext.stores import base as store_base
+
+
+class Recovering(Protocol):
+    """What a handler is given: the recovery of one journal
+    (:class:`nova_snapshot_ext.recovery._Recovery`), which this module
+    does not import.
+    """
+
+    j: journal.Journal
+    host: 'host_mod.Host'
+
+    def act(self, verb: str, target: str, detail: str = '',
+            run: Callable[[], Any] | None = None) -> None:
+        """Report an action, and run it unless this is a dry run."""
+
+    def guest(self) -> guest_mod.Guest | None:
+        """The journal's guest, None when it is gone."""
+
+    def active_guest(self) -> guest_mod.Guest | None:
+        """The guest when it runs (or is paused), else None."""
+
+    def store(self, spec: str | None) -> 'store_base.ImageStore | None':
+        """The store ``spec`` names, None for none."""
+
+    def collector(self) -> 'gc_mod.Collector':
+        """The RBD collector of this journal."""
+
+    def gc_actions(self, actions: 'list[gc_mod.Action]') -> None:
+        """Act on what the collector found."""
+
 
 #: Verbs of actions.
 NOTHING, SKIP, KEEP, UNKNOWN, REMOVE_JOURNAL = (
@@ -52,15 +84,15 @@ def short(data: dict[str, Any]) -> str:
     return text[:200]
 
 
-def _temp_dir(r: 'recovery._Recovery', step: journal.Step) -> None:
+def _temp_dir(r: Recovering, step: journal.Step) -> None:
     _remove_dir(r, step, TEMP_PREFIXES, 'temporary directory')
 
 
-def _store_partial(r: 'recovery._Recovery', step: journal.Step) -> None:
+def _store_partial(r: Recovering, step: journal.Step) -> None:
     _remove_dir(r, step, None, 'partial image')
 
 
-def _remove_dir(r: 'recovery._Recovery', step: journal.Step,
+def _remove_dir(r: Recovering, step: journal.Step,
                 prefixes: tuple[str, ...] | None, what: str) -> None:
     path = str(step.data.get('path') or '')
     base = os.path.basename(path.rstrip('/'))
@@ -76,7 +108,7 @@ def _remove_dir(r: 'recovery._Recovery', step: journal.Step,
           run=lambda: shutil.rmtree(path, ignore_errors=True))
 
 
-def _glance_image(r: 'recovery._Recovery', step: journal.Step) -> None:
+def _glance_image(r: Recovering, step: journal.Step) -> None:
     image_id = str(step.data.get('id'))
     store = r.store(step.data.get('store'))
     if store is None:
@@ -93,7 +125,7 @@ def _glance_image(r: 'recovery._Recovery', step: journal.Step) -> None:
         r.act(KEEP, 'image %s' % image_id, 'it is %s' % status)
 
 
-def _group_image(r: 'recovery._Recovery', step: journal.Step) -> None:
+def _group_image(r: Recovering, step: journal.Step) -> None:
     image_id = str(step.data.get('id'))
     store = r.store(step.data.get('store'))
     if store is None:
@@ -107,7 +139,7 @@ def _group_image(r: 'recovery._Recovery', step: journal.Step) -> None:
           step.data.get('group'), run=lambda: store.delete(image_id))
 
 
-def _block_job(r: 'recovery._Recovery', step: journal.Step) -> None:
+def _block_job(r: Recovering, step: journal.Step) -> None:
     disk, dest = str(step.data.get('disk')), str(step.data.get('dest'))
     g = r.active_guest()
     if g is None:
@@ -125,7 +157,7 @@ def _block_job(r: 'recovery._Recovery', step: journal.Step) -> None:
           run=lambda: g.abort_copy(disk))
 
 
-def _backup_job(r: 'recovery._Recovery', step: journal.Step) -> None:
+def _backup_job(r: Recovering, step: journal.Step) -> None:
     socket = str(step.data.get('socket'))
     what = 'backup job of %s' % ', '.join(step.data.get('disks') or [])
     g = r.active_guest()
@@ -145,7 +177,7 @@ def _backup_job(r: 'recovery._Recovery', step: journal.Step) -> None:
           run=lambda: g.backup_end(export))
 
 
-def _checkpoint(r: 'recovery._Recovery', step: journal.Step) -> None:
+def _checkpoint(r: Recovering, step: journal.Step) -> None:
     name = str(step.data.get('name'))
     g = r.guest()
     if g is None or name not in g.checkpoint_names():
@@ -162,7 +194,7 @@ def _checkpoint(r: 'recovery._Recovery', step: journal.Step) -> None:
           run=lambda: g.delete_checkpoint(name))
 
 
-def _freeze(r: 'recovery._Recovery', step: journal.Step) -> None:
+def _freeze(r: Recovering, step: journal.Step) -> None:
     g = r.active_guest()
     if g is None or not g.agent_connected():
         r.act(NOTHING, 'filesystems', 'no guest agent answers, so none is '
@@ -177,7 +209,7 @@ def _freeze(r: 'recovery._Recovery', step: journal.Step) -> None:
               run=g.reset_agent_timeout)
 
 
-def _managed_save(r: 'recovery._Recovery', step: journal.Step) -> None:
+def _managed_save(r: Recovering, step: journal.Step) -> None:
     state = str(step.data.get('state'))
     g = r.guest()
     if g is None or not g.has_managed_save():
@@ -194,7 +226,7 @@ def _managed_save(r: 'recovery._Recovery', step: journal.Step) -> None:
           run=restore)
 
 
-def _domain_xml(r: 'recovery._Recovery', step: journal.Step) -> None:
+def _domain_xml(r: Recovering, step: journal.Step) -> None:
     g = r.guest()
     if g is not None and g.is_persistent():
         r.act(NOTHING, 'definition', 'the domain is persistent')
@@ -212,7 +244,7 @@ def _domain_xml(r: 'recovery._Recovery', step: journal.Step) -> None:
         'transient' if g is not None else 'gone'), run=define)
 
 
-def _rbd_clone(r: 'recovery._Recovery', step: journal.Step) -> None:
+def _rbd_clone(r: Recovering, step: journal.Step) -> None:
     pool, image = str(step.data.get('pool')), str(step.data.get('image'))
     c = r.collector()
     try:
@@ -223,7 +255,7 @@ def _rbd_clone(r: 'recovery._Recovery', step: journal.Step) -> None:
     r.gc_actions(c.clone(pool, image, info, image))
 
 
-def _rbd_snap(r: 'recovery._Recovery', step: journal.Step) -> None:
+def _rbd_snap(r: Recovering, step: journal.Step) -> None:
     pool, image = str(step.data.get('pool')), str(step.data.get('image'))
     name = str(step.data.get('snap'))
     c = r.collector()
@@ -238,7 +270,7 @@ def _rbd_snap(r: 'recovery._Recovery', step: journal.Step) -> None:
     r.gc_actions(c.snapshot(pool, image, snaps[0]))
 
 
-HANDLERS: dict[str, Callable[['recovery._Recovery', journal.Step], None]] = {
+HANDLERS: dict[str, Callable[[Recovering, journal.Step], None]] = {
     journal.TEMP_DIR: _temp_dir,
     journal.STORE_PARTIAL: _store_partial,
     journal.GLANCE_IMAGE: _glance_image,

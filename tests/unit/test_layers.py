@@ -104,6 +104,69 @@ def test_imports_point_down(module, path):
     assert not upward, '%s imports upward: %s' % (module, sorted(upward))
 
 
+def graph():
+    """Which of the package's modules each module imports (``from pkg
+    import module`` names the module, ``from module import NAME`` names
+    the module), including imports for type checking only.
+    """
+    known = dict(modules())
+    edges = {}
+    for module, path in known.items():
+        targets = set()
+        for name in imports(path):
+            while name not in known and '.' in name:
+                name = name.rsplit('.', 1)[0]
+            if name in known and name != module:
+                targets.add(name)
+        edges[module] = targets
+    return edges
+
+
+def cycles(edges):
+    """The groups of modules that import each other, directly or
+    through others (strongly connected components of more than one).
+    """
+    index, low, stack, found = {}, {}, [], []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_modules_import_each_other():
+    assert cycles(graph()) == []
+
+
+def test_a_cycle_is_found():
+    # NOTE: the check above can fail: a cycle through a third module.
+    edges = {'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}
+    assert cycles(edges) == [['a', 'b', 'c']]
+    # And the package's graph with one edge added upward has one.
+    edges = graph()
+    edges[PKG + '.journal'] = edges[PKG + '.journal'] | {PKG + '.recovery'}
+    assert cycles(edges)
+
+
 def test_every_module_has_a_layer():
     for module, _path in modules():
         layer_of(module)
