@@ -31,6 +31,7 @@ it shares with the others.
 from collections.abc import Callable, Iterator
 import contextlib
 import os
+from typing import Any
 
 from oslo_concurrency import lockutils
 from oslo_config import cfg
@@ -49,13 +50,21 @@ SLOT_INTERVAL = 0.5
 def lock_path(conf: cfg.ConfigOpts) -> str:
     """``[snapshot] lock_path``, created if missing."""
     path = conf.snapshot.lock_path
+    _made('create the lock directory', path, private.makedirs)
+    return path
+
+
+def _made(what: str, path: str, make: Callable[[str], Any]) -> None:
+    """``make(path)``; an OSError is our one line naming ``what``.
+
+    :raises InvalidInput: it could not be made.
+    """
     try:
-        private.makedirs(path)
+        make(path)
     except OSError as e:
         raise exception.InvalidInput(
-            reason='cannot create the lock directory %s ([snapshot] '
-                   'lock_path): %s' % (path, e.strerror or e))
-    return path
+            reason='cannot %s %s ([snapshot] lock_path): %s' % (
+                what, path, e.strerror or e))
 
 
 def guest_lock_name(guest_uuid: str) -> str:
@@ -66,13 +75,8 @@ def _lock_file(directory: str, name: str) -> str:
     """The lock file ``name`` in ``directory``, made if missing (see
     :func:`nova_snapshot_ext.private.lock_file`); returns ``directory``.
     """
-    path = os.path.join(directory, name)
-    try:
-        private.lock_file(path)
-    except OSError as e:
-        raise exception.InvalidInput(
-            reason='cannot open the lock file %s ([snapshot] lock_path): '
-                   '%s' % (path, e.strerror or e))
+    _made('open the lock file', os.path.join(directory, name),
+          private.lock_file)
     return directory
 
 

@@ -443,15 +443,20 @@ def test_guest_destroyed_mid_copy(conf, fresh_guest, style):
     fresh_guest.start()
 
 
+def _vault(conf, workdir, name):
+    """A new directory ``name`` and the vendor's store in it."""
+    vault = os.path.join(workdir, name)
+    os.makedirs(vault)
+    return vault, store_base.load(conf, 'vault://' + vault,
+                                  manager=vendor_plugins.store_manager())
+
+
 def test_third_party_backend_and_store_through_the_loaders(
         conf, qcow2_guest, workdir):
     # A plugin author's backend (cold copies only) and store, written
     # against the public interface and loaded by the project's loaders
     # from stevedore test managers, snapshot a real running guest.
-    vault = os.path.join(workdir, 'vault')
-    os.makedirs(vault)
-    store = store_base.load(conf, 'vault://' + vault,
-                            manager=vendor_plugins.store_manager())
+    vault, store = _vault(conf, workdir, 'vault')
     before = GuestBefore(qcow2_guest)
     request = snapshot.SnapshotRequest(guest=qcow2_guest.name, name='snap',
                                        backend='vendor', image_format='raw')
@@ -478,10 +483,7 @@ def test_third_party_plugins_without_a_capability_are_refused_in_one_line(
     # --all-disks and --incremental are composed from what backends and
     # stores say they can do: a plugin that does not say it is refused,
     # naming the capability, before the guest is touched.
-    vault = os.path.join(workdir, 'vault-modes')
-    os.makedirs(vault)
-    store = store_base.load(conf, 'vault://' + vault,
-                            manager=vendor_plugins.store_manager())
+    vault, store = _vault(conf, workdir, 'vault-modes')
     before = GuestBefore(qcow2_guest)
     # NOTE: the vendor's backend installed in place of ours for qcow2.
     replaced = extension.ExtensionManager.make_test_instance(
@@ -518,10 +520,7 @@ def test_third_party_store_takes_a_live_qcow2_hashed_as_written(
     # The store knows commit(progress) only: the hash our writer made of
     # the file does not reach it, and the image is whole.
     conf.set_override('live_copy_style', 'backup', group='snapshot_libvirt')
-    vault = os.path.join(workdir, 'vault-live')
-    os.makedirs(vault)
-    store = store_base.load(conf, 'vault://' + vault,
-                            manager=vendor_plugins.store_manager())
+    _, store = _vault(conf, workdir, 'vault-live')
     before = GuestBefore(qcow2_guest)
     request = snapshot.SnapshotRequest(guest=qcow2_guest.name, name='snap',
                                        method='live', image_format='qcow2')

@@ -662,12 +662,20 @@ class SnapshotDriverTest(DriverTestBase):
         self.assertIsNotNone(drv.info('images', image_id)['parent'])
         self.assertEqual(1, len(ceph_stack.our_snaps(drv, 'vms', disk)))
 
+        self._rbd_instances()
+        self._delete_server(server)
+        self._assert_disk_gone_image_whole(drv, g, disk, image_id)
+
+    def _rbd_instances(self):
+        """compute1's instance disks in the pool "vms" (Nova's options),
+        so that Nova removes them there.
+        """
         conf = self.driver.nse_conf
         self.flags(images_type='rbd', images_rbd_pool='vms',
                    images_rbd_ceph_conf=conf.snapshot_rbd.ceph_conf,
                    rbd_user=conf.snapshot_rbd.user, group='libvirt')
-        self._delete_server(server)
 
+    def _assert_disk_gone_image_whole(self, drv, g, disk, image_id):
         self.assertFalse(drv.exists('vms', disk))
         self.assertIsNone(drv.info('images', image_id)['parent'])
         path = ceph_stack.export(ceph_stack.ceph_conf(),
@@ -683,23 +691,14 @@ class SnapshotDriverTest(DriverTestBase):
         # whole and the server unshelves from it.
         self.flags(flatten=flatten, group='snapshot_rbd')
         drv, server, g, disk = self._rbd_server_with_guest(data_mb=16)
-        conf = self.driver.nse_conf
-        self.flags(images_type='rbd', images_rbd_pool='vms',
-                   images_rbd_ceph_conf=conf.snapshot_rbd.ceph_conf,
-                   rbd_user=conf.snapshot_rbd.user, group='libvirt')
+        self._rbd_instances()
         server = self._shelve_server(server)
         image_id, = [i for i, image in self.glance.images.items()
                      if image['name'] == server['name'] + '-shelved']
         self.addCleanup(drv.remove_image, 'images', image_id)
         self.assertEqual('direct', self.glance.images[image_id][
             'properties']['snapshot_method'])
-        self.assertFalse(drv.exists('vms', disk))
-        self.assertIsNone(drv.info('images', image_id)['parent'])
-        path = ceph_stack.export(ceph_stack.ceph_conf(),
-                                 'images/%s@snap' % image_id,
-                                 os.path.join(self.workdir, 'clone.raw'))
-        check = guest_mod.check_image(path, 'raw', g.disks.size)
-        self.assertEqual(g.disks.data_sha256, check.data_sha256)
+        self._assert_disk_gone_image_whole(drv, g, disk, image_id)
         self._unshelve_server(server)
 
     def test_shelve_offload_on_rbd_inline_flatten_removes_the_disk(self):
