@@ -41,7 +41,7 @@ def test_backup_rotation_keeps_exactly_n(demo, local_server, images):
         name = 'nse-cloud-backup-%d' % i
         images.append(name)
         demo.run('server', 'backup', 'create', '--name', name, '--type',
-                 'daily', '--rotation', str(ROTATION), '--wait', sid)
+                 'daily', '--rotate', str(ROTATION), '--wait', sid)
         image = demo.run('image', 'show', '-f', 'json', name)
         assert image['status'] == 'active'
         assert image['properties']['snapshot_method'] == 'live'
@@ -63,12 +63,19 @@ def quiesce_image(demo, images, tmp_path_factory):
     path = os.path.join(str(tmp_path_factory.mktemp('quiesce')), 'guest')
     demo.run('image', 'save', '--file', path, conftest.IMAGE)
     shown = demo.run('image', 'show', '-f', 'json', conftest.IMAGE)
+    props = shown.get('properties') or {}
     name = 'nse-cloud-require-quiesce'
     images.append(name)
-    demo.run('image', 'create', '--file', path, '--disk-format',
-             shown['disk_format'], '--container-format', 'bare',
-             '--property', 'hw_qemu_guest_agent=yes',
-             '--property', 'os_require_quiesce=yes', name)
+    args = ['image', 'create', '--file', path, '--disk-format',
+            shown['disk_format'], '--container-format', 'bare',
+            '--property', 'hw_qemu_guest_agent=yes',
+            '--property', 'os_require_quiesce=yes']
+    # NOTE: the guest boots its kernel and ramdisk, which are images of
+    # their own, with its command line.
+    for key in ('kernel_id', 'ramdisk_id', 'os_command_line'):
+        if props.get(key):
+            args += ['--property', '%s=%s' % (key, props[key])]
+    demo.run(*args, name)
     os.unlink(path)
     return name
 
