@@ -39,7 +39,6 @@ class CrossCellResizeTest(test_driver.DriverTestBase):
         self.policy.set_rules({
             servers_policies.CROSS_CELL_RESIZE: base_policies.RULE_ADMIN_API,
         }, overwrite=False)
-        self.start_compute('compute2', cell_name='cell2')
 
     def test_cross_cell_resize_of_a_server_whose_image_requires_quiesce(self):
         # NOTE: Nova stops the server before the snapshot, so its real
@@ -48,6 +47,9 @@ class CrossCellResizeTest(test_driver.DriverTestBase):
         server, g = self._server_with_guest(
             image=test_driver.QUIESCE_IMAGE, start=False)
         self.assertEqual('compute1', server['OS-EXT-SRV-ATTR:host'])
+        # NOTE: the other cell's host comes once the server is on
+        # compute1: the scheduler could have picked either.
+        self.start_compute('compute2', cell_name='cell2')
         flavor = self._create_flavor(memory_mb=4096, vcpu=2, disk=20)
         self.api.post_server_action(
             server['id'], {'resize': {'flavorRef': flavor}})
