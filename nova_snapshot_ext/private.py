@@ -122,14 +122,8 @@ def makedirs(path: str, gid: int | None = None) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         makedirs_shared(parent)
-    try:
-        os.mkdir(path, DIR)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
-        return
-    give_inherited(path)
-    restrict(path, gid)
+    if _mkdir_inherited(path, DIR):
+        restrict(path, gid)
 
 
 def makedirs_shared(path: str) -> None:
@@ -140,13 +134,21 @@ def makedirs_shared(path: str) -> None:
     parent = os.path.dirname(path)
     if parent != path and not os.path.isdir(parent):
         makedirs_shared(parent)
+    _mkdir_inherited(path)
+
+
+def _mkdir_inherited(path: str, mode: int = 0o777) -> bool:
+    """Make directory ``path``, given the owner of :func:`inherited`;
+    False when it was there already.
+    """
     try:
-        os.mkdir(path)
+        os.mkdir(path, mode)
     except FileExistsError:
         if not os.path.isdir(path):
             raise
-        return
+        return False
     give_inherited(path)
+    return True
 
 
 def inherited(path: str) -> Owner | None:
