@@ -77,6 +77,7 @@ store = base.load(conf, 'glance+' + url)
 store.check()
 with store.begin(base.ImageMeta(name='bench-ours', disk_format='qcow2'),
                  workdir=workdir) as pending:
+    os.unlink(pending.path)
     os.link(image, pending.path)
     stored = pending.commit()
 print(json.dumps({'id': stored.id, 'seconds': time.monotonic() - started,
@@ -126,6 +127,8 @@ def upload_alone(conf: cfg.ConfigOpts, url: str, path: str, fmt: str,
     store.check()
     meta = store_base.ImageMeta(name=name, disk_format=fmt)
     with store.begin(meta, workdir=workdir) as pending:
+        # NOTE: the store made the file empty on first use of its path.
+        os.unlink(pending.path)
         os.link(path, pending.path)
         stored = pending.commit()
     seconds = time.monotonic() - started
