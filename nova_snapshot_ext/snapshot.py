@@ -29,20 +29,20 @@ from oslo_utils import uuidutils
 from nova_snapshot_ext.backends import all_disks
 from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext.backends import incremental
-from nova_snapshot_ext import cancel as cancel_mod
+from nova_snapshot_ext.cleanup import recovery
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import cancel as cancel_mod
+from nova_snapshot_ext.journal import journal
+from nova_snapshot_ext.journal import locks
 from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext.libvirt import refusals
-from nova_snapshot_ext import locks
 from nova_snapshot_ext.model import no_progress
 from nova_snapshot_ext.model import Progress
 from nova_snapshot_ext.model import SnapshotJob
 from nova_snapshot_ext.model import SnapshotRequest
 from nova_snapshot_ext.model import SnapshotResult
 from nova_snapshot_ext import policy
-from nova_snapshot_ext import recovery
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
 from nova_snapshot_ext import verify
@@ -117,11 +117,11 @@ def take_snapshot(request: SnapshotRequest,
 
     Input is checked and the store is tried before the guest is touched.
     Only one snapshot of a guest runs at a time, across processes (see
-    :mod:`nova_snapshot_ext.locks`). Under the guest's lock, what an
+    :mod:`nova_snapshot_ext.journal.locks`). Under the guest's lock, what an
     earlier, killed snapshot of the guest left is put right first
-    (:func:`nova_snapshot_ext.recovery.recover_guest`), and every step
+    (:func:`nova_snapshot_ext.cleanup.recovery.recover_guest`), and every step
     that leaves something outside the process is journaled
-    (:mod:`nova_snapshot_ext.journal`).
+    (:mod:`nova_snapshot_ext.journal.journal`).
 
     :param store: a store to use instead of the one ``request.store``
         names (e.g. a Glance store with the caller's session).

@@ -44,7 +44,7 @@ import sys
 import time
 import uuid
 
-from nova_snapshot_ext import gc as gc_mod
+from nova_snapshot_ext.cleanup import gc as gc_mod
 from nova_snapshot_ext import snapshot
 from nova_snapshot_ext.stores import glance as glance_store
 from tests.functional import ceph_stack

@@ -42,7 +42,7 @@ from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import local
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.libvirt import disks as disks_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy

@@ -43,7 +43,7 @@ from oslo_log import log as logging
 from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.libvirt import backup as backup_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import private

@@ -60,9 +60,9 @@ from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import local
 from nova_snapshot_ext.backends import retention
 from nova_snapshot_ext.backends import steps
-from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import durable
+from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
 from nova_snapshot_ext.storage import changed_blocks

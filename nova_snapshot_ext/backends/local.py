@@ -40,7 +40,7 @@ from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy

@@ -44,7 +44,7 @@ from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import rbd_target
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
 from nova_snapshot_ext.storage import qemu_img

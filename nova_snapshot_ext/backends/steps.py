@@ -44,7 +44,7 @@ from oslo_log import log as logging
 from oslo_utils import uuidutils
 
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext.libvirt import refusals
 from nova_snapshot_ext import model

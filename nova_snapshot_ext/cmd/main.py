@@ -36,16 +36,16 @@ import libvirt
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from nova_snapshot_ext import cancel as cancel_mod
+from nova_snapshot_ext.cleanup import gc as gc_mod
+from nova_snapshot_ext.cleanup import recovery
 from nova_snapshot_ext.cmd import parser as parser_mod
 from nova_snapshot_ext.cmd import progress as progress_mod
 from nova_snapshot_ext.cmd import summary
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import explain
-from nova_snapshot_ext import gc as gc_mod
+from nova_snapshot_ext.journal import cancel as cancel_mod
 from nova_snapshot_ext.libvirt import host as host_mod
-from nova_snapshot_ext import recovery
 from nova_snapshot_ext import snapshot
 from nova_snapshot_ext.stores import base as store_base
 from nova_snapshot_ext import verify
@@ -97,8 +97,8 @@ SIGNAL_EXIT = {'SIGINT': 130, 'SIGTERM': 143}
 @contextlib.contextmanager
 def _cancel_on_signals(cancel: cancel_mod.Cancel) -> Iterator[None]:
     """SIGINT and SIGTERM ask ``cancel`` to stop the snapshot at its next
-    safe point (see :mod:`nova_snapshot_ext.cancel`); the handler itself
-    never raises, so that no undo is cut short.
+    safe point (see :mod:`nova_snapshot_ext.journal.cancel`); the handler
+    itself never raises, so that no undo is cut short.
     """
     def handler(signum: int, frame: object) -> None:
         cancel.request(signal.Signals(signum).name)

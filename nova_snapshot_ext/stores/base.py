@@ -33,7 +33,7 @@ from oslo_config import cfg
 from oslo_utils import uuidutils
 
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext import plugins
 from nova_snapshot_ext import private
 

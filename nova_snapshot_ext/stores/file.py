@@ -30,7 +30,7 @@ that looks complete. It is deleted the other way round: renamed to a
 hidden ``.deleting`` directory in one step (synced), then removed, so a
 crash never leaves half an image under its id. Neither hidden kind is
 listed or verified; ``gc`` removes what a crash left of both
-(:mod:`nova_snapshot_ext.sweep`).
+(:mod:`nova_snapshot_ext.cleanup.sweep`).
 
 Images hold guest data: their files are readable by the store's owner
 only, or also by ``[snapshot_file_store] file_group``
@@ -52,9 +52,9 @@ from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import uuidutils
 
-from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import durable
+from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base

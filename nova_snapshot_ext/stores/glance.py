@@ -55,7 +55,7 @@ GROUP = image_api.GROUP
 
 T = TypeVar('T')
 #: The property of the records the store makes, by which ``gc`` knows
-#: them (:mod:`nova_snapshot_ext.sweep`); ``--property`` cannot set it.
+#: them (:mod:`nova_snapshot_ext.cleanup.sweep`); ``--property`` cannot set it.
 MADE_BY, MAKER = 'snapshot_made_by', 'nova-snapshot-ext'
 
 

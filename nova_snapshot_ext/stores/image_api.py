@@ -37,7 +37,7 @@ from oslo_utils import uuidutils
 
 from nova_snapshot_ext.conf import glance as glance_conf
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext import retry
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base

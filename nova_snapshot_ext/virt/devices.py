@@ -37,8 +37,8 @@ A failure to detach leaves the guest as it was and fails the snapshot
 with one line; a failure to attach fails it too (as in Nova), after the
 other devices were tried. A nova-compute killed while the guest is saved
 leaves the devices detached: ``init_host`` restores the guest (see
-:mod:`nova_snapshot_ext.undo`) but does not attach them; a hard reboot of
-the server does, as for any suspended instance Nova lost track of.
+:mod:`nova_snapshot_ext.cleanup.undo`) but does not attach them; a hard
+reboot of the server does, as for any suspended instance Nova lost track of.
 """
 
 from collections.abc import Iterator

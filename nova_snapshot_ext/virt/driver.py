@@ -60,10 +60,10 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import base as backend_base
+from nova_snapshot_ext.cleanup import recovery
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.journal import locks
 from nova_snapshot_ext.libvirt import host as host_mod
-from nova_snapshot_ext import locks
-from nova_snapshot_ext import recovery
 from nova_snapshot_ext import snapshot as snapshot_mod
 from nova_snapshot_ext.virt import devices
 from nova_snapshot_ext.virt import image_store

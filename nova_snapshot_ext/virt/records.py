@@ -36,7 +36,7 @@ from nova import exception as nova_exc
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from nova_snapshot_ext import durable
+from nova_snapshot_ext.journal import durable
 from nova_snapshot_ext import private
 from nova_snapshot_ext.virt import image_store
 

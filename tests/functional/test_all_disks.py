@@ -29,7 +29,7 @@ import libvirt
 import pytest
 
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
 from tests.functional import test_recover

@@ -21,7 +21,7 @@ import os
 import subprocess
 import sys
 
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
 from tests.functional.test_snapshot import assert_guest_as_before

@@ -30,7 +30,7 @@ import time
 
 import pytest
 
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from tests.functional import glance_stack
 from tests.functional.test_snapshot import assert_guest_as_before
 from tests.functional.test_snapshot import GuestBefore

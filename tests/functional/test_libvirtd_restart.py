@@ -40,7 +40,7 @@ import threading
 import libvirt
 import pytest
 
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from tests.functional import guest as guest_mod
 from tests.functional.test_snapshot import assert_good_image
 from tests.functional.test_snapshot import assert_guest_as_before

@@ -31,7 +31,7 @@ import uuid
 import pytest
 
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from tests.functional import ceph_stack
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod

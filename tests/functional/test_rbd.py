@@ -33,9 +33,9 @@ import rbd
 
 from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext.backends import rbd as rbd_backend
+from nova_snapshot_ext.cleanup import gc as gc_mod
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import explain
-from nova_snapshot_ext import gc as gc_mod
 from nova_snapshot_ext.storage import rbd_location
 from nova_snapshot_ext.stores import glance as glance_store
 from tests.functional import ceph_stack

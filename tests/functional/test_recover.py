@@ -33,7 +33,7 @@ import time
 import pytest
 
 from nova_snapshot_ext.backends import rbd as rbd_backend
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from tests.functional import ceph_stack
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod

@@ -33,7 +33,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from tests.functional import guest as guest_mod
 
 

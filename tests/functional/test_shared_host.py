@@ -35,10 +35,10 @@ import uuid
 
 import pytest
 
+from nova_snapshot_ext.cleanup import recovery
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
-from nova_snapshot_ext import locks
-from nova_snapshot_ext import recovery
+from nova_snapshot_ext.journal import journal
+from nova_snapshot_ext.journal import locks
 from tests.functional.conftest import make_conf
 from tests.functional.test_cli import cli
 

@@ -30,7 +30,7 @@ import pytest
 from nova_snapshot_ext.backends import backup as backup_backend
 from nova_snapshot_ext.backends import local
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.libvirt import backup
 
 

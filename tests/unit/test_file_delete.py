@@ -25,8 +25,8 @@ import sys
 
 import pytest
 
+from nova_snapshot_ext.cleanup import gc
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import gc
 from nova_snapshot_ext.stores import file as file_store
 from nova_snapshot_ext import verify
 from tests import polling

@@ -19,9 +19,9 @@ import types
 import pytest
 
 from nova_snapshot_ext.backends import all_disks
+from nova_snapshot_ext.cleanup import undo
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
-from nova_snapshot_ext import undo
+from nova_snapshot_ext.journal import journal
 
 
 class Store:

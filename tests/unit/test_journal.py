@@ -25,10 +25,10 @@ import sys
 
 import pytest
 
-from nova_snapshot_ext import durable
+from nova_snapshot_ext.cleanup import recovery
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
-from nova_snapshot_ext import recovery
+from nova_snapshot_ext.journal import durable
+from nova_snapshot_ext.journal import journal
 from tests import polling
 
 GUEST = '8d7c5a0e-2b1f-4c3a-9e6d-0f1a2b3c4d5e'
@@ -259,7 +259,7 @@ def _state(pid):
 @pytest.mark.parametrize('hooks', [False, True])
 def test_the_stop_hook_needs_the_interpreter_option(conf, hooks):
     code = ('import sys\n'
-            'from nova_snapshot_ext import journal\n'
+            'from nova_snapshot_ext.journal import journal\n'
             'with journal.opened(sys.argv[1], "u", "g", "test:///default", '
             'None, "s1"):\n'
             '    journal.current().add(journal.TEMP_DIR, path="/x")\n'
@@ -301,7 +301,7 @@ def test_a_dead_writers_temporary_file_is_removed_at_once(conf):
     # the file behind; a live writer's file is left alone.
     os.makedirs(journal_dir(conf))
     code = ('import tempfile, sys\n'
-            'from nova_snapshot_ext import durable\n'
+            'from nova_snapshot_ext.journal import durable\n'
             'tempfile.mkstemp(prefix=durable._tmp_prefix(),\n'
             '                 suffix=durable.TMP_SUFFIX, dir=sys.argv[1])\n')
     subprocess.run([sys.executable, '-c', code, journal_dir(conf)],

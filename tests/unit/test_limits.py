@@ -23,14 +23,14 @@ import sys
 
 import pytest
 
-from nova_snapshot_ext import cancel as cancel_mod
+from nova_snapshot_ext.cleanup import gc as gc_mod
 from nova_snapshot_ext.cmd import main as cli
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import gc as gc_mod
+from nova_snapshot_ext.journal import cancel as cancel_mod
+from nova_snapshot_ext.journal import locks
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext.libvirt import refusals
-from nova_snapshot_ext import locks
 from nova_snapshot_ext import retry
 from nova_snapshot_ext import snapshot
 

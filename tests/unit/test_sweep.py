@@ -18,9 +18,9 @@ from unittest import mock
 
 import pytest
 
+from nova_snapshot_ext.cleanup import sweep
 from nova_snapshot_ext.cmd import main
 from nova_snapshot_ext.stores import glance as glance_store
-from nova_snapshot_ext import sweep
 
 
 class _Claims:

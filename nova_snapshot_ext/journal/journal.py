@@ -29,8 +29,8 @@ A step is written *before* the thing it describes is made (a directory, a
 block job, a managed save, ...), and marked ``done`` once that thing is
 undone or no longer needs undoing. The file is removed when the snapshot
 ends, unless something could not be undone: then ``recover``
-(:mod:`nova_snapshot_ext.recovery`) finishes the work. A step's data are
-what recovery needs to find exactly what the snapshot made, and nothing
+(:mod:`nova_snapshot_ext.cleanup.recovery`) finishes the work. A step's data
+are what recovery needs to find exactly what the snapshot made, and nothing
 else.
 
 New kinds of steps (a backup job, its NBD socket, scratch file and
@@ -55,8 +55,8 @@ from typing import Any
 
 from oslo_log import log as logging
 
-from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.journal import durable
 from nova_snapshot_ext import private
 
 LOG = logging.getLogger(__name__)

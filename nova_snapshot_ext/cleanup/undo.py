@@ -15,11 +15,12 @@
 """How ``recover`` undoes each kind of journal step.
 
 One handler per step kind (:data:`HANDLERS`), called by
-:mod:`nova_snapshot_ext.recovery` with its per-journal context, which
+:mod:`nova_snapshot_ext.cleanup.recovery` with its per-journal context, which
 finds the guest, the store and the Ceph collector and records actions
 (``r.act``). Each handler looks at what is there now and undoes only what
-its step names; the module docstring of :mod:`nova_snapshot_ext.recovery`
-says what that is per kind. A new kind is one handler more here.
+its step names; the module docstring of
+:mod:`nova_snapshot_ext.cleanup.recovery` says what that is per kind. A
+new kind is one handler more here.
 """
 
 from collections.abc import Callable
@@ -28,21 +29,21 @@ import shutil
 from typing import Any, Protocol, TYPE_CHECKING
 
 from nova_snapshot_ext.backends import steps as steps_mod
+from nova_snapshot_ext.cleanup import sweep
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.libvirt import backup as backup_mod
 from nova_snapshot_ext.libvirt import guest as guest_mod
-from nova_snapshot_ext import sweep
 
 if TYPE_CHECKING:
-    from nova_snapshot_ext import gc as gc_mod
+    from nova_snapshot_ext.cleanup import gc as gc_mod
     from nova_snapshot_ext.libvirt import host as host_mod
     from nova_snapshot_ext.stores import base as store_base
 
 
 class Recovering(Protocol):
     """What a handler is given: the recovery of one journal
-    (:class:`nova_snapshot_ext.recovery._Recovery`), which this module
+    (:class:`nova_snapshot_ext.cleanup.recovery._Recovery`), which this module
     does not import.
     """
 

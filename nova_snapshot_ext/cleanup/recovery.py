@@ -14,7 +14,7 @@
 
 """``nova-snapshot-ext recover``: put right what killed snapshots left.
 
-It reads every journal (:mod:`nova_snapshot_ext.journal`) and, for each
+It reads every journal (:mod:`nova_snapshot_ext.journal.journal`) and, for each
 step not done, newest first, looks at what is there now and undoes only
 what the step names:
 
@@ -31,11 +31,11 @@ what the step names:
   still queued or saving;
 * ``group_image``: deletes the image, committed or not, of a group of
   images (``--all-disks``) that was not whole;
-* ``rbd_clone``, ``rbd_snap``: hands them to :mod:`nova_snapshot_ext.gc`,
+* ``rbd_clone``, ``rbd_snap``: hands them to the collector of gc,
   which removes them, unless a location was registered (the clone may be
   Glance's image): then gc decides from Glance's status.
 
-The handlers are in :mod:`nova_snapshot_ext.undo`. Each look is made
+The handlers are in :mod:`nova_snapshot_ext.cleanup.undo`. Each look is made
 again on every run, so recovery is idempotent; a step
 is marked done once handled, and the journal removed once every step is.
 A step of a kind this release does not know is reported and its journal
@@ -46,7 +46,8 @@ Which journals: a journal another user wrote and this one cannot read
 left to that user; a journal whose owner (pid and process start time, in
 this boot) still runs is skipped, and so is another host's (a journal
 directory shared between hosts) and one whose guest's lock
-(:func:`nova_snapshot_ext.locks.guest_lock`) another process holds. Under
+(:func:`nova_snapshot_ext.journal.locks.guest_lock`) another process holds.
+Under
 that lock the journal is read again: another ``recover`` may have
 finished it meanwhile.
 """
@@ -61,19 +62,19 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import base as backend_base
-from nova_snapshot_ext import durable
+from nova_snapshot_ext.cleanup import gc as gc_mod
+from nova_snapshot_ext.cleanup import undo
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import gc as gc_mod
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import durable
+from nova_snapshot_ext.journal import journal
+from nova_snapshot_ext.journal import locks
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext.libvirt import host as host_mod
-from nova_snapshot_ext import locks
 from nova_snapshot_ext.stores import base as store_base
-from nova_snapshot_ext import undo
 
 LOG = logging.getLogger(__name__)
 
-#: Verbs of actions (see :mod:`nova_snapshot_ext.undo`).
+#: Verbs of actions (see :mod:`nova_snapshot_ext.cleanup.undo`).
 NOTHING, SKIP, KEEP, UNKNOWN, REMOVE_JOURNAL = (
     undo.NOTHING, undo.SKIP, undo.KEEP, undo.UNKNOWN, undo.REMOVE_JOURNAL)
 #: Verbs that change nothing and are not worth a warning.

@@ -16,8 +16,8 @@
 records the command made, and local leftovers.
 
 Nothing is swept that a live snapshot may own: a journal whose owner still
-runs (:func:`nova_snapshot_ext.durable.owner_alive`) claims what its steps
-name, and only what is older than the minimum age is taken, so that a
+runs (:func:`nova_snapshot_ext.journal.durable.owner_alive`) claims what its
+steps name, and only what is older than the minimum age is taken, so that a
 snapshot whose journal lives elsewhere (another ``journal_directory``)
 keeps its files too.
 
@@ -33,8 +33,8 @@ keeps its files too.
   store ``gc`` was given, last changed more than ``min_age`` seconds ago,
   claimed by no live journal.
 
-Each finding is ``(verb, target, reason, run)``; :mod:`nova_snapshot_ext.gc`
-reports and runs them.
+Each finding is ``(verb, target, reason, run)``;
+:mod:`nova_snapshot_ext.cleanup.gc` reports and runs them.
 """
 
 from collections.abc import Callable
@@ -49,9 +49,9 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import steps as steps_mod
-from nova_snapshot_ext import durable
 from nova_snapshot_ext import exception
-from nova_snapshot_ext import journal
+from nova_snapshot_ext.journal import durable
+from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.stores import base as store_base
 from nova_snapshot_ext.stores import file as file_store
 from nova_snapshot_ext.stores import image_api

@@ -16,7 +16,7 @@
 
 Queued Glance records the command made and local leftovers (temporary and
 partial directories) that no live snapshot owns are swept as
-:mod:`nova_snapshot_ext.sweep` says. For direct RBD snapshots, it walks
+:mod:`nova_snapshot_ext.cleanup.sweep` says. For direct RBD snapshots, it walks
 every pool of the cluster of ``[snapshot_rbd]`` (when its ``ceph_conf``
 exists) and looks only at what the rbd backend makes: disk snapshots
 named ``nse-<uuid>`` and the clones that its RBD metadata names.
@@ -55,10 +55,10 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import rbd as rbd_backend
+from nova_snapshot_ext.cleanup import sweep
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.storage import rbd as rbd_storage
 from nova_snapshot_ext.stores import base as store_base
-from nova_snapshot_ext import sweep
 
 LOG = logging.getLogger(__name__)
 
