@@ -29,18 +29,23 @@ def names(namespace: str, manager: Any = None) -> list[str]:
     return sorted({ep.name for ep in metadata.entry_points(group=namespace)})
 
 
-def load_class(namespace: str, name: str,
-               manager: Any = None) -> type | None:
-    """The plugin class ``name`` of ``namespace`` (or of ``manager``, a
+def load(namespace: str, name: str, manager: Any = None) -> Any:
+    """The plugin ``name`` of ``namespace`` (or of ``manager``, a
     stevedore extension manager such as one made by
-    ``make_test_instance``), or None when there is no such plugin.
+    ``make_test_instance``) as its entry point names it, a class or a
+    function, not called; None when there is no such plugin.
     """
-    # NOTE: the class only: the caller builds it, so that the plugin's own
-    # errors (a bad path, say) reach the user instead of being logged and
-    # swallowed by stevedore.
+    # NOTE: not invoked: the caller builds or calls it, so that the
+    # plugin's own errors (a bad path, say) reach the user instead of
+    # being logged and swallowed by stevedore.
     if name not in names(namespace, manager):
         return None
     if manager is not None:
         return manager[name].plugin
-    # NOTE: not invoked on load: the driver is the plugin, its class.
-    return cast(type, driver.DriverManager(namespace, name).driver)
+    return driver.DriverManager(namespace, name).driver
+
+
+def load_class(namespace: str, name: str,
+               manager: Any = None) -> type | None:
+    """The plugin class ``name`` of ``namespace``: :func:`load`."""
+    return cast('type | None', load(namespace, name, manager))

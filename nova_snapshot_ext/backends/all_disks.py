@@ -39,10 +39,12 @@ from oslo_utils import uuidutils
 
 from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import guest_state
 from nova_snapshot_ext.backends import local
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import journal
+from nova_snapshot_ext.journal import undo
 from nova_snapshot_ext.libvirt import disks as disks_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
@@ -84,7 +86,7 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
                 for j, pending in zip(jobs, pendings):
                     backup.read_export(j, export, pending.path, outcome)
         else:
-            with steps.suspended(job, outcome):
+            with guest_state.suspended(job, outcome):
                 for j, pending in zip(jobs, pendings):
                     steps.convert(j, j.disk.path, j.disk.format,
                                   pending.path)
@@ -177,3 +179,20 @@ def _commit_all(jobs: list[model.SnapshotJob],
     for step in made:
         record.done(step)
     return stored
+
+
+def undo_group_image(r: undo.Recovering, step: journal.Step) -> None:
+    """``group_image``: delete the image, committed or not: its group
+    was not whole.
+    """
+    image_id = str(step.data.get('id'))
+    store = r.store(step.data.get('store'))
+    if store is None:
+        r.act(undo.KEEP, 'image %s' % image_id, 'its store cannot be '
+              'reached from here; delete it: its group %s is not whole' %
+              step.data.get('group'))
+        return
+    # NOTE: the id was chosen by the snapshot, journaled before the
+    # commit: the image is ours; a missing one is not an error.
+    r.act('delete', 'image %s' % image_id, 'its group %s is not whole' %
+          step.data.get('group'), run=lambda: store.delete(image_id))

@@ -41,9 +41,11 @@ import tempfile
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import guest_state
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import journal
+from nova_snapshot_ext.journal import undo
 from nova_snapshot_ext.libvirt import backup as backup_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import private
@@ -182,7 +184,7 @@ def exported(job: model.SnapshotJob, outcome: steps.Outcome,
     targets = targets or [job.disk.target]
     for target in targets:
         guest.check_no_block_job(target)
-    paused = steps.check_quiesce(job)
+    paused = guest_state.check_quiesce(job)
     qemu = guest.qemu_owner()
     with contextlib.ExitStack() as dirs:
         tmpdir = dirs.enter_context(steps.temp_directory(conf, qemu=qemu))
@@ -195,7 +197,7 @@ def exported(job: model.SnapshotJob, outcome: steps.Outcome,
             incremental=incremental, checkpoint=checkpoint)
         job.progress('copy', 0.0)
         with _job(guest, export):
-            with steps.quiesced(job, paused, outcome):
+            with guest_state.quiesced(job, paused, outcome):
                 guest.backup_begin(export)
             journal.current().reached(journal.BACKUP_JOB)
             try:
@@ -325,3 +327,26 @@ def _socket_dir(guest: backup_mod.BackupCalls, sockdir: str) -> None:
                    'can give it no directory for the NBD socket of a '
                    'backup job: make it a member of group %d, or run as '
                    'root' % (uid, gid, os.geteuid(), gid))
+
+
+def undo_backup_job(r: undo.Recovering, step: journal.Step) -> None:
+    """``backup_job``: end the guest's backup job if it serves the
+    journaled socket.
+    """
+    socket = str(step.data.get('socket'))
+    what = 'backup job of %s' % ', '.join(step.data.get('disks') or [])
+    g = r.active_guest()
+    if g is None:
+        r.act(undo.NOTHING, what, 'the guest does not run')
+        return
+    serves = g.backup_socket()
+    if serves is None:
+        r.act(undo.NOTHING, what, 'there is none')
+        return
+    if serves != socket:
+        r.act(undo.KEEP, what,
+              'not ours: it serves %s' % (serves or 'push targets'))
+        return
+    export = backup_mod.Export(socket=socket, scratch={})
+    r.act('end', what, 'it serves %s' % socket,
+          run=lambda: g.backup_end(export))

@@ -138,7 +138,7 @@ class ImageBackend(metaclass=abc.ABCMeta):
         ``job.image_format``.
 
         :param method: ``live`` (the guest keeps running) or ``cold``
-            (the guest's CPUs may stop: :func:`steps.suspended`).
+            (the guest's CPUs may stop: :func:`.guest_state.suspended`).
         :param outcome: to fill in (quiesced, downtime).
         :raises SnapshotError: the guest is as it was and nothing made
             by the step is left.

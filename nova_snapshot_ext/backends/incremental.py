@@ -47,8 +47,6 @@ With ``--keep N`` the guest's N newest restore points stay in the store,
 whichever chain they belong to (see :mod:`.retention`).
 """
 
-import dataclasses
-import json
 import os
 import time
 
@@ -57,11 +55,11 @@ from oslo_utils import uuidutils
 
 from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import checkpoints
 from nova_snapshot_ext.backends import local
 from nova_snapshot_ext.backends import retention
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
-from nova_snapshot_ext.journal import durable
 from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
@@ -70,54 +68,6 @@ from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
 
 LOG = logging.getLogger(__name__)
-
-#: Name prefix of our checkpoints.
-PREFIX = 'nse-'
-
-
-@dataclasses.dataclass(frozen=True)
-class Base:
-    """The image an incremental snapshot is backed by."""
-
-    image_id: str
-    checkpoint: str
-    created: int
-
-
-class Registry:
-    """The checkpoints of ours a guest's disks may hold, which libvirt
-    does not know between snapshots (see the module).
-    """
-
-    def __init__(self, job: model.SnapshotJob) -> None:
-        self.directory = os.path.join(job.conf.state_path, 'checkpoints')
-        self.path = os.path.join(self.directory, job.guest.uuid + '.json')
-        self.store = str(job.store)
-        self.disk = job.disk.target
-        try:
-            with open(self.path) as f:
-                self.doc: dict = json.load(f)
-        except FileNotFoundError:
-            self.doc = {'checkpoints': {}}
-
-    def ours(self) -> dict[str, int]:
-        """Name -> creation time of the checkpoints of the disk."""
-        return {name: c['created']
-                for name, c in self.doc['checkpoints'].items()
-                if c['disk'] == self.disk}
-
-    def add(self, name: str, created: int) -> None:
-        self.doc['checkpoints'][name] = {
-            'created': created, 'store': self.store, 'disk': self.disk}
-        self._save()
-
-    def remove(self, name: str) -> None:
-        if self.doc['checkpoints'].pop(name, None) is not None:
-            self._save()
-
-    def _save(self) -> None:
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        durable.write_json(self.path, self.doc)
 
 
 def check(backend: base.ImageBackend, job: model.SnapshotJob) -> None:
@@ -155,8 +105,8 @@ def check(backend: base.ImageBackend, job: model.SnapshotJob) -> None:
                        job.disk.target, job.guest.name))
 
 
-def find_base(job: model.SnapshotJob,
-              registry: Registry) -> tuple[Base | None, str]:
+def find_base(job: model.SnapshotJob, registry: checkpoints.Registry
+              ) -> tuple[checkpoints.Base | None, str]:
     """The newest checkpoint of ours whose image is in the store, or
     None and why there is none.
     """
@@ -165,13 +115,14 @@ def find_base(job: model.SnapshotJob,
         return None, 'the guest has no checkpoint of an earlier ' \
                      'incremental snapshot'
     images = {doc['id']: doc for doc in job.store.list()}
-    usable = [n for n in ours if n[len(PREFIX):] in images and
-              images[n[len(PREFIX):]].get('checkpoint') == n]
+    usable = [n for n in ours if n[len(checkpoints.PREFIX):] in images and
+              images[n[len(checkpoints.PREFIX):]].get('checkpoint') == n]
     if not usable:
         return None, 'the image of checkpoint %s is not in %s' % (
             ', '.join(sorted(ours)), job.store)
     newest = max(usable, key=lambda n: ours[n])
-    return Base(newest[len(PREFIX):], newest, ours[newest]), ''
+    image_id = newest[len(checkpoints.PREFIX):]
+    return checkpoints.Base(image_id, newest, ours[newest]), ''
 
 
 def snapshot(backend: base.ImageBackend,
@@ -181,10 +132,10 @@ def snapshot(backend: base.ImageBackend,
     check(backend, job)
     plan = backend.plan(job)
     outcome = _backup_outcome(job, plan)
-    registry = Registry(job)
+    registry = checkpoints.Registry(job)
     found, why = find_base(job, registry)
     image_id = uuidutils.generate_uuid()
-    checkpoint = PREFIX + image_id
+    checkpoint = checkpoints.PREFIX + image_id
     meta = _meta(job, plan, checkpoint)
     record = journal.current()
     with job.store.begin(meta, image_id) as pending:
@@ -194,7 +145,7 @@ def snapshot(backend: base.ImageBackend,
             if found is not None:
                 defined = record.add(journal.CHECKPOINT,
                                      name=found.checkpoint, forget=True)
-                why = _define(job, found)
+                why = checkpoints.define(job, found)
                 if not why:
                     why = _incremental(job, pending.path, found, checkpoint,
                                        outcome)
@@ -207,10 +158,10 @@ def snapshot(backend: base.ImageBackend,
             stored = steps.commit(job, pending, outcome)
             created = job.guest.checkpoint_created(checkpoint)
         except BaseException:
-            if _delete_checkpoint(job, checkpoint):
+            if checkpoints.delete(job, checkpoint):
                 record.done(step)
             if defined is not None and found is not None and \
-                    _forget(job, found.checkpoint):
+                    checkpoints.forget(job, found.checkpoint):
                 record.done(defined)
             raise
         # NOTE: from here the checkpoint is the base of the next snapshot:
@@ -218,8 +169,8 @@ def snapshot(backend: base.ImageBackend,
         registry.add(checkpoint, created)
         forget = record.add(journal.CHECKPOINT, name=checkpoint, forget=True)
         record.done(step)
-    _prune(job, registry, keep=checkpoint)
-    if _forget(job, checkpoint):
+    checkpoints.prune(job, registry, keep=checkpoint)
+    if checkpoints.forget(job, checkpoint):
         record.done(forget)
     if defined is not None:
         record.done(defined)
@@ -276,20 +227,8 @@ def _meta(job: model.SnapshotJob, plan: policy.Plan,
                         created_ns=time.time_ns()))
 
 
-def _define(job: model.SnapshotJob, found: Base) -> str:
-    """Define checkpoint ``found`` again, for the backup job; '' or why
-    its bitmap cannot be used.
-    """
-    try:
-        job.guest.define_checkpoint(found.checkpoint, found.created,
-                                    job.disk.target)
-    except exception.LibvirtFailed as e:
-        return 'the bitmap of checkpoint %s cannot be used: %s' % (
-            found.checkpoint, e.kwargs.get('reason', e))
-    return ''
-
-
-def _incremental(job: model.SnapshotJob, out_path: str, found: Base,
+def _incremental(job: model.SnapshotJob, out_path: str,
+                 found: checkpoints.Base,
                  checkpoint: str, outcome: steps.Outcome) -> str:
     """Write the blocks changed since ``found`` into ``out_path``, backed
     by its image; returns '' or, when libvirt refused the checkpoint
@@ -319,69 +258,3 @@ def _incremental(job: model.SnapshotJob, out_path: str, found: Base,
         return 'libvirt refused checkpoint %s: %s' % (
             found.checkpoint, e.kwargs.get('reason', e))
     return ''
-
-
-def _delete_checkpoint(job: model.SnapshotJob, name: str,
-                       metadata_only: bool = False) -> bool:
-    """Delete checkpoint ``name`` (of a failed snapshot), or with
-    ``metadata_only`` make libvirt forget it, its bitmap kept; whether it
-    is done (if not, the journal keeps it for ``recover``).
-    """
-    try:
-        job.guest.delete_checkpoint(name, metadata_only=metadata_only)
-        return True
-    except exception.SnapshotError as e:
-        LOG.error('Could not %(what)s checkpoint %(name)s of %(guest)s: '
-                  '%(err)s', {'what': 'make libvirt forget' if metadata_only
-                              else 'delete', 'name': name,
-                              'guest': job.guest.name, 'err': e})
-        return False
-
-
-def _forget(job: model.SnapshotJob, name: str) -> bool:
-    return _delete_checkpoint(job, name, metadata_only=True)
-
-
-def _prune(job: model.SnapshotJob, registry: Registry, keep: str) -> None:
-    """Delete the bitmaps of our other checkpoints of the disk: it needs
-    one.
-    """
-    for name, created in registry.ours().items():
-        if name == keep:
-            continue
-        try:
-            # NOTE: a broken bitmap (QEMU killed after it was saved in the
-            # disk) is defined all the same, for libvirt to delete it.
-            job.guest.define_checkpoint(name, created, job.disk.target,
-                                        validate=False)
-            job.guest.delete_checkpoint(name)
-        except exception.SnapshotError as e:
-            if _in_disk(job, name):
-                LOG.warning('Could not delete the bitmap of the old '
-                            'checkpoint %(name)s of %(guest)s, it stays in '
-                            'its disk: %(err)s',
-                            {'name': name, 'guest': job.guest.name,
-                             'err': e})
-            else:
-                LOG.info('The bitmap of the old checkpoint %(name)s of '
-                         '%(guest)s is gone already (QEMU stopped without '
-                         'saving it)', {'name': name,
-                                        'guest': job.guest.name})
-            _forget(job, name)
-        registry.remove(name)
-
-
-def _in_disk(job: model.SnapshotJob, bitmap: str) -> bool:
-    """Whether the guest's disk file holds ``bitmap`` (or may: unknown).
-
-    NOTE: QEMU writes a bitmap made while it runs into the qcow2 file
-    only when it closes the disk: killed before, it leaves none, and
-    libvirt finds none to delete.
-    """
-    try:
-        info = qemu_img.info(job.conf, job.disk.path, job.disk.format,
-                             force_share=True)
-    except exception.SnapshotError:
-        return True
-    data = info.get('format-specific', {}).get('data', {})
-    return any(b.get('name') == bitmap for b in data.get('bitmaps', []))

@@ -38,9 +38,11 @@ from typing import ClassVar
 
 from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import guest_state
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import journal
+from nova_snapshot_ext.journal import undo
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
@@ -86,7 +88,7 @@ class FileBackend(base.ImageBackend):
             else:
                 live_copy(job, out_path, outcome, style == 'blockcopy')
             return
-        with steps.suspended(job, outcome):
+        with guest_state.suspended(job, outcome):
             steps.convert(job, job.disk.path, job.disk.format, out_path)
 
     def stream(self, job: model.SnapshotJob, method: str,
@@ -162,7 +164,7 @@ def live_copy(job: model.SnapshotJob, out_path: str,
     """
     guest, disk, conf = job.guest, job.disk, job.conf
     guest.check_no_block_job(disk.target)
-    paused = steps.check_quiesce(job)
+    paused = guest_state.check_quiesce(job)
     info = qemu_img.info(conf, disk.path, disk.format, force_share=True)
     backing = qemu_img.backing_of(info)
     with steps.temp_directory(conf, qemu=guest.qemu_owner()) as tmpdir:
@@ -187,7 +189,7 @@ def live_copy(job: model.SnapshotJob, out_path: str,
                 lambda f: job.progress('copy', f))
             # NOTE: freeze only now that the mirror is in sync, so the
             # guest's filesystems are frozen for the cut alone.
-            with steps.quiesced(job, paused, outcome):
+            with guest_state.quiesced(job, paused, outcome):
                 guest.abort_copy(disk.target)
                 record.done(step)
         job.progress('copy', 1.0)
@@ -270,3 +272,46 @@ def _stop_copy(guest: guest_mod.Guest, dev: str, step: journal.Step) -> None:
     except exception.GuestGone:
         pass
     journal.current().done(step)
+
+
+def undo_block_job(r: undo.Recovering, step: journal.Step) -> None:
+    """``block_job``: abort the disk's block job if it copies into the
+    journaled destination.
+    """
+    disk, dest = str(step.data.get('disk')), str(step.data.get('dest'))
+    g = r.active_guest()
+    if g is None:
+        r.act(undo.NOTHING, 'block job on %s' % disk, 'the guest does not '
+              'run')
+        return
+    if not g.block_job(disk):
+        r.act(undo.NOTHING, 'block job on %s' % disk, 'there is none')
+        return
+    mirror = g.mirror_dest(disk)
+    if mirror != dest:
+        r.act(undo.KEEP, 'block job on %s' % disk, 'not ours: it copies '
+              'into %s' % mirror)
+        return
+    r.act('abort', 'block job on %s' % disk, 'it copies into %s' % dest,
+          run=lambda: g.abort_copy(disk))
+
+
+def undo_domain_xml(r: undo.Recovering, step: journal.Step) -> None:
+    """``domain_xml``: define the domain again if it is transient or
+    gone.
+    """
+    g = r.guest()
+    if g is not None and g.is_persistent():
+        r.act(undo.NOTHING, 'definition', 'the domain is persistent')
+        return
+    xml = str(step.data.get('xml'))
+
+    def define() -> None:
+        try:
+            r.host.call(lambda conn: conn.defineXML(xml))
+        except Exception as e:  # noqa: B902 - libvirt's, translated
+            raise exception.LibvirtFailed(
+                action='define', guest=r.j.guest_name, reason=str(e))
+
+    r.act('define', 'the domain', 'from its saved XML (it is %s)' % (
+        'transient' if g is not None else 'gone'), run=define)

@@ -14,239 +14,35 @@
 
 """Clean-up after interrupted snapshots: ``nova-snapshot-ext gc``.
 
-Queued Glance records the command made and local leftovers (temporary and
-partial directories) that no live snapshot owns are swept as
-:mod:`nova_snapshot_ext.cleanup.sweep` says. For direct RBD snapshots, it walks
-every pool of the cluster of ``[snapshot_rbd]`` (when its ``ceph_conf``
-exists) and looks only at what the rbd backend makes: disk snapshots
-named ``nse-<uuid>`` and the clones that its RBD metadata names.
-Everything else is never touched, except that the clones of a clone being
-removed are flattened first, so that they keep their data.
-
-* A clone whose Glance image is active but still has a parent (its flatten
-  was deferred) is flattened.
-* A clone marked for removal (``<name>_to_be_deleted_by_glance``) is
-  removed, after its own clones are flattened so that they keep their
-  data.
-* A clone whose image Glance has deleted or killed, or whose image is
-  still not active after ``[snapshot_rbd] gc_min_age`` seconds, is left
-  over from an interrupted snapshot and is removed.
-* A clone whose image Glance does not show is removed only when that is
-  certain: the credentials see every image (an admin, or a Glance without
-  Keystone), the clone is older than ``gc_min_age`` and a second look
-  still finds no image. A 404 under credentials that may not see the
-  image (another project's private image) proves nothing: such clones are
-  kept, saying why.
-* A disk snapshot with no clone left is removed once its image is active,
-  or, with no image, once it is older than ``gc_min_age`` (younger ones
-  may belong to a snapshot still running).
+Queued Glance records the command made and local leftovers (temporary,
+partial and half-deleted directories) that no live snapshot owns are
+swept as :mod:`nova_snapshot_ext.cleanup.sweep` says. Then every
+collector in the ``nova_snapshot_ext.garbage`` entry point namespace
+looks at what its plugin's snapshots may leave outside the store: the rbd
+backend's (:mod:`nova_snapshot_ext.backends.rbd_gc`) clears the Ceph
+leftovers of direct snapshots and the flattens they deferred. A collector
+is ``collect(conf, store, min_age) -> list[Action]``.
 
 With ``dry_run`` it only says what it would do.
 """
 
-from collections.abc import Callable
-import dataclasses
-import datetime
-import functools
-import os
-from typing import Any
-
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from nova_snapshot_ext.backends import rbd as rbd_backend
 from nova_snapshot_ext.cleanup import sweep
 from nova_snapshot_ext import exception
-from nova_snapshot_ext.storage import rbd as rbd_storage
+from nova_snapshot_ext.journal import undo
+from nova_snapshot_ext import plugins
 from nova_snapshot_ext.stores import base as store_base
 
 LOG = logging.getLogger(__name__)
 
-FLATTEN, REMOVE_IMAGE, REMOVE_SNAP, KEEP = (
-    'flatten', 'remove image', 'remove snapshot', 'keep')
-#: Glance statuses of an image whose data is complete.
-DONE = ('active',)
-#: Glance statuses of an image that no longer needs its data.
-GONE = (None, 'killed', 'deleted', 'pending_delete')
-
-
-@dataclasses.dataclass
-class Action:
-    """One thing gc does (or, for ``keep``, deliberately does not do)."""
-
-    verb: str
-    target: str
-    reason: str
-    error: str | None = None
-    run: Callable[[], Any] | None = dataclasses.field(default=None,
-                                                      repr=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {'action': self.verb, 'target': self.target,
-                'reason': self.reason, 'error': self.error}
-
-
-class Collector:
-    """Finds what is left over, and what to flatten."""
-
-    def __init__(self, conf: cfg.ConfigOpts,
-                 driver: rbd_storage.RBDDriver,
-                 store: store_base.ImageStore, min_age: float) -> None:
-        self.conf = conf
-        self.driver = driver
-        self.store = store
-        self.min_age = min_age
-        self._sees_all: bool | None = None
-        self.now = datetime.datetime.now(datetime.timezone.utc)
-        self._status: dict[str, str | None] = {}
-        #: (pool, image) that will no longer be clones of their parent.
-        self.detached: set[tuple[str, str]] = set()
-
-    def status(self, image_id: str) -> str | None:
-        """Glance's status of ``image_id``; None when it does not exist."""
-        if image_id not in self._status:
-            self._status[image_id] = self.store.image_status(image_id)
-        return self._status[image_id]
-
-    def age(self, created: datetime.datetime) -> float:
-        if created.tzinfo is None:
-            # NOTE: librbd's timestamps are naive UTC.
-            created = created.replace(tzinfo=datetime.timezone.utc)
-        return (self.now - created).total_seconds()
-
-    def collect(self) -> list[Action]:
-        actions: list[Action] = []
-        snaps = []
-        for pool in self.driver.pools():
-            try:
-                names = self.driver.images(pool)
-            except exception.RbdFailed as e:
-                LOG.debug('Skipping pool %s: %s', pool, e)
-                continue
-            for name in names:
-                try:
-                    info = self.driver.info(pool, name)
-                except exception.RbdFailed as e:
-                    # NOTE: removed meanwhile, or not an image we can read.
-                    LOG.debug('Skipping %s/%s: %s', pool, name, e)
-                    continue
-                meta = info['metadata']
-                image_id = meta.get(rbd_backend.META_IMAGE_ID)
-                if image_id and rbd_backend.is_our_clone(pool, name, meta):
-                    actions += self.clone(pool, name, info, image_id)
-                snaps += [(pool, name, s) for s in info['snaps']
-                          if rbd_backend.SNAP_RE.match(s.name)]
-        for pool, name, snap in snaps:
-            actions += self.snapshot(pool, name, snap)
-        return actions
-
-    # -- clones --------------------------------------------------------
-    def clone(self, pool: str, name: str, info: dict,
-              image_id: str) -> list[Action]:
-        snaps = info['snaps']
-        target = '%s/%s' % (pool, name)
-        if (rbd_backend.META_DELETE in info['metadata']
-                or name.endswith(rbd_backend.TO_BE_DELETED)):
-            return self._remove(pool, name, snaps, 'marked for removal '
-                                                   'after a failed snapshot')
-        status = self.status(image_id)
-        if status is None:
-            doubt = self._absence_unproven(image_id, info['created'])
-            if doubt:
-                return [Action(KEEP, target, doubt)]
-        if status in DONE:
-            if info['parent'] is None:
-                return []
-            self.detached.add((pool, name))
-            return [Action(FLATTEN, target,
-                           'image %s is active and its flatten was '
-                           'deferred' % image_id,
-                           run=lambda: self.driver.flatten(pool, name))]
-        if status in GONE:
-            return self._remove(pool, name, snaps,
-                                'image %s is not in Glance%s' % (
-                                    image_id, '' if status is None else
-                                    ' (it is %s)' % status))
-        age = self.age(info['created'])
-        if age < self.min_age:
-            return [Action(KEEP, target,
-                           'image %s is %s; its snapshot may still be '
-                           'running (%d s old, gc_min_age %d s)' % (
-                               image_id, status, age, self.min_age))]
-        return self._remove(pool, name, snaps,
-                            'image %s is still %s after %d s: its snapshot '
-                            'was interrupted' % (image_id, status, age))
-
-    def _absence_unproven(self, image_id: str,
-                          created: datetime.datetime) -> str | None:
-        """Why Glance's 404 for ``image_id`` does not prove the image is
-        gone; None when it does.
-        """
-        if self._sees_all is None:
-            self._sees_all = self.store.sees_all_images()
-        if not self._sees_all:
-            return ('image %s is not visible to these credentials, which may '
-                    'not see every image; run gc with admin credentials' %
-                    image_id)
-        age = self.age(created)
-        if age < self.min_age:
-            return ('image %s is not in Glance, but its snapshot may still be '
-                    'running (%d s old, gc_min_age %d s)' % (
-                        image_id, age, self.min_age))
-        # NOTE: a second look, past the cache: a record made meanwhile.
-        again = self.store.image_status(image_id)
-        if again is not None:
-            self._status[image_id] = again
-            return 'image %s appeared in Glance (%s)' % (image_id, again)
-        return None
-
-    def _remove(self, pool: str, name: str, snaps: list[rbd_storage.Snap],
-                reason: str) -> list[Action]:
-        actions = []
-        for snap in snaps:
-            children = self.driver.children(pool, name, snap.name)
-            for child_pool, child in children:
-                actions.append(Action(
-                    FLATTEN, '%s/%s' % (child_pool, child),
-                    'it is a clone of %s/%s@%s, which is removed' % (
-                        pool, name, snap.name),
-                    run=functools.partial(self.driver.flatten, child_pool,
-                                          child)))
-        self.detached.add((pool, name))
-        actions.append(Action(
-            REMOVE_IMAGE, '%s/%s' % (pool, name), reason,
-            run=lambda: self.driver.remove_image(pool, name)))
-        return actions
-
-    # -- disk snapshots ------------------------------------------------
-    def snapshot(self, pool: str, name: str,
-                 snap: rbd_storage.Snap) -> list[Action]:
-        target = '%s/%s@%s' % (pool, name, snap.name)
-        clones = [c for c in self.driver.children(pool, name, snap.name)
-                  if c not in self.detached]
-        if clones:
-            return [Action(KEEP, target, 'it still has clones: %s' % ', '.join(
-                '%s/%s' % c for c in clones))]
-        image_id = snap.name[len(rbd_backend.SNAP_PREFIX):]
-        status = self.status(image_id)
-        age = self.age(snap.created)
-        if status in DONE:
-            reason = 'image %s is active and no longer needs it' % image_id
-        elif age >= self.min_age:
-            reason = 'left by a snapshot interrupted %d s ago' % age
-        else:
-            return [Action(KEEP, target,
-                           'its snapshot may still be running (%d s old, '
-                           'gc_min_age %d s)' % (age, self.min_age))]
-        return [Action(REMOVE_SNAP, target, reason,
-                       run=lambda: self.driver.remove_snap(pool, name,
-                                                           snap.name))]
+NAMESPACE = 'nova_snapshot_ext.garbage'
 
 
 def collect_garbage(conf: cfg.ConfigOpts, store: store_base.ImageStore,
-                    dry_run: bool = False, min_age: float | None = None,
-                    driver: rbd_storage.RBDDriver | None = None
-                    ) -> list[Action]:
+                    dry_run: bool = False, min_age: float | None = None
+                    ) -> list[undo.Action]:
     """Find the leftovers of interrupted snapshots and, unless
     ``dry_run``, clear them. An action that fails has its ``error`` set;
     the others still run.
@@ -260,12 +56,10 @@ def collect_garbage(conf: cfg.ConfigOpts, store: store_base.ImageStore,
         min_age = conf.snapshot_rbd.gc_min_age
     store.check()
     claims = sweep.Claims(conf)
-    actions = [Action(verb, target, reason, run=run) for
-               verb, target, reason, run in
-               sweep.local(conf, min_age, claims, store)
-               + sweep.records(store, min_age, claims)]
-    if store.SUPPORTS_LOCATION:
-        actions += _ceph(conf, store, min_age, driver)
+    actions = (sweep.local(conf, min_age, claims, store)
+               + sweep.records(store, min_age, claims))
+    for name in plugins.names(NAMESPACE):
+        actions += plugins.load(NAMESPACE, name)(conf, store, min_age)
     if dry_run:
         return actions
     for action in actions:
@@ -273,26 +67,8 @@ def collect_garbage(conf: cfg.ConfigOpts, store: store_base.ImageStore,
             continue
         try:
             action.run()
-            LOG.info('gc: %s %s: %s', action.verb, action.target,
-                     action.reason)
+            LOG.info('gc: %s', action.line())
         except exception.SnapshotError as e:
             action.error = str(e)
-            LOG.error('gc: could not %s %s: %s', action.verb,
-                      action.target, e)
+            LOG.error('gc: %s', action.line())
     return actions
-
-
-def _ceph(conf: cfg.ConfigOpts, store: store_base.ImageStore,
-          min_age: float, driver: rbd_storage.RBDDriver | None
-          ) -> list[Action]:
-    if driver is None and not os.path.exists(conf.snapshot_rbd.ceph_conf):
-        return [Action(KEEP, 'Ceph', 'no cluster to look at: '
-                                     '[snapshot_rbd] ceph_conf %s does not '
-                                     'exist' % conf.snapshot_rbd.ceph_conf)]
-    own = driver is None
-    driver = driver or rbd_storage.RBDDriver(conf)
-    try:
-        return Collector(conf, driver, store, min_age).collect()
-    finally:
-        if own:
-            driver.close()

@@ -35,7 +35,8 @@ what the step names:
   which removes them, unless a location was registered (the clone may be
   Glance's image): then gc decides from Glance's status.
 
-The handlers are in :mod:`nova_snapshot_ext.cleanup.undo`. Each look is made
+Each handler is declared by the module that makes its kind of step
+(:mod:`nova_snapshot_ext.journal.undo`). Each look is made
 again on every run, so recovery is idempotent; a step
 is marked done once handled, and the journal removed once every step is.
 A step of a kind this release does not know is reported and its journal
@@ -53,28 +54,26 @@ finished it meanwhile.
 """
 
 from collections.abc import Callable
-import dataclasses
 import os
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from nova_snapshot_ext.backends import base as backend_base
-from nova_snapshot_ext.cleanup import gc as gc_mod
-from nova_snapshot_ext.cleanup import undo
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import durable
 from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.journal import locks
+from nova_snapshot_ext.journal import undo
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext.stores import base as store_base
 
 LOG = logging.getLogger(__name__)
 
-#: Verbs of actions (see :mod:`nova_snapshot_ext.cleanup.undo`).
+Action = undo.Action
+#: Verbs of actions (see :mod:`nova_snapshot_ext.journal.undo`).
 NOTHING, SKIP, KEEP, UNKNOWN, REMOVE_JOURNAL = (
     undo.NOTHING, undo.SKIP, undo.KEEP, undo.UNKNOWN, undo.REMOVE_JOURNAL)
 #: Verbs that change nothing and are not worth a warning.
@@ -84,53 +83,22 @@ DOMAIN_JOB_WAIT = 120
 #: Seconds after which a temporary file of unknown writer is stale.
 STALE_TMP = 60
 
-
-@dataclasses.dataclass
-class Action:
-    """One thing recovery did (or, in a dry run, would do)."""
-
-    journal: str
-    guest: str
-    verb: str
-    target: str
-    detail: str = ''
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def line(self, dry_run: bool = False) -> str:
-        verb = self.verb
-        if self.error:
-            verb = 'FAILED to ' + verb
-        elif dry_run and verb not in (NOTHING, SKIP, KEEP, UNKNOWN):
-            verb = 'would ' + verb
-        text = '%s: %s %s' % (self.guest or '?', verb, self.target)
-        if self.detail:
-            text += ': ' + self.detail
-        if self.error:
-            text += ' (%s)' % self.error
-        return text
+T = TypeVar('T')
 
 
-class _NeverRegistered:
-    """The store gc asks about clones whose location was never
-    registered: Glance has no image of their data, for certain.
-    """
-
-    def sees_all_images(self) -> bool:
-        return True
-
-    def image_status(self, image_id: str) -> None:
-        return None
+def _action(j: journal.Journal, verb: str, target: str, detail: str = '',
+            error: str | None = None) -> Action:
+    return Action(verb, target, detail, error=error, journal=j.id,
+                  guest=j.guest_name or '')
 
 
 class _Recovery:
-    """Recovery of one journal."""
+    """Recovery of one journal: the :class:`undo.Recovering` its step
+    kinds' handlers are given.
+    """
 
     def __init__(self, conf: cfg.ConfigOpts, j: journal.Journal,
-                 host: host_mod.Host, dry_run: bool,
-                 backends: backend_base.Backends | None) -> None:
+                 host: host_mod.Host, dry_run: bool, backends: Any) -> None:
         self.conf = conf
         self.j = j
         self.host = host
@@ -140,14 +108,13 @@ class _Recovery:
         self._guest: guest_mod.Guest | None = None
         self._looked_up = False
         self._store: store_base.ImageStore | None = None
-        self._collector: gc_mod.Collector | None = None
-        self._own_driver: Any = None
+        self._cache: dict[str, Any] = {}
+        self._closers: list[Callable[[], Any]] = []
 
-    # -- helpers -------------------------------------------------------
+    # -- what a handler is given ---------------------------------------
     def act(self, verb: str, target: str, detail: str = '',
             run: Callable[[], Any] | None = None) -> None:
-        action = Action(self.j.id, self.j.guest_name or '', verb, target,
-                        detail)
+        action = _action(self.j, verb, target, detail)
         self.actions.append(action)
         if run is None or self.dry_run:
             return
@@ -180,13 +147,28 @@ class _Recovery:
     def has_location(self) -> bool:
         return any(s.kind == journal.LOCATION for s in self.j.steps)
 
+    def store(self, spec: str | None) -> store_base.ImageStore | None:
+        if not spec:
+            return None
+        if self._store is None or self._store.spec != spec:
+            self._store = store_base.load(self.conf, spec)
+        return self._store
+
+    def cached(self, key: str, make: Callable[[], T]) -> T:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def on_close(self, close: Callable[[], Any]) -> None:
+        self._closers.append(close)
+
     # -- the run -------------------------------------------------------
     def run(self) -> None:
         failed = unknown = False
         for step in reversed(self.j.steps):
             if step.done or step.kind in journal.MARKERS:
                 continue
-            handler = undo.HANDLERS.get(step.kind)
+            handler = undo.handler(step.kind)
             if handler is None:
                 unknown = True
                 self.act(UNKNOWN, step.kind, 'not known to this release, '
@@ -196,9 +178,9 @@ class _Recovery:
             try:
                 handler(self, step)
             except exception.SnapshotError as e:
-                self.actions.append(Action(
-                    self.j.id, self.j.guest_name or '', 'recover',
-                    step.kind, undo.short(step.data), error=e.message))
+                self.actions.append(_action(
+                    self.j, 'recover', step.kind, undo.short(step.data),
+                    error=e.message))
             errors = any(a.error for a in self.actions[before:])
             failed = failed or errors
             if not errors and not self.dry_run:
@@ -212,41 +194,9 @@ class _Recovery:
         self.act(REMOVE_JOURNAL, self.j.path, run=self.j.remove)
 
     def close(self) -> None:
-        if self._own_driver is not None:
-            self._own_driver.close()
-            self._own_driver = None
-
-    # -- stores and Ceph -----------------------------------------------
-    def store(self, spec: str | None) -> store_base.ImageStore | None:
-        if not spec:
-            return None
-        if self._store is None or self._store.spec != spec:
-            self._store = store_base.load(self.conf, spec)
-        return self._store
-
-    def collector(self) -> gc_mod.Collector:
-        if self._collector is None:
-            driver = None
-            if self.backends is not None:
-                driver = self.backends.get('rbd').storage_driver()
-            if driver is None:
-                from nova_snapshot_ext.storage import rbd as rbd_storage
-                driver = self._own_driver = rbd_storage.RBDDriver(self.conf)
-            store: Any = _NeverRegistered()
-            if self.has_location():
-                store = self.store(self.j.header.get('store'))
-                if store is None:
-                    raise exception.InvalidInput(
-                        reason='a location was registered and the store '
-                               'cannot be reached from here; run '
-                               '"nova-snapshot-ext gc"')
-            self._collector = gc_mod.Collector(self.conf, driver, store,
-                                               min_age=0)
-        return self._collector
-
-    def gc_actions(self, actions: list[gc_mod.Action]) -> None:
-        for a in actions:
-            self.act(a.verb, a.target, a.reason, run=a.run)
+        while self._closers:
+            self._closers.pop()()
+        self._cache.clear()
 
 
 # -- entry points -----------------------------------------------------------
@@ -262,8 +212,8 @@ def _journals(conf: cfg.ConfigOpts, actions: list[Action],
             # that user recovers it; neither an error nor ours to remove.
             LOG.warning('%s', e.message)
         except exception.JournalUnreadable as e:
-            actions.append(Action(os.path.basename(path), '', KEEP, path,
-                                  error=e.message))
+            actions.append(Action(KEEP, path, error=e.message,
+                                  journal=os.path.basename(path), guest=''))
     _remove_stale_tmp(directory, dry_run)
     return found
 
@@ -291,12 +241,12 @@ def _alive(j: journal.Journal) -> Action | None:
     if not durable.owner_here(owner):
         # NOTE: a journal directory shared between hosts: the other host
         # recovers its own snapshots; their undo is not ours to run.
-        return Action(j.id, j.guest_name or '', SKIP, 'journal %s' % j.path,
-                      'its snapshot ran on host %s' % owner.get('host'))
+        return _action(j, SKIP, 'journal %s' % j.path,
+                       'its snapshot ran on host %s' % owner.get('host'))
     if durable.owner_alive(owner) and owner.get('pid') != os.getpid():
-        return Action(j.id, j.guest_name or '', SKIP, 'journal %s' % j.path,
-                      'its snapshot is still running (pid %s)' %
-                      owner.get('pid'))
+        return _action(j, SKIP, 'journal %s' % j.path,
+                       'its snapshot is still running (pid %s)' %
+                       owner.get('pid'))
     return None
 
 
@@ -313,7 +263,7 @@ def _again(j: journal.Journal) -> journal.Journal | None:
 
 def recover_guest(conf: cfg.ConfigOpts, host: host_mod.Host,
                   guest_uuid: str,
-                  backends: backend_base.Backends | None = None,
+                  backends: Any = None,
                   dry_run: bool = False) -> list[Action]:
     """Recover the journals of one guest. The caller holds the guest's
     lock.
@@ -334,7 +284,7 @@ def recover_guest(conf: cfg.ConfigOpts, host: host_mod.Host,
 
 def recover(conf: cfg.ConfigOpts, dry_run: bool = False,
             uri: str | None = None, host: host_mod.Host | None = None,
-            backends: backend_base.Backends | None = None) -> list[Action]:
+            backends: Any = None) -> list[Action]:
     """Recover every journal whose snapshot is no longer running.
 
     :param uri: the libvirt URI of the guests; by default each journal's.
@@ -365,8 +315,8 @@ def recover(conf: cfg.ConfigOpts, dry_run: bool = False,
                                   backends)
                     r.run()
             except exception.SnapshotInProgress:
-                actions.append(Action(
-                    j.id, j.guest_name or '', SKIP, 'journal %s' % j.path,
+                actions.append(_action(
+                    j, SKIP, 'journal %s' % j.path,
                     'a snapshot of the guest is running'))
                 continue
             actions += r.actions

@@ -33,37 +33,30 @@ keeps its files too.
   store ``gc`` was given, last changed more than ``min_age`` seconds ago,
   claimed by no live journal.
 
-Each finding is ``(verb, target, reason, run)``;
+Each finding is an :class:`nova_snapshot_ext.journal.undo.Action`;
 :mod:`nova_snapshot_ext.cleanup.gc` reports and runs them.
 """
 
-from collections.abc import Callable
 import datetime
 import functools
 import os
 import shutil
 import time
-from typing import Any
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from nova_snapshot_ext.backends import steps as steps_mod
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import durable
 from nova_snapshot_ext.journal import journal
+from nova_snapshot_ext.journal import temp
+from nova_snapshot_ext.journal import undo
 from nova_snapshot_ext.stores import base as store_base
 from nova_snapshot_ext.stores import file as file_store
-from nova_snapshot_ext.stores import image_api
 
 LOG = logging.getLogger(__name__)
 
 REMOVE_DIR, DELETE_RECORD = 'remove directory', 'delete image record'
-#: Name prefixes of the temporary directories snapshots make.
-TEMP_PREFIXES = (steps_mod.TEMP_PREFIX, image_api.APIPendingImage.TMP_PREFIX,
-                 store_base.UploadedImage.TMP_PREFIX)
-
-Finding = tuple[str, str, str, Callable[[], Any]]
 
 
 class Claims:
@@ -95,16 +88,17 @@ class Claims:
 
 
 def local(conf: cfg.ConfigOpts, min_age: float, claims: Claims,
-          store: store_base.ImageStore | None = None) -> list[Finding]:
+          store: store_base.ImageStore | None = None
+          ) -> list[undo.Action]:
     """Temporary, partial and half-deleted directories no live snapshot
     owns, in the configured directories and in ``store`` when it is a
     directory store.
     """
     found = []
-    temp = conf.snapshot.temp_directory
-    for name in _names(temp):
-        if name.startswith(TEMP_PREFIXES):
-            found += _old_dir(os.path.join(temp, name), 'temporary '
+    temp_dir = conf.snapshot.temp_directory
+    for name in _names(temp_dir):
+        if temp.ours(name):
+            found += _old_dir(os.path.join(temp_dir, name), 'temporary '
                               'directory', min_age, claims)
     stores = [os.path.normpath(conf.snapshot_file_store.directory)]
     here = store.local_directory() if store is not None else None
@@ -133,7 +127,7 @@ def _names(directory: str) -> list[str]:
 
 def _old_dir(path: str, what: str, min_age: float, claims: Claims,
              left_by: str = 'left by an interrupted snapshot'
-             ) -> list[Finding]:
+             ) -> list[undo.Action]:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -145,10 +139,10 @@ def _old_dir(path: str, what: str, min_age: float, claims: Claims,
     age = time.time() - st.st_mtime
     if age < min_age:
         return []
-    return [(REMOVE_DIR, path,
-             '%s %s (%d s old, no snapshot running owns it)' % (
-                 what, left_by, age),
-             lambda: _rmtree(path))]
+    return [undo.Action(REMOVE_DIR, path,
+                        '%s %s (%d s old, no snapshot running owns it)' % (
+                            what, left_by, age),
+                        run=lambda: _rmtree(path))]
 
 
 def _rmtree(path: str) -> None:
@@ -162,10 +156,10 @@ def _rmtree(path: str) -> None:
 
 
 def records(store: store_base.ImageStore, min_age: float,
-            claims: Claims) -> list[Finding]:
+            claims: Claims) -> list[undo.Action]:
     """Queued records of the command's that no live snapshot owns."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    found: list[Finding] = []
+    found: list[undo.Action] = []
     for image in store.queued_of_ours():
         image_id = image['id']
         if image_id in claims.records:
@@ -173,14 +167,14 @@ def records(store: store_base.ImageStore, min_age: float,
         age = (now - _when(image.get('created_at'), now)).total_seconds()
         if age < min_age:
             continue
-        found.append((
+        found.append(undo.Action(
             # NOTE: the name is the image owner's text: repr() shows
             # control characters escaped, so it cannot forge lines.
             DELETE_RECORD, '%s image %s (%r)' % (store, image_id,
                                                  image.get('name')),
             'queued for %d s, made by an interrupted snapshot of the '
             'command' % age,
-            functools.partial(store.delete, image_id)))
+            run=functools.partial(store.delete, image_id)))
     return found
 
 

@@ -175,16 +175,6 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _gc_line(a: gc_mod.Action, dry_run: bool) -> str:
-    verb = a.verb
-    if a.error:
-        verb = 'FAILED to ' + verb
-    elif dry_run and a.verb != gc_mod.KEEP:
-        verb = 'would ' + verb
-    return '%s %s: %s%s' % (verb, a.target, a.reason,
-                            ' (%s)' % a.error if a.error else '')
-
-
 def _report(args: argparse.Namespace, out: TextIO, actions: list[Any],
             line: Callable[[Any], str],
             error_line: Callable[[Any], str]) -> int:
@@ -212,8 +202,7 @@ def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
     actions = gc_mod.collect_garbage(
         conf, store_base.load(conf, args.store), dry_run=args.dry_run,
         min_age=args.min_age)
-    return _report(args, out, actions,
-                   lambda a: _gc_line(a, args.dry_run),
+    return _report(args, out, actions, lambda a: a.line(args.dry_run),
                    lambda a: 'could not %s %s: %s' % (a.verb, a.target,
                                                       a.error))
 

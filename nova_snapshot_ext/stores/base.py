@@ -34,6 +34,7 @@ from oslo_utils import uuidutils
 
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import journal
+from nova_snapshot_ext.journal import temp
 from nova_snapshot_ext import plugins
 from nova_snapshot_ext import private
 
@@ -148,7 +149,7 @@ class UploadedImage(PendingImage):
     """
 
     #: Name prefix of the temporary directory.
-    TMP_PREFIX = 'image-'
+    TMP_PREFIX = temp.IMAGE
 
     def __init__(self, meta: ImageMeta, workdir: str | None) -> None:
         self.meta = meta

@@ -55,6 +55,7 @@ from oslo_utils import uuidutils
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import durable
 from nova_snapshot_ext.journal import journal
+from nova_snapshot_ext.journal import undo
 from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base
@@ -365,3 +366,9 @@ class FileStore(base.ImageStore):
             os.rename(os.path.join(directory, METADATA + FLAT_SUFFIX),
                       os.path.join(directory, METADATA))
             durable.fsync_dir(directory)
+
+
+def undo_store_partial(r: undo.Recovering, step: journal.Step) -> None:
+    """``store_partial``: remove the image being written."""
+    undo.remove_dir(r, step, lambda name: name.startswith('.') and
+                    name.endswith(PARTIAL_SUFFIX), 'partial image')

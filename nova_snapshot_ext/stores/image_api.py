@@ -38,6 +38,8 @@ from oslo_utils import uuidutils
 from nova_snapshot_ext.conf import glance as glance_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import journal
+from nova_snapshot_ext.journal import temp
+from nova_snapshot_ext.journal import undo
 from nova_snapshot_ext import retry
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base
@@ -47,38 +49,8 @@ from nova_snapshot_ext.stores import upload_body
 LOG = logging.getLogger(__name__)
 
 GROUP = glance_conf.GROUP
-#: Glance's limit on the length of a property value.
-MAX_PROPERTY_LENGTH = 255
-#: Properties of the engine's ImageMeta, as Glance names them.
-PROPERTY_NAMES = {
-    'method': 'snapshot_method', 'reason': 'snapshot_reason',
-    'quiesced': 'snapshot_quiesced', 'source_domain': 'source_domain',
-    'source_uuid': 'instance_uuid'}
-#: The engine's own properties, always written: one this snapshot has no
-#: value for is written empty, so that a value the record got elsewhere
-#: (Nova copies the instance's image properties into a snapshot's record,
-#: e.g. an earlier live snapshot's live_copy_style) does not describe it.
-OWN_PROPERTIES = ('snapshot_method', 'snapshot_reason', 'snapshot_quiesced',
-                  'source_domain', 'live_copy_style', 'live_copy_reason')
 #: Seconds the deletion of a failed image waits for a Glance gone away.
 CLEANUP_TIMEOUT = 30
-
-
-def glance_properties(meta: base.ImageMeta) -> dict[str, str]:
-    """The image properties Glance gets for ``meta``: those Nova sets on
-    a snapshot, the engine's own, and the caller's, all as strings.
-    """
-    props = {'image_type': 'snapshot'}
-    for key, value in meta.properties.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            value = 'true' if value else 'false'
-        props[PROPERTY_NAMES.get(key, key)] = str(
-            value)[:MAX_PROPERTY_LENGTH]
-    for name in OWN_PROPERTIES:
-        props.setdefault(name, '')
-    return props
 
 
 class APIPendingImage(base.UploadedImage):
@@ -90,7 +62,7 @@ class APIPendingImage(base.UploadedImage):
     record where :attr:`image_calls.ImageAPI.deletes_on_failure` says so.
     """
 
-    TMP_PREFIX = 'glance-'
+    TMP_PREFIX = temp.GLANCE
 
     def __init__(self, store: 'APIImageStore', meta: base.ImageMeta,
                  image_id: str | None, workdir: str | None) -> None:
@@ -149,7 +121,7 @@ class APIPendingImage(base.UploadedImage):
             self._owned = image_id
 
     def _wanted(self) -> dict[str, str]:
-        return dict(glance_properties(self.meta),
+        return dict(image_calls.glance_properties(self.meta),
                     disk_format=self.meta.disk_format,
                     container_format=self.meta.container_format)
 
@@ -384,3 +356,23 @@ class APIImageStore(base.ImageStore):
                       '%(id)s" or run "nova-snapshot-ext recover".',
                       {'id': image_id, 'store': self, 'err': e})
             return False
+
+
+def undo_glance_image(r: undo.Recovering, step: journal.Step) -> None:
+    """``glance_image``: delete the record the snapshot created if it is
+    still queued or saving.
+    """
+    image_id = str(step.data.get('id'))
+    store = r.store(step.data.get('store'))
+    if store is None:
+        r.act(undo.KEEP, 'image %s' % image_id, 'its store cannot be '
+              'reached from here; delete it if it is still queued')
+        return
+    status = store.image_status(image_id)
+    if status is None:
+        r.act(undo.NOTHING, 'image %s' % image_id, 'not in %s' % store)
+    elif status in ('queued', 'saving', 'uploading', 'importing'):
+        r.act('delete', 'image %s' % image_id, 'it is %s in %s' % (
+            status, store), run=lambda: store.delete(image_id))
+    else:
+        r.act(undo.KEEP, 'image %s' % image_id, 'it is %s' % status)

@@ -12,7 +12,8 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The calls a snapshot makes to Glance, whichever way Glance is reached.
+"""The calls a snapshot makes to Glance, whichever way Glance is reached,
+and the image properties it sends.
 
 Implemented by :class:`~nova_snapshot_ext.stores.glance.GlanceAPI` (the
 command line) and :class:`~nova_snapshot_ext.virt.image_store.NovaImageAPI`
@@ -23,7 +24,39 @@ import abc
 from collections.abc import Iterator
 from typing import Any
 
+from nova_snapshot_ext.stores import base
 from nova_snapshot_ext.stores import upload_body
+
+#: Glance's limit on the length of a property value.
+MAX_PROPERTY_LENGTH = 255
+#: Properties of the engine's ImageMeta, as Glance names them.
+PROPERTY_NAMES = {
+    'method': 'snapshot_method', 'reason': 'snapshot_reason',
+    'quiesced': 'snapshot_quiesced', 'source_domain': 'source_domain',
+    'source_uuid': 'instance_uuid'}
+#: The engine's own properties, always written: one this snapshot has no
+#: value for is written empty, so that a value the record got elsewhere
+#: (Nova copies the instance's image properties into a snapshot's record,
+#: e.g. an earlier live snapshot's live_copy_style) does not describe it.
+OWN_PROPERTIES = ('snapshot_method', 'snapshot_reason', 'snapshot_quiesced',
+                  'source_domain', 'live_copy_style', 'live_copy_reason')
+
+
+def glance_properties(meta: base.ImageMeta) -> dict[str, str]:
+    """The image properties Glance gets for ``meta``: those Nova sets on
+    a snapshot, the engine's own, and the caller's, all as strings.
+    """
+    props = {'image_type': 'snapshot'}
+    for key, value in meta.properties.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = 'true' if value else 'false'
+        props[PROPERTY_NAMES.get(key, key)] = str(
+            value)[:MAX_PROPERTY_LENGTH]
+    for name in OWN_PROPERTIES:
+        props.setdefault(name, '')
+    return props
 
 
 class ImageAPI(metaclass=abc.ABCMeta):

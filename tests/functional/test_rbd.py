@@ -33,6 +33,7 @@ import rbd
 
 from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext.backends import rbd as rbd_backend
+from nova_snapshot_ext.backends import rbd_gc
 from nova_snapshot_ext.cleanup import gc as gc_mod
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import explain
@@ -249,8 +250,8 @@ def test_deferred_flatten_then_gc(rconf, drv, ceph_glance, rbd_guest,
     mine = [(a.verb, a.target) for a in planned
             if image_id in a.target]
     assert mine == [
-        (gc_mod.FLATTEN, '%s/%s' % (IMAGES, image_id)),
-        (gc_mod.REMOVE_SNAP, '%s/%s@%s' % (VMS, disk_name(g), snap))]
+        (rbd_gc.FLATTEN, '%s/%s' % (IMAGES, image_id)),
+        (rbd_gc.REMOVE_SNAP, '%s/%s@%s' % (VMS, disk_name(g), snap))]
     assert drv.info(IMAGES, image_id)['parent'] is not None
 
     done = gc_mod.collect_garbage(rconf, store, min_age=3600)

@@ -16,9 +16,10 @@
 
 The stand-ins follow devstack where the plugin depends on it
 (``is_service_enabled``, ``enable_service`` after ``disable_service``,
-devstack-plugin-ceph's ``is_ceph_enabled_for_service``); ``iniset``
-writes real ini files, and installing calls are only recorded. The tests
-read nova.conf and tempest.conf as an operator would.
+devstack-plugin-ceph's ``is_ceph_enabled_for_service``); ``iniset`` is
+that of ``tools/functions.sh``, which writes real ini files; installing
+calls are only recorded. The tests read nova.conf and tempest.conf as an
+operator would.
 """
 
 import ast
@@ -29,7 +30,6 @@ import pathlib
 import pwd
 import stat
 import subprocess
-import sys
 
 import pytest
 
@@ -39,20 +39,8 @@ PLUGIN_DIR = REPO / 'devstack'
 STUBS = r'''
 set -o errexit -o nounset -o pipefail
 
-function iniset {
-    "$TEST_PYTHON" - "$@" <<'EOF'
-import configparser, sys
-path, section, option, value = sys.argv[1:]
-conf = configparser.RawConfigParser()
-conf.optionxform = str
-conf.read(path)
-if section != 'DEFAULT' and not conf.has_section(section):
-    conf.add_section(section)
-conf.set(section, option, value)
-with open(path, 'w') as f:
-    conf.write(f)
-EOF
-}
+# iniset (crudini), as tools/cloud.sh runs the plugin with it.
+source "%s/tools/functions.sh"
 
 function is_service_enabled {
     local service
@@ -141,7 +129,6 @@ class Stack:
         self.calls_file.write_text('')
         self.env = {
             'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
-            'TEST_PYTHON': sys.executable,
             'CALLS': str(self.calls_file),
             'DEST': str(self.dest),
             'NOVA_DIR': str(self.dest / 'nova'),
@@ -158,7 +145,7 @@ class Stack:
 
     def run(self, *phases, check=True, **env):
         """Source settings, then plugin.sh for each phase, as stack.sh."""
-        script = [STUBS, 'source "%s/settings"' % PLUGIN_DIR]
+        script = [STUBS % REPO, 'source "%s/settings"' % PLUGIN_DIR]
         for phase in phases:
             mode = phase if phase in ('unstack', 'clean') else 'stack ' + phase
             script.append('source "%s/plugin.sh" %s' % (PLUGIN_DIR, mode))

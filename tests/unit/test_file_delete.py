@@ -153,7 +153,7 @@ def test_a_delete_killed_in_the_middle_leaves_no_half_image(store, conf):
     assert [(a.verb, os.path.basename(a.target), a.error)
             for a in actions] == [('remove directory', hidden, None)]
     assert 'half-deleted image left by an interrupted delete' in \
-        actions[0].reason
+        actions[0].detail
     assert sorted(os.listdir(store.directory)) == [KEPT, 'not-an-image.txt']
     assert _tree(os.path.join(store.directory, KEPT)) == kept
     with open(other) as f:

@@ -121,7 +121,7 @@ def test_properties_are_strings_nova_names():
         'method': 'live', 'reason': 'r' * 300, 'quiesced': True,
         'source_uuid': 'u-1', 'source_domain': 'd', 'base_image_ref': 'b',
         'min_ram': 512, 'unset': None})
-    assert image_api.glance_properties(meta) == {
+    assert image_calls.glance_properties(meta) == {
         'image_type': 'snapshot', 'snapshot_method': 'live',
         'snapshot_reason': 'r' * 255, 'snapshot_quiesced': 'true',
         'instance_uuid': 'u-1', 'source_domain': 'd',
@@ -135,8 +135,8 @@ def test_own_properties_are_always_written():
     # they are written empty, not left to describe this one.
     meta = base.ImageMeta(name='n', disk_format='raw', properties={
         'method': 'cold', 'live_copy_style': None})
-    props = image_api.glance_properties(meta)
-    for name in image_api.OWN_PROPERTIES:
+    props = image_calls.glance_properties(meta)
+    for name in image_calls.OWN_PROPERTIES:
         assert name in props
     assert props['live_copy_style'] == ''
     assert props['live_copy_reason'] == ''

@@ -35,12 +35,14 @@ LAYERS = [
      'libvirt.guest', 'libvirt.refusals', 'libvirt.sharing'),
     ('libvirt.host', 'stores.base'),
     ('stores',),
+    # NOTE: below every backend: recover and gc find the undo of a step
+    # and the collectors through entry points (journal/undo.py).
+    ('cleanup',),
     ('policy', 'model', 'verify'),
     ('backends.steps',),
     ('backends.base',),
     ('backends',),
     ('backends.qcow2', 'backends.raw'),
-    ('cleanup',),
     ('snapshot', 'explain'),
     ('cmd', 'virt'),
 ]
@@ -167,6 +169,15 @@ def test_a_cycle_is_found():
     j = PKG + '.journal.journal'
     edges[j] = edges[j] | {PKG + '.cleanup.recovery'}
     assert cycles(edges)
+
+
+def test_every_step_kind_declares_its_undo():
+    from nova_snapshot_ext.journal import journal
+    from nova_snapshot_ext.journal import undo
+    assert sorted(undo.kinds()) == sorted(
+        set(journal.KINDS) - set(journal.MARKERS))
+    for kind in undo.kinds():
+        assert callable(undo.handler(kind)), kind
 
 
 def test_every_module_has_a_layer():

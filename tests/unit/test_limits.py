@@ -23,7 +23,7 @@ import sys
 
 import pytest
 
-from nova_snapshot_ext.cleanup import gc as gc_mod
+from nova_snapshot_ext.backends import rbd_gc
 from nova_snapshot_ext.cmd import main as cli
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
@@ -244,7 +244,7 @@ OLD = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
 ])
 def test_gc_removes_a_clone_only_when_its_image_is_surely_gone(
         conf, store, min_age, created, kept):
-    collector = gc_mod.Collector(conf, driver=None, store=store,
+    collector = rbd_gc.Collector(conf, driver=None, store=store,
                                  min_age=min_age)
     info = {'snaps': [], 'metadata': {}, 'parent': ('vms', 'd', 's'),
             'created': created}
@@ -256,7 +256,7 @@ def test_gc_removes_a_clone_only_when_its_image_is_surely_gone(
         assert store.asked == 2, 'no second look'
     else:
         [action] = actions
-        assert action.verb == gc_mod.KEEP and kept in action.reason
+        assert action.verb == rbd_gc.KEEP and kept in action.detail
 
 
 def test_image_type_may_be_chosen():

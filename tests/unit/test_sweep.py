@@ -36,7 +36,7 @@ def test_a_hostile_image_name_cannot_forge_output_lines():
     store = mock.Mock(queued_of_ours=api.queued_of_ours)
     store.__str__ = lambda self: 'glance'
     (finding,) = sweep.records(store, 60, _Claims())
-    target = finding[1]
+    target = finding.target
     assert target.startswith('glance image abc (')
     assert '\n' not in target and '\x1b' not in target
     assert '\\n' in target and '\\x1b' in target
