@@ -27,7 +27,6 @@ import uuid
 from stevedore import extension
 
 from nova_snapshot_ext.backends import base as backend_base
-from nova_snapshot_ext.backends import guest_state
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.stores import base as store_base
@@ -47,7 +46,7 @@ class VendorBackend(backend_base.ImageBackend):
         return backend_base.Support(live=False)
 
     def copy(self, job, method, out_path, outcome):
-        with guest_state.suspended(job, outcome):
+        with steps.suspended(job, outcome):
             steps.convert(job, job.disk.path, job.disk.format, out_path)
 
 

@@ -39,7 +39,7 @@ from oslo_utils import uuidutils
 
 from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
-from nova_snapshot_ext.backends import guest_state
+from nova_snapshot_ext.backends import finish
 from nova_snapshot_ext.backends import local
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
@@ -86,12 +86,12 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
                 for j, pending in zip(jobs, pendings):
                     backup.read_export(j, export, pending.path, outcome)
         else:
-            with guest_state.suspended(job, outcome):
+            with steps.suspended(job, outcome):
                 for j, pending in zip(jobs, pendings):
                     steps.convert(j, j.disk.path, j.disk.format,
                                   pending.path)
         stored = _commit_all(jobs, pendings, outcome, group)
-    results = [steps.result(j, plan, s, outcome, started, backend.name)
+    results = [finish.result(j, plan, s, outcome, started, backend.name)
                for j, s in zip(jobs, stored)]
     root = results[0]
     root.disks = [r.as_dict() for r in results]
@@ -161,7 +161,7 @@ def _commit_all(jobs: list[model.SnapshotJob],
         for j, pending in zip(jobs, pendings):
             made.append(record.add(journal.GROUP_IMAGE, id=pending.image_id,
                                    store=spec, group=group))
-            stored.append(steps.commit(j, pending, outcome))
+            stored.append(finish.commit(j, pending, outcome))
             record.reached(journal.GROUP_IMAGE)
     except BaseException:
         # NOTE: an image whose commit failed is the store's to undo (its

@@ -41,7 +41,6 @@ import tempfile
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import base
-from nova_snapshot_ext.backends import guest_state
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import journal
@@ -184,7 +183,7 @@ def exported(job: model.SnapshotJob, outcome: steps.Outcome,
     targets = targets or [job.disk.target]
     for target in targets:
         guest.check_no_block_job(target)
-    paused = guest_state.check_quiesce(job)
+    paused = steps.check_quiesce(job)
     qemu = guest.qemu_owner()
     with contextlib.ExitStack() as dirs:
         tmpdir = dirs.enter_context(steps.temp_directory(conf, qemu=qemu))
@@ -197,7 +196,7 @@ def exported(job: model.SnapshotJob, outcome: steps.Outcome,
             incremental=incremental, checkpoint=checkpoint)
         job.progress('copy', 0.0)
         with _job(guest, export):
-            with guest_state.quiesced(job, paused, outcome):
+            with steps.quiesced(job, paused, outcome):
                 guest.backup_begin(export)
             journal.current().reached(journal.BACKUP_JOB)
             try:

@@ -52,6 +52,7 @@ from typing import Any, ClassVar, TYPE_CHECKING
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from nova_snapshot_ext.backends import finish
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import guest as guest_mod
@@ -138,7 +139,7 @@ class ImageBackend(metaclass=abc.ABCMeta):
         ``job.image_format``.
 
         :param method: ``live`` (the guest keeps running) or ``cold``
-            (the guest's CPUs may stop: :func:`.guest_state.suspended`).
+            (the guest's CPUs may stop: :func:`.steps.suspended`).
         :param outcome: to fill in (quiesced, downtime).
         :raises SnapshotError: the guest is as it was and nothing made
             by the step is left.
@@ -263,8 +264,8 @@ class ImageBackend(metaclass=abc.ABCMeta):
                 # snapshot's guest does not stay stopped while it waits.
                 with job.request.disk_ops():
                     stored = self._write(job, plan, pending, outcome)
-        return steps.result(job, plan, stored, outcome, started,
-                            self.name)
+        return finish.result(job, plan, stored, outcome, started,
+                             self.name)
 
     def _write(self, job: model.SnapshotJob, plan: policy.Plan,
                pending: store_base.PendingImage,
@@ -272,7 +273,7 @@ class ImageBackend(metaclass=abc.ABCMeta):
         """Copy the disk into ``pending``, streamed when the store and
         the backend can, and commit it.
         """
-        commit_ = functools.partial(steps.commit, job, pending, outcome)
+        commit_ = functools.partial(finish.commit, job, pending, outcome)
         stored = None
         if pending.STREAMS:
             stored = self.stream(job, plan.method, commit_, outcome)

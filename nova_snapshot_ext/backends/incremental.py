@@ -56,6 +56,7 @@ from oslo_utils import uuidutils
 from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import checkpoints
+from nova_snapshot_ext.backends import finish
 from nova_snapshot_ext.backends import local
 from nova_snapshot_ext.backends import retention
 from nova_snapshot_ext.backends import steps
@@ -155,7 +156,7 @@ def snapshot(backend: base.ImageBackend,
             of = None if why or found is None else found.image_id
             meta.properties.update(incremental_of=of,
                                    incremental_reason=why or None)
-            stored = steps.commit(job, pending, outcome)
+            stored = finish.commit(job, pending, outcome)
             created = job.guest.checkpoint_created(checkpoint)
         except BaseException:
             if checkpoints.delete(job, checkpoint):
@@ -176,8 +177,8 @@ def snapshot(backend: base.ImageBackend,
         record.done(defined)
     if job.request.keep:
         retention.retain(job, job.request.keep)
-    return steps.result(job, plan, stored, outcome, started, backend.name,
-                        incremental_of=of, incremental_reason=why or None)
+    return finish.result(job, plan, stored, outcome, started, backend.name,
+                         incremental_of=of, incremental_reason=why or None)
 
 
 def _full(job: model.SnapshotJob, out_path: str, checkpoint: str,

@@ -38,7 +38,6 @@ from typing import ClassVar
 
 from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
-from nova_snapshot_ext.backends import guest_state
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import journal
@@ -88,7 +87,7 @@ class FileBackend(base.ImageBackend):
             else:
                 live_copy(job, out_path, outcome, style == 'blockcopy')
             return
-        with guest_state.suspended(job, outcome):
+        with steps.suspended(job, outcome):
             steps.convert(job, job.disk.path, job.disk.format, out_path)
 
     def stream(self, job: model.SnapshotJob, method: str,
@@ -164,7 +163,7 @@ def live_copy(job: model.SnapshotJob, out_path: str,
     """
     guest, disk, conf = job.guest, job.disk, job.conf
     guest.check_no_block_job(disk.target)
-    paused = guest_state.check_quiesce(job)
+    paused = steps.check_quiesce(job)
     info = qemu_img.info(conf, disk.path, disk.format, force_share=True)
     backing = qemu_img.backing_of(info)
     with steps.temp_directory(conf, qemu=guest.qemu_owner()) as tmpdir:
@@ -189,7 +188,7 @@ def live_copy(job: model.SnapshotJob, out_path: str,
                 lambda f: job.progress('copy', f))
             # NOTE: freeze only now that the mirror is in sync, so the
             # guest's filesystems are frozen for the cut alone.
-            with guest_state.quiesced(job, paused, outcome):
+            with steps.quiesced(job, paused, outcome):
                 guest.abort_copy(disk.target)
                 record.done(step)
         job.progress('copy', 1.0)

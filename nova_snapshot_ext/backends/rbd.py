@@ -41,7 +41,6 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import base
-from nova_snapshot_ext.backends import guest_state
 from nova_snapshot_ext.backends import rbd_target
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
@@ -147,10 +146,10 @@ class RbdBackend(base.ImageBackend):
         memory saved meanwhile.
         """
         if method == policy.LIVE:
-            paused = guest_state.check_quiesce(job)
+            paused = steps.check_quiesce(job)
             self._export(job, out_path, paused, outcome)
             return
-        with guest_state.suspended(job, outcome):
+        with steps.suspended(job, outcome):
             self._export(job, out_path, True, steps.Outcome())
 
     def _check_disk(self, job: model.SnapshotJob) -> None:
@@ -234,13 +233,13 @@ class RbdBackend(base.ImageBackend):
         deferred = self.conf.snapshot_rbd.flatten == 'deferred'
         driver = self.driver
         job = steps.for_direct(job)
-        paused = guest_state.check_quiesce(job)
+        paused = steps.check_quiesce(job)
         job.progress('copy', 0.0)
         record = journal.current()
         with contextlib.ExitStack() as undo:
             snap_step = record.add(journal.RBD_SNAP, pool=pool, image=name,
                                    snap=snap)
-            with guest_state.quiesced(job, paused, outcome):
+            with steps.quiesced(job, paused, outcome):
                 driver.create_snap(pool, name, snap, protect=True)
             record.reached(journal.RBD_SNAP)
             undo.callback(self._drop_snap, pool, name, snap, snap_step)
@@ -342,7 +341,7 @@ class RbdBackend(base.ImageBackend):
         record = journal.current()
         step = record.add(journal.RBD_SNAP, pool=pool, image=name, snap=snap)
         try:
-            with guest_state.quiesced(job, paused, outcome):
+            with steps.quiesced(job, paused, outcome):
                 self.driver.create_snap(pool, name, snap)
             record.reached(journal.RBD_SNAP)
             src = rbd_location.qemu_image_opts(self.conf, job.disk.format,

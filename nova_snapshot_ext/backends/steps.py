@@ -17,13 +17,18 @@
 Each step undoes itself when the block it guards fails, so a backend made
 of them leaves the guest as it was:
 
-* in :mod:`~nova_snapshot_ext.backends.guest_state`: the guest's
-  filesystems frozen for a moment (``quiesced``), or its memory saved and
-  the guest brought back in the state it was in (``suspended``);
+* :func:`check_quiesce` and :func:`quiesced`: the guest's filesystems
+  frozen through the QEMU guest agent for a moment, when asked to and
+  able to;
+* :func:`suspended`: the guest's memory saved (managed save) and the
+  guest brought back in the state it was in, whatever happens;
 * :func:`temp_directory`: a private directory QEMU can reach, removed on
   the way out;
 * :func:`convert`: ``qemu-img convert`` of a disk (or a copy of it) into
   the image, with the job's format and progress.
+
+The ``freeze`` and ``managed_save`` steps of the journal are undone by
+:func:`undo_freeze` and :func:`undo_managed_save`.
 
 Each reports what the result tells the user (quiesced, downtime) in an
 :class:`Outcome`.
@@ -35,7 +40,6 @@ import dataclasses
 import os
 import shutil
 import time
-from typing import Any, BinaryIO
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -44,11 +48,12 @@ from oslo_utils import uuidutils
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.journal import temp
+from nova_snapshot_ext.journal import undo
+from nova_snapshot_ext.libvirt import guest as guest_mod
+from nova_snapshot_ext.libvirt import refusals
 from nova_snapshot_ext import model
-from nova_snapshot_ext import policy
 from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qemu_img
-from nova_snapshot_ext.stores import base as store_base
 
 LOG = logging.getLogger(__name__)
 
@@ -74,6 +79,32 @@ class Outcome:
         self.hashed: dict[str, str] = {}
 
 
+def check_quiesce(job: model.SnapshotJob) -> bool:
+    """Fail early, before anything changes, when quiesce is required and
+    cannot work.
+
+    :returns: whether the guest is not frozen because it is paused (it
+        does no I/O and its agent cannot answer) or does not run.
+    :raises QuiesceFailed: quiesce is required and impossible.
+    """
+    guest = job.guest
+    state = guest.power_state()
+    if state not in (guest_mod.RUNNING, guest_mod.PAUSED):
+        # NOTE: a guest that does not run writes nothing: its disk is
+        # as consistent as it gets, and no freeze is needed or possible.
+        return True
+    paused = state == guest_mod.PAUSED
+    if job.quiesce == 'required':
+        if paused:
+            raise exception.QuiesceFailed(
+                guest=guest.name, reason='the guest is paused, so its '
+                                         'agent cannot answer')
+        if not guest.agent_connected():
+            raise exception.QuiesceFailed(
+                guest=guest.name, reason='no QEMU guest agent is connected')
+    return paused
+
+
 def for_direct(job: model.SnapshotJob) -> model.SnapshotJob:
     """The job as a direct snapshot (a copy inside the storage) runs it:
     with no freeze when the request says direct snapshots are not
@@ -84,6 +115,131 @@ def for_direct(job: model.SnapshotJob) -> model.SnapshotJob:
     # NOTE: Nova never quiesces a direct snapshot: its driver asks for
     # none, and os_require_quiesce does not make one fail.
     return dataclasses.replace(job, quiesce='never')
+
+
+def recheck_shared(job: model.SnapshotJob) -> None:
+    """Check the job's shareable disks again (see
+    :mod:`~nova_snapshot_ext.libvirt.refusals`), right before the point in
+    time: another writer may have been resumed since the first check.
+    """
+    disks = job.guest.disks() if job.request.all_disks else [job.disk]
+    refusals.recheck_shared(job.guest, disks, job.host)
+
+
+@contextlib.contextmanager
+def quiesced(job: model.SnapshotJob, paused: bool,
+             outcome: Outcome) -> Iterator[None]:
+    """The guest's filesystems frozen, when asked to and able to, for the
+    duration of the block; thawed whatever happens.
+
+    :param paused: what :func:`check_quiesce` returned.
+    :raises QuiesceFailed: quiesce is required and the freeze failed.
+    :raises UnsupportedDisk: a shareable disk may be written by another
+        domain now (:func:`recheck_shared`).
+    """
+    step = None
+    if not paused:
+        step = _freeze(job)
+    outcome.quiesced = step is not None
+    try:
+        # NOTE: the block takes the point in time: a writer of a shareable
+        # disk resumed since the first check is caught here.
+        recheck_shared(job)
+        yield
+    finally:
+        if step is not None:
+            job.guest.thaw()
+            journal.current().done(step)
+
+
+def _freeze(job: model.SnapshotJob) -> journal.Step | None:
+    if job.quiesce == 'never':
+        return None
+    reason = ''
+    if not job.guest.agent_connected():
+        reason = 'no QEMU guest agent is connected'
+    else:
+        record = journal.current()
+        timeout = job.conf.snapshot.quiesce_timeout
+        # NOTE: the freeze sets the domain's agent timeout, which outlives
+        # this process: the journal says so, for ``recover`` to set it
+        # back if the process is killed before the thaw does.
+        step = record.add(journal.FREEZE, agent_timeout=timeout)
+        try:
+            job.guest.freeze(timeout=timeout)
+            record.reached(journal.FREEZE)
+            return step
+        except exception.QuiesceFailed as e:
+            # NOTE: a freeze that failed may have frozen some filesystems;
+            # thawing is harmless either way.
+            _thaw_quietly(job.guest)
+            record.done(step)
+            reason = str(e.kwargs.get('reason', e))
+    if job.quiesce == 'required':
+        raise exception.QuiesceFailed(guest=job.guest.name, reason=reason)
+    # NOTE: most guests run no agent; that is worth a note, not a
+    # warning. An agent that fails to freeze is worth a warning.
+    log = LOG.info if reason.startswith('no QEMU') else LOG.warning
+    log('Snapshot of %(guest)s is crash-consistent, not quiesced: '
+        '%(reason)s', {'guest': job.guest.name, 'reason': reason})
+    return None
+
+
+def _thaw_quietly(guest: guest_mod.Guest) -> None:
+    try:
+        guest.thaw()
+    except exception.SnapshotError as e:
+        LOG.debug('Thawing %(guest)s: %(err)s', {'guest': guest.name,
+                                                 'err': e})
+
+
+@contextlib.contextmanager
+def suspended(job: model.SnapshotJob, outcome: Outcome) -> Iterator[None]:
+    """A running or paused guest's memory saved and the guest stopped for
+    the duration of the block, then restored in the state it was in, even
+    when the block fails. A guest that does not run is left alone. The
+    request's ``guest_devices`` is entered before the save and left after
+    the restore.
+
+    :raises GuestRestoreFailed: the guest could not be brought back.
+    :raises UnsupportedDisk: a shareable disk may be written by another
+        domain now (:func:`recheck_shared`); nothing was touched.
+    """
+    recheck_shared(job)
+    guest = job.guest
+    state = guest.power_state()
+    if state not in (guest_mod.RUNNING, guest_mod.PAUSED):
+        yield
+        return
+    stopped = time.monotonic()
+    record = journal.current()
+    # NOTE: the devices go back once the guest is back (or, when the save
+    # failed, still running); see SnapshotRequest.guest_devices.
+    with job.request.guest_devices():
+        with record.step(journal.MANAGED_SAVE, state=state) as step:
+            guest.managed_save(paused=state == guest_mod.PAUSED)
+        try:
+            yield
+        finally:
+            restore_state(guest, state)
+            record.done(step)
+            outcome.downtime = time.monotonic() - stopped
+
+
+def restore_state(guest: guest_mod.Guest, state: str) -> None:
+    """Start ``guest`` from its managed save and check it is ``state``.
+
+    :raises GuestRestoreFailed: it could not be, or is in another state.
+    """
+    try:
+        guest.restore()
+    except exception.SnapshotError as e:
+        raise exception.GuestRestoreFailed(guest=guest.name, state=state,
+                                           reason=e)
+    now = guest.power_state()
+    if now != state:
+        raise exception.GuestRestoreFailed(guest=guest.name, state=state,
+                                           reason='it is %s' % now)
 
 
 @contextlib.contextmanager
@@ -195,45 +351,36 @@ def convert(job: model.SnapshotJob, src: str, src_format: str,
     job.progress('convert', 1.0)
 
 
-def result(job: model.SnapshotJob, plan: policy.Plan,
-           stored: store_base.StoredImage, outcome: Outcome,
-           started: float, backend: str,
-           **extra: Any) -> model.SnapshotResult:
-    """The result of a snapshot of ``job`` that made ``stored``."""
-    return model.SnapshotResult(
-        method=plan.method, reason=plan.reason, image=stored.reference,
-        image_id=stored.id, location=stored.location,
-        format=stored.disk_format, size=stored.size,
-        virtual_size=stored.virtual_size, sha256=stored.sha256,
-        seconds=round(time.monotonic() - started, 3),
-        guest=job.guest.name, backend=backend, quiesced=outcome.quiesced,
-        downtime=round(outcome.downtime, 3), disk=job.disk.target,
-        live_copy_style=outcome.live_style,
-        live_copy_reason=outcome.live_reason, **extra)
-
-
-def commit(job: model.SnapshotJob, pending: store_base.PendingImage,
-           outcome: Outcome, stream: BinaryIO | None = None,
-           size: int = 0, virtual_size: int | None = None
-           ) -> store_base.StoredImage:
-    """Complete ``pending`` (a backend's ``Commit``), with what the
-    copy's ``outcome`` tells recorded in its metadata.
+def undo_freeze(r: undo.Recovering, step: journal.Step) -> None:
+    """``freeze``: thaw the guest's filesystems, and set the agent
+    timeout the freeze set back to libvirt's default.
     """
-    pending.meta.properties['quiesced'] = outcome.quiesced
-    if outcome.live_style:
-        pending.meta.properties['live_copy_style'] = outcome.live_style
-        pending.meta.properties['live_copy_reason'] = outcome.live_reason
-    job.progress('upload', 0.0)
+    g = r.active_guest()
+    if g is None or not g.agent_connected():
+        r.act(undo.NOTHING, 'filesystems', 'no guest agent answers, so '
+              'none is frozen')
+    else:
+        r.act('thaw', 'filesystems', run=g.thaw)
+    if g is not None and step.data.get('agent_timeout') is not None:
+        # NOTE: libvirt keeps the timeout the freeze set for as long as
+        # the domain runs, agent or none.
+        r.act('reset', 'agent timeout', "to libvirt's default (it was set "
+              'to %s s)' % step.data['agent_timeout'],
+              run=g.reset_agent_timeout)
 
-    def progress(f: float) -> None:
-        job.progress('upload', f)
 
-    if stream is None:
-        sha256 = outcome.hashed.get(pending.path)
-        if sha256 is not None:
-            return pending.commit_hashed(sha256, progress)
-        return pending.commit(progress)
-    if virtual_size is None:
-        return pending.commit_stream(stream, size, progress)
-    return pending.commit_stream(stream, size, progress,
-                                 virtual_size=virtual_size)
+def undo_managed_save(r: undo.Recovering, step: journal.Step) -> None:
+    """``managed_save``: start the guest from its managed save, back in
+    the journaled state.
+    """
+    state = str(step.data.get('state'))
+    g = r.guest()
+    if g is None or not g.has_managed_save():
+        r.act(undo.NOTHING, 'managed save', 'there is none')
+        return
+    if g.power_state() != guest_mod.SHUTOFF:
+        r.act(undo.KEEP, 'managed save', 'the guest is %s' %
+              g.power_state())
+        return
+    r.act('restore', 'the guest', 'from its managed save, %s' % state,
+          run=lambda: restore_state(g, state))

@@ -14,11 +14,12 @@
 
 """The devstack plugin, run by bash under stand-ins of devstack.
 
-The stand-ins follow devstack where the plugin depends on it
-(``is_service_enabled``, ``enable_service`` after ``disable_service``,
-devstack-plugin-ceph's ``is_ceph_enabled_for_service``); ``iniset`` is
-that of ``tools/functions.sh``, which writes real ini files; installing
-calls are only recorded. The tests read nova.conf and tempest.conf as an
+The stand-ins, those ``tools/cloud.sh`` runs the plugin with
+(``tools/devstack-functions.sh``), follow devstack where the plugin
+depends on it (``is_service_enabled``, ``enable_service`` after
+``disable_service``, devstack-plugin-ceph's
+``is_ceph_enabled_for_service``); ``iniset`` writes real ini files;
+installing calls are only recorded. The tests read nova.conf and tempest.conf as an
 operator would.
 """
 
@@ -39,48 +40,18 @@ PLUGIN_DIR = REPO / 'devstack'
 STUBS = r'''
 set -o errexit -o nounset -o pipefail
 
-# iniset (crudini), as tools/cloud.sh runs the plugin with it.
-source "%s/tools/functions.sh"
+# devstack's functions, as tools/cloud.sh runs the plugin with them.
+source "%s/tools/devstack-functions.sh"
 
-function is_service_enabled {
-    local service
-    for service in "$@"; do
-        [[ ,$ENABLED_SERVICES, == *,$service,* ]] && return 0
-        [[ $service == nova && ,$ENABLED_SERVICES == *,n-* ]] && return 0
-        [[ $service == glance && ,$ENABLED_SERVICES == *,g-* ]] && return 0
-    done
-    return 1
-}
-
-function enable_service {
-    local service
-    for service in "$@"; do
-        if [[ ,$DISABLED_SERVICES, != *,$service,* ]]; then
-            ENABLED_SERVICES+=,$service
-        fi
-    done
-}
-
+# Recorded; run for real only where the test runs as root.
 function define_plugin { echo "define_plugin $*" >> "$CALLS"; }
 function plugin_requires { echo "plugin_requires $*" >> "$CALLS"; }
 function setup_develop { echo "setup_develop $*" >> "$CALLS"; }
 function install_package { echo "install_package $*" >> "$CALLS"; }
-function echo_summary { echo "$*"; }
-function die { shift; echo "die: $*" >&2; exit 1; }
-# Recorded; run for real only where the test runs as root.
 function sudo {
     echo "sudo $*" >> "$CALLS"
     if [[ $(id -u) == 0 ]]; then "$@"; fi
 }
-
-if [[ -n ${WITH_CEPH_PLUGIN:-} ]]; then
-    # As devstack-plugin-ceph's lib/cephadm defines it.
-    function is_ceph_enabled_for_service {
-        local name
-        name=ENABLE_CEPH_$(echo "$1" | tr '[:lower:]-' '[:upper:]_')
-        is_service_enabled "$1" && [[ ${!name:-} == True ]]
-    }
-fi
 '''
 
 REPORT = r'''

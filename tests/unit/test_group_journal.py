@@ -49,7 +49,7 @@ def group(tmp_path, monkeypatch, fail_at=None):
             raise exception.StoreWriteFailed(store=store, reason='full')
         return types.SimpleNamespace(id=pending.image_id)
 
-    monkeypatch.setattr(all_disks.steps, 'commit', commit)
+    monkeypatch.setattr(all_disks.finish, 'commit', commit)
     with journal.opened(str(tmp_path), 'u', 'g', 'qemu:///system',
                         store.spec, 'snap') as j:
         try:

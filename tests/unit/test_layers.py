@@ -40,6 +40,7 @@ LAYERS = [
     ('cleanup',),
     ('policy', 'model', 'verify'),
     ('backends.steps',),
+    ('backends.finish',),
     ('backends.base',),
     ('backends',),
     ('backends.qcow2', 'backends.raw'),

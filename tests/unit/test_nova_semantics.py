@@ -23,7 +23,7 @@ from unittest import mock
 import pytest
 
 from nova_snapshot_ext.backends import base
-from nova_snapshot_ext.backends import guest_state
+from nova_snapshot_ext.backends import finish
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import disks
@@ -64,7 +64,7 @@ def test_a_guest_that_does_not_run_needs_no_freeze(state):
     # NOTE: e.g. a direct snapshot of a stopped server whose image has
     # os_require_quiesce: consistent, not frozen, no error.
     job = job_of(state)
-    assert guest_state.check_quiesce(job) is True
+    assert steps.check_quiesce(job) is True
     job.guest.agent_connected.assert_not_called()
 
 
@@ -72,20 +72,20 @@ def test_a_guest_that_does_not_run_needs_no_freeze(state):
     ('running', 'no QEMU guest agent'), ('paused', 'paused')])
 def test_required_quiesce_of_a_running_guest_still_fails(state, reason):
     with pytest.raises(exception.QuiesceFailed, match=reason):
-        guest_state.check_quiesce(job_of(state))
+        steps.check_quiesce(job_of(state))
 
 
 def test_direct_snapshot_not_quiesced_when_the_request_says_so():
     job = steps.for_direct(job_of('running', quiesce_direct=False))
     assert job.quiesce == 'never'
-    assert guest_state.check_quiesce(job) is False
+    assert steps.check_quiesce(job) is False
 
 
 def test_direct_snapshot_quiesced_on_the_command_line():
     job = job_of('running')
     assert steps.for_direct(job) is job
     with pytest.raises(exception.QuiesceFailed):
-        guest_state.check_quiesce(steps.for_direct(job))
+        steps.check_quiesce(steps.for_direct(job))
 
 
 class Backend(base.ImageBackend):
@@ -125,7 +125,7 @@ def test_copy_and_upload_run_under_the_disk_ops_hook(conf):
     job = job_of('shutoff', disk_ops=disk_ops)
     job = model.SnapshotJob(**dict(vars(job), store=store, conf=conf,
                                    method=policy.PREFER_LIVE))
-    with mock.patch.object(steps, 'result') as result:
+    with mock.patch.object(finish, 'result') as result:
         Backend(conf, events).snapshot(job)
     assert events == ['acquire', 'copy cold', 'upload', 'release']
     assert result.call_args[0][1].method == 'cold'

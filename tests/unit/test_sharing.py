@@ -20,7 +20,7 @@ import types
 
 import pytest
 
-from nova_snapshot_ext.backends import guest_state
+from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import disks
 from nova_snapshot_ext.libvirt import refusals
@@ -194,16 +194,16 @@ def test_the_point_in_time_checks_again(tmp_path):
     open(path, 'w').close()
     job, _ = _job(_disk('file', path), ['db1'])
     with pytest.raises(exception.UnsupportedDisk, match='db1 .running.'):
-        guest_state.recheck_shared(job)
+        steps.recheck_shared(job)
     job, _ = _job(_disk('file', path), [])
-    guest_state.recheck_shared(job)
+    steps.recheck_shared(job)
 
 
 def test_the_check_again_looks_only_at_shareable_disks(tmp_path):
     path = str(tmp_path / 'disk.raw')
     open(path, 'w').close()
     job, listed = _job(_disk('file', path, shareable=False), ['db1'])
-    guest_state.recheck_shared(job)
+    steps.recheck_shared(job)
     assert listed == []
     # NOTE: --all-disks: every disk of the guest, not just the root.
     shared = _disk('file', path, target='vdb')
@@ -211,4 +211,4 @@ def test_the_check_again_looks_only_at_shareable_disks(tmp_path):
                              shareable=False), ['db1'], all_disks=True,
                        more=[shared])
     with pytest.raises(exception.UnsupportedDisk, match='disk vdb'):
-        guest_state.recheck_shared(job)
+        steps.recheck_shared(job)
