@@ -17,11 +17,11 @@
 Run it from the top of the repository, as root, on the real stack
 (``tools/stack.sh up``: the benchmark uses its Glance)::
 
-    python -m tools.bench_glance [--data-mb 1024] [--repeat 3] [--json F]
+    python -m tools.bench_glance [--sizes 1024] [--repeat 3] [--json F]
 
-A qcow2 image holding ``--data-mb`` MiB of random data (what a snapshot
-of a guest with that much data is) is uploaded into the stack's Glance by
-two commands, ``--repeat`` times each, alternating, and the medians are
+A qcow2 image holding that many MiB of random data (what a snapshot of a
+guest with that much data is) is uploaded into the stack's Glance by two
+commands, ``--repeat`` times each, alternating, and the medians are
 reported:
 
 * **openstack image create --file**: python-openstackclient, what an
@@ -37,26 +37,17 @@ image is deleted right after its measurement. The image file is read from
 a warm page cache by both.
 """
 
-import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from oslo_config import cfg
-
-from nova_snapshot_ext.stores import base as store_base
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
-from tools import bench_common as common
-
-BenchError = common.BenchError
-
-MiB = 1024 * 1024
+from tools import bench_runner as runner
 
 OSC = 'openstack image create --file'
 OURS = 'ours (glance store)'
@@ -99,186 +90,98 @@ def run_wait4(cmd: list[str]) -> tuple[str, float, int]:
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     if proc.returncode:
-        raise common.command_failed(cmd, proc.returncode, stdout, stderr)
+        raise runner.command_failed(cmd, proc.returncode, stdout, stderr)
     return stdout, wall, usage.ru_maxrss
 
 
-def make_image(workdir: str, data_mb: int) -> str:
-    raw = os.path.join(workdir, 'data.raw')
-    with open(raw, 'wb') as f:
-        for _ in range(data_mb):
-            f.write(os.urandom(MiB))
-    image = os.path.join(workdir, 'snapshot.qcow2')
-    subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw,
-                    image], check=True)
-    os.unlink(raw)
-    return image
+def measure(args, url: str, workdir: str, data_mb: int) -> dict:
+    print('preparing a qcow2 image with %d MiB of random data' % data_mb,
+          file=sys.stderr, flush=True)
+    image = runner.random_qcow2(workdir, data_mb)
+    size = os.path.getsize(image)
+    run = runner.Runner(args.repeat, '%d MiB, ' % data_mb)
 
-
-def upload_alone(conf: cfg.ConfigOpts, url: str, path: str, fmt: str,
-                 name: str, workdir: str) -> tuple[float, int]:
-    """Seconds for the Glance store to upload the image file ``path`` in
-    this process, as a snapshot's upload does (store loaded and checked,
-    record, upload while hashing, wait for active, check), and the size
-    stored. The image is deleted afterwards.
-    """
-    started = time.monotonic()
-    store = store_base.load(conf, 'glance+' + url)
-    store.check()
-    meta = store_base.ImageMeta(name=name, disk_format=fmt)
-    with store.begin(meta, workdir=workdir) as pending:
-        # NOTE: the store made the file empty on first use of its path.
-        os.unlink(pending.path)
-        os.link(path, pending.path)
-        stored = pending.commit()
-    seconds = time.monotonic() - started
-    glance_stack.delete(url, stored.id)
-    return seconds, stored.size
-
-
-def delete_named(url: str, name: str) -> None:
-    """Delete every image called ``name`` (what a failure left)."""
-    for image in glance_stack.client(url).images.list(
-            filters={'name': name}):
-        glance_stack.delete(url, image['id'])
-
-
-class Bench:
-
-    def __init__(self, args: argparse.Namespace, url: str, image: str,
-                 workdir: str) -> None:
-        self.args = args
-        self.url = url
-        self.image = image
-        self.workdir = workdir
-        self.samples: dict[str, list[float]] = {OSC: [], OURS: [],
-                                                OURS_STORE: []}
-        self.rss: dict[str, list[int]] = {OSC: [], OURS: []}
-        self.size = os.path.getsize(image)
-
-    def delete(self, image_id: str) -> None:
-        glance_stack.client(self.url).images.delete(image_id)
-
-    def check(self, what: str, image_id: str) -> None:
-        image = glance_stack.client(self.url).images.get(image_id)
-        if image['status'] != 'active' or image['size'] != self.size:
-            raise BenchError('%s left image %s %s with %s bytes' % (
-                what, image_id, image['status'], image['size']))
-
-    def osc(self) -> None:
-        out, wall, rss = run_wait4([
-            glance_stack.venv_bin('openstack'), '--os-auth-type', 'none',
-            '--os-endpoint', self.url, 'image', 'create', '--disk-format',
-            'qcow2', '--container-format', 'bare', '--private', '--file',
-            self.image, '-f', 'value', '-c', 'id', 'bench-osc'])
-        image_id = out.strip()
+    def upload(row: str, cmd: list[str]) -> dict:
+        out, wall, rss = run_wait4(cmd)
+        # NOTE: ours prints JSON, openstack the image's id.
+        doc = json.loads(out) if row == OURS else {'id': out.strip()}
+        client = glance_stack.client(url)
         try:
-            self.check('openstack image create', image_id)
+            found = client.images.get(doc['id'])
+            if found['status'] != 'active' or found['size'] != size:
+                raise runner.BenchError('%s left image %s %s with %s bytes'
+                                        % (row, doc['id'], found['status'],
+                                           found['size']))
         finally:
-            self.delete(image_id)
-        self.samples[OSC].append(wall)
-        self.rss[OSC].append(rss)
+            client.images.delete(doc['id'])
+        run.record(row, wall, rss=rss)
+        return doc
 
-    def ours(self) -> None:
-        out, wall, rss = run_wait4([
-            sys.executable, '-c', OURS_SCRIPT, self.url, self.image,
-            self.workdir])
-        doc = json.loads(out)
-        try:
-            self.check('ours', doc['id'])
-        finally:
-            self.delete(doc['id'])
-        self.samples[OURS].append(wall)
-        self.samples[OURS_STORE].append(doc['seconds'])
-        self.rss[OURS].append(rss)
+    def ours() -> None:
+        doc = upload(OURS, [sys.executable, '-c', OURS_SCRIPT, url, image,
+                            workdir])
+        run.record(OURS_STORE, doc['seconds'])
 
-    def run(self) -> None:
+    def warm_up() -> None:
         # NOTE: one unmeasured read warms the page cache for both.
-        with open(self.image, 'rb') as f:
-            while f.read(8 * MiB):
+        with open(image, 'rb') as f:
+            while f.read(8 * runner.MiB):
                 pass
-        variants = (('openstack', self.osc), ('ours', self.ours))
-        for rep in range(self.args.repeat):
-            shift = rep % len(variants)
-            for name, measure in variants[shift:] + variants[:shift]:
-                print('round %d/%d: %s' % (rep + 1, self.args.repeat, name),
-                      file=sys.stderr, flush=True)
-                measure()
 
-
-def report(bench: Bench, args: argparse.Namespace) -> dict:
-    mib = bench.size / MiB
-    base = statistics.median(bench.samples[OSC])
-    lines = [
+    run.run([('openstack', lambda: upload(OSC, [
+        glance_stack.venv_bin('openstack'), '--os-auth-type', 'none',
+        '--os-endpoint', url, 'image', 'create', '--disk-format', 'qcow2',
+        '--container-format', 'bare', '--private', '--file', image, '-f',
+        'value', '-c', 'id', 'bench-osc'])), ('ours', ours)], warm_up)
+    mib = size / runner.MiB
+    rows = [['variant', 'median s', 'MiB/s', 'ratio', 'peak RSS MiB',
+             'min..max s']]
+    for row, values in run.samples.items():
+        peak = run.extra(row, 'rss', max) / 1024 if row in run.extras else 0
+        rows.append([row, '%.2f' % run.median(row),
+                     '%.1f' % (mib / run.median(row)),
+                     '%.2f' % run.ratio(row, OSC), '%.0f' % peak if peak
+                     else '-', '%.2f..%.2f' % (min(values), max(values))])
+    print('\n'.join([
         'nova-snapshot-ext Glance upload benchmark: a %.0f MiB qcow2 '
-        'image (%d MiB of random data)' % (mib, args.data_mb),
+        'image (%d MiB of random data)' % (mib, data_mb),
         'Glance: %s (Glance 33 under uWSGI, file store, SQLite, no '
         'Keystone), on this host; client and server share its %d cores'
-        % (bench.url, os.cpu_count() or 0),
+        % (url, os.cpu_count() or 0),
         'method: %d runs of each, alternating; median reported; each run '
         'is a fresh process; MiB/s = image MiB / seconds; ratio = '
-        'seconds / openstack' % args.repeat,
-        '',
-        '%-32s %9s %9s %7s %14s  %s' % ('variant', 'median s', 'MiB/s',
-                                        'ratio', 'peak RSS MiB',
-                                        'min..max s'),
-    ]
-    rows = []
-    for name, values in bench.samples.items():
-        median = statistics.median(values)
-        rss = bench.rss.get(name)
-        peak = max(rss) / 1024 if rss else None
-        lines.append('%-32s %9.2f %9.1f %7.2f %14s  %.2f..%.2f' % (
-            name, median, mib / median, median / base,
-            '%.0f' % peak if peak else '-', min(values), max(values)))
-        rows.append({'name': name, 'seconds': round(median, 3),
-                     'mib_per_s': round(mib / median, 1),
-                     'ratio': round(median / base, 3),
-                     'peak_rss_mib': round(peak, 1) if peak else None,
-                     'samples': [round(v, 3) for v in values]})
-    print('\n'.join(lines), flush=True)
-    return {'image_bytes': bench.size, 'data_mb': args.data_mb,
-            'repeat': args.repeat, 'rows': rows}
+        'seconds / openstack' % args.repeat, ''] + runner.table(rows)),
+        flush=True)
+    return {'image_bytes': size, 'data_mb': data_mb, 'rows': {
+        row: dict(figures, peak_rss_kib=run.extra(row, 'rss', max)
+                  if row in run.extras else None)
+        for row, figures in run.figures().items()}}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog='python -m tools.bench_glance',
-        description='Benchmark the upload of a snapshot image into Glance '
-                    'against openstack image create --file.')
-    common.add_common_arguments(parser, 'in the image')
-    # NOTE: tox -e bench passes the options of tools.bench here too.
-    args, others = parser.parse_known_args(argv)
-    if others:
-        print('bench_glance: ignoring %s (options of tools.bench)' %
-              ' '.join(others), file=sys.stderr)
-    if args.data_mb < 1 or args.repeat < 1:
-        parser.error('--data-mb and --repeat must be at least 1')
-    return args
-
-
-def measure(args: argparse.Namespace) -> None:
+def measure_all(args) -> None:
+    # NOTE: not tools.bench's helper: the peak RSS of a child counts
+    # this process's, from before its exec; what it imports, it weighs.
     try:
-        url = glance_stack.endpoint()
+        url = glance_stack.endpoint('main')
     except guest_mod.StackMissing as e:
-        raise BenchError(str(e))
-    workdir = tempfile.mkdtemp(prefix='bench-glance-',
-                               dir=guest_mod.work_root())
-    try:
-        print('preparing a qcow2 image with %d MiB of random data' %
-              args.data_mb, file=sys.stderr, flush=True)
-        image = make_image(workdir, args.data_mb)
-        runner = Bench(args, url, image, workdir)
-        runner.run()
-        figures = report(runner, args)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    common.write_json(args.json, figures)
+        raise runner.BenchError(str(e))
+    sizes = []
+    for data_mb in args.sizes:
+        workdir = tempfile.mkdtemp(prefix='bench-glance-',
+                                   dir=guest_mod.work_root())
+        try:
+            sizes.append(measure(args, url, workdir, data_mb))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    runner.write_json(args.json, {'repeat': args.repeat, 'sizes': sizes})
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return common.run_main(lambda: measure(args))
+    args = runner.options(
+        'python -m tools.bench_glance', 'Benchmark the upload of a '
+        'snapshot image into Glance against openstack image create '
+        '--file.', argv, [1024])
+    return runner.main(lambda: measure_all(args))
 
 
 if __name__ == '__main__':

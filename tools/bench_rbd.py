@@ -20,9 +20,9 @@ Run it from the top of the repository, as root, on the real stack
     python -m tools.bench_rbd [--sizes 64,1024] [--repeat 3] [--json F]
 
 For each size, a running guest whose disk is an RBD image holding that
-many MiB of random data is snapshotted ``--repeat`` times by each
-variant, in turn, and the median time from the call until the Glance
-image is active is reported, side by side:
+many MiB of random data is snapshotted ``--repeat`` times by each case,
+in turn, and the median time from the call until the Glance image is
+active is reported, side by side:
 
 * **direct, inline flatten**: RBD snapshot, clone into Glance's pool,
   flatten, register the location (what Nova does);
@@ -36,13 +36,10 @@ image is active is reported, side by side:
 Every image is deleted after its measurement.
 """
 
-import argparse
+import functools
 import os
-import shutil
-import statistics
 import sys
 import time
-import uuid
 
 from nova_snapshot_ext.cleanup import gc as gc_mod
 from nova_snapshot_ext import snapshot
@@ -50,121 +47,73 @@ from nova_snapshot_ext.stores import glance as glance_store
 from tests.functional import ceph_stack
 from tests.functional import conftest
 from tests.functional import glance_stack
-from tests.functional import guest as guest_mod
-from tools import bench_common as common
+from tools import bench
+from tools import bench_runner as runner
 
 INLINE = 'direct, inline flatten'
 DEFERRED = 'direct, deferred flatten'
 GC = '(gc flatten after deferred)'
 EXPORT = 'export + upload (baseline)'
-VARIANTS = (INLINE, DEFERRED, EXPORT)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog='python -m tools.bench_rbd',
-        description='Time to an active Glance image for direct RBD '
-                    'snapshots (inline and deferred flatten) against '
-                    'export + upload of the same disk.')
-    parser.add_argument('--sizes', default='64,1024',
-                        help='MiB of data on the guest disk, comma '
-                             'separated (default: %(default)s)')
-    parser.add_argument('--repeat', type=int, default=3,
-                        help='runs of each variant; the median is '
-                             'reported (default: %(default)s)')
-    parser.add_argument('--json', metavar='FILE',
-                        help='also write the figures to FILE as JSON')
-    args = parser.parse_args(argv)
-    try:
-        args.sizes = [int(s) for s in args.sizes.split(',')]
-    except ValueError:
-        parser.error('--sizes must be numbers, e.g. 64,1024')
-    if args.repeat < 1 or min(args.sizes) < 2:
-        parser.error('--repeat must be at least 1 and sizes at least 2')
-    return args
-
-
-def measure_size(conn, url: str, data_mb: int, repeat: int,
-                 workroot: str) -> dict[str, list[float]]:
-    tag = 'bench-rbd-%s' % uuid.uuid4().hex[:6]
-    workdir = os.path.join(workroot, tag)
+def measure(args, url: str, guest, workdir: str) -> runner.Runner:
     conf = conftest.make_conf(workdir)
     ceph_stack.set_rbd_conf(conf)
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS + (GC,)}
-    print('%d MiB: preparing the disk and booting %s%s' % (
-        data_mb, guest_mod.PREFIX, tag), file=sys.stderr, flush=True)
-    guest = guest_mod.TestGuest(
-        conn, workdir, tag, fmt='raw', data_mb=data_mb,
-        disks=lambda d, n: ceph_stack.import_disk(conn, d, 'vms', n))
-    try:
-        guest.start()
-        store = glance_store.GlanceStore(conf, 'glance+' + url)
-        for run in range(repeat):
-            for variant in VARIANTS:
-                conf.set_override('flatten', 'deferred' if variant ==
-                                  DEFERRED else 'inline', group='snapshot_rbd')
-                conf.set_override('direct_snapshot', variant != EXPORT,
-                                  group='snapshot_rbd')
-                started = time.monotonic()
-                result = snapshot.take_snapshot(snapshot.SnapshotRequest(
-                    guest=guest.name, name='%s-%d' % (tag, run),
-                    store='glance+' + url), conf=conf)
-                times[variant].append(time.monotonic() - started)
-                want = 'live' if variant == EXPORT else 'direct'
-                if result.method != want:
-                    raise common.BenchError('%s: got a %s snapshot: %s' % (
-                        variant, result.method, result.reason))
-                if variant == DEFERRED:
-                    started = time.monotonic()
-                    failed = [a for a in gc_mod.collect_garbage(
-                        conf, store, min_age=3600) if a.error]
-                    times[GC].append(time.monotonic() - started)
-                    if failed:
-                        raise common.BenchError('gc: %s' % failed[0].error)
-                glance_stack.delete(url, result.image_id)
-                print('  %-28s %6.2f s' % (variant, times[variant][-1]),
-                      file=sys.stderr, flush=True)
-    finally:
-        guest.remove()
-        ceph_stack.remove_disk(guest.disks.path)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return times
+    store = glance_store.GlanceStore(conf, 'glance+' + url)
+    run = runner.Runner(args.repeat, '%s, ' % guest.name, rotate=False)
+
+    def case(variant: str) -> None:
+        conf.set_override('flatten', 'deferred' if variant == DEFERRED
+                          else 'inline', group='snapshot_rbd')
+        conf.set_override('direct_snapshot', variant != EXPORT,
+                          group='snapshot_rbd')
+        started = time.monotonic()
+        result = snapshot.take_snapshot(snapshot.SnapshotRequest(
+            guest=guest.name, name='%s-%d' % (
+                os.path.basename(workdir), len(run.samples.get(variant, []))),
+            store='glance+' + url), conf=conf)
+        run.record(variant, time.monotonic() - started)
+        want = 'live' if variant == EXPORT else 'direct'
+        if result.method != want:
+            raise runner.BenchError('%s: got a %s snapshot: %s' % (
+                variant, result.method, result.reason))
+        if variant == DEFERRED:
+            started = time.monotonic()
+            failed = [a for a in gc_mod.collect_garbage(
+                conf, store, min_age=3600) if a.error]
+            run.record(GC, time.monotonic() - started)
+            if failed:
+                raise runner.BenchError('gc: %s' % failed[0].error)
+        glance_stack.delete(url, result.image_id)
+
+    run.run([(v, functools.partial(case, v))
+             for v in (INLINE, DEFERRED, EXPORT)])
+    return run
 
 
-def run(args: argparse.Namespace) -> dict:
-    conn = common.connect()
-    try:
-        url = glance_stack.endpoint('ceph')
-    except guest_mod.StackMissing as e:
-        raise common.BenchError(str(e))
-    figures = {}
-    try:
-        for size in args.sizes:
-            figures[size] = measure_size(conn, url, size, args.repeat,
-                                         guest_mod.work_root())
-    finally:
-        conn.close()
+def measure_all(args) -> None:
+    url = bench.stack(glance_stack.endpoint, 'ceph')
+    runs = {size: bench.on_guest(size, functools.partial(measure, args, url),
+                                 rbd=True)
+            for size in args.sizes}
     print('\nTime from the call until the Glance image is active (median of '
           '%d, seconds):\n' % args.repeat)
-    print('| disk data | variant | median s | ratio to export + upload |')
-    print('|---|---|---|---|')
-    for size, times in figures.items():
-        base = statistics.median(times[EXPORT])
-        for variant in VARIANTS + (GC,):
-            median = statistics.median(times[variant])
-            ratio = '%.2f' % (median / base) if variant != GC else '-'
-            print('| %d MiB | %s | %.2f | %s |' % (size, variant, median,
-                                                   ratio))
-    out = {str(size): {v: {'median': statistics.median(t), 'runs': t}
-                       for v, t in times.items()}
-           for size, times in figures.items()}
-    common.write_json(args.json, out)
-    return out
+    print('\n'.join(runner.table([[
+        'disk data', 'variant', 'median s', 'ratio to export + upload']] + [
+        ['%d MiB' % size, row, '%.2f' % run.median(row),
+         '-' if row == GC else '%.2f' % run.ratio(row, EXPORT)]
+        for size, run in runs.items() for row in (INLINE, DEFERRED, EXPORT,
+                                                  GC)])))
+    runner.write_json(args.json, {str(size): run.figures()
+                                  for size, run in runs.items()})
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return common.run_main(lambda: run(args))
+def main(argv: list[str] | None = None) -> int:
+    args = runner.options(
+        'python -m tools.bench_rbd', 'Time to an active Glance image for '
+        'direct RBD snapshots (inline and deferred flatten) against export '
+        '+ upload of the same disk.', argv, [64, 1024])
+    return runner.main(lambda: measure_all(args))
 
 
 if __name__ == '__main__':
