@@ -14,7 +14,7 @@
 
 For a server with 64 MiB and 1 GiB of data on its disk, on the local
 (qcow2) and the rbd compute host, ``openstack server image create --wait``
-with ``compute_driver = libvirt.LibvirtDriver`` and with
+with ``compute_driver = libvirt.LibvirtDriver`` (the baseline) and with
 ``nova_snapshot_ext.SnapshotLibvirtDriver``: seconds to an active image
 (the command's own time, as a user waits for it), seconds the guest was
 not running (its libvirt domain state, sampled every 0.1 s on the host's
@@ -26,30 +26,32 @@ Run with the cloud's venv, after ``tools/cloud.sh up`` (``tox -e bench``
 does)::
 
     $CLOUD_DIR/venv/bin/python tools/bench_cloud.py [--sizes 64,1024] \
-        [--hosts local,rbd]
+        [--hosts local,rbd] [--repeat 1] [--json FILE]
 
 Each compute host is restarted with the driver under test
 (``$CLOUD_DIR/etc/nova-compute-HOST-extra.conf``) and put back at the end.
 """
 
-import argparse
+import functools
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import libvirt
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cloud_setup  # noqa: E402
+# NOTE: run as a script, with the cloud's venv: the repository's top
+# makes the tools package importable.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+from tools import bench_runner as runner  # noqa: E402
+from tools import cloud_setup  # noqa: E402
 
 CLOUD_DIR = cloud_setup.CLOUD_DIR
 DRIVERS = [('stock', 'libvirt.LibvirtDriver'),
            ('ours', 'nova_snapshot_ext.SnapshotLibvirtDriver')]
 HOSTS = ['local', 'rbd']
-MiB = 1 << 20
 FLAVOR = 'nse.bench'
 
 
@@ -82,15 +84,8 @@ def data_image(conn, size_mib):
         k: v for k, v in guest.items() if k in ('kernel_id', 'ramdisk_id')
         and v})
     with tempfile.TemporaryDirectory(dir='/var/tmp') as tmp:
-        raw = os.path.join(tmp, 'disk.raw')
-        with open(raw, 'wb') as f:
-            for _ in range(size_mib):
-                f.write(os.urandom(MiB))
-            # Within the bench flavor's 4 GB root disk.
-            f.truncate(max(2 * size_mib, 1024) * MiB)
-        disk = os.path.join(tmp, 'disk.qcow2')
-        subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2',
-                        raw, disk], check=True)
+        # NOTE: within the bench flavor's 4 GB root disk.
+        disk = runner.random_qcow2(tmp, size_mib, max(2 * size_mib, 1024))
         return conn.image.create_image(
             name=name, filename=disk, disk_format='qcow2',
             container_format='bare', visibility='public', wait=True,
@@ -99,17 +94,13 @@ def data_image(conn, size_mib):
             os_command_line=cloud_setup.GUEST_CMDLINE)
 
 
-def lv_uri(host):
-    return ('qemu+unix:///system?socket=%s' % os.path.join(
-        CLOUD_DIR, 'libvirt-' + host, 'run', 'libvirt-sock'))
-
-
-class Sampler(threading.Thread):
+class Sampler(runner.Sampler):
     """The guest's domain state, bytes staged and nova-compute's RSS."""
 
     def __init__(self, server_id, host):
-        super().__init__(daemon=True)
-        self.lv = libvirt.open(lv_uri(host))
+        super().__init__()
+        self.lv = libvirt.open('qemu+unix:///system?socket=%s' % os.path.join(
+            CLOUD_DIR, 'libvirt-' + host, 'run', 'libvirt-sock'))
         self.dom = self.lv.lookupByUUIDString(server_id)
         state = os.path.join(CLOUD_DIR, 'nova-' + host)
         self.stage_dirs = [os.path.join(state, 'instances', 'snapshots'),
@@ -118,44 +109,27 @@ class Sampler(threading.Thread):
                                'nova-compute-%s.pid' % host)) as f:
             self.pid = int(f.read())
         self.not_running = 0.0
-        self.staged = 0
-        self.rss = 0
-        self.stop = threading.Event()
+        self.staged = self.rss = 0
+        self.last = time.monotonic()
 
-    def run(self):
-        last = time.monotonic()
-        while not self.stop.is_set():
-            now = time.monotonic()
-            if self.dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
-                self.not_running += now - last
-            last = now
-            self.staged = max(self.staged,
-                              sum(_du(d) for d in self.stage_dirs))
-            self.rss = max(self.rss, _rss(self.pid))
-            self.stop.wait(0.1)
+    def sample(self):
+        now = time.monotonic()
+        if self.dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
+            self.not_running += now - self.last
+        self.last = now
+        self.staged = max(self.staged, sum(runner.allocated(d)[0]
+                                           for d in self.stage_dirs))
+        try:
+            with open('/proc/%d/status' % self.pid) as f:
+                self.rss = max([self.rss] + [
+                    int(line.split()[1]) * 1024 for line in f
+                    if line.startswith('VmRSS:')])
+        except OSError:
+            pass
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
         self.lv.close()
-
-
-def _du(path):
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(root, name)).st_blocks * 512
-            except OSError:
-                pass
-    return total
-
-
-def _rss(pid):
-    try:
-        with open('/proc/%d/status' % pid) as f:
-            for line in f:
-                if line.startswith('VmRSS:'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def bench_flavor(conn):
@@ -167,73 +141,81 @@ def bench_flavor(conn):
     return flavor
 
 
-def measure(conn, image, host, label):
+def measure(conn, run, row, host, size, label):
     name = 'nse-bench-%s-%s' % (host, label)
     server = conn.compute.create_server(
-        name=name, image_id=image.id,
+        name=name, image_id=data_image(conn, size).id,
         flavor_id=bench_flavor(conn).id,
         networks='none', availability_zone=host)
     server = conn.compute.wait_for_server(server, wait=600)
     try:
         time.sleep(5)
-        sampler = Sampler(server.id, host)
-        sampler.start()
-        started = time.monotonic()
-        openstack('server', 'image', 'create', '--wait', '--name',
-                  name + '-snap', server.id, rc='admin-openrc')
-        seconds = time.monotonic() - started
-        sampler.stop.set()
-        sampler.join()
+        with Sampler(server.id, host) as sampler:
+            started = time.monotonic()
+            openstack('server', 'image', 'create', '--wait', '--name',
+                      name + '-snap', server.id, rc='admin-openrc')
+            seconds = time.monotonic() - started
         snap = conn.image.find_image(name + '-snap')
         method = (snap.properties or {}).get('snapshot_method', '-')
         conn.image.delete_image(snap)
-        return seconds, sampler.not_running, sampler.staged, sampler.rss, \
-            method
+        run.record(row, seconds, down=sampler.not_running,
+                   staged=sampler.staged, rss=sampler.rss, method=method)
     finally:
         conn.compute.delete_server(server)
         conn.compute.wait_for_delete(server, wait=300)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--sizes', default='64,1024',
-                        help='MiB of data on the disk, comma separated')
-    parser.add_argument('--hosts', default=','.join(HOSTS),
-                        help='compute hosts, comma separated')
-    args = parser.parse_args()
+def measure_all(args):
     if not os.path.exists(os.path.join(CLOUD_DIR, 'admin-openrc')):
-        sys.exit('bench_cloud: no cloud in %s (run tools/cloud.sh up)'
-                 % CLOUD_DIR)
+        raise runner.BenchError('no cloud in %s (run tools/cloud.sh up)'
+                                % CLOUD_DIR)
     conn = cloud_setup.connect()
-    rows = []
-    sizes = [int(s) for s in args.sizes.split(',')]
+    run = runner.Runner(args.repeat)
+    rows = {}
     try:
         for host in args.hosts.split(','):
             for label, driver in DRIVERS:
                 use_driver(host, driver)
-                for size in sizes:
-                    image = data_image(conn, size)
-                    rows.append((host, size, label)
-                                + measure(conn, image, host, label))
-                    print('bench_cloud: %s %d MiB %s: %.1f s' % (
-                        host, size, label, rows[-1][3]), file=sys.stderr)
+                cases = []
+                for size in args.sizes:
+                    row = '%s %d MiB %s' % (host, size, label)
+                    rows[row] = (host, size, label, '%s %d MiB %s' % (
+                        host, size, DRIVERS[0][0]))
+                    cases.append((row, functools.partial(
+                        measure, conn, run, row, host, size, label)))
+                run.run(cases)
     finally:
         for host in HOSTS:
             use_driver(host, None)
-        for size in sizes:
+        for size in args.sizes:
             image = conn.image.find_image('nse-bench-%d' % size)
             if image is not None:
                 conn.image.delete_image(image)
         flavor = conn.compute.find_flavor(FLAVOR)
         if flavor is not None:
             conn.compute.delete_flavor(flavor)
-    print('%-6s %6s %-6s %-7s %10s %12s %12s %12s' % (
-        'host', 'data', 'driver', 'method', 'to active', 'not running',
-        'staged', 'compute RSS'))
-    for host, size, label, secs, down, staged, rss, method in rows:
-        print('%-6s %5dM %-6s %-7s %9.1fs %11.1fs %11.0fM %11.0fM' % (
-            host, size, label, method, secs, down, staged / MiB, rss / MiB))
+    print('\n'.join(runner.table([[
+        'host', 'data', 'driver', 'method', 'to active', 'x stock',
+        'not running', 'staged', 'compute RSS']] + [[
+            host, '%dM' % size, label, ','.join(sorted(set(run.extra(
+                row, 'method', list)))), '%.1fs' % run.median(row),
+            '%.2f' % run.ratio(row, base), '%.1fs' % run.extra(row, 'down'),
+            '%.0fM' % (run.extra(row, 'staged', max) / runner.MiB),
+            '%.0fM' % (run.extra(row, 'rss', max) / runner.MiB)]
+        for row, (host, size, label, base) in rows.items()])))
+    runner.write_json(args.json, {row: dict(figures, runs=run.extras[row])
+                                  for row, figures in run.figures().items()})
+
+
+def main(argv=None):
+    # NOTE: each run boots a server: one of each unless asked.
+    args = runner.options(
+        'tools/bench_cloud.py', __doc__.splitlines()[0], argv, [64, 1024],
+        repeat=1, others=False, more=lambda p: p.add_argument(
+            '--hosts', default=','.join(HOSTS),
+            help='compute hosts, comma separated'))
+    return runner.main(lambda: measure_all(args))
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
