@@ -153,7 +153,9 @@ def measure(args, url: str, workdir: str, data_mb: int) -> dict:
         'seconds / openstack' % args.repeat, ''] + runner.table(rows)),
         flush=True)
     return {'image_bytes': size, 'data_mb': data_mb, 'rows': {
-        row: dict(figures, peak_rss_kib=run.extra(row, 'rss', max)
+        row: dict(figures, mib_per_s=round(mib / run.median(row), 1),
+                  ratio=round(run.ratio(row, OSC), 3),
+                  peak_rss_kib=run.extra(row, 'rss', max)
                   if row in run.extras else None)
         for row, figures in run.figures().items()}}
 
