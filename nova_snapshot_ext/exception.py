@@ -96,6 +96,17 @@ class ImageNotFound(StoreWriteFailed):
     msg_fmt = 'Image %(image)s does not exist in %(store)s.'
 
 
+class ImageHasDependents(SnapshotError):
+    msg_fmt = ('Image %(image)s is the base of %(count)d later incremental '
+               'image(s) (%(dependents)s): delete them first, or add '
+               '--with-dependents to delete them with it.')
+
+
+class ImageDeleteFailed(SnapshotError):
+    msg_fmt = ('Could not delete image %(image)s of %(store)s (see the '
+               'log)%(done)s; every image left is whole.')
+
+
 class ImageNotQueued(StoreWriteFailed):
     msg_fmt = ('Image %(image)s in %(store)s is %(status)s, not queued: '
                'it cannot take new data.')

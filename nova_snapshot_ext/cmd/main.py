@@ -38,6 +38,7 @@ from oslo_log import log as logging
 
 from nova_snapshot_ext.cleanup import gc as gc_mod
 from nova_snapshot_ext.cleanup import recovery
+from nova_snapshot_ext.cmd import images
 from nova_snapshot_ext.cmd import parser as parser_mod
 from nova_snapshot_ext.cmd import progress as progress_mod
 from nova_snapshot_ext.cmd import summary
@@ -232,7 +233,7 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
 
 
 COMMANDS = {'snapshot': cmd_snapshot, 'check': cmd_check, 'gc': cmd_gc,
-            'recover': cmd_recover, 'verify': cmd_verify}
+            'recover': cmd_recover, 'verify': cmd_verify, **images.COMMANDS}
 
 
 def _quiet_libvirt(ctx: object, error: object) -> None:

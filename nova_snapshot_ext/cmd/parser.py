@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 parser_class=_Parser)
 
     subparsers = [add(sub) for add in (_snapshot, _check, _gc, _recover,
-                                       _verify)]
+                                       _verify, _list, _show, _delete,
+                                       _restore)]
     # Global options may also follow the subcommand.
     for p in subparsers:
         p.add_argument('--config-file', action='append',
@@ -191,3 +192,60 @@ def _verify(sub: Any) -> argparse.ArgumentParser:
                           'glance+http://HOST:PORT; default: [snapshot] '
                           'default_store')
     return ver
+
+
+_DIRECTORY_STORE = ('the directory store: file (as [snapshot_file_store] '
+                    'configures it, the default) or file:///abs/dir')
+_IMAGE = ('image id, the image file\'s path, or a name that only one '
+          'image has')
+
+
+def _list(sub: Any) -> argparse.ArgumentParser:
+    """The ``list`` subcommand."""
+    ls = sub.add_parser('list', help='list the images of the directory '
+                                     'store, oldest first')
+    ls.add_argument('domain', metavar='DOMAIN', nargs='?',
+                    help='only the images of this guest (its name)')
+    ls.add_argument('--store', metavar='STORE', default='file',
+                    help=_DIRECTORY_STORE)
+    return ls
+
+
+def _show(sub: Any) -> argparse.ArgumentParser:
+    """The ``show`` subcommand."""
+    show = sub.add_parser('show', help='everything recorded about an image '
+                                       'of the directory store')
+    show.add_argument('image', metavar='IMAGE', help=_IMAGE)
+    show.add_argument('--store', metavar='STORE', default='file',
+                      help=_DIRECTORY_STORE)
+    return show
+
+
+def _delete(sub: Any) -> argparse.ArgumentParser:
+    """The ``delete`` subcommand."""
+    rm = sub.add_parser('delete', help='delete an image of the directory '
+                                       'store')
+    rm.add_argument('image', metavar='IMAGE', help=_IMAGE)
+    rm.add_argument('--with-dependents', action='store_true',
+                    help='also delete the incremental images taken after '
+                         'it, which need it (refused otherwise)')
+    rm.add_argument('--store', metavar='STORE', default='file',
+                    help=_DIRECTORY_STORE)
+    return rm
+
+
+def _restore(sub: Any) -> argparse.ArgumentParser:
+    """The ``restore`` subcommand."""
+    res = sub.add_parser('restore', help='define a new guest from an image '
+                                         'of the directory store')
+    res.add_argument('image', metavar='IMAGE', help=_IMAGE)
+    res.add_argument('--as', dest='new_domain', metavar='NEW_DOMAIN',
+                     required=True, help='the new guest\'s name')
+    res.add_argument('--disk-dir', metavar='DIR',
+                     help='where its disks are written (default: beside '
+                          'the disks of the guest the image was taken of)')
+    res.add_argument('--start', action='store_true',
+                     help='start the new guest')
+    res.add_argument('--store', metavar='STORE', default='file',
+                     help=_DIRECTORY_STORE)
+    return res

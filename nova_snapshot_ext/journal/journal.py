@@ -81,12 +81,14 @@ RBD_SNAP = 'rbd_snap'            # pool, image, snap
 RBD_CLONE = 'rbd_clone'          # pool, image (image id in Glance)
 GROUP_IMAGE = 'group_image'      # id, store, group: an image of a group
 #                                   (--all-disks) not yet whole
+RESTORE_DISK = 'restore_disk'    # path: a disk file a restore writes
+RESTORE_DOMAIN = 'restore_domain'  # uuid, name: the domain it defines
 #: Steps that make nothing themselves but tell recovery how to treat the
 #: others (a registered location makes the clone Glance's image).
 MARKERS = (LOCATION,)
 KINDS = (TEMP_DIR, STORE_PARTIAL, GLANCE_IMAGE, LOCATION, BLOCK_JOB,
          BACKUP_JOB, CHECKPOINT, DOMAIN_XML, MANAGED_SAVE, FREEZE, RBD_SNAP,
-         RBD_CLONE, GROUP_IMAGE)
+         RBD_CLONE, GROUP_IMAGE, RESTORE_DISK, RESTORE_DOMAIN)
 
 #: Test hook: the name of a step kind. After the first step of that kind
 #: is made, the process stops itself (SIGSTOP), so that a test can kill

@@ -52,6 +52,9 @@ class ImageMeta:
     container_format: str = 'bare'
     #: Free-form properties, e.g. ``method``, ``reason``, ``source_domain``.
     properties: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The guest's domain XML, for a store that keeps it beside the image
+    #: (the directory store: ``restore`` defines a guest from it).
+    domain_xml: str | None = None
 
 
 @dataclasses.dataclass

@@ -19,6 +19,7 @@ Layout of the store directory::
     <directory>/<image id>/image.<format>     the image
     <directory>/<image id>/metadata.json      name, format, sizes, sha256,
                                               method, reason, domain, time
+    <directory>/<image id>/domain.xml         the domain XML (for restore)
     <directory>/.<image id>.partial/          an image being written
     <directory>/.<image id>.<tag>.deleting/   an image being deleted
     <directory>/<image id>/*.flat             a flatten in progress
@@ -66,6 +67,8 @@ PARTIAL_SUFFIX = '.partial'
 #: Suffix of the hidden directory of an image being deleted.
 DELETING_SUFFIX = '.deleting'
 METADATA = 'metadata.json'
+#: The domain XML the snapshot saw, beside its image.
+DOMAIN_XML = 'domain.xml'
 #: Suffix of the files of a flatten in progress.
 FLAT_SUFFIX = '.flat'
 
@@ -91,9 +94,12 @@ def _write_metadata(path: str, doc: dict[str, Any]) -> None:
     """Write an image's metadata to ``path``, durably (the caller renames
     what holds it).
     """
+    _write_file(path, json.dumps(doc, indent=2, sort_keys=True) + '\n')
+
+
+def _write_file(path: str, text: str) -> None:
     with private.open_new(path) as f:
-        json.dump(doc, f, indent=2, sort_keys=True)
-        f.write('\n')
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
 
@@ -172,9 +178,12 @@ class FilePendingImage(base.PendingImage):
         }
         doc.update(self.meta.properties)
         _write_metadata(os.path.join(self.partial, METADATA), doc)
+        written = [self.path, os.path.join(self.partial, METADATA)]
+        if self.meta.domain_xml:
+            written.append(os.path.join(self.partial, DOMAIN_XML))
+            _write_file(written[-1], self.meta.domain_xml)
         gid = self.store.group_id()
-        for path in (self.path, os.path.join(self.partial, METADATA),
-                     self.partial):
+        for path in written + [self.partial]:
             private.restrict(path, gid)
         durable.fsync_dir(self.partial)
         os.rename(self.partial, self.final)

@@ -31,20 +31,21 @@ PKG = 'nova_snapshot_ext'
 LAYERS = [
     ('exception', 'retry', 'plugins', 'conf', 'private'),
     ('journal',),
-    ('storage', 'libvirt.disks', 'libvirt.domain', 'libvirt.backup',
+    ('storage', 'libvirt.disks', 'libvirt.definition', 'libvirt.domain',
+     'libvirt.backup',
      'libvirt.guest', 'libvirt.refusals', 'libvirt.sharing'),
     ('libvirt.host', 'stores.base'),
     ('stores',),
     # NOTE: below every backend: recover and gc find the undo of a step
     # and the collectors through entry points (journal/undo.py).
     ('cleanup',),
-    ('policy', 'model', 'verify'),
+    ('policy', 'model', 'verify', 'catalog'),
     ('backends.steps',),
     ('backends.finish',),
     ('backends.base',),
     ('backends',),
     ('backends.qcow2', 'backends.raw'),
-    ('snapshot', 'explain'),
+    ('snapshot', 'explain', 'restore'),
     ('cmd', 'virt'),
 ]
 

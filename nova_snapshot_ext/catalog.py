@@ -1,0 +1,204 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""What a store of chains holds (the directory store): ``list``,
+``show`` and ``delete``.
+
+An image is named by its id, by the path of its image file, or by its
+name when no other image has it. Its *dependents* are the images whose
+backing chain holds it (incremental snapshots taken after it); an image
+of an ``--all-disks`` group has the other images of the group as its
+*group*.
+
+``delete`` refuses an image that others depend on, unless asked to
+delete them too: then the newest goes first, so that a kill at any point
+leaves only whole images, each with its whole chain (the store's own
+delete of one image is crash-safe, see
+:meth:`~nova_snapshot_ext.stores.file.FileStore.delete`).
+"""
+
+import os
+from typing import Any
+
+from oslo_utils import uuidutils
+
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.stores import base as store_base
+from nova_snapshot_ext.stores import file as file_store
+
+
+def _images(store: store_base.ImageStore) -> list[dict[str, Any]]:
+    if not store.HOLDS_CHAINS:
+        raise exception.InvalidInput(
+            reason='%s does not keep chains of images: list, show, delete, '
+                   'restore and revert work on the directory store '
+                   '(--store file or file:///DIR)' % store)
+    return store.list()
+
+
+def summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """What ``list`` shows of an image's metadata."""
+    return {'id': doc.get('id'), 'name': doc.get('name'),
+            'guest': doc.get('source_domain'),
+            'created_at': doc.get('created_at'),
+            'method': doc.get('method'), 'format': doc.get('format'),
+            'size': doc.get('size'),
+            'virtual_size': doc.get('virtual_size'),
+            'parent': doc.get('incremental_of'),
+            'group': doc.get('snapshot_group'),
+            'disk': doc.get('source_disk'),
+            'memory': bool(doc.get('memory'))}
+
+
+def list_images(store: store_base.ImageStore,
+                guest: str | None = None) -> list[dict[str, Any]]:
+    """The images of ``store`` (of ``guest``, a domain name, when given),
+    oldest first, as :func:`summary` says.
+    """
+    return [summary(doc) for doc in _images(store)
+            if guest is None or doc.get('source_domain') == guest]
+
+
+def find(store: store_base.ImageStore, ref: str) -> dict[str, Any]:
+    """The metadata of the image ``ref`` names (id, image file path, or
+    a name only one image has).
+
+    :raises ImageNotFound: none does.
+    :raises InvalidInput: several images have that name.
+    """
+    images = _images(store)
+    wanted = ref
+    if os.sep in ref:
+        wanted = os.path.basename(os.path.dirname(os.path.abspath(ref)))
+    if uuidutils.is_uuid_like(wanted):
+        found = [d for d in images if d.get('id') == wanted]
+    else:
+        found = [d for d in images if d.get('name') == ref]
+    if len(found) > 1:
+        raise exception.InvalidInput(
+            reason='%d images are named %r: name one by its id (%s)' % (
+                len(found), ref, ', '.join(d['id'] for d in found)))
+    if not found:
+        raise exception.ImageNotFound(image=ref, store=store)
+    return found[0]
+
+
+def path_of(store: store_base.ImageStore, doc: dict[str, Any],
+            name: str | None = None) -> str:
+    """The path of the image file of ``doc`` (or of the file ``name``
+    beside it).
+    """
+    directory = store.local_directory()
+    assert directory is not None, 'a store of chains keeps a directory'
+    return os.path.join(directory, doc['id'], name or store.image_file(
+        store_base.ImageMeta('', doc['format'])))
+
+
+def chain(store: store_base.ImageStore,
+          doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """``doc`` and the images it is backed by, newest first."""
+    by_id = {d['id']: d for d in _images(store)}
+    found, seen = [doc], {doc['id']}
+    parent = doc.get('incremental_of')
+    while parent:
+        if parent in seen or parent not in by_id:
+            raise exception.InvalidInput(
+                reason='the chain of image %s is broken at %s: run '
+                       '"nova-snapshot-ext verify %s"' % (
+                           doc['id'], parent, doc['id']))
+        seen.add(parent)
+        found.append(by_id[parent])
+        parent = by_id[parent].get('incremental_of')
+    return found
+
+
+def group(store: store_base.ImageStore,
+          doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The images of ``doc``'s ``--all-disks`` group, in the order of the
+    guest's disks; ``[doc]`` for an image of one disk.
+    """
+    group_id = doc.get('snapshot_group')
+    if not group_id:
+        return [doc]
+    members = [d for d in _images(store)
+               if d.get('snapshot_group') == group_id]
+    order = str(doc.get('snapshot_disks') or '').split(',')
+
+    def place(d: dict[str, Any]) -> int:
+        disk = str(d.get('source_disk'))
+        return order.index(disk) if disk in order else len(order)
+
+    return sorted(members, key=place)
+
+
+def dependents(store: store_base.ImageStore,
+               doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The images whose chain holds ``doc``, newest first."""
+    images = _images(store)
+    children: dict[str, list[dict[str, Any]]] = {}
+    for d in images:
+        if d.get('incremental_of'):
+            children.setdefault(d['incremental_of'], []).append(d)
+    found: list[dict[str, Any]] = []
+    todo = [doc['id']]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.append(child)
+                todo.append(child['id'])
+    return sorted(found, key=lambda d: (d.get('created_at', ''),
+                                        d.get('created_ns', 0)),
+                  reverse=True)
+
+
+def show(store: store_base.ImageStore, ref: str) -> dict[str, Any]:
+    """Everything recorded about the image ``ref`` names, with its file,
+    its chain (ids, newest first), its group and its dependents.
+    """
+    doc = find(store, ref)
+    shown = dict(doc)
+    shown.update(
+        path=path_of(store, doc),
+        chain=[d['id'] for d in chain(store, doc)],
+        group_images=[d['id'] for d in group(store, doc)
+                      if d.get('snapshot_group')],
+        dependents=[d['id'] for d in dependents(store, doc)],
+        domain_xml=os.path.exists(path_of(store, doc, file_store.DOMAIN_XML)))
+    return shown
+
+
+def delete(store: store_base.ImageStore, ref: str,
+           with_dependents: bool = False) -> list[str]:
+    """Delete the image ``ref`` names (and, with ``with_dependents``, the
+    images that depend on it, newest first); the ids deleted.
+
+    :raises ImageHasDependents: it has some and they are not to go.
+    """
+    doc = find(store, ref)
+    doomed = dependents(store, doc)
+    if doomed and not with_dependents:
+        raise exception.ImageHasDependents(
+            image=doc['id'], count=len(doomed),
+            dependents=', '.join(d['id'] for d in doomed))
+    deleted: list[str] = []
+    for d in doomed + [doc]:
+        store.delete(d['id'])
+        if os.path.lexists(os.path.dirname(path_of(store, d))):
+            # NOTE: the store logged why; what it is the base of, if
+            # anything, is gone already, and nothing older is touched.
+            raise exception.ImageDeleteFailed(
+                image=d['id'], store=store, done='' if not deleted else
+                '; deleted before it: %s' % ', '.join(deleted))
+        deleted.append(d['id'])
+    return deleted

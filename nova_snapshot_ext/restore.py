@@ -1,0 +1,299 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-snapshot-ext restore IMAGE --as NEW_DOMAIN``: a new guest from
+an image of the directory store.
+
+Each disk is written standalone: an incremental image is read with its
+whole backing chain, and every image of an ``--all-disks`` group is
+restored, each to its own disk. The files go to ``--disk-dir`` (by
+default beside the disk each came from), named ``NEW_DOMAIN-TARGET.FMT``
+in the format of the disk the domain had; none may exist yet. The new
+domain is defined from the domain XML the snapshot recorded, as
+:mod:`nova_snapshot_ext.libvirt.definition` rewrites it (its own name,
+UUID and MAC addresses, the new disks), and started with ``--start``.
+
+Every file and the definition are journaled before they are made: a
+restore that fails removes them, and one that is killed leaves them to
+``recover`` (:func:`undo_restore_disk`, :func:`undo_restore_domain`).
+Nothing of the source guest is touched.
+"""
+
+from collections.abc import Callable
+import contextlib
+import dataclasses
+import os
+import re
+import time
+from typing import Any
+
+from oslo_config import cfg
+from oslo_log import log as logging
+from oslo_utils import uuidutils
+
+from nova_snapshot_ext import catalog
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.journal import durable
+from nova_snapshot_ext.journal import journal
+from nova_snapshot_ext.journal import locks
+from nova_snapshot_ext.journal import undo
+from nova_snapshot_ext.libvirt import definition
+from nova_snapshot_ext.libvirt import disks as disks_mod
+from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext import private
+from nova_snapshot_ext.storage import qemu_img
+from nova_snapshot_ext.stores import base as store_base
+from nova_snapshot_ext.stores import file as file_store
+
+LOG = logging.getLogger(__name__)
+
+#: A new domain's name: also part of its files' names.
+NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$')
+
+Progress = Callable[[str, float], None]
+
+
+def no_progress(stage: str, fraction: float) -> None:
+    pass
+
+
+@dataclasses.dataclass
+class Restored:
+    """What ``restore`` made."""
+
+    domain: str
+    uuid: str
+    image: str
+    disks: list[dict[str, str]]
+    started: bool
+    seconds: float
+    notes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    new: definition.NewDisk
+    source: str
+    source_format: str
+    image: str
+
+
+def restore(conf: cfg.ConfigOpts, ref: str, name: str,
+            store: store_base.ImageStore | None = None,
+            disk_dir: str | None = None, start: bool = False,
+            host: host_mod.Host | None = None,
+            progress: Progress = no_progress) -> Restored:
+    """Restore the image ``ref`` names (see :func:`catalog.find`) as the
+    new domain ``name``.
+
+    :raises SnapshotError: with a message for the operator; nothing is
+        left of the restore.
+    """
+    started = time.monotonic()
+    if not NAME_RE.match(name):
+        raise exception.InvalidInput(
+            reason='%r cannot name a new domain: use 1 to 64 letters, '
+                   'digits and _.+- (not first)' % name)
+    store = store or store_base.load(conf, 'file')
+    doc = catalog.find(store, ref)
+    members = catalog.group(store, doc)
+    xml = _recorded_xml(store, members[0])
+    with contextlib.ExitStack() as owned:
+        host = host or owned.enter_context(contextlib.closing(
+            host_mod.Host(conf.snapshot_libvirt.connection_uri)))
+        _check_free(host, name)
+        plans = _plan(store, xml, members, name, disk_dir)
+        uuid = uuidutils.generate_uuid()
+        with locks.guest_lock(conf, uuid, name), journal.opened(
+                conf.snapshot.journal_directory, uuid, name, host.uri,
+                store.spec, uuidutils.generate_uuid()) as j:
+            notes = _make(conf, j, host, xml, name, uuid, plans, disk_dir,
+                          start, progress)
+    LOG.info('Restored image %(image)s as domain %(name)s', {
+        'image': doc['id'], 'name': name})
+    return Restored(
+        domain=name, uuid=uuid, image=doc['id'],
+        disks=[{'target': p.new.target, 'path': p.new.path,
+                'format': p.new.format, 'image': p.image} for p in plans],
+        started=start, seconds=round(time.monotonic() - started, 3),
+        notes=notes)
+
+
+def _recorded_xml(store: store_base.ImageStore, doc: dict[str, Any]) -> str:
+    path = catalog.path_of(store, doc, file_store.DOMAIN_XML)
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise exception.InvalidInput(
+            reason='image %s has no domain XML (it was taken by an earlier '
+                   'release): write its disk with "qemu-img convert -f %s '
+                   '%s DISK" and define a domain for it by hand' % (
+                       doc['id'], doc['format'], catalog.path_of(store,
+                                                                 doc)))
+
+
+def _check_free(host: host_mod.Host, name: str) -> None:
+    try:
+        host.get_guest(name)
+    except exception.GuestNotFound:
+        return
+    raise exception.InvalidInput(
+        reason='a domain named %s exists on %s already: choose another '
+               'name' % (name, host.uri))
+
+
+def _plan(store: store_base.ImageStore, xml: str,
+          members: list[dict[str, Any]], name: str,
+          disk_dir: str | None) -> list[_Plan]:
+    """Where each image of the snapshot goes."""
+    plans = []
+    for doc in members:
+        target = doc.get('source_disk')
+        old = (disks_mod.root_disk(xml, name) if not target else
+               next((d for d in disks_mod.disks_of(xml, name)
+                     if d.target == target), None))
+        if old is None:
+            raise exception.InvalidInput(
+                reason='image %s is of disk %s, which its domain XML does '
+                       'not have' % (doc['id'], target))
+        directory = disk_dir or (os.path.dirname(old.path)
+                                 if old.source_type == 'file' else None)
+        if not directory:
+            raise exception.InvalidInput(
+                reason='disk %s was not a file: say where the restored '
+                       'disks go with --disk-dir' % old.target)
+        fmt = old.format if old.format in qemu_img.WRITE_FORMATS \
+            else doc['format']
+        path = os.path.join(os.path.abspath(directory), '%s-%s.%s' % (
+            name, old.target, fmt))
+        if os.path.lexists(path):
+            raise exception.InvalidInput(
+                reason='%s exists already: remove it or choose another '
+                       'name or --disk-dir' % path)
+        if not os.path.isdir(directory):
+            raise exception.InvalidInput(
+                reason='--disk-dir %s is not a directory' % directory)
+        plans.append(_Plan(definition.NewDisk(old.target, path, fmt),
+                           catalog.path_of(store, doc), doc['format'],
+                           doc['id']))
+    return plans
+
+
+def _make(conf: cfg.ConfigOpts, j: journal.Journal, host: host_mod.Host,
+          xml: str, name: str, uuid: str, plans: list[_Plan],
+          disk_dir: str | None, start: bool,
+          progress: Progress) -> list[str]:
+    """Write the disks, define the domain and start it, each undone if
+    a later one fails; the notes of the rewritten XML.
+    """
+    with contextlib.ExitStack() as undo_stack:
+        for n, plan in enumerate(plans):
+            step = j.add(journal.RESTORE_DISK, path=plan.new.path)
+            undo_stack.callback(_drop_disk, j, step, plan.new.path)
+            private.create(plan.new.path)
+            j.reached(journal.RESTORE_DISK)
+
+            def disk_progress(f: float, n: int = n) -> None:
+                progress('restore', (n + f) / len(plans))
+
+            qemu_img.convert(conf, plan.source, plan.source_format,
+                             plan.new.path, plan.new.format,
+                             progress=disk_progress)
+            with open(plan.new.path, 'rb+') as f:
+                os.fsync(f.fileno())
+            durable.fsync_dir(os.path.dirname(plan.new.path))
+        files_dir = disk_dir or os.path.dirname(plans[0].new.path)
+        new_xml, notes = definition.rewrite(
+            xml, name, uuid, [p.new for p in plans], files_dir)
+        step = j.add(journal.RESTORE_DOMAIN, uuid=uuid, name=name)
+        undo_stack.callback(_drop_step_domain, j, step, host, uuid, name)
+        _libvirt(name, 'define', lambda: host.call(
+            lambda conn: conn.defineXML(new_xml)))
+        j.reached(journal.RESTORE_DOMAIN)
+        if start:
+            _libvirt(name, 'start', lambda: host.call(
+                lambda conn: conn.lookupByUUIDString(uuid).create()))
+        undo_stack.pop_all()
+    for s in j.steps:
+        j.done(s)
+    return notes
+
+
+def _libvirt(name: str, action: str, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except exception.SnapshotError:
+        raise
+    except Exception as e:  # noqa: B902 - libvirt's, translated
+        raise exception.LibvirtFailed(action=action, guest=name,
+                                      reason=' '.join(str(e).split()))
+
+
+def _drop_disk(j: journal.Journal, step: journal.Step, path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    j.done(step)
+
+
+def _drop_domain(host: Any, uuid: str, name: str) -> None:
+    """Stop and undefine the new domain, if it is there."""
+    def drop(conn: Any) -> None:
+        try:
+            dom = conn.lookupByUUIDString(uuid)
+        except Exception:  # noqa: B902 - none: nothing to do
+            return
+        if dom.isActive():
+            dom.destroy()
+        dom.undefineFlags(0)
+
+    _libvirt(name, 'undefine', lambda: host.call(drop))
+
+
+def _drop_step_domain(j: journal.Journal, step: journal.Step,
+                      host: host_mod.Host, uuid: str, name: str) -> None:
+    try:
+        _drop_domain(host, uuid, name)
+    except exception.SnapshotError as e:
+        LOG.error('Could not undefine the new domain %(name)s: %(err)s; '
+                  '"nova-snapshot-ext recover" will', {'name': name,
+                                                       'err': e})
+        return
+    j.done(step)
+
+
+# -- recover ----------------------------------------------------------------
+def undo_restore_disk(r: undo.Recovering, step: journal.Step) -> None:
+    """``restore_disk``: remove the disk file a restore was writing."""
+    path = str(step.data.get('path') or '')
+    if not os.path.isabs(path) or not os.path.lexists(path):
+        r.act(undo.NOTHING, path or '(no path)', 'there is no such file')
+        return
+    r.act('remove', path, 'its restore did not end',
+          run=lambda: os.unlink(path))
+
+
+def undo_restore_domain(r: undo.Recovering, step: journal.Step) -> None:
+    """``restore_domain``: stop and undefine the domain a restore was
+    defining.
+    """
+    uuid, name = str(step.data.get('uuid')), str(step.data.get('name'))
+    if r.guest() is None:
+        r.act(undo.NOTHING, 'domain %s' % name, 'there is none')
+        return
+    r.act('undefine', 'domain %s' % name, 'its restore did not end',
+          run=lambda: _drop_domain(r.host, uuid, name))
