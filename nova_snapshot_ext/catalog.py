@@ -47,6 +47,30 @@ def _images(store: store_base.ImageStore) -> list[dict[str, Any]]:
     return store.list()
 
 
+def ordered(images: list[dict[str, Any]],
+            newest_first: bool = False) -> list[dict[str, Any]]:
+    """``images`` (metadata) in the order they were taken: by
+    ``created_at``, then ``created_ns``, then, for images made before
+    ``created_ns`` was recorded, by their place in a chain among them.
+    """
+    by_id = {doc['id']: doc for doc in images}
+
+    def depth(image_id: str | None) -> int:
+        # NOTE: without created_ns, an increment taken within the second
+        # of its backing image still sorts after it.
+        seen: set[str] = set()
+        while image_id in by_id and image_id not in seen:
+            assert image_id is not None
+            seen.add(image_id)
+            image_id = by_id[image_id].get('incremental_of')
+        return len(seen)
+
+    return sorted(images, reverse=newest_first,
+                  key=lambda doc: (doc.get('created_at', ''),
+                                   doc.get('created_ns') or 0,
+                                   depth(doc['id']), doc['id']))
+
+
 def summary(doc: dict[str, Any]) -> dict[str, Any]:
     """What ``list`` shows of an image's metadata."""
     return {'id': doc.get('id'), 'name': doc.get('name'),
@@ -66,7 +90,7 @@ def list_images(store: store_base.ImageStore,
     """The images of ``store`` (of ``guest``, a domain name, when given),
     oldest first, as :func:`summary` says.
     """
-    return [summary(doc) for doc in _images(store)
+    return [summary(doc) for doc in ordered(_images(store))
             if guest is None or doc.get('source_domain') == guest]
 
 
@@ -157,9 +181,7 @@ def dependents(store: store_base.ImageStore,
             if child not in found:
                 found.append(child)
                 todo.append(child['id'])
-    return sorted(found, key=lambda d: (d.get('created_at', ''),
-                                        d.get('created_ns', 0)),
-                  reverse=True)
+    return ordered(found, newest_first=True)
 
 
 def show(store: store_base.ImageStore, ref: str) -> dict[str, Any]:

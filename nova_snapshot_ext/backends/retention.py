@@ -43,6 +43,7 @@ from typing import Iterable
 
 from oslo_log import log as logging
 
+from nova_snapshot_ext import catalog
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import model
 
@@ -70,20 +71,7 @@ def restore_points(images: Iterable[dict[str, Any]],
               if doc.get('source_uuid') == guest_uuid and
               doc.get('checkpoint')}
 
-    def depth(image_id: str | None) -> int:
-        # NOTE: without created_ns, an increment taken within the second
-        # of its backing image still sorts after it.
-        seen: set[str] = set()
-        while image_id in points and image_id not in seen:
-            assert image_id is not None
-            seen.add(image_id)
-            image_id = points[image_id].get('incremental_of')
-        return len(seen)
-
-    return sorted(points.values(), reverse=True,
-                  key=lambda doc: (doc.get('created_at', ''),
-                                   doc.get('created_ns') or 0,
-                                   depth(doc['id']), doc['id']))
+    return catalog.ordered(list(points.values()), newest_first=True)
 
 
 def plan(points: list[dict[str, Any]], keep: int,
