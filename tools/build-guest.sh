@@ -69,6 +69,9 @@
 
 set -euo pipefail
 
+# shellcheck source=tools/functions.sh
+source "$(dirname "${BASH_SOURCE[0]}")/functions.sh"
+
 STACK_DIR=${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}
 GUEST_DIR=${GUEST_DIR:-$STACK_DIR/guest}
 CACHE_DIR=$STACK_DIR/cache
@@ -83,10 +86,6 @@ MODULES+=" virtio_pci virtio_blk"
 AGENT_MODULES="virtio_console loop crc16 mbcache jbd2 crc32c_generic ext4"
 QEMU_GA=/usr/sbin/qemu-ga
 
-function log {
-    echo "build-guest: $*"
-}
-
 function recipe {
     echo "$(sha256sum < "${BASH_SOURCE[0]}" | cut -d' ' -f1) $CTR_SLOTS"
 }
@@ -95,11 +94,6 @@ if [ "${1:-}" = recipe ]; then
     recipe
     exit 0
 fi
-
-function die {
-    echo "build-guest: ERROR: $*" >&2
-    exit 1
-}
 
 function kernel_package {
     apt-cache depends linux-image-amd64 2>/dev/null \

@@ -38,10 +38,7 @@ TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$TOOLS_DIR/functions.sh"
 STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
 NAME=${2:-main}
-[[ "$NAME" =~ ^[a-z][a-z0-9-]*$ ]] || {
-    echo "ceph: ERROR: bad cluster name '$NAME'" >&2
-    exit 2
-}
+[[ "$NAME" =~ ^[a-z][a-z0-9-]*$ ]] || die "bad cluster name '$NAME'"
 if [ "$NAME" = main ]; then
     DIR=$STACK_DIR/ceph
 else
@@ -49,23 +46,6 @@ else
 fi
 CONF=$DIR/ceph.conf
 POOLS=${CEPH_POOLS:-vms images}
-
-function log {
-    echo "ceph: $*"
-}
-
-function die {
-    echo "ceph: ERROR: $*" >&2
-    exit 1
-}
-
-function free_port {
-    python3 -c '
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
 
 # ours PID: alive, and its command line names this cluster's ceph.conf.
 function ours {
@@ -76,22 +56,17 @@ function ours {
         && grep -qF -- "$CONF" <<< "$cmdline"
 }
 
-# wait_for SECONDS WHAT COMMAND...
-function wait_for {
-    local deadline what=$2
-    deadline=$((SECONDS + $1))
-    shift 2
-    until "$@" > /dev/null 2>&1; do
-        [ $SECONDS -lt $deadline ] || die "timed out waiting for $what"
-        sleep 0.2
-    done
+# daemon_pid NAME: the PID of this cluster's daemon NAME (mon.a, osd.0)
+# if it runs.
+function daemon_pid {
+    local pid
+    pid=$(cat "$DIR/run/$1.pid" 2>/dev/null) && ours "$pid" && echo "$pid"
 }
 
 function start_daemon {
-    local type=$1 id=$2 pidfile=$DIR/run/$1.$2.pid
+    local type=$1 id=$2
     "ceph-$type" -c "$CONF" -i "$id" 2>> "$DIR/log/$type.$id.stderr"
-    wait_for 20 "the $type.$id pid file" test -s "$pidfile"
-    alive "$(cat "$pidfile")" || die "ceph-$type $id died; see $DIR/log"
+    await 20 "ceph-$type $id (see $DIR/log)" daemon_pid "$type.$id"
 }
 
 function write_conf {
@@ -158,7 +133,7 @@ function start_failed {
 
 function cmd_up {
     local fsid p1 p2 osd_uuid osd_key osd_id pool
-    require_root ceph "it starts the Ceph daemons"
+    require_root "it starts the Ceph daemons"
     command -v ceph-mon > /dev/null || die "ceph-mon is not installed"
     cmd_down > /dev/null
     mkdir -p "$DIR"/{run,log,crash,mon/ceph-a,osd/ceph-0}
@@ -186,7 +161,7 @@ function cmd_up {
     ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" \
         --keyring "$DIR/mon.keyring"
     start_daemon mon a
-    wait_for 30 "the mon" timeout 10 ceph --connect-timeout 5 mon stat
+    await 30 "the mon" timeout 10 ceph --connect-timeout 5 mon stat
 
     osd_uuid=$(cat /proc/sys/kernel/random/uuid)
     osd_key=$(ceph-authtool --gen-print-key)
@@ -199,7 +174,7 @@ function cmd_up {
     ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$osd_uuid" \
         2>> "$DIR/log/osd.0.mkfs.log" || die "ceph-osd --mkfs failed"
     start_daemon osd 0
-    wait_for 60 "osd.0" sh -c 'ceph osd dump --format=json \
+    await 60 "osd.0" sh -c 'ceph osd dump --format=json \
         | grep -q "\"up\":1"'
 
     for pool in $POOLS; do
@@ -209,50 +184,32 @@ function cmd_up {
     # A librados call on a pool returns once its placement groups are
     # active.
     for pool in $POOLS; do
-        wait_for 60 "pool $pool" timeout 10 rados -p "$pool" ls
+        await 60 "pool $pool" timeout 10 rados -p "$pool" ls
     done
-    wait_for 60 HEALTH_OK sh -c 'ceph health | grep -q HEALTH_OK'
+    await 60 HEALTH_OK sh -c 'ceph health | grep -q HEALTH_OK'
     trap - EXIT
     log "cluster $fsid ready (mon 127.0.0.1:$p1, pools: $POOLS)," \
         "CEPH_CONF=$CONF"
 }
 
 function cmd_down {
-    local group name pid
+    local name pid
     [ -f "$CONF" ] || return 0
     # The OSD first: it tells the mon it is going down.
-    for group in osd.0 mon.a; do
-        for name in $group; do
-            [ -s "$DIR/run/$name.pid" ] || continue
-            pid=$(cat "$DIR/run/$name.pid")
-            ours "$pid" || continue
-            stop_pid "$pid" "ceph-${name%.*}"
-            log "$name stopped (pid $pid)"
-        done
+    for name in osd.0 mon.a; do
+        pid=$(daemon_pid "$name") || continue
+        stop_pid "$pid" "ceph-${name%.*}"
+        log "$name stopped (pid $pid)"
     done
     if [ "${KEEP:-0}" != 1 ]; then
         rm -rf "$DIR"
     fi
 }
 
-function cmd_status {
-    local name pid rc=0
-    for name in mon.a osd.0; do
-        pid=$(cat "$DIR/run/$name.pid" 2> /dev/null || true)
-        if ours "$pid"; then
-            log "$name running (pid $pid)"
-        else
-            log "$name not running"
-            rc=3
-        fi
-    done
-    return $rc
-}
-
 case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
-    status) cmd_status ;;
+    status) report_status daemon_pid mon.a osd.0 ;;
     *)
         echo "usage: $0 up|down|status [NAME]" >&2
         exit 2

@@ -14,10 +14,11 @@
 
 # A real one-node OpenStack on the test stack's libvirtd and Ceph, from
 # Debian packages and PyPI only (no devstack, no git clones, no systemd),
-# with this project's Nova driver on its compute hosts.  Run as root,
-# after tools/stack.sh up.
+# with this project's Nova driver on its compute hosts, configured by our
+# devstack plugin's own functions.  Run as root, after tools/stack.sh up.
+# README.rst ("A one-node cloud") says what it runs and how to use it.
 #
-#   tools/cloud.sh up       build and start a fresh cloud (below)
+#   tools/cloud.sh up       build and start a fresh cloud
 #   tools/cloud.sh down     stop every service, delete the servers' domains
 #                           and the cloud's data; the venv stays
 #   tools/cloud.sh status   exit 0 if every service runs, 3 otherwise
@@ -25,59 +26,36 @@
 #                           names are those of the pid files in
 #                           $CLOUD_DIR/run, e.g. nova-compute-local)
 #
-# The cloud, all on 127.0.0.1:
-#   MariaDB (own datadir, TCP $CLOUD_DB_PORT) and RabbitMQ (Debian's).
-#   Keystone (fernet, uWSGI, :5000): user admin (project admin), user
-#     demo (member of project demo), the service users, a catalog with
-#     identity, image, placement, compute and network in RegionOne.
-#   Glance (uWSGI, :9292, keystonemiddleware, tools/glance.sh instance
-#     "cloud"): stores file1 (file) and rbd1 (the stack's Ceph, pool
-#     cloud-images, the default store); image API 2.17 (the location
-#     API), do_secure_hash on.
-#   Placement (uWSGI, :8778).
-#   Neutron API (uWSGI, :9696): ML2, no agents; servers boot with no NIC.
-#   Nova API (uWSGI, :8774), conductor, scheduler and three nova-compute
-#     services with compute_driver = nova_snapshot_ext.SnapshotLibvirtDriver
-#     and [libvirt] virt_type = qemu:
-#       nova-compute-local  host "local": instance disks are qcow2 files;
-#       nova-compute-local2 host "local2": the same, a second host to
-#                           unshelve (or move) a server of zone "local" to;
-#       nova-compute-rbd    host "rbd": [libvirt] images_type = rbd on the
-#                           stack's Ceph (pool cloud-vms).
-#     nova-compute of local and local2 runs as the system user nova
-#     (primary group nova, supplementary groups libvirt and libvirt-qemu),
-#     as Debian's and Ubuntu's packages run it: its state, instances, logs,
-#     locks and journals are nova's, its nova.conf files root:nova 0640,
-#     its privileged helpers (oslo.privsep) start through sudo, which
-#     /etc/sudoers.d/nova-snapshot-ext-cloud allows for exactly the venv's
-#     privsep-helper with that host's configuration (written by "up",
-#     removed by "down"), and it reaches its libvirtd through a socket of
-#     group libvirt (0770).  nova-compute of rbd runs as root.
-#     Each host has a libvirtd of its own (hostname nse-cloud-HOST), in a
-#     private mount and UTS namespace, with the stack's libvirt and QEMU
-#     (QEMU runs as libvirt-qemu, libvirt's dynamic ownership gives it the
-#     disks): Nova names a libvirt compute node after its libvirtd's
-#     hostname (two services on one libvirtd would be one node twice), and
-#     refuses to start a new compute service on a libvirtd that has domains
-#     already (the functional tests' guests on the stack's libvirtd).
-#     Aggregates "local" (hosts local and local2) and "rbd" are
-#     availability zones of those names; a server without a zone goes to
-#     zone "local", and there to host local while it has room: the
-#     scheduler packs by RAM only, and local reserves more of it.
-#   A Ceph manager for the stack's cluster: Nova's rbd backend asks it
-#     for the pools' usage.
-#   The test image "nse-guest" (a qcow2 disk with kernel_id/ramdisk_id:
-#     the stack's counter-writing guest, see tools/build-guest.sh), its
-#     kernel and ramdisk images, and the flavors "nse.tiny" and "nse.small".
+# All on 127.0.0.1: MariaDB (own datadir, TCP $CLOUD_DB_PORT), RabbitMQ;
+# Keystone (:5000), Glance (:9292, tools/glance.sh instance "cloud",
+# stores file1 and rbd1, the default, in pool cloud-images), Placement
+# (:8778), Neutron (:9696, no agents: servers boot with no NIC) and the
+# Nova API (:8774) under uWSGI; nova-conductor, nova-scheduler and three
+# nova-compute services with our driver:
+#   local, local2  instance disks are qcow2 files; availability zone
+#                  "local", where a server without a zone goes (to host
+#                  local while it has room: the scheduler packs by RAM,
+#                  and local reserves more of it).  nova-compute runs as
+#                  the system user nova (groups libvirt, libvirt-qemu),
+#                  its nova.conf files root:nova 0640, its oslo.privsep
+#                  helpers through sudo ($SUDOERS allows exactly the
+#                  venv's privsep-helper, while the cloud is up).
+#   rbd            [libvirt] images_type = rbd (pool cloud-vms), zone
+#                  "rbd"; nova-compute runs as root.
+# Each host has a libvirtd of its own (hostname nse-cloud-HOST, in a
+# private mount and UTS namespace, with the stack's libvirt and QEMU):
+# Nova names a compute node after its libvirtd's hostname, and refuses a
+# new compute service on a libvirtd with domains already (the functional
+# tests' guests on the stack's).  A Ceph manager answers Nova's "ceph df".
+# The test image "nse-guest" (tools/build-guest.sh's guest, with its
+# kernel and ramdisk images) and the flavors "nse.tiny" and "nse.small".
 #
 # Output in $CLOUD_DIR (default $STACK_DIR/cloud):
 #   openrc, admin-openrc   "source" one before running openstack
 #   cli.conf               nova-snapshot-ext's --config-file on host rbd
 #                          (venv/bin/nova-snapshot-ext gc --store glance)
-#   tempest/               a Tempest workspace: etc/tempest.conf describes
-#                          this cloud (servers in zone local);
-#                          etc/tempest-rbd.conf the same with servers in
-#                          zone rbd (tempest run --config-file)
+#   tempest/               a Tempest workspace: etc/tempest.conf (servers
+#                          in zone local), etc/tempest-rbd.conf (zone rbd)
 #   venv/                  every service, the openstack client and Tempest
 #                          (tools/cloud-requirements.txt, pinned by
 #                          tools/cloud-constraints.txt) and this project
@@ -135,88 +113,16 @@ SUDOERS=/etc/sudoers.d/nova-snapshot-ext-cloud
 
 export STACK_DIR CLOUD_DIR
 
-function log {
-    echo "cloud: [${SECONDS}s] $*"
-}
-
-function die {
-    echo "cloud: ERROR: $*" >&2
-    exit 1
-}
-
-# service_pid NAME: print the PID of running service NAME.
 function service_pid {
-    local pidfile=$RUN/$1.pid pid
-    [ -s "$pidfile" ] || return 1
-    pid=$(cat "$pidfile" 2>/dev/null) || return 1
-    alive "$pid" || return 1
-    echo "$pid"
+    pidfile_pid "$RUN/$1.pid"
 }
 
-# spawn NAME COMMAND...: run COMMAND in the background as service NAME,
+# start NAME COMMAND...: run COMMAND in the background as service NAME,
 # its output in $LOG/NAME.out, its pid in $RUN/NAME.pid.
-function spawn {
+function start {
     local name=$1
     shift
-    setsid "$@" < /dev/null >> "$LOG/$name.out" 2>&1 &
-    echo $! > "$RUN/$name.pid"
-}
-
-# wait_for WHAT COMMAND...: retry COMMAND until it succeeds.
-function wait_for {
-    local what=$1 deadline
-    shift
-    deadline=$((SECONDS + READY_TIMEOUT))
-    until "$@" > "$LOG/wait.out" 2>&1; do
-        if [ $SECONDS -ge $deadline ]; then
-            tail -n 5 "$LOG/wait.out" >&2
-            die "$what not ready after ${READY_TIMEOUT}s (logs in $LOG)"
-        fi
-        sleep 0.5
-    done
-}
-
-# quietly NAME COMMAND...: run COMMAND, its output in $LOG/NAME.log;
-# show the end of it and fail if COMMAND fails.
-function quietly {
-    local name=$1
-    shift
-    if ! "$@" >> "$LOG/$name.log" 2>&1; then
-        tail -n 20 "$LOG/$name.log" >&2
-        die "$* failed"
-    fi
-}
-
-# http_up URL: something answers HTTP at URL (any status).
-function http_up {
-    "$VENV/bin/python" - "$1" <<'PY'
-import sys
-import urllib.error
-import urllib.request
-try:
-    urllib.request.urlopen(sys.argv[1], timeout=5)
-except urllib.error.HTTPError:
-    pass
-PY
-}
-
-# iniset FILE SECTION OPTION VALUE, as devstack's: the devstack plugin's
-# own functions write their options through it.
-function iniset {
-    "$VENV/bin/python" - "$@" <<'PY'
-import configparser
-import sys
-
-path, section, option, value = sys.argv[1:5]
-cp = configparser.RawConfigParser(strict=False, interpolation=None)
-cp.optionxform = str
-cp.read(path)
-if section != 'DEFAULT' and not cp.has_section(section):
-    cp.add_section(section)
-cp.set(section, option, value)
-with open(path, 'w') as f:
-    cp.write(f)
-PY
+    spawn "$RUN/$name.pid" "$LOG/$name.out" "$@"
 }
 
 function secret {
@@ -225,7 +131,7 @@ function secret {
 }
 
 function cmd_install {
-    local recipe
+    local recipe pip=("$VENV/bin/pip" install -c "$TOOLS_DIR/cloud-constraints.txt")
     mkdir -p "$LOG"
     # The system's Python, which every user may run: nova-compute runs as
     # nova, and a Python of root's (pyenv's, below /root) is not nova's.
@@ -237,56 +143,47 @@ function cmd_install {
         rm -rf "$VENV"
         "$PYTHON" -m venv "$VENV"
         "$VENV/bin/pip" install -q -U pip
-        "$VENV/bin/pip" install -q -c "$TOOLS_DIR/cloud-constraints.txt" \
-            -r "$TOOLS_DIR/cloud-requirements.txt"
+        "${pip[@]}" -q -r "$TOOLS_DIR/cloud-requirements.txt"
         echo "$recipe" > "$VENV/recipe"
     fi
     # This project, as Nova's compute hosts install it (not in develop
     # mode: the module it puts into nova.virt is the one Nova loads).
-    quietly pip "$VENV/bin/pip" install -c "$TOOLS_DIR/cloud-constraints.txt" \
-        --force-reinstall --no-deps "$ROOT"
-    quietly pip "$VENV/bin/pip" install -c "$TOOLS_DIR/cloud-constraints.txt" \
-        "$ROOT"
+    quietly "$LOG/pip.log" "${pip[@]}" --force-reinstall --no-deps "$ROOT"
+    quietly "$LOG/pip.log" "${pip[@]}" "$ROOT"
     bash "$TOOLS_DIR/link-ceph-bindings.sh" "$VENV"
 }
 
 function make_secrets {
     local name
     umask 077
-    : > "$CLOUD_DIR/secrets"
     for name in DB_PASS ADMIN_PASS DEMO_PASS SERVICE_PASS; do
-        echo "$name=$("$VENV/bin/python" -c \
-            'import secrets; print(secrets.token_hex(16))')" \
-            >> "$CLOUD_DIR/secrets"
-    done
+        echo "$name=$(openssl rand -hex 16)"
+    done > "$CLOUD_DIR/secrets"
     umask 022
 }
 
-# --- MariaDB -------------------------------------------------------------
+# --- MariaDB, RabbitMQ, a Ceph manager -------------------------------------
 
 function start_mysqld {
-    local data=$CLOUD_DIR/mysql
+    local data=$CLOUD_DIR/mysql db
     if [ ! -d "$data/mysql" ]; then
         mkdir -p "$data"
-        mariadb-install-db --no-defaults --datadir="$data" --user=root \
-            --auth-root-authentication-method=socket \
-            > "$LOG/mysql-install.log" 2>&1 \
-            || { tail "$LOG/mysql-install.log" >&2; die "mariadb-install-db failed"; }
+        quietly "$LOG/mysql-install.log" mariadb-install-db --no-defaults \
+            --datadir="$data" --user=root \
+            --auth-root-authentication-method=socket
     fi
-    spawn mysqld /usr/sbin/mariadbd --no-defaults --datadir="$data" \
+    start mysqld /usr/sbin/mariadbd --no-defaults --datadir="$data" \
         --user=root --socket="$DB_SOCK" --port="$DB_PORT" \
         --bind-address=$HOST_IP --skip-name-resolve \
         --innodb-buffer-pool-size=64M --max-connections=500 \
         --log-error="$LOG/mysqld.log" --pid-file="$RUN/mysqld.real.pid"
-    wait_for MariaDB mariadb --no-defaults -S "$DB_SOCK" -u root -e 'SELECT 1'
-    local db pass
-    pass=$(secret DB_PASS)
+    await "$READY_TIMEOUT" MariaDB mariadb --no-defaults -S "$DB_SOCK" -u root -e 'SELECT 1'
     {
         for db in keystone glance placement neutron nova_api nova \
                 nova_cell0; do
             echo "CREATE DATABASE IF NOT EXISTS $db;"
         done
-        echo "CREATE USER IF NOT EXISTS 'openstack'@'$HOST_IP' IDENTIFIED BY '$pass';"
+        echo "CREATE USER IF NOT EXISTS 'openstack'@'$HOST_IP' IDENTIFIED BY '$(secret DB_PASS)';"
         echo "GRANT ALL PRIVILEGES ON *.* TO 'openstack'@'$HOST_IP';"
         echo "FLUSH PRIVILEGES;"
     } | mariadb --no-defaults -S "$DB_SOCK" -u root
@@ -297,14 +194,12 @@ function db_url {
     echo "mysql+pymysql://openstack:$(secret DB_PASS)@$HOST_IP:$DB_PORT/$1?charset=utf8"
 }
 
-# --- RabbitMQ ------------------------------------------------------------
-
 # epmd, Erlang's port mapper, in the foreground under its recorded pid:
 # RabbitMQ would start one of its own that leaves its session and
 # outlives it.
 function start_epmd {
-    spawn epmd /usr/bin/epmd -address "$HOST_IP"
-    wait_for epmd /usr/bin/epmd -names
+    start epmd /usr/bin/epmd -address "$HOST_IP"
+    await "$READY_TIMEOUT" epmd /usr/bin/epmd -names
 }
 
 function start_rabbitmq {
@@ -322,8 +217,8 @@ CONF
     export RABBITMQ_ENABLED_PLUGINS_FILE=$d/enabled_plugins
     export HOME=$d/home
     echo '[].' > "$d/enabled_plugins"
-    spawn rabbitmq /usr/lib/rabbitmq/bin/rabbitmq-server
-    wait_for RabbitMQ /usr/lib/rabbitmq/bin/rabbitmqctl -n rabbit@localhost \
+    start rabbitmq /usr/lib/rabbitmq/bin/rabbitmq-server
+    await "$READY_TIMEOUT" RabbitMQ /usr/lib/rabbitmq/bin/rabbitmqctl -n rabbit@localhost \
         await_startup
     log "RabbitMQ ready on $HOST_IP:5672"
 }
@@ -332,25 +227,26 @@ function transport_url {
     echo "rabbit://guest:guest@$HOST_IP:5672/"
 }
 
-# --- a Ceph manager --------------------------------------------------------
+# ceph ARGS...: the ceph command on the stack's cluster.
+function ceph {
+    CEPH_CONF=$CEPH_CONF timeout 30 /usr/bin/ceph "$@"
+}
 
 # Nova's rbd image backend reads the pools' usage with "ceph df", which
 # a manager answers: the stack's cluster has none of its own.
 function start_ceph_mgr {
-    local d=$CLOUD_DIR/ceph-mgr
+    local d=$CLOUD_DIR/ceph-mgr pool
     mkdir -p "$d"
-    CEPH_CONF=$CEPH_CONF ceph auth get-or-create mgr.cloud \
-        mon 'allow profile mgr' osd 'allow *' mds 'allow *' \
-        -o "$d/keyring" 2>> "$LOG/ceph-mgr.out"
-    spawn ceph-mgr ceph-mgr -f -c "$CEPH_CONF" -i cloud \
+    ceph auth get-or-create mgr.cloud mon 'allow profile mgr' \
+        osd 'allow *' mds 'allow *' -o "$d/keyring" 2>> "$LOG/ceph-mgr.out"
+    start ceph-mgr ceph-mgr -f -c "$CEPH_CONF" -i cloud \
         --keyring "$d/keyring" --mgr-data "$d"
-    local pool
     for pool in "$CLOUD_VMS_POOL" "$CLOUD_IMAGES_POOL"; do
-        CEPH_CONF=$CEPH_CONF ceph osd pool create "$pool" 8 8 replicated \
-            --size 1 >> "$LOG/ceph-mgr.out" 2>&1
+        ceph osd pool create "$pool" 8 8 replicated --size 1 \
+            >> "$LOG/ceph-mgr.out" 2>&1
         CEPH_CONF=$CEPH_CONF rbd pool init "$pool"
     done
-    wait_for "the Ceph manager" pool_stats "$CLOUD_VMS_POOL"
+    await "$READY_TIMEOUT" "the Ceph manager" pool_stats "$CLOUD_VMS_POOL"
     log "Ceph manager ready, pools $CLOUD_VMS_POOL and $CLOUD_IMAGES_POOL"
 }
 
@@ -358,58 +254,41 @@ function start_ceph_mgr {
 function delete_pools {
     local pool
     [ -s "$CEPH_CONF" ] || return 0
-    CEPH_CONF=$CEPH_CONF timeout 30 ceph config set mon \
-        mon_allow_pool_delete true > /dev/null 2>&1 || return 0
+    ceph config set mon mon_allow_pool_delete true > /dev/null 2>&1 \
+        || return 0
     for pool in "$CLOUD_VMS_POOL" "$CLOUD_IMAGES_POOL"; do
-        CEPH_CONF=$CEPH_CONF timeout 30 ceph osd pool rm "$pool" "$pool" \
-            --yes-i-really-really-mean-it > /dev/null 2>&1 || true
+        ceph osd pool rm "$pool" "$pool" --yes-i-really-really-mean-it \
+            > /dev/null 2>&1 || true
     done
 }
 
 # pool_stats POOL: "ceph df" knows POOL.
 function pool_stats {
-    local df
-    df=$(CEPH_CONF=$CEPH_CONF timeout 10 ceph df -f json) || return 1
-    grep -q "\"name\":\"$1\"" <<< "$df"
+    grep -q "\"name\":\"$1\"" <<< "$(ceph df -f json)"
 }
 
-# --- uWSGI services ------------------------------------------------------
+# --- the API services (uWSGI) ----------------------------------------------
 
 # start_uwsgi NAME PORT MODULE [ENV=VALUE...]
 function start_uwsgi {
     local name=$1 port=$2 module=$3
     shift 3
-    cat > "$ETC/$name-uwsgi.ini" <<UWSGI
-[uwsgi]
-http-socket = $HOST_IP:$port
-module = $module
-master = true
-processes = ${UWSGI_PROCESSES:-1}
-threads = 4
-enable-threads = true
-lazy-apps = true
-die-on-term = true
-need-app = true
-http-chunked-input = true
-http-auto-chunked = true
-http-raw-body = true
-chunked-input-limit = 4096000
-buffer-size = 65535
-add-header = Connection: close
-logto = $LOG/$name-uwsgi.log
-UWSGI
-    spawn "$name" env "$@" "$VENV/bin/uwsgi" --ini "$ETC/$name-uwsgi.ini"
-    wait_for "$name" http_up "http://$HOST_IP:$port/"
+    write_uwsgi_ini "$ETC/$name-uwsgi.ini" "$HOST_IP:$port" "$module" \
+        "$LOG/$name-uwsgi.log"
+    start "$name" env "$@" "$VENV/bin/uwsgi" --ini "$ETC/$name-uwsgi.ini"
+    # Anything that answers HTTP, whatever the status.
+    await "$READY_TIMEOUT" "$name" curl -s -o /dev/null --max-time 5 "http://$HOST_IP:$port/"
     log "$name ready on $HOST_IP:$port"
 }
 
-# authtoken FILE: keystonemiddleware settings of a service user.
-function authtoken {
-    local file=$1 user=$2
-    cat >> "$file" <<CONF
-
-[keystone_authtoken]
-www_authenticate_uri = $KEYSTONE_URL
+# ksa FILE SECTION USER [LINE...]: append keystoneauth password settings
+# of service user USER (and LINEs) as section SECTION of FILE.
+function ksa {
+    local file=$1 section=$2 user=$3
+    shift 3
+    {
+        printf '\n[%s]\n' "$section"
+        cat <<CONF
 auth_url = $KEYSTONE_URL
 auth_type = password
 project_domain_name = Default
@@ -417,37 +296,29 @@ user_domain_name = Default
 project_name = service
 username = $user
 password = $(secret SERVICE_PASS)
-service_token_roles_required = true
 CONF
+        printf '%s\n' "$@"
+    } >> "$file"
 }
 
-# ksa_section FILE SECTION: keystoneauth password settings of the nova
-# service user (Nova's [placement], [neutron], [service_user] ...).
-function ksa_section {
-    cat >> "$1" <<CONF
+# authtoken FILE USER: keystonemiddleware settings of service user USER.
+function authtoken {
+    ksa "$1" keystone_authtoken "$2" "www_authenticate_uri = $KEYSTONE_URL" \
+        "service_token_roles_required = true"
+}
 
-[$2]
-auth_url = $KEYSTONE_URL
-auth_type = password
-project_domain_name = Default
-user_domain_name = Default
-project_name = service
-username = ${3:-nova}
-password = $(secret SERVICE_PASS)
-region_name = RegionOne
-CONF
+# service_conf FILE NAME DB_SECTION: FILE begins with service NAME's log
+# file and database (DB_SECTION's connection).
+function service_conf {
+    printf '[DEFAULT]\nlog_file = %s\n\n[%s]\nconnection = %s\n\n' \
+        "$LOG/$2.log" "$3" "$(db_url "$2")" > "$1"
 }
 
 function start_keystone {
     local conf=$ETC/keystone.conf
     mkdir -p "$CLOUD_DIR/keystone/fernet-keys" "$CLOUD_DIR/keystone/credential-keys"
-    cat > "$conf" <<CONF
-[DEFAULT]
-log_file = $LOG/keystone.log
-
-[database]
-connection = $(db_url keystone)
-
+    service_conf "$conf" keystone database
+    cat >> "$conf" <<CONF
 [token]
 provider = fernet
 
@@ -457,10 +328,8 @@ key_repository = $CLOUD_DIR/keystone/fernet-keys
 [credential]
 key_repository = $CLOUD_DIR/keystone/credential-keys
 CONF
-    local km=(
-        quietly keystone-manage "$VENV/bin/keystone-manage"
-        --config-file "$conf"
-    )
+    local km=(quietly "$LOG/keystone-manage.log" "$VENV/bin/keystone-manage"
+        --config-file "$conf")
     "${km[@]}" db_sync
     "${km[@]}" fernet_setup --keystone-user root --keystone-group root
     "${km[@]}" credential_setup --keystone-user root --keystone-group root
@@ -477,10 +346,7 @@ function start_glance {
     local extra=$ETC/glance-extra.conf
     # Glance's default, said: a location added through the location API
     # (our direct snapshot's) gets its checksum and hash by a task.
-    cat > "$extra" <<CONF
-[DEFAULT]
-do_secure_hash = true
-CONF
+    printf '[DEFAULT]\ndo_secure_hash = true\n' > "$extra"
     authtoken "$extra" glance
     GLANCE_VENV=$VENV GLANCE_PORT=$GLANCE_PORT GLANCE_FLAVOR=keystone \
         GLANCE_CEPH_CONF=$CEPH_CONF GLANCE_CEPH_POOL=$CLOUD_IMAGES_POOL \
@@ -490,13 +356,8 @@ CONF
 
 function start_placement {
     local conf=$ETC/placement.conf
-    cat > "$conf" <<CONF
-[DEFAULT]
-log_file = $LOG/placement.log
-
-[placement_database]
-connection = $(db_url placement)
-
+    service_conf "$conf" placement placement_database
+    cat >> "$conf" <<CONF
 [api]
 auth_strategy = keystone
 CONF
@@ -537,9 +398,8 @@ extension_drivers = port_security
 [ml2_type_flat]
 flat_networks = *
 CONF
-    "$VENV/bin/neutron-db-manage" --config-file "$conf" --config-file "$ml2" \
-        upgrade heads > "$LOG/neutron-db-manage.log" 2>&1 \
-        || { tail "$LOG/neutron-db-manage.log" >&2; die "neutron-db-manage failed"; }
+    quietly "$LOG/neutron-db-manage.log" "$VENV/bin/neutron-db-manage" \
+        --config-file "$conf" --config-file "$ml2" upgrade heads
     start_uwsgi neutron 9696 neutron.wsgi.api:application \
         OS_NEUTRON_CONFIG_DIR="$ETC" \
         "OS_NEUTRON_CONFIG_FILES=neutron.conf;ml2_conf.ini"
@@ -548,7 +408,7 @@ CONF
 # --- Nova ------------------------------------------------------------------
 
 function write_nova_conf {
-    local conf=$ETC/nova.conf
+    local conf=$ETC/nova.conf section
     cp "$VENV/etc/nova/api-paste.ini" "$ETC/nova-api-paste.ini"
     mkdir -p "$CLOUD_DIR/nova/locks"
     # It holds passwords: root's, readable by group nova (nova-compute).
@@ -628,24 +488,44 @@ driver = noop
 notification_format = unversioned
 CONF
     authtoken "$conf" nova
-    ksa_section "$conf" placement
-    ksa_section "$conf" neutron
-    ksa_section "$conf" service_user
-    cat >> "$conf" <<CONF
-send_service_user_token = true
-CONF
+    for section in placement neutron; do
+        ksa "$conf" "$section" nova "region_name = RegionOne"
+    done
+    ksa "$conf" service_user nova "region_name = RegionOne" \
+        "send_service_user_token = true"
+}
+
+function nova_manage {
+    quietly "$LOG/nova-manage.log" "$VENV/bin/nova-manage" \
+        --config-file "$ETC/nova.conf" "$@"
+}
+
+# start_nova_service NAME: nova-conductor or nova-scheduler.
+function start_nova_service {
+    start "$1" "$VENV/bin/$1" --config-file "$ETC/nova.conf" \
+        --log-file "$LOG/$1.log"
+}
+
+function start_nova {
+    write_nova_conf
+    nova_manage api_db sync
+    nova_manage cell_v2 map_cell0
+    nova_manage cell_v2 create_cell --name cell1
+    nova_manage db sync
+    start_uwsgi nova-api 8774 nova.wsgi.osapi_compute:application \
+        OS_NOVA_CONFIG_DIR="$ETC" \
+        "OS_NOVA_CONFIG_FILES=nova-api-paste.ini;nova.conf"
+    start_nova_service nova-conductor
+    start_nova_service nova-scheduler
 }
 
 # compute_user HOST: the user nova-compute of HOST runs as.
 function compute_user {
-    local h
-    for h in "${NOVA_USER_HOSTS[@]}"; do
-        if [ "$h" = "$1" ]; then
-            echo "$NOVA_USER"
-            return 0
-        fi
-    done
-    echo root
+    if [[ " ${NOVA_USER_HOSTS[*]} " == *" $1 "* ]]; then
+        echo "$NOVA_USER"
+    else
+        echo root
+    fi
 }
 
 # make_nova_user: the system user nova-compute runs as on the hosts of
@@ -654,17 +534,11 @@ function compute_user {
 # gives a backup job's NBD socket directory to QEMU's group, which only
 # root or a member of it may do (else no live snapshot).
 function make_nova_user {
-    local group groups
     if ! getent passwd "$NOVA_USER" >/dev/null; then
         adduser --quiet --system --group --no-create-home \
             --home "$CLOUD_DIR/nova-${NOVA_USER_HOSTS[0]}" "$NOVA_USER"
     fi
-    groups=$(id -nG "$NOVA_USER")
-    for group in libvirt libvirt-qemu; do
-        if ! grep -qx -- "$group" <<< "${groups// /$'\n'}"; then
-            adduser --quiet "$NOVA_USER" "$group"
-        fi
-    done
+    usermod -a -G libvirt,libvirt-qemu "$NOVA_USER"
 }
 
 # helper_command HOST: how nova-compute of HOST starts its privileged
@@ -705,7 +579,6 @@ function write_sudoers {
 # the directories of nova-compute there, its user's.
 function compute_conf {
     local host=$1 conf=$ETC/nova-compute-$1.conf user state
-    local qemu_group=libvirt-qemu
     user=$(compute_user "$host")
     state=$CLOUD_DIR/nova-$host
     # QEMU (libvirt-qemu) passes through state and instances to the
@@ -715,7 +588,7 @@ function compute_conf {
         "$state/snapshot-locks"
     install -d -o "$user" -g "$user" -m 0700 "$state/snapshot-journals"
     # The snapshots' temporary files: QEMU opens them by name.
-    install -d -o "$user" -g "$qemu_group" -m 0710 "$state/snapshot-tmp"
+    install -d -o "$user" -g libvirt-qemu -m 0710 "$state/snapshot-tmp"
     [ -e "$LOG/nova-compute-$host.log" ] \
         || install -m 0640 -o "$user" -g "$user" /dev/null \
             "$LOG/nova-compute-$host.log"
@@ -726,9 +599,20 @@ host = $host
 state_path = $state
 instances_path = $state/instances
 log_file = $LOG/nova-compute-$host.log
+$([ "$host" != local ] || echo "# The scheduler packs by RAM: host local first (nova.conf).
+reserved_host_memory_mb = 1024")
 
 [oslo_concurrency]
 lock_path = $state/locks
+
+[libvirt]
+connection_uri = $(lv_uri "$host")
+$([ "$host" != rbd ] || echo "images_type = rbd
+images_rbd_pool = $CLOUD_VMS_POOL
+images_rbd_ceph_conf = $CEPH_CONF
+images_rbd_glance_store_name = rbd1
+rbd_user = admin
+rbd_secret_uuid = $CEPH_SECRET_UUID")
 
 # Three compute hosts on one machine: each its own journals, locks and
 # temporary files (on a real host they are host-wide, shared with
@@ -746,54 +630,35 @@ helper_command = $(helper_command "$host")
 [privsep_osbrick]
 helper_command = $(helper_command "$host")
 CONF
-    if [ "$host" = local ]; then
-        # The scheduler packs by RAM: host local first (write_nova_conf).
-        iniset "$conf" DEFAULT reserved_host_memory_mb 1024
-    fi
-    # The devstack plugin's own functions write our options, as in a
-    # devstack run: the driver, [snapshot], and with Ceph [snapshot_rbd].
-    # On the rbd host the clones are flattened later, by
-    # "nova-snapshot-ext gc" (cli.conf): the image is active at once.
-    devstack_plugin "$host" configure_nova_snapshot_ext NOVA_CONF="$conf" \
-        NOVA_SNAPSHOT_EXT_RBD_FLATTEN=deferred
-    iniset "$conf" libvirt connection_uri "$(lv_uri "$host")"
-    if [ "$host" = rbd ]; then
-        iniset "$conf" libvirt rbd_secret_uuid "$CEPH_SECRET_UUID"
-        iniset "$conf" libvirt images_type rbd
-        iniset "$conf" libvirt images_rbd_pool "$CLOUD_VMS_POOL"
-        iniset "$conf" libvirt images_rbd_ceph_conf "$CEPH_CONF"
-        iniset "$conf" libvirt rbd_user admin
-        iniset "$conf" libvirt images_rbd_glance_store_name rbd1
-    fi
+    # The rest is the devstack plugin's, as in a devstack run: the driver,
+    # [snapshot] and with Ceph [snapshot_rbd].  On the rbd host the clones
+    # are flattened later, by "nova-snapshot-ext gc" (cli.conf): the image
+    # is active at once.
+    devstack_plugin "$host" post-config NOVA_CONF="$conf" \
+        NOVA_SNAPSHOT_EXT_RBD_FLATTEN=deferred STACK_USER=root
 }
 
-# devstack_plugin HOST FUNCTION [VAR=VALUE...]: run FUNCTION of the
-# devstack plugin (devstack/plugin.sh) as devstack would on compute host
-# HOST (Ceph for Nova and Glance on host rbd), with devstack's helpers
-# that it uses.
+# devstack_plugin HOST PHASE [VAR=VALUE...]: run PHASE of "stack" of the
+# devstack plugin (settings, then plugin.sh) as devstack would on compute
+# host HOST, with nova-compute and Tempest, and devstack-plugin-ceph's
+# Ceph for Nova and Glance on host rbd.
 function devstack_plugin {
-    local host=$1 func=$2
+    local host=$1 phase=$2
     shift 2
     (
-        function define_plugin { :; }
-        function enable_service { :; }
-        function is_service_enabled { return 1; }
-        function is_ceph_enabled_for_service { [ "$host" = rbd ]; }
-        # shellcheck disable=SC2034
-        DEST=$ROOT/.. CEPH_CONF_FILE=$CEPH_CONF CINDER_CEPH_USER=admin
-        # shellcheck disable=SC2034
-        GLANCE_CEPH_POOL=$CLOUD_IMAGES_POOL
-        local assignment
-        for assignment in "$@"; do
-            # shellcheck disable=SC2163
-            export "$assignment"
-        done
+        export ENABLED_SERVICES=n-cpu,g-api,tempest DEST=$ROOT/.. \
+            CEPH_CONF_FILE=$CEPH_CONF CINDER_CEPH_USER=admin \
+            GLANCE_CEPH_POOL=$CLOUD_IMAGES_POOL "$@"
+        if [ "$host" = rbd ]; then
+            export WITH_CEPH_PLUGIN=1 ENABLE_CEPH_NOVA=True \
+                ENABLE_CEPH_GLANCE=True
+        fi
+        # shellcheck source=tools/devstack-functions.sh
+        source "$TOOLS_DIR/devstack-functions.sh"
         # shellcheck source=devstack/settings
         source "$ROOT/devstack/settings"
         # shellcheck source=devstack/plugin.sh
-        source "$ROOT/devstack/plugin.sh"
-        nova_snapshot_ext_check_settings
-        "$func"
+        source "$ROOT/devstack/plugin.sh" stack "$phase" > /dev/null
     )
 }
 
@@ -825,28 +690,6 @@ CONF
     umask 022
 }
 
-function nova_manage {
-    "$VENV/bin/nova-manage" --config-file "$ETC/nova.conf" "$@" \
-        >> "$LOG/nova-manage.log" 2>&1 \
-        || { tail "$LOG/nova-manage.log" >&2; die "nova-manage $* failed"; }
-}
-
-function start_nova {
-    write_nova_conf
-    nova_manage api_db sync
-    nova_manage cell_v2 map_cell0
-    nova_manage cell_v2 create_cell --name cell1
-    nova_manage db sync
-    start_uwsgi nova-api 8774 nova.wsgi.osapi_compute:application \
-        OS_NOVA_CONFIG_DIR="$ETC" \
-        "OS_NOVA_CONFIG_FILES=nova-api-paste.ini;nova.conf"
-    local svc
-    for svc in conductor scheduler; do
-        spawn "nova-$svc" "$VENV/bin/nova-$svc" --config-file "$ETC/nova.conf" \
-            --log-file "$LOG/nova-$svc.log"
-    done
-}
-
 # --- the compute hosts' libvirtds -------------------------------------------
 
 # lv_uri HOST: the URI of compute host HOST's libvirtd.
@@ -861,19 +704,15 @@ function lv_uri {
 # group libvirt's (0770, no polkit: the group is the permission, as with
 # Debian's libvirtd and its polkit rule).  wait_libvirtd HOST waits for it.
 function start_libvirtd {
-    local host=$1 lv=$CLOUD_DIR/libvirt-$1 d
-    for d in run etc-qemu etc-secrets lib cache log; do
-        mkdir -p "$lv/$d"
-    done
-    chmod 0700 "$lv/etc-secrets"
+    local host=$1 lv=$CLOUD_DIR/libvirt-$1
+    mkdir -p "$lv"/{etc-qemu,lib,cache/qemu,log}
+    install -d -m 0700 "$lv/etc-secrets"
+    install -d -g libvirt -m 0750 "$lv/run"
     # The stack's libvirtd probed the same QEMU binaries: its capabilities
     # cache spares this one the probe (about 8 s of CPU under TCG).
     if [ -d /var/cache/libvirt/qemu/capabilities ]; then
-        mkdir -p "$lv/cache/qemu"
         cp -a /var/cache/libvirt/qemu/capabilities "$lv/cache/qemu/"
     fi
-    chgrp libvirt "$lv/run"
-    chmod 0750 "$lv/run"
     cat > "$lv/libvirtd.conf" <<CONF
 unix_sock_dir = "$lv/run"
 unix_sock_group = "libvirt"
@@ -897,12 +736,12 @@ chown libvirt-qemu:libvirt-qemu /var/lib/libvirt/qemu
 virtlogd -d -p "$lv/run/virtlogd.pid"
 exec libvirtd -p "$lv/run/libvirtd.pid" -f "$lv/libvirtd.conf"
 SH
-    spawn "libvirtd-$host" unshare --mount --uts --propagation private \
+    start "libvirtd-$host" unshare --mount --uts --propagation private \
         bash "$lv/start" "nse-cloud-$host" "$lv"
 }
 
 function wait_libvirtd {
-    wait_for "libvirtd of host $1" virsh -c "$(lv_uri "$1")" version
+    await "$READY_TIMEOUT" "libvirtd of host $1" virsh -c "$(lv_uri "$1")" version
     log "libvirtd of host $1 ready (hostname nse-cloud-$1)"
 }
 
@@ -929,7 +768,7 @@ XML
 # start_compute HOST: nova-compute of HOST, with
 # $ETC/nova-compute-HOST-extra.conf last if it exists (tools/bench_cloud.py
 # puts Nova's own driver there), as its user (compute_user): setpriv
-# execs it in place, its pid and session are those spawn records.
+# execs it in place, its pid and session are those start records.
 function start_compute {
     local host=$1 extra=() user as=()
     if [ -e "$ETC/nova-compute-$host-extra.conf" ]; then
@@ -941,7 +780,7 @@ function start_compute {
             env --chdir="$CLOUD_DIR/nova-$host" HOME="$CLOUD_DIR/nova-$host"
             USER="$user" LOGNAME="$user")
     fi
-    spawn "nova-compute-$host" "${as[@]}" "$VENV/bin/nova-compute" \
+    start "nova-compute-$host" "${as[@]}" "$VENV/bin/nova-compute" \
         --config-file "$ETC/nova.conf" \
         --config-file "$ETC/nova-compute-$host.conf" "${extra[@]}"
 }
@@ -966,7 +805,7 @@ function compute_up {
 }
 
 function cmd_up {
-    require_root cloud "it starts services and libvirt domains"
+    require_root "it starts services and libvirt domains"
     bash "$TOOLS_DIR/stack.sh" status >/dev/null \
         || die "the stack is not running: run tools/stack.sh up first"
     [ -s "$CEPH_CONF" ] || die "no Ceph at $CEPH_CONF: run tools/stack.sh up"
@@ -1011,14 +850,13 @@ function cmd_up {
         start_compute "$host"
     done
     for host in "${COMPUTE_HOSTS[@]}"; do
-        wait_for "nova-compute on host $host" compute_up "$host"
+        await "$READY_TIMEOUT" "nova-compute on host $host" compute_up "$host"
     done
     "$VENV/bin/python" "$TOOLS_DIR/cloud_setup.py" resources
     # Our plugin's Tempest options, by the devstack plugin: the direct
     # snapshot tests boot their server on the rbd host.
     local tempest_conf=$CLOUD_DIR/tempest/etc/tempest.conf
-    devstack_plugin rbd configure_tempest_for_nova_snapshot_ext \
-        TEMPEST_CONFIG="$tempest_conf"
+    devstack_plugin rbd test-config TEMPEST_CONFIG="$tempest_conf"
     iniset "$tempest_conf" nova_snapshot_ext rbd_availability_zone rbd
     # The same cloud with Tempest's servers in zone rbd (the add-location
     # scenario: the direct snapshot registers its image's location).
@@ -1065,9 +903,9 @@ function cmd_down {
         fi
         rm -f "$RUN/$name.pid"
         if [[ "$name" == libvirtd-* ]]; then
-            pid=$(cat "$CLOUD_DIR/${name/libvirtd/libvirt}/run/virtlogd.pid" \
-                2>/dev/null) || continue
-            if alive "$pid" virtlogd; then
+            if pid=$(pidfile_pid \
+                    "$CLOUD_DIR/${name/libvirtd/libvirt}/run/virtlogd.pid" \
+                    virtlogd); then
                 stop_pid "$pid" virtlogd
             fi
         fi
@@ -1082,16 +920,7 @@ function cmd_down {
 }
 
 function cmd_status {
-    local name rc=0
-    for name in "${SERVICES[@]}"; do
-        if service_pid "$name" >/dev/null; then
-            echo "$name: running"
-        else
-            echo "$name: stopped"
-            rc=3
-        fi
-    done
-    return $rc
+    report_status service_pid "${SERVICES[@]}"
 }
 
 function cmd_restart {
@@ -1103,9 +932,7 @@ function cmd_restart {
     fi
     case $name in
         nova-compute-*) start_compute "${name#nova-compute-}" ;;
-        nova-conductor|nova-scheduler)
-            spawn "$name" "$VENV/bin/$name" --config-file "$ETC/nova.conf" \
-                --log-file "$LOG/$name.log" ;;
+        nova-conductor|nova-scheduler) start_nova_service "$name" ;;
         *) die "restart of $name is not supported" ;;
     esac
     log "$name started again"

@@ -31,7 +31,7 @@ cd "$ROOT"
 
 # shellcheck source=tools/functions.sh
 source tools/functions.sh
-require_root demo "it starts libvirtd, Ceph and Glance"
+require_root "it starts libvirtd, Ceph and Glance"
 
 bash tools/install-deps.sh
 VENV=${DEMO_VENV:-$ROOT/.venv-demo}

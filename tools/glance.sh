@@ -70,15 +70,6 @@ GLANCE_VENV=$(realpath -m -- "${GLANCE_VENV:-$GLANCE_TOP/venv}")
 REQUIREMENTS=$TOOLS_DIR/glance-requirements.txt
 READY_TIMEOUT=60
 
-function log {
-    echo "glance: $*"
-}
-
-function die {
-    echo "glance: ERROR: $*" >&2
-    exit 1
-}
-
 function check_name {
     [[ "$1" =~ ^[a-z][a-z0-9-]*$ ]] || die "bad instance name '$1'"
 }
@@ -99,32 +90,11 @@ function cmd_install {
     log "installed"
 }
 
-function free_port {
-    "$GLANCE_VENV/bin/python" -c '
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
 # http_code URL: the HTTP status of GET URL, 000 when nothing answers.
 function http_code {
-    "$GLANCE_VENV/bin/python" - "$1" <<'PY'
-import sys
-import urllib.error
-import urllib.request
-
-req = urllib.request.Request(sys.argv[1], headers={
-    'X-Identity-Status': 'Confirmed', 'X-Roles': 'admin',
-    'X-Project-Id': 'probe'})
-try:
-    with urllib.request.urlopen(req, timeout=2) as r:
-        print(r.status)
-except urllib.error.HTTPError as e:
-    print(e.code)
-except OSError:
-    print('000')
-PY
+    curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+        -H 'X-Identity-Status: Confirmed' -H 'X-Roles: admin' \
+        -H 'X-Project-Id: probe' "$1" || true
 }
 
 function write_config {
@@ -221,39 +191,13 @@ CONF
     if [ -n "${GLANCE_EXTRA_CONF:-}" ]; then
         { echo; cat "$GLANCE_EXTRA_CONF"; } >> "$d/conf/glance-api.conf"
     fi
-    # Glance reads chunked request bodies itself under uWSGI; these are
-    # the settings devstack uses for it.
-    cat > "$d/conf/uwsgi.ini" <<UWSGI
-[uwsgi]
-http-socket = 127.0.0.1:$port
-pythonpath = $d/conf
-module = glance.wsgi.api:application
-master = true
-processes = 1
-threads = 4
-enable-threads = true
-lazy-apps = true
-die-on-term = true
-need-app = true
-http-chunked-input = true
-http-auto-chunked = true
-http-raw-body = true
-chunked-input-limit = 4096000
-buffer-size = 65535
-add-header = Connection: close
-logto = $d/log/uwsgi.log
-UWSGI
+    write_uwsgi_ini "$d/conf/uwsgi.ini" "127.0.0.1:$port" \
+        glance.wsgi.api:application "$d/log/uwsgi.log" "pythonpath = $d/conf"
 }
 
 # instance_pid NAME: print the PID of running instance NAME.
 function instance_pid {
-    local pidfile=$GLANCE_TOP/$1/glance.pid pid
-    [ -s "$pidfile" ] || return 1
-    pid=$(cat "$pidfile")
-    [[ "$pid" =~ ^[1-9][0-9]*$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = uwsgi ]
-    echo "$pid"
+    pidfile_pid "$GLANCE_TOP/$1/glance.pid" uwsgi
 }
 
 function cmd_start {
@@ -271,11 +215,8 @@ function cmd_start {
     mkdir -p "$d"
     port=${GLANCE_PORT:-$(free_port)}
     write_config "$d" "$port"
-    if ! OS_GLANCE_CONFIG_DIR=$d/conf "$GLANCE_VENV/bin/glance-manage" \
-            --config-dir "$d/conf" db_sync > "$d/log/db_sync.log" 2>&1; then
-        tail -n 20 "$d/log/db_sync.log" >&2
-        die "glance-manage db_sync failed"
-    fi
+    OS_GLANCE_CONFIG_DIR=$d/conf quietly "$d/log/db_sync.log" \
+        "$GLANCE_VENV/bin/glance-manage" --config-dir "$d/conf" db_sync
     echo "http://127.0.0.1:$port" > "$d/endpoint"
     run_uwsgi "$name"
 }
@@ -293,10 +234,8 @@ function cmd_restart {
 function run_uwsgi {
     local name=$1 d=$GLANCE_TOP/$1 pid endpoint code deadline
     endpoint=$(cat "$d/endpoint")
-    export OS_GLANCE_CONFIG_DIR=$d/conf
-    "$GLANCE_VENV/bin/uwsgi" --ini "$d/conf/uwsgi.ini" \
-        < /dev/null > "$d/log/uwsgi.stdout" 2>&1 &
-    echo $! > "$d/glance.pid"
+    OS_GLANCE_CONFIG_DIR=$d/conf spawn "$d/glance.pid" \
+        "$d/log/uwsgi.stdout" "$GLANCE_VENV/bin/uwsgi" --ini "$d/conf/uwsgi.ini"
     deadline=$((SECONDS + READY_TIMEOUT))
     while true; do
         if ! pid=$(instance_pid "$name"); then

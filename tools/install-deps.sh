@@ -28,6 +28,9 @@
 
 set -euo pipefail
 
+# shellcheck source=tools/functions.sh
+source "$(dirname "${BASH_SOURCE[0]}")/functions.sh"
+
 PACKAGES=(
     # libvirtd + virtlogd (monolithic daemon on Debian 12) and virsh
     libvirt-daemon-system
@@ -65,6 +68,10 @@ PACKAGES=(
     sudo
     adduser
     python3
+    # tools/functions.sh: iniset; tools/cloud.sh and tools/glance.sh ask
+    # their services over HTTP whether they answer
+    crudini
+    curl
     # tests/cloud: a TLS front for Glance with a CA the test makes
     stunnel4
     openssl
@@ -76,10 +83,6 @@ PACKAGES=(
     gzip
     xz-utils
 )
-
-function log {
-    echo "install-deps: $*"
-}
 
 function is_installed {
     local status
@@ -100,10 +103,7 @@ if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
 
-if [ "$(id -u)" != 0 ]; then
-    echo "install-deps: must run as root to install: ${missing[*]}" >&2
-    exit 1
-fi
+require_root "to install: ${missing[*]}"
 
 log "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive

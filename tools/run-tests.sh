@@ -32,7 +32,7 @@ ENVS=${1:-pep8,mypy,py3,functional,nova,tempest,docs,cloud}
 
 # shellcheck source=tools/functions.sh
 source tools/functions.sh
-require_root run-tests "the tests drive libvirtd, Ceph and Glance"
+require_root "the tests drive libvirtd, Ceph and Glance"
 
 bash tools/install-deps.sh
 

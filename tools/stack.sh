@@ -70,22 +70,9 @@ STOP_TIMEOUT=10
 
 export STACK_DIR GUEST_DIR
 
-function log {
-    echo "stack: $*"
-}
-
-function die {
-    echo "stack: ERROR: $*" >&2
-    exit 1
-}
-
 # daemon_pid NAME: print the recorded PID of NAME if it is running.
 function daemon_pid {
-    local pidfile=$LV_DIR/$1.pid pid
-    [ -s "$pidfile" ] || return 1
-    pid=$(cat "$pidfile" 2>/dev/null) || return 1
-    alive "$pid" "$1" || return 1
-    echo "$pid"
+    pidfile_pid "$LV_DIR/$1.pid" "$1"
 }
 
 # start_daemon NAME [ARGS...]: start NAME daemonized unless it runs,
@@ -106,16 +93,11 @@ function start_daemon {
         show_log "$name"
         die "could not start $name"
     fi
-    local deadline
-    deadline=$((SECONDS + 5))
-    until pid=$(daemon_pid "$name"); do
-        if [ $SECONDS -ge $deadline ]; then
-            show_log "$name"
-            die "$name did not come up (no live pid in $pidfile)"
-        fi
-        sleep 0.1
-    done
-    log "$name started (pid $pid)"
+    if ! wait_for 5 daemon_pid "$name"; then
+        show_log "$name"
+        die "$name did not come up (no live pid in $pidfile)"
+    fi
+    log "$name started (pid $(daemon_pid "$name"))"
 }
 
 function show_log {
@@ -142,22 +124,17 @@ function pin_launch {
 # start_libvirtd: start the stack's libvirtd and wait until it answers.
 function start_libvirtd {
     start_daemon libvirtd -f "$LV_DIR/libvirtd.conf"
-    local deadline
-    deadline=$((SECONDS + READY_TIMEOUT))
-    until virsh_ok; do
-        if [ $SECONDS -ge $deadline ]; then
-            show_log libvirtd
-            die "libvirtd does not answer on $URI after ${READY_TIMEOUT}s"
-        fi
-        sleep 0.2
-    done
+    if ! wait_for "$READY_TIMEOUT" virsh_ok; then
+        show_log libvirtd
+        die "libvirtd does not answer on $URI after ${READY_TIMEOUT}s"
+    fi
 }
 
 # cmd_restart_libvirtd: stop the stack's libvirtd (the one whose pid file
 # is ours; never another libvirtd of this machine) and start it again with
 # the same arguments.  Running guests go on: libvirtd re-attaches to them.
 function cmd_restart_libvirtd {
-    require_root stack "it restarts libvirtd"
+    require_root "it restarts libvirtd"
     local pid cmdline
     if pid=$(daemon_pid libvirtd); then
         cmdline=$(tr '\0' ' ' < "/proc/$pid/cmdline")
@@ -171,7 +148,7 @@ function cmd_restart_libvirtd {
 }
 
 function cmd_up {
-    require_root stack "it starts libvirtd, Ceph and Glance"
+    require_root "it starts libvirtd, Ceph and Glance"
     if [ "${NSE_SKIP_INSTALL:-0}" != 1 ]; then
         "$TOOLS_DIR/install-deps.sh"
     fi
@@ -281,7 +258,7 @@ function stop_leftover_qemu {
 }
 
 function cmd_down {
-    require_root stack "it stops libvirtd, Ceph and Glance"
+    require_root "it stops libvirtd, Ceph and Glance"
     "$TOOLS_DIR/glance.sh" stop-all
     local conf
     for conf in "$STACK_DIR"/ceph-*/ceph.conf; do
@@ -297,23 +274,10 @@ function cmd_down {
     return 0
 }
 
-function cmd_status {
-    local name pid rc=0
-    for name in virtlogd libvirtd; do
-        if pid=$(daemon_pid "$name"); then
-            log "$name running (pid $pid)"
-        else
-            log "$name not running"
-            rc=3
-        fi
-    done
-    return $rc
-}
-
 case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
-    status) cmd_status ;;
+    status) report_status daemon_pid virtlogd libvirtd ;;
     restart-libvirtd) cmd_restart_libvirtd ;;
     *)
         echo "usage: $0 up|down|status|restart-libvirtd" >&2

@@ -19,8 +19,8 @@ The stand-ins, those ``tools/cloud.sh`` runs the plugin with
 depends on it (``is_service_enabled``, ``enable_service`` after
 ``disable_service``, devstack-plugin-ceph's
 ``is_ceph_enabled_for_service``); ``iniset`` writes real ini files;
-installing calls are only recorded. The tests read nova.conf and tempest.conf as an
-operator would.
+installing calls are only recorded. The tests read nova.conf and
+tempest.conf as an operator would.
 """
 
 import ast
