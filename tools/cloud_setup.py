@@ -24,6 +24,7 @@ line.
 
 import configparser
 import datetime
+import io
 import os
 import subprocess
 import sys
@@ -259,18 +260,11 @@ def tempest(image, flavors):
                               'cinder': 'false', 'swift': 'false',
                               'horizon': 'false'},
     }
-    for section, values in settings.items():
-        if section != 'DEFAULT':
-            conf.add_section(section)
-        for key, value in values.items():
-            conf.set(section, key, value)
-    path = os.path.join(workspace, 'etc', 'tempest.conf')
-    buf = []
-    with tempfile.TemporaryFile('w+') as f:
-        conf.write(f)
-        f.seek(0)
-        buf = f.read()
-    write_private(path, buf)
+    conf.read_dict(settings)
+    text = io.StringIO()
+    conf.write(text)
+    write_private(os.path.join(workspace, 'etc', 'tempest.conf'),
+                  text.getvalue())
 
 
 def main():
