@@ -24,10 +24,11 @@ import os
 import signal
 import subprocess
 import threading
-import time
 
 import openstack
 import pytest
+
+from tests.polling import wait_until
 
 STACK_DIR = os.environ.get('STACK_DIR', '/var/tmp/nova-snapshot-ext-stack')
 CLOUD_DIR = os.environ.get('CLOUD_DIR', os.path.join(STACK_DIR, 'cloud'))
@@ -86,15 +87,15 @@ class Cloud:
         return server
 
     def console_until(self, server_id, text, timeout=BOOT_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while True:
-            log = self.run('console', 'log', 'show', server_id)
-            if text in log:
-                return log
-            if time.monotonic() > deadline:
-                raise AssertionError('%r never on the console of %s:\n%s'
-                                     % (text, server_id, log[-2000:]))
-            time.sleep(2)
+        def console():
+            return self.run('console', 'log', 'show', server_id)
+
+        def with_text():
+            log = console()
+            return log if text in log else None
+        return wait_until(with_text, timeout, interval=2,
+                          message=lambda: '%r never on the console of %s:\n%s'
+                          % (text, server_id, console()[-2000:]))
 
     def snapshot(self, server_id, name, *extra):
         """``openstack server image create --wait``: the image."""
@@ -228,22 +229,25 @@ def cloud_sh(*args):
                    check=True, capture_output=True)
 
 
+def _state(cloud, sid):
+    server = cloud.sdk.compute.get_server(sid)
+    return server.status, server.task_state
+
+
 def wait_status(cloud, sid, status, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        server = cloud.sdk.compute.get_server(sid)
-        if server.status == status and not server.task_state:
-            return
-        assert time.monotonic() < deadline, (server.status,
-                                             server.task_state)
-        time.sleep(0.5)
+    """The server has STATUS and no task."""
+    def reached():
+        current, task = _state(cloud, sid)
+        return current == status and not task
+    wait_until(reached, timeout, interval=0.5,
+               message=lambda: 'server %s is not %s: %s' % (
+                   sid, status, _state(cloud, sid)))
 
 
 def wait_task(cloud, sid, states=None, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        task = cloud.sdk.compute.get_server(sid).task_state
-        if task and (states is None or task in states):
-            return task
-        assert time.monotonic() < deadline, task
-        time.sleep(0.1)
+    """The server's task once it has one (of STATES)."""
+    def task():
+        task = _state(cloud, sid)[1]
+        return task if task and (states is None or task in states) else None
+    return wait_until(task, timeout, message='server %s never had a task '
+                      'of %s' % (sid, states or 'any kind'))

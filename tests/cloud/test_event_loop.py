@@ -34,6 +34,9 @@ import pytest
 from tests.cloud import conftest
 from tools import cloud_setup
 
+#: Each test boots two servers and snapshots 384 MiB (about 3 min on 2 cores).
+pytestmark = pytest.mark.timeout(900)
+
 #: MiB of random data on the server's disk (the snapshot copies them).
 DATA_MIB = 384
 DISK_MIB = 1024

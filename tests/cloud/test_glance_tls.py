@@ -27,13 +27,16 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 
 import pytest
 
 from tests.cloud import conftest
 from tests.functional import guest as fguest
+from tests.polling import wait_until
+
+#: A snapshot of a 16 MiB guest (about 15 s on 2 cores).
+pytestmark = pytest.mark.timeout(300)
 
 GLANCE_PORT = 9292
 CLI = os.path.join(conftest.CLOUD_DIR, 'venv', 'bin', 'nova-snapshot-ext')
@@ -69,6 +72,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+def listening(port):
+    try:
+        socket.create_connection(('127.0.0.1', port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 @pytest.fixture(scope='module')
 def tls(tmp_path_factory):
     """stunnel on HTTPS in front of the cloud's Glance: (url, ca, other_ca)."""
@@ -87,16 +98,14 @@ def tls(tmp_path_factory):
     log = open(os.path.join(workdir, 'stunnel.log'), 'w')
     proc = subprocess.Popen(['stunnel4', conf], stdout=log,
                             stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(('127.0.0.1', port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                with open(log.name) as f:
-                    pytest.fail('stunnel did not start: %s' % f.read())
-            time.sleep(0.2)
+
+    def stunnel_log():
+        with open(log.name) as f:
+            return 'stunnel did not start: %s' % f.read()
+    wait_until(lambda: proc.poll() is not None or listening(port), 30,
+               interval=0.2, message=stunnel_log)
+    if proc.poll() is not None:
+        pytest.fail(stunnel_log())
     yield 'https://127.0.0.1:%d' % port, ca, other_ca
     proc.terminate()
     proc.wait(timeout=30)

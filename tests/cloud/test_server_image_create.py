@@ -21,6 +21,10 @@ import pytest
 
 from tests.cloud import conftest
 from tests.functional import guest as guest_mod
+from tests.polling import wait_until
+
+#: A boot, a snapshot or two, a shelve (about 3.5 min at most on 2 cores).
+pytestmark = pytest.mark.timeout(900)
 
 RUNNING = 1          # Nova's power_state.RUNNING
 #: Glance's rbd store in the cloud (tools/cloud.sh).
@@ -230,14 +234,9 @@ def test_glance_stopped_during_a_snapshot(demo, local_server, images):
     server = demo.run('server', 'show', '-f', 'json', sid)
     assert server['OS-EXT-STS:power_state'] in (RUNNING, 'Running')
     # The record Nova could not delete is deleted once Glance is back.
-    deadline = time.monotonic() + 90
-    while True:
-        left = demo.run('image', 'list', '--name', 'nse-cloud-no-glance',
-                        '-f', 'json')
-        if left == []:
-            break
-        assert time.monotonic() < deadline, left
-        time.sleep(2)
+    wait_until(lambda: demo.run('image', 'list', '--name',
+                                'nse-cloud-no-glance', '-f', 'json') == [],
+               90, interval=2, message='nse-cloud-no-glance still listed')
     image = demo.snapshot(sid, 'nse-cloud-glance-back')
     images.append('nse-cloud-glance-back')
     assert image['status'] == 'active'
@@ -254,14 +253,13 @@ def test_compute_killed_mid_snapshot_and_started_again(demo, admin,
                                 'nova-compute-local.pid')).read())
     os.kill(pid, 9)
     conftest.cloud_sh('restart', 'nova-compute-local')
-    deadline = time.monotonic() + 180
-    while True:
+
+    def settled():
         server = demo.run('server', 'show', '-f', 'json', sid)
-        if (server['status'] == 'ACTIVE'
-                and server['OS-EXT-STS:task_state'] is None):
-            break
-        assert time.monotonic() < deadline, server
-        time.sleep(3)
+        return server if (server['status'] == 'ACTIVE' and
+                          server['OS-EXT-STS:task_state'] is None) else None
+    server = wait_until(settled, 180, interval=3,
+                        message='server %s never ACTIVE again' % sid)
     assert server['OS-EXT-STS:power_state'] in (RUNNING, 'Running')
     # Nova leaves the record queued (or saving) for good; the driver
     # wrote it down and deleted it when nova-compute started again.

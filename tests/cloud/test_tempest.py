@@ -39,6 +39,8 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from tests.cloud import conftest
 
 REGEX = (
@@ -95,6 +97,7 @@ def tempest_run(regex, config=None):
     return proc, results, counts
 
 
+@pytest.mark.timeout(2700)
 def test_tempest_compute_images_and_our_plugin():
     proc, results, counts = tempest_run(REGEX)
     failed = [t for t, (s, _) in results.items() if s == 'FAILED']
@@ -115,6 +118,7 @@ def test_tempest_compute_images_and_our_plugin():
     assert ours and set(ours.values()) == {'ok'}, ours
 
 
+@pytest.mark.timeout(900)
 def test_tempest_snapshot_add_location_on_the_rbd_host():
     proc, results, counts = tempest_run(ADD_LOCATION_REGEX,
                                         'tempest-rbd.conf')
