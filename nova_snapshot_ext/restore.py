@@ -222,11 +222,11 @@ def _make(conf: cfg.ConfigOpts, j: journal.Journal, host: host_mod.Host,
             xml, name, uuid, [p.new for p in plans], files_dir)
         step = j.add(journal.RESTORE_DOMAIN, uuid=uuid, name=name)
         undo_stack.callback(_drop_step_domain, j, step, host, uuid, name)
-        _libvirt(name, 'define', lambda: host.call(
+        libvirt_call(name, 'define', lambda: host.call(
             lambda conn: conn.defineXML(new_xml)))
         j.reached(journal.RESTORE_DOMAIN)
         if start:
-            _libvirt(name, 'start', lambda: host.call(
+            libvirt_call(name, 'start', lambda: host.call(
                 lambda conn: conn.lookupByUUIDString(uuid).create()))
         undo_stack.pop_all()
     for s in j.steps:
@@ -234,7 +234,8 @@ def _make(conf: cfg.ConfigOpts, j: journal.Journal, host: host_mod.Host,
     return notes
 
 
-def _libvirt(name: str, action: str, call: Callable[[], Any]) -> Any:
+def libvirt_call(name: str, action: str, call: Callable[[], Any]) -> Any:
+    """``call()``, its libvirt error translated (``action`` of ``name``)."""
     try:
         return call()
     except exception.SnapshotError:
@@ -261,7 +262,7 @@ def _drop_domain(host: Any, uuid: str, name: str) -> None:
             dom.destroy()
         dom.undefineFlags(0)
 
-    _libvirt(name, 'undefine', lambda: host.call(drop))
+    libvirt_call(name, 'undefine', lambda: host.call(drop))
 
 
 def _drop_step_domain(j: journal.Journal, step: journal.Step,

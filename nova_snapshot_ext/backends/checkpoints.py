@@ -52,16 +52,39 @@ class Registry:
     does not know between snapshots (see the module).
     """
 
-    def __init__(self, job: model.SnapshotJob) -> None:
-        self.directory = os.path.join(job.conf.state_path, 'checkpoints')
-        self.path = os.path.join(self.directory, job.guest.uuid + '.json')
-        self.store = str(job.store)
-        self.disk = job.disk.target
+    def __init__(self, state_path: str, guest_uuid: str, disk: str,
+                 store: str = '') -> None:
+        self.directory = os.path.join(state_path, 'checkpoints')
+        self.path = os.path.join(self.directory, guest_uuid + '.json')
+        self.store = store
+        self.disk = disk
         try:
             with open(self.path) as f:
                 self.doc: dict = json.load(f)
         except FileNotFoundError:
             self.doc = {'checkpoints': {}}
+
+    @classmethod
+    def of(cls, job: model.SnapshotJob) -> 'Registry':
+        """The registry of the job's guest and disk."""
+        return cls(job.conf.state_path, job.guest.uuid, job.disk.target,
+                   str(job.store))
+
+    def invalidated(self) -> str | None:
+        """Why the disk's checkpoints were dropped (it was reverted), if
+        no checkpoint was made since.
+        """
+        return self.doc.get('invalidated', {}).get(self.disk)
+
+    def invalidate(self, why: str) -> None:
+        """Drop every checkpoint of the disk (its content was replaced:
+        their bitmaps are gone with it), saying why.
+        """
+        self.doc['checkpoints'] = {
+            name: c for name, c in self.doc['checkpoints'].items()
+            if c['disk'] != self.disk}
+        self.doc.setdefault('invalidated', {})[self.disk] = why
+        self._save()
 
     def ours(self) -> dict[str, int]:
         """Name -> creation time of the checkpoints of the disk."""
@@ -72,6 +95,7 @@ class Registry:
     def add(self, name: str, created: int) -> None:
         self.doc['checkpoints'][name] = {
             'created': created, 'store': self.store, 'disk': self.disk}
+        self.doc.get('invalidated', {}).pop(self.disk, None)
         self._save()
 
     def remove(self, name: str) -> None:

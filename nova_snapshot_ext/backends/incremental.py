@@ -113,8 +113,8 @@ def find_base(job: model.SnapshotJob, registry: checkpoints.Registry
     """
     ours = registry.ours()
     if not ours:
-        return None, 'the guest has no checkpoint of an earlier ' \
-                     'incremental snapshot'
+        return None, registry.invalidated() or (
+            'the guest has no checkpoint of an earlier incremental snapshot')
     images = {doc['id']: doc for doc in job.store.list()}
     usable = [n for n in ours if n[len(checkpoints.PREFIX):] in images and
               images[n[len(checkpoints.PREFIX):]].get('checkpoint') == n]
@@ -133,7 +133,7 @@ def snapshot(backend: base.ImageBackend,
     check(backend, job)
     plan = backend.plan(job)
     outcome = _backup_outcome(job, plan)
-    registry = checkpoints.Registry(job)
+    registry = checkpoints.Registry.of(job)
     found, why = find_base(job, registry)
     image_id = uuidutils.generate_uuid()
     checkpoint = checkpoints.PREFIX + image_id

@@ -26,6 +26,7 @@ from nova_snapshot_ext.cmd import progress as progress_mod
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
 from nova_snapshot_ext import restore
+from nova_snapshot_ext import revert
 from nova_snapshot_ext.stores import base as store_base
 
 
@@ -111,5 +112,20 @@ def cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_revert(args: argparse.Namespace, out: TextIO) -> int:
+    with progress_mod.bar(sys.stderr) as report:
+        done = revert.revert(nse_conf.CONF, args.domain, args.image,
+                             store=_store(args), force=args.force,
+                             keep_old=args.keep_old, progress=report)
+    if _json(args):
+        return _dump(done.as_dict(), out)
+    out.write('reverted %s to image %s (%s)%s in %.2f s; it is shut off\n' % (
+        done.domain, done.image, ', '.join(d['target'] for d in done.disks),
+        ', stopped first' if done.stopped else '', done.seconds))
+    for old in done.kept_old:
+        out.write('  kept the old disk as %s\n' % old)
+    return 0
+
+
 COMMANDS = {'list': cmd_list, 'show': cmd_show, 'delete': cmd_delete,
-            'restore': cmd_restore}
+            'restore': cmd_restore, 'revert': cmd_revert}

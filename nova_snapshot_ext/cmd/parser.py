@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     subparsers = [add(sub) for add in (_snapshot, _check, _gc, _recover,
                                        _verify, _list, _show, _delete,
-                                       _restore)]
+                                       _restore, _revert)]
     # Global options may also follow the subcommand.
     for p in subparsers:
         p.add_argument('--config-file', action='append',
@@ -249,3 +249,19 @@ def _restore(sub: Any) -> argparse.ArgumentParser:
     res.add_argument('--store', metavar='STORE', default='file',
                      help=_DIRECTORY_STORE)
     return res
+
+
+def _revert(sub: Any) -> argparse.ArgumentParser:
+    """The ``revert`` subcommand."""
+    rev = sub.add_parser('revert', help='replace a shut-off guest\'s disks '
+                                        'by an image of it')
+    rev.add_argument('domain', metavar='DOMAIN', help='name or UUID')
+    rev.add_argument('image', metavar='IMAGE', help=_IMAGE)
+    rev.add_argument('--force', action='store_true',
+                     help='stop the guest first if it runs (and drop its '
+                          'managed save)')
+    rev.add_argument('--keep-old', action='store_true',
+                     help='keep the old disks, as DISK.nse-old')
+    rev.add_argument('--store', metavar='STORE', default='file',
+                     help=_DIRECTORY_STORE)
+    return rev

@@ -83,12 +83,17 @@ GROUP_IMAGE = 'group_image'      # id, store, group: an image of a group
 #                                   (--all-disks) not yet whole
 RESTORE_DISK = 'restore_disk'    # path: a disk file a restore writes
 RESTORE_DOMAIN = 'restore_domain'  # uuid, name: the domain it defines
+REVERT_DISK = 'revert_disk'      # path: a disk's new content being written
+REVERT_SWAP = 'revert_swap'      # disks: [{disk, new, old}], keep_old: the
+#                                   swap of old disks for new, finished
+#                                   (never undone) once journaled
 #: Steps that make nothing themselves but tell recovery how to treat the
 #: others (a registered location makes the clone Glance's image).
 MARKERS = (LOCATION,)
 KINDS = (TEMP_DIR, STORE_PARTIAL, GLANCE_IMAGE, LOCATION, BLOCK_JOB,
          BACKUP_JOB, CHECKPOINT, DOMAIN_XML, MANAGED_SAVE, FREEZE, RBD_SNAP,
-         RBD_CLONE, GROUP_IMAGE, RESTORE_DISK, RESTORE_DOMAIN)
+         RBD_CLONE, GROUP_IMAGE, RESTORE_DISK, RESTORE_DOMAIN, REVERT_DISK,
+         REVERT_SWAP)
 
 #: Test hook: the name of a step kind. After the first step of that kind
 #: is made, the process stops itself (SIGSTOP), so that a test can kill

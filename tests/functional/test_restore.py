@@ -195,6 +195,7 @@ class Cli:
     def __init__(self, conf):
         self.conf = conf
         self.conf_file = os.path.join(conf.state_path, 'nse.conf')
+        os.makedirs(conf.state_path, exist_ok=True)
         with open(self.conf_file, 'w') as f:
             f.write('[DEFAULT]\nstate_path = %s\n' % conf.state_path)
             f.write('[snapshot_file_store]\ndirectory = %s\n' %
@@ -287,3 +288,91 @@ def test_bad_input_is_one_line_and_leaves_nothing(rconf, source, workdir,
     with pytest.raises(libvirt.libvirtError):
         libvirt.open(guest_mod.URI).lookupByName(new_name)
     assert journal.paths(rconf.snapshot.journal_directory) == []
+
+
+# -- revert in place --------------------------------------------------------
+def scribble(path):
+    with open(path, 'r+b') as f:
+        f.write(os.urandom(4096))
+    with open(path, 'rb') as f:
+        return hashlib.file_digest(f, 'sha256').hexdigest()
+
+
+def leftovers(g):
+    return [n for n in os.listdir(g.workdir)
+            if n.endswith(('.nse-revert', '.nse-old'))]
+
+
+def test_revert_puts_the_snapshot_back_in_place(rconf, source, workdir):
+    cli = Cli(rconf)
+    g = source.g
+    if not g.dom.isActive():
+        g.start()
+    result = take(rconf, g, name='rev', all_disks=True)
+    image = guest_mod.check_image(result.image, 'qcow2', g.disks.size)
+    g.wait_counter(image.last + 1000)
+    scribble(source.vdb)
+
+    refused = cli('revert', g.name, result.image_id, rc=1)
+    assert refused.stderr.count('\n') == 1 and '--force' in refused.stderr
+    assert g.dom.isActive()
+
+    done = json.loads(cli('revert', g.name, result.image_id, '--force',
+                          '--json').stdout)
+    assert done['stopped'] is True
+    assert [d['target'] for d in done['disks']] == ['vda', 'vdb']
+    assert not g.dom.isActive()
+    # The counter is back at the snapshot's value, the data with it.
+    assert guest_mod.check_image(g.disks.path, 'qcow2', g.disks.size) == \
+        image
+    with open(source.vdb, 'rb') as f:
+        assert hashlib.file_digest(f, 'sha256').hexdigest() == \
+            source.vdb_sha256
+    assert leftovers(g) == []
+    expected = readback_of_image(result.image, 'qcow2', g.disks.size,
+                                 workdir)
+    g.start()
+    assert g.readback() == expected
+    after = take(rconf, g, name='after-revert', incremental=True)
+    assert after.incremental_of is None
+    assert 'reverted to image %s' % result.image_id in \
+        after.incremental_reason
+
+
+@pytest.mark.parametrize('step', [journal.REVERT_DISK, journal.REVERT_SWAP])
+def test_a_killed_revert_leaves_the_old_disks_or_the_new(rconf, source,
+                                                         step):
+    cli = Cli(rconf)
+    g = source.g
+    if not g.dom.isActive():
+        g.start()
+    result = take(rconf, g, name='rev-kill', all_disks=True)
+    vdb_image = [d for d in result.disks if d['disk'] == 'vdb'][0]
+    g.dom.destroy()
+    old_vdb = scribble(source.vdb)
+    old_vda = guest_mod.check_image(g.disks.path, 'qcow2', g.disks.size)
+    env = dict(os.environ, **{journal.TEST_STOP_AFTER: step})
+    proc = subprocess.Popen(
+        cli.cmd('revert', g.name, result.image_id), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=env)
+    guest_mod.wait_stopped(proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    if step == journal.REVERT_SWAP:
+        # NOTE: killed with vda swapped and vdb not: recover finishes it.
+        assert os.path.exists(g.disks.path + '.nse-old')
+        assert os.path.exists(source.vdb + '.nse-revert')
+    cli('recover')
+
+    vda = guest_mod.check_image(g.disks.path, 'qcow2', g.disks.size)
+    with open(source.vdb, 'rb') as f:
+        vdb = hashlib.file_digest(f, 'sha256').hexdigest()
+    if step == journal.REVERT_DISK:
+        assert (vda, vdb) == (old_vda, old_vdb), 'not the old disks'
+    else:
+        assert vda == guest_mod.check_image(result.image, 'qcow2',
+                                            g.disks.size)
+        assert vdb == vdb_image['sha256']
+    assert leftovers(g) == []
+    assert journal.paths(rconf.snapshot.journal_directory) == []
+    g.start()

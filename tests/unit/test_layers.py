@@ -46,6 +46,7 @@ LAYERS = [
     ('backends',),
     ('backends.qcow2', 'backends.raw'),
     ('snapshot', 'explain', 'restore'),
+    ('revert',),
     ('cmd', 'virt'),
 ]
 

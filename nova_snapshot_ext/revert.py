@@ -1,0 +1,261 @@
+# Copyright 2026 The nova-snapshot-ext Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-snapshot-ext revert DOMAIN IMAGE``: a guest's disks replaced by
+an image of it, in place.
+
+The guest must be shut off (``--force`` stops it, and drops a managed
+save, whose memory would not match the disks). Each disk of the image
+(every disk of an ``--all-disks`` group; the root disk otherwise) gets the
+image's content written standalone beside it (``DISK.nse-revert``, the
+old disk's format, owner and mode), synced. Only then are the old disks
+swapped for the new ones: each old disk is kept as a hard link
+(``DISK.nse-old``) and the new file renamed over it, and the old links
+are removed at the end (kept with ``--keep-old``). The guest's
+definition is not changed. Its incremental checkpoints go: the next
+incremental snapshot of a reverted disk is full, and says why.
+
+A kill leaves the old disks or the new ones, never a mix: until the swap
+is journaled, ``recover`` removes the new files (:func:`undo_revert_disk`);
+once it is, ``recover`` finishes it (:func:`undo_revert_swap`).
+"""
+
+from collections.abc import Callable
+import contextlib
+import dataclasses
+import os
+import time
+from typing import Any
+
+from oslo_config import cfg
+from oslo_log import log as logging
+from oslo_utils import uuidutils
+
+from nova_snapshot_ext.backends import checkpoints
+from nova_snapshot_ext import catalog
+from nova_snapshot_ext.cleanup import recovery
+from nova_snapshot_ext import exception
+from nova_snapshot_ext.journal import durable
+from nova_snapshot_ext.journal import journal
+from nova_snapshot_ext.journal import locks
+from nova_snapshot_ext.journal import undo
+from nova_snapshot_ext.libvirt import guest as guest_mod
+from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext import private
+from nova_snapshot_ext import restore
+from nova_snapshot_ext.storage import qemu_img
+from nova_snapshot_ext.stores import base as store_base
+
+LOG = logging.getLogger(__name__)
+
+NEW_SUFFIX, OLD_SUFFIX = '.nse-revert', '.nse-old'
+
+
+@dataclasses.dataclass
+class Reverted:
+    """What ``revert`` did."""
+
+    domain: str
+    image: str
+    disks: list[dict[str, str]]
+    stopped: bool
+    kept_old: list[str]
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def revert(conf: cfg.ConfigOpts, domain: str, ref: str,
+           store: store_base.ImageStore | None = None, force: bool = False,
+           keep_old: bool = False, host: host_mod.Host | None = None,
+           progress: restore.Progress = restore.no_progress) -> Reverted:
+    """Revert guest ``domain``'s disks to the image ``ref`` names.
+
+    :raises SnapshotError: with a message for the operator; the guest's
+        disks are as they were.
+    """
+    started = time.monotonic()
+    store = store or store_base.load(conf, 'file')
+    doc = catalog.find(store, ref)
+    members = catalog.group(store, doc)
+    with contextlib.ExitStack() as owned:
+        host = host or owned.enter_context(contextlib.closing(
+            host_mod.Host(conf.snapshot_libvirt.connection_uri)))
+        guest = host.get_guest(domain)
+        for m in members:
+            if m.get('source_uuid') != guest.uuid:
+                raise exception.InvalidInput(
+                    reason='image %s was taken of %s, not of %s: restore '
+                           'it as a new guest instead' % (
+                               m['id'], m.get('source_domain'), guest.name))
+        with locks.guest_lock(conf, guest.uuid, guest.name):
+            for action in recovery.recover_guest(conf, host, guest.uuid):
+                if action.verb not in recovery.QUIET:
+                    LOG.warning('%s', action.line())
+            swaps = _plan(guest, members)
+            stopped = _stop(guest, force)
+            with journal.opened(conf.snapshot.journal_directory, guest.uuid,
+                                guest.name, host.uri, store.spec,
+                                uuidutils.generate_uuid()) as j:
+                _write(conf, j, store, swaps, progress)
+                for swap in swaps:
+                    checkpoints.Registry(
+                        conf.state_path, guest.uuid, swap['target']
+                    ).invalidate('disk %s was reverted to image %s since '
+                                 'its last incremental snapshot' % (
+                                     swap['target'], swap['image']))
+                step = j.add(journal.REVERT_SWAP, keep_old=keep_old, disks=[
+                    {k: s[k] for k in ('disk', 'new', 'old')}
+                    for s in swaps])
+                finish_swap(step.data, first_done=lambda: j.reached(
+                    journal.REVERT_SWAP))
+                for s in j.steps:
+                    j.done(s)
+    LOG.info('Reverted %(guest)s to image %(image)s', {
+        'guest': guest.name, 'image': doc['id']})
+    return Reverted(
+        domain=guest.name, image=doc['id'], stopped=stopped,
+        disks=[{k: s[k] for k in ('target', 'disk', 'image')}
+               for s in swaps],
+        kept_old=[s['old'] for s in swaps] if keep_old else [],
+        seconds=round(time.monotonic() - started, 3))
+
+
+def _plan(guest: guest_mod.Guest,
+          members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Which disk of the guest each image replaces."""
+    disks = {d.target: d for d in guest.disks()}
+    swaps = []
+    for doc in members:
+        target = doc.get('source_disk') or guest.root_disk().target
+        disk = disks.get(target)
+        if disk is None or disk.source_type != 'file':
+            raise exception.InvalidInput(
+                reason='image %s is of disk %s, which %s has not as a file: '
+                       'revert replaces file disks; restore the image as a '
+                       'new guest instead' % (doc['id'], target, guest.name))
+        new, old = disk.path + NEW_SUFFIX, disk.path + OLD_SUFFIX
+        for path in (new, old):
+            if os.path.lexists(path):
+                raise exception.InvalidInput(
+                    reason='%s exists: a revert of %s did not end; run '
+                           '"nova-snapshot-ext recover", or remove it if it '
+                           'is not ours' % (path, guest.name))
+        swaps.append({'target': target, 'disk': disk.path, 'new': new,
+                      'old': old, 'format': disk.format, 'image': doc['id'],
+                      'source': doc})
+    return swaps
+
+
+def _stop(guest: guest_mod.Guest, force: bool) -> bool:
+    """Make sure the guest is shut off with no managed save; whether it
+    had to be stopped.
+    """
+    state = guest.power_state()
+    saved = guest.has_managed_save()
+    if (state != guest_mod.SHUTOFF or saved) and not force:
+        raise exception.InvalidInput(
+            reason='%s is %s%s: shut it down first, or add --force to stop '
+                   'it' % (guest.name, state, ' with a managed save'
+                           if saved else ''))
+    if state != guest_mod.SHUTOFF:
+        restore.libvirt_call(guest.name, 'stop', guest.dom.destroy)
+    if saved:
+        restore.libvirt_call(guest.name, 'remove the managed save of',
+                             lambda: guest.dom.managedSaveRemove(0))
+    return state != guest_mod.SHUTOFF
+
+
+def _write(conf: cfg.ConfigOpts, j: journal.Journal,
+           store: store_base.ImageStore, swaps: list[dict[str, Any]],
+           progress: restore.Progress) -> None:
+    """Each disk's new content beside it, synced, with the old disk's
+    owner and mode; all removed if one fails.
+    """
+    with contextlib.ExitStack() as undo_stack:
+        for n, swap in enumerate(swaps):
+            new = swap['new']
+            step = j.add(journal.REVERT_DISK, path=new)
+            undo_stack.callback(_drop, j, step, new)
+            private.create(new)
+            j.reached(journal.REVERT_DISK)
+
+            def disk_progress(f: float, n: int = n) -> None:
+                progress('revert', (n + f) / len(swaps))
+
+            qemu_img.convert(conf, catalog.path_of(store, swap['source']),
+                             swap['source']['format'], new, swap['format'],
+                             progress=disk_progress)
+            st = os.stat(swap['disk'])
+            os.chown(new, st.st_uid, st.st_gid)
+            os.chmod(new, st.st_mode & 0o7777)
+            with open(new, 'rb+') as f:
+                os.fsync(f.fileno())
+            durable.fsync_dir(os.path.dirname(new))
+        undo_stack.pop_all()
+
+
+def _drop(j: journal.Journal, step: journal.Step, path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    j.done(step)
+
+
+def finish_swap(data: dict[str, Any],
+                first_done: Callable[[], None] = lambda: None) -> None:
+    """Swap each old disk for its new content, idempotent: an old disk
+    still in place is kept as a hard link and the new file renamed over
+    it; then, unless ``keep_old``, the old links go.
+    """
+    for n, swap in enumerate(data.get('disks') or []):
+        disk, new, old = swap['disk'], swap['new'], swap['old']
+        if os.path.exists(new):
+            if not os.path.lexists(old):
+                os.link(disk, old)
+            os.rename(new, disk)
+            durable.fsync_dir(os.path.dirname(disk))
+        if n == 0:
+            first_done()
+    if not data.get('keep_old'):
+        for swap in data.get('disks') or []:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(swap['old'])
+
+
+# -- recover ----------------------------------------------------------------
+def undo_revert_disk(r: undo.Recovering, step: journal.Step) -> None:
+    """``revert_disk``: remove a disk's new content, the swap not begun
+    (a begun swap is finished first, which renames the file away).
+    """
+    path = str(step.data.get('path') or '')
+    if not path.endswith(NEW_SUFFIX) or not os.path.lexists(path):
+        r.act(undo.NOTHING, path or '(no path)', 'there is no such file')
+        return
+    r.act('remove', path, 'its revert did not swap the disks',
+          run=lambda: os.unlink(path))
+
+
+def undo_revert_swap(r: undo.Recovering, step: journal.Step) -> None:
+    """``revert_swap``: finish the swap of the old disks for the new."""
+    disks = ', '.join(str(s.get('disk')) for s in step.data.get('disks')
+                      or [])
+    if r.active_guest() is not None:
+        # NOTE: an error keeps the journal: the swap must be finished.
+        raise exception.InvalidInput(
+            reason='the revert of %s was cut short and the guest was started '
+                   'since: shut it off, then run recover again to finish the '
+                   'revert' % disks)
+    r.act('finish', 'revert of %s' % disks, 'its swap was begun',
+          run=lambda: finish_swap(step.data))
