@@ -251,7 +251,7 @@ def _drop_disk(j: journal.Journal, step: journal.Step, path: str) -> None:
     j.done(step)
 
 
-def _drop_domain(host: Any, uuid: str, name: str) -> None:
+def drop_domain(host: Any, uuid: str, name: str) -> None:
     """Stop and undefine the new domain, if it is there."""
     def drop(conn: Any) -> None:
         try:
@@ -268,7 +268,7 @@ def _drop_domain(host: Any, uuid: str, name: str) -> None:
 def _drop_step_domain(j: journal.Journal, step: journal.Step,
                       host: host_mod.Host, uuid: str, name: str) -> None:
     try:
-        _drop_domain(host, uuid, name)
+        drop_domain(host, uuid, name)
     except exception.SnapshotError as e:
         LOG.error('Could not undefine the new domain %(name)s: %(err)s; '
                   '"nova-snapshot-ext recover" will', {'name': name,
@@ -297,4 +297,4 @@ def undo_restore_domain(r: undo.Recovering, step: journal.Step) -> None:
         r.act(undo.NOTHING, 'domain %s' % name, 'there is none')
         return
     r.act('undefine', 'domain %s' % name, 'its restore did not end',
-          run=lambda: _drop_domain(r.host, uuid, name))
+          run=lambda: drop_domain(r.host, uuid, name))
