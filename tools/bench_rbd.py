@@ -98,12 +98,8 @@ def measure_all(args) -> None:
             for size in args.sizes}
     print('\nTime from the call until the Glance image is active (median of '
           '%d, seconds):\n' % args.repeat)
-    print('\n'.join(runner.table([[
-        'disk data', 'variant', 'median s', 'ratio to export + upload']] + [
-        ['%d MiB' % size, row, '%.2f' % run.median(row),
-         '-' if row == GC else '%.2f' % run.ratio(row, EXPORT)]
-        for size, run in runs.items() for row in (INLINE, DEFERRED, EXPORT,
-                                                  GC)])))
+    print(runner.size_table(runs, (INLINE, DEFERRED, EXPORT, GC), EXPORT,
+                            'ratio to export + upload', no_ratio=(GC,)))
     runner.write_json(args.json, {str(size): run.figures()
                                   for size, run in runs.items()})
 

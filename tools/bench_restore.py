@@ -99,12 +99,8 @@ def measure_all(args) -> None:
             for size in args.sizes}
     print('\nRestore and revert of a standalone qcow2 image (median of %d, '
           'seconds, page cache warm):\n' % args.repeat)
-    print('\n'.join(runner.table([[
-        'disk data', 'case', 'median s', 'ratio to convert']] + [
-        ['%d MiB' % size, row, '%.2f' % run.median(row),
-         '%.2f' % run.ratio(row, CONVERT)]
-        for size, run in runs.items() for row in (CONVERT, RESTORE,
-                                                  REVERT)])))
+    print(runner.size_table(runs, (CONVERT, RESTORE, REVERT), CONVERT,
+                            'ratio to convert'))
     runner.write_json(args.json, {str(size): run.figures()
                                   for size, run in runs.items()})
 

@@ -259,6 +259,17 @@ def table(rows: Sequence[Sequence[object]], groups: int = 1) -> list[str]:
         for i, c in enumerate(row)).rstrip() for row in cells]
 
 
+def size_table(runs: dict[int, 'Runner'], rows: Sequence[str], base: str,
+               ratio_head: str, no_ratio: Sequence[str] = ()) -> str:
+    """The medians of ``rows`` for each data size, each with its ratio to
+    the ``base`` row of the same run (none for ``no_ratio`` rows).
+    """
+    return '\n'.join(table([['disk data', 'case', 'median s', ratio_head]] + [
+        ['%d MiB' % size, row, '%.2f' % run.median(row),
+         '-' if row in no_ratio else '%.2f' % run.ratio(row, base)]
+        for size, run in runs.items() for row in rows]))
+
+
 def _sizes(text: str) -> list[int]:
     try:
         found = [int(part) for part in text.split(',') if part.strip()]

@@ -17,6 +17,7 @@
 """
 
 import argparse
+from collections.abc import Callable
 import json
 import sys
 from typing import Any, TextIO
@@ -96,35 +97,39 @@ def cmd_delete(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
+def _done(args: argparse.Namespace, out: TextIO,
+          call: Callable[[progress_mod.Progress], Any],
+          lines: Callable[[Any], list[str]]) -> int:
+    """Run ``call`` with a progress bar; print its result."""
     with progress_mod.bar(sys.stderr) as report:
-        done = restore.restore(nse_conf.CONF, args.image, args.new_domain,
-                               store=_store(args), disk_dir=args.disk_dir,
-                               start=args.start, progress=report)
+        done = call(report)
     if _json(args):
         return _dump(done.as_dict(), out)
-    out.write('restored image %s as %s (%s)%s in %.2f s\n' % (
-        done.image, done.domain, ', '.join(
-            '%s: %s' % (d['target'], d['path']) for d in done.disks),
-        ', started' if done.started else '', done.seconds))
-    for note in done.notes:
-        out.write('  note: %s\n' % note)
+    out.write(''.join(line + '\n' for line in lines(done)))
     return 0
+
+
+def cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
+    return _done(args, out, lambda report: restore.restore(
+        nse_conf.CONF, args.image, args.new_domain, store=_store(args),
+        disk_dir=args.disk_dir, start=args.start, progress=report),
+        lambda done: ['restored image %s as %s (%s)%s in %.2f s' % (
+            done.image, done.domain, ', '.join(
+                '%s: %s' % (d['target'], d['path']) for d in done.disks),
+            ', started' if done.started else '', done.seconds)] + [
+            '  note: %s' % note for note in done.notes])
 
 
 def cmd_revert(args: argparse.Namespace, out: TextIO) -> int:
-    with progress_mod.bar(sys.stderr) as report:
-        done = revert.revert(nse_conf.CONF, args.domain, args.image,
-                             store=_store(args), force=args.force,
-                             keep_old=args.keep_old, progress=report)
-    if _json(args):
-        return _dump(done.as_dict(), out)
-    out.write('reverted %s to image %s (%s)%s in %.2f s; it is shut off\n' % (
-        done.domain, done.image, ', '.join(d['target'] for d in done.disks),
-        ', stopped first' if done.stopped else '', done.seconds))
-    for old in done.kept_old:
-        out.write('  kept the old disk as %s\n' % old)
-    return 0
+    return _done(args, out, lambda report: revert.revert(
+        nse_conf.CONF, args.domain, args.image, store=_store(args),
+        force=args.force, keep_old=args.keep_old, progress=report),
+        lambda done: ['reverted %s to image %s (%s)%s in %.2f s; it is shut '
+                      'off' % (done.domain, done.image,
+                               ', '.join(d['target'] for d in done.disks),
+                               ', stopped first' if done.stopped else '',
+                               done.seconds)] + [
+            '  kept the old disk as %s' % old for old in done.kept_old])
 
 
 COMMANDS = {'list': cmd_list, 'show': cmd_show, 'delete': cmd_delete,

@@ -200,45 +200,48 @@ _IMAGE = ('image id, the image file\'s path, or a name that only one '
           'image has')
 
 
+_IMAGE_ARG = ('image', {'metavar': 'IMAGE', 'help': _IMAGE})
+
+
+def _on_store(sub: Any, name: str, help: str,
+              *positionals: tuple[str, dict]) -> argparse.ArgumentParser:
+    """A subcommand on the directory store: its positionals, --store."""
+    p = sub.add_parser(name, help=help)
+    for dest, kwargs in positionals:
+        p.add_argument(dest, **kwargs)
+    p.add_argument('--store', metavar='STORE', default='file',
+                   help=_DIRECTORY_STORE)
+    return p
+
+
 def _list(sub: Any) -> argparse.ArgumentParser:
     """The ``list`` subcommand."""
-    ls = sub.add_parser('list', help='list the images of the directory '
-                                     'store, oldest first')
-    ls.add_argument('domain', metavar='DOMAIN', nargs='?',
-                    help='only the images of this guest (its name)')
-    ls.add_argument('--store', metavar='STORE', default='file',
-                    help=_DIRECTORY_STORE)
-    return ls
+    return _on_store(sub, 'list', 'list the images of the directory store, '
+                     'oldest first', ('domain', {
+                         'metavar': 'DOMAIN', 'nargs': '?',
+                         'help': 'only the images of this guest (its name)'}))
 
 
 def _show(sub: Any) -> argparse.ArgumentParser:
     """The ``show`` subcommand."""
-    show = sub.add_parser('show', help='everything recorded about an image '
-                                       'of the directory store')
-    show.add_argument('image', metavar='IMAGE', help=_IMAGE)
-    show.add_argument('--store', metavar='STORE', default='file',
-                      help=_DIRECTORY_STORE)
-    return show
+    return _on_store(sub, 'show', 'everything recorded about an image of '
+                     'the directory store', _IMAGE_ARG)
 
 
 def _delete(sub: Any) -> argparse.ArgumentParser:
     """The ``delete`` subcommand."""
-    rm = sub.add_parser('delete', help='delete an image of the directory '
-                                       'store')
-    rm.add_argument('image', metavar='IMAGE', help=_IMAGE)
+    rm = _on_store(sub, 'delete', 'delete an image of the directory store',
+                   _IMAGE_ARG)
     rm.add_argument('--with-dependents', action='store_true',
                     help='also delete the incremental images taken after '
                          'it, which need it (refused otherwise)')
-    rm.add_argument('--store', metavar='STORE', default='file',
-                    help=_DIRECTORY_STORE)
     return rm
 
 
 def _restore(sub: Any) -> argparse.ArgumentParser:
     """The ``restore`` subcommand."""
-    res = sub.add_parser('restore', help='define a new guest from an image '
-                                         'of the directory store')
-    res.add_argument('image', metavar='IMAGE', help=_IMAGE)
+    res = _on_store(sub, 'restore', 'define a new guest from an image of '
+                    'the directory store', _IMAGE_ARG)
     res.add_argument('--as', dest='new_domain', metavar='NEW_DOMAIN',
                      required=True, help='the new guest\'s name')
     res.add_argument('--disk-dir', metavar='DIR',
@@ -246,22 +249,18 @@ def _restore(sub: Any) -> argparse.ArgumentParser:
                           'the disks of the guest the image was taken of)')
     res.add_argument('--start', action='store_true',
                      help='start the new guest')
-    res.add_argument('--store', metavar='STORE', default='file',
-                     help=_DIRECTORY_STORE)
     return res
 
 
 def _revert(sub: Any) -> argparse.ArgumentParser:
     """The ``revert`` subcommand."""
-    rev = sub.add_parser('revert', help='replace a shut-off guest\'s disks '
-                                        'by an image of it')
-    rev.add_argument('domain', metavar='DOMAIN', help='name or UUID')
-    rev.add_argument('image', metavar='IMAGE', help=_IMAGE)
+    rev = _on_store(sub, 'revert', 'replace a shut-off guest\'s disks by an '
+                    'image of it', ('domain', {'metavar': 'DOMAIN',
+                                               'help': 'name or UUID'}),
+                    _IMAGE_ARG)
     rev.add_argument('--force', action='store_true',
                      help='stop the guest first if it runs (and drop its '
                           'managed save)')
     rev.add_argument('--keep-old', action='store_true',
                      help='keep the old disks, as DISK.nse-old')
-    rev.add_argument('--store', metavar='STORE', default='file',
-                     help=_DIRECTORY_STORE)
     return rev

@@ -401,6 +401,23 @@ class ImageCheck:
     last: int
 
 
+def add_raw_disk(g: 'TestGuest', size: int,
+                 target: str = 'vdb') -> tuple[str, str]:
+    """Give the defined (not running) guest ``g`` a raw disk of ``size``
+    random bytes in its work directory; its path and sha256.
+    """
+    data = os.urandom(size)
+    path = os.path.join(g.workdir, '%s.raw' % target)
+    with open(path, 'wb') as f:
+        f.write(data)
+    os.chmod(path, 0o666)
+    g.dom.attachDeviceFlags(
+        '<disk type="file" device="disk"><driver name="qemu" type="raw" '
+        'cache="none"/><source file="%s"/><target dev="%s" bus="virtio"/>'
+        '</disk>' % (path, target), libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    return path, hashlib.sha256(data).hexdigest()
+
+
 def check_image(path: str, fmt: str, size: int) -> ImageCheck:
     """Read an image as the guest would see it: data hash and counters.
     A qcow2 image must pass ``qemu-img check`` first.

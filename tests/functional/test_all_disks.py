@@ -25,7 +25,6 @@ import os
 import shutil
 import uuid
 
-import libvirt
 import pytest
 
 from nova_snapshot_ext import exception
@@ -51,17 +50,9 @@ def two_disks(conn, workroot):
     name = 'two-%s' % uuid.uuid4().hex[:6]
     path = os.path.join(workroot, name)
     g = guest_mod.TestGuest(conn, path, name, fmt='qcow2')
-    data = os.urandom(DATA_B)
-    vdb = os.path.join(path, 'vdb.raw')
-    with open(vdb, 'wb') as f:
-        f.write(data)
-    os.chmod(vdb, 0o666)
-    g.dom.attachDeviceFlags(
-        '<disk type="file" device="disk"><driver name="qemu" type="raw" '
-        'cache="none"/><source file="%s"/><target dev="vdb" bus="virtio"/>'
-        '</disk>' % vdb, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    vdb, sha256 = guest_mod.add_raw_disk(g, DATA_B)
     g.start()
-    yield TwoDisks(g, vdb, hashlib.sha256(data).hexdigest())
+    yield TwoDisks(g, vdb, sha256)
     g.remove()
     shutil.rmtree(path, ignore_errors=True)
 

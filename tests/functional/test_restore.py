@@ -63,17 +63,9 @@ def source(conn, workroot):
     path = os.path.join(workroot, name)
     g = guest_mod.TestGuest(conn, path, name, fmt='qcow2', data_mb=16,
                             readback=True)
-    data = os.urandom(VDB_B)
-    vdb = os.path.join(path, 'vdb.raw')
-    with open(vdb, 'wb') as f:
-        f.write(data)
-    os.chmod(vdb, 0o666)
-    g.dom.attachDeviceFlags(
-        '<disk type="file" device="disk"><driver name="qemu" type="raw"/>'
-        '<source file="%s"/><target dev="vdb" bus="virtio"/></disk>' % vdb,
-        libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    vdb, sha256 = guest_mod.add_raw_disk(g, VDB_B)
     g.start()
-    yield Source(g, vdb, hashlib.sha256(data).hexdigest())
+    yield Source(g, vdb, sha256)
     g.remove()
     shutil.rmtree(path, ignore_errors=True)
 
