@@ -231,3 +231,19 @@ def test_one_nbd_client():
         if 'nbd' in set(imports(path)) or runs:
             others.append(module)
     assert not others, 'NBD client code outside storage/nbd.py: %s' % others
+
+
+def test_no_module_or_function_is_too_long():
+    """A module past 400 lines or a function past 60 is asking to be
+    split along a seam it already has.
+    """
+    long = []
+    for module, path in modules():
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            long.append(module)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                    and node.end_lineno - node.lineno >= 60:
+                long.append('%s.%s' % (module, node.name))
+    assert long == []
