@@ -50,8 +50,9 @@ def commit(job: model.SnapshotJob, pending: store_base.PendingImage,
     copy's ``outcome`` tells recorded in its metadata.
     """
     pending.meta.properties['quiesced'] = outcome.quiesced
-    pending.meta.domain_xml = job.guest.xml(
-        inactive=job.guest.is_persistent())
+    if job.store.KEEPS_DOMAIN_XML:
+        pending.meta.domain_xml = job.guest.xml(
+            inactive=job.guest.is_persistent())
     if outcome.live_style:
         pending.meta.properties['live_copy_style'] = outcome.live_style
         pending.meta.properties['live_copy_reason'] = outcome.live_reason

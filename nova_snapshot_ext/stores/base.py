@@ -213,6 +213,9 @@ class ImageStore(metaclass=abc.ABCMeta):
     #: its backing links), ``image-api`` (downloaded through its image
     #: API and checked against the recorded hash), None (it cannot).
     READBACK: str | None = None
+    #: The store keeps the guest's domain XML with each image
+    #: (``ImageMeta.domain_xml``), for ``restore``.
+    KEEPS_DOMAIN_XML = False
 
     def __init__(self, conf: cfg.ConfigOpts, spec: str) -> None:
         self.conf = conf

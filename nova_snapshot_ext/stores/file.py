@@ -207,6 +207,7 @@ class FileStore(base.ImageStore):
 
     HOLDS_CHAINS = True
     READBACK = 'chain'
+    KEEPS_DOMAIN_XML = True
 
     def __init__(self, conf: cfg.ConfigOpts, spec: str) -> None:
         super().__init__(conf, spec)

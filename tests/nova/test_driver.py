@@ -52,6 +52,7 @@ from nova_snapshot_ext.storage import rbd_location
 from nova_snapshot_ext.virt import driver as nse_driver
 from tests.functional import ceph_stack
 from tests.functional import guest as guest_mod
+from tests import polling
 
 DRIVER = 'nova_snapshot_ext.SnapshotLibvirtDriver'
 BASE_IMAGE = '2c52bbbc-b3bc-42d7-95ba-748e54e98d91'
@@ -395,7 +396,10 @@ class SnapshotDriverTest(DriverTestBase):
             server['id'], {'createImage': {'name': 'snap-1'}})
         self._wait_for_instance_action_event(
             server, 'createImage', 'compute_snapshot_instance', 'Success')
-        self.assertNotIn(body['image_id'], self.glance.images)
+        # NOTE: under load the event may be seen a moment before the
+        # record's deletion is.
+        polling.wait_until(lambda: body['image_id'] not in self.glance.images,
+                           10, 0.1, 'the image record was not deleted')
         self.assertNotIn('instance.snapshot.end', [
             n['event_type'] for n in self.notifier.versioned_notifications])
 
