@@ -28,12 +28,16 @@ delete of one image is crash-safe, see
 :meth:`~nova_snapshot_ext.stores.file.FileStore.delete`).
 """
 
+import datetime
+import functools
 import os
 from typing import Any
 
+from oslo_config import cfg
 from oslo_utils import uuidutils
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.journal import undo
 from nova_snapshot_ext.stores import base as store_base
 from nova_snapshot_ext.stores import file as file_store
 
@@ -224,3 +228,69 @@ def delete(store: store_base.ImageStore, ref: str,
                 '; deleted before it: %s' % ', '.join(deleted))
         deleted.append(d['id'])
     return deleted
+
+
+# -- retention --------------------------------------------------------------
+def expiry(seconds: float) -> str:
+    """The ``expires_at`` property of an image that expires ``seconds``
+    from now.
+    """
+    return (datetime.datetime.now(datetime.timezone.utc) +
+            datetime.timedelta(seconds=seconds)).isoformat(timespec='seconds')
+
+
+def _expired(doc: dict[str, Any], now: datetime.datetime) -> bool:
+    try:
+        when = datetime.datetime.fromisoformat(str(doc.get('expires_at')))
+    except ValueError:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when <= now
+
+
+def check_room(conf: cfg.ConfigOpts, store: store_base.ImageStore,
+               guest_uuid: str, guest: str, keep: int = 0) -> None:
+    """Refuse a snapshot of the guest beyond ``[snapshot] max_per_guest``
+    (unless ``keep`` rotates its restore points).
+
+    :raises TooManyImages: with what to do.
+    """
+    limit = conf.snapshot.max_per_guest
+    if not limit or keep or not store.HOLDS_CHAINS:
+        return
+    taken = {doc.get('snapshot_group') or doc['id'] for doc in store.list()
+             if doc.get('source_uuid') == guest_uuid}
+    if len(taken) >= limit:
+        raise exception.TooManyImages(guest=guest, count=len(taken),
+                                      store=store, max=limit)
+
+
+def collect_expired(conf: cfg.ConfigOpts, store: store_base.ImageStore,
+                    min_age: float) -> list[undo.Action]:
+    """What ``gc`` does about the expired images of a store of chains
+    (``expires_at`` passed): each is deleted, newest first, unless an
+    image that has not expired is backed by it.
+    """
+    if not store.HOLDS_CHAINS:
+        return []
+    now = datetime.datetime.now(datetime.timezone.utc)
+    going: set[str] = set()
+    actions = []
+    for doc in ordered(store.list(), newest_first=True):
+        if not _expired(doc, now):
+            continue
+        target = 'image %s (%r)' % (doc['id'], doc.get('name'))
+        needed = [d['id'] for d in dependents(store, doc)
+                  if d['id'] not in going]
+        if needed:
+            actions.append(undo.Action(
+                undo.KEEP, target, 'it expired at %s, but images that have '
+                'not are backed by it: %s' % (doc['expires_at'],
+                                              ', '.join(needed))))
+            continue
+        going.add(doc['id'])
+        actions.append(undo.Action(
+            'delete', target, 'it expired at %s' % doc['expires_at'],
+            run=functools.partial(store.delete, doc['id'])))
+    return actions

@@ -102,6 +102,13 @@ class ImageHasDependents(SnapshotError):
                '--with-dependents to delete them with it.')
 
 
+class TooManyImages(SnapshotError):
+    msg_fmt = ('%(guest)s has %(count)d snapshots in %(store)s and '
+               '[snapshot] max_per_guest is %(max)d: delete some '
+               '("nova-snapshot-ext list %(guest)s", then "delete"), let gc '
+               'remove expired ones, or take it with --incremental --keep N.')
+
+
 class ImageDeleteFailed(SnapshotError):
     msg_fmt = ('Could not delete image %(image)s of %(store)s (see the '
                'log)%(done)s; every image left is whole.')

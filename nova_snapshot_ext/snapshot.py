@@ -29,6 +29,7 @@ from oslo_utils import uuidutils
 from nova_snapshot_ext.backends import all_disks
 from nova_snapshot_ext.backends import base as backend_base
 from nova_snapshot_ext.backends import incremental
+from nova_snapshot_ext import catalog
 from nova_snapshot_ext.cleanup import recovery
 from nova_snapshot_ext import conf as nse_conf
 from nova_snapshot_ext import exception
@@ -186,6 +187,7 @@ def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,
         store=store, method=options['method'],
         image_format=options['image_format'] or _default_format(disk),
         quiesce=options['quiesce'], progress=progress)
+    catalog.check_room(conf, store, guest.uuid, guest.name, request.keep)
     with locks.guest_lock(conf, guest.uuid, guest.name):
         for action in recovery.recover_guest(conf, host, guest.uuid,
                                              backends):

@@ -36,6 +36,7 @@ import libvirt
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from nova_snapshot_ext import catalog
 from nova_snapshot_ext.cleanup import gc as gc_mod
 from nova_snapshot_ext.cleanup import recovery
 from nova_snapshot_ext.cmd import images
@@ -122,6 +123,8 @@ def cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
         metadata=dict(args.properties), all_disks=args.all_disks,
         incremental=args.incremental, keep=args.keep)
     snapshot.validate_properties(request.metadata)
+    if args.expire_after:
+        request.metadata['expires_at'] = catalog.expiry(args.expire_after)
     if args.timeout:
         cancel = cancel_mod.Cancel(args.timeout, '--timeout')
     else:

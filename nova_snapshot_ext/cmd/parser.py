@@ -52,6 +52,13 @@ def _seconds(text: str, zero: bool = False) -> float:
     return value
 
 
+def _duration(text: str) -> float:
+    """Seconds, or a number followed by s, m, h or d."""
+    units = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400}
+    scale = units.get(text[-1:].lower(), 0)
+    return _seconds(text[:-1] if scale else text) * (scale or 1)
+
+
 def _age(text: str) -> float:
     return _seconds(text, zero=True)
 
@@ -125,6 +132,11 @@ def _snapshot(sub: Any) -> argparse.ArgumentParser:
                       help='an image of every disk, all at one point in '
                            'time (the others named NAME-<disk>); by '
                            'default the root disk only')
+    snap.add_argument('--expire-after', type=_duration, metavar='DURATION',
+                      help='the image expires this long after it is taken '
+                           '(seconds, or a number with s, m, h or d): its '
+                           'property expires_at says when, and gc removes '
+                           'it from the directory store once it has passed')
     snap.add_argument('--timeout', type=_seconds, metavar='SECONDS',
                       help='cancel the snapshot (undoing what it made) '
                            'after this many seconds (default: [snapshot] '

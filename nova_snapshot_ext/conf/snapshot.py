@@ -187,6 +187,18 @@ so. 0 means no limit. nova-compute uses Nova's own
 ``[DEFAULT] max_concurrent_snapshots`` instead.
 """),
     cfg.IntOpt(
+        'max_per_guest',
+        default=0,
+        min=0,
+        help="""
+Most snapshots of one guest the command line keeps in the directory store
+(an ``--all-disks`` group counts once); a snapshot beyond it is refused,
+saying so, before the guest is touched, unless it is taken with
+``--incremental --keep N``, which rotates the guest's restore points. 0
+means no limit. nova-compute does not use it: Nova's ``createBackup``
+rotation does that.
+"""),
+    cfg.IntOpt(
         'timeout',
         default=0,
         min=0,

@@ -184,7 +184,7 @@ def test_an_all_disks_group_restored_has_every_disk(
 
 # -- the command line -------------------------------------------------------
 class Cli:
-    def __init__(self, conf):
+    def __init__(self, conf, snapshot_options=''):
         self.conf = conf
         self.conf_file = os.path.join(conf.state_path, 'nse.conf')
         os.makedirs(conf.state_path, exist_ok=True)
@@ -192,6 +192,7 @@ class Cli:
             f.write('[DEFAULT]\nstate_path = %s\n' % conf.state_path)
             f.write('[snapshot_file_store]\ndirectory = %s\n' %
                     store_url(conf)[len('file://'):])
+            f.write('[snapshot]\n%s\n' % snapshot_options)
 
     def cmd(self, *args):
         return [sys.executable, '-X', journal.TEST_HOOKS, '-m',
@@ -368,3 +369,33 @@ def test_a_killed_revert_leaves_the_old_disks_or_the_new(rconf, source,
     assert leftovers(g) == []
     assert journal.paths(rconf.snapshot.journal_directory) == []
     g.start()
+
+
+def test_retention_refuses_beyond_the_limit_and_gc_removes_expired(
+        rconf, source, workdir):
+    g = source.g
+    if not g.dom.isActive():
+        g.start()
+    cli = Cli(rconf, 'max_per_guest = 2')
+    store = 'file://' + os.path.join(workdir, 'kept')
+
+    def names():
+        listed = json.loads(cli('list', '--store', store, '--json').stdout)
+        return [i['name'] for i in listed['images']]
+
+    cli('snapshot', g.name, '--name', 'e1', '--store', store,
+        '--expire-after', '1s')
+    cli('snapshot', g.name, '--name', 'e2', '--store', store)
+    refused = cli('snapshot', g.name, '--name', 'e3', '--store', store,
+                  rc=1)
+    assert refused.stderr.count('\n') == 1
+    assert 'max_per_guest is 2' in refused.stderr
+    assert names() == ['e1', 'e2']
+    polling.wait_until(lambda: 'delete image' in cli(
+        'gc', '--store', store, '--dry-run').stdout, 10, 0.5)
+    out = cli('gc', '--store', store).stdout
+    assert 'expired at' in out
+    assert names() == ['e2']
+    cli('snapshot', g.name, '--name', 'e3', '--store', store)
+    assert names() == ['e2', 'e3']
+    assert g.dom.isActive()

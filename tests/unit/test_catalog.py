@@ -149,3 +149,44 @@ def test_the_new_domain_clashes_with_nothing_of_the_old():
         'disk vdb was not in the snapshot: left out',
         'the UEFI variables (nvram) were not in the snapshot: the new '
         'domain starts from the template']
+
+
+def test_gc_deletes_expired_images_unless_a_live_one_needs_them(store):
+    past, future = '2000-01-01T00:00:00+00:00', catalog.expiry(3600)
+    for n, when in ((0, past), (1, past), (2, past), (3, future),
+                    (4, past)):
+        path = os.path.join(store.directory, IDS[n], 'metadata.json')
+        with open(path) as f:
+            doc = json.load(f)
+        doc['expires_at'] = when
+        with open(path, 'w') as f:
+            json.dump(doc, f)
+    actions = catalog.collect_expired(None, store, 0)
+    verbs = {a.target.split()[1]: a.verb for a in actions}
+    # 2 and 4 go; 1 and 0 stay for 3, which has not expired.
+    assert verbs == {IDS[4]: 'delete', IDS[2]: 'delete', IDS[1]: 'keep',
+                     IDS[0]: 'keep'}
+    assert IDS[3] in [a for a in actions if a.verb == 'keep'][0].detail
+    for a in actions:
+        if a.run:
+            a.run()
+    assert sorted(d['id'] for d in store.list()) == [IDS[0], IDS[1], IDS[3],
+                                                     IDS[5]]
+
+
+def test_max_per_guest_counts_a_group_once(conf, store):
+    for n in range(6):
+        path = os.path.join(store.directory, IDS[n], 'metadata.json')
+        with open(path) as f:
+            doc = json.load(f)
+        doc['source_uuid'] = 'u1' if n < 3 else 'u2'
+        doc['snapshot_group'] = 'g' if n >= 4 else None
+        with open(path, 'w') as f:
+            json.dump(doc, f)
+    conf.set_override('max_per_guest', 3, group='snapshot')
+    catalog.check_room(conf, store, 'u2', 'web2')     # 3, then 4+5 once
+    with pytest.raises(exception.TooManyImages, match='web1 has 3 '):
+        catalog.check_room(conf, store, 'u1', 'web1')
+    catalog.check_room(conf, store, 'u1', 'web1', keep=2)
+    conf.set_override('max_per_guest', 0, group='snapshot')
+    catalog.check_room(conf, store, 'u1', 'web1')
