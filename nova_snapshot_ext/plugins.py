@@ -42,7 +42,16 @@ def load(namespace: str, name: str, manager: Any = None) -> Any:
         return None
     if manager is not None:
         return manager[name].plugin
-    return driver.DriverManager(namespace, name).driver
+    try:
+        return driver.DriverManager(namespace, name).driver
+    except OSError:
+        # NOTE: stevedore's cache looks at every directory of sys.path;
+        # one this user may not read (a service user's Python started
+        # from root's environment) stops it. The entry point itself is
+        # found without the cache.
+        [ep] = [ep for ep in metadata.entry_points(group=namespace)
+                if ep.name == name]
+        return ep.load()
 
 
 def load_class(namespace: str, name: str,

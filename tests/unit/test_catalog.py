@@ -190,3 +190,16 @@ def test_max_per_guest_counts_a_group_once(conf, store):
     catalog.check_room(conf, store, 'u1', 'web1', keep=2)
     conf.set_override('max_per_guest', 0, group='snapshot')
     catalog.check_room(conf, store, 'u1', 'web1')
+
+
+def test_an_unreadable_path_does_not_stop_finding_an_undo(monkeypatch):
+    # NOTE: stevedore's cache stats every sys.path entry; a service user
+    # may not read one of root's.
+    from nova_snapshot_ext.journal import undo
+    from nova_snapshot_ext import plugins
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, 'Permission denied', '/root/python.zip')
+
+    monkeypatch.setattr(plugins.driver, 'DriverManager', refuse)
+    assert undo.handler('restore_disk').__name__ == 'undo_restore_disk'
