@@ -146,11 +146,12 @@ def test_store_images_and_metadata_are_the_owners_only(taken):
     assert mode(store) == 0o700
     for result in results:
         image_dir = os.path.dirname(result.image)
-        assert sorted(os.listdir(image_dir)) == ['image.qcow2',
+        # NOTE: domain.xml: the guest's definition, for restore.
+        assert sorted(os.listdir(image_dir)) == ['domain.xml', 'image.qcow2',
                                                  'metadata.json']
         assert mode(image_dir) == 0o700
-        assert mode(result.image) == 0o600
-        assert mode(os.path.join(image_dir, 'metadata.json')) == 0o600
+        for name in os.listdir(image_dir):
+            assert mode(os.path.join(image_dir, name)) == 0o600, name
     for sub in ('snapshots', 'locks', 'checkpoints'):
         assert mode(os.path.join(conf.state_path, sub)) == 0o700
 
