@@ -42,15 +42,6 @@ from nova_snapshot_ext.stores import base as store_base
 from nova_snapshot_ext.stores import file as file_store
 
 
-def _images(store: store_base.ImageStore) -> list[dict[str, Any]]:
-    if not store.HOLDS_CHAINS:
-        raise exception.InvalidInput(
-            reason='%s does not keep chains of images: list, show, delete, '
-                   'restore and revert work on the directory store '
-                   '(--store file or file:///DIR)' % store)
-    return store.list()
-
-
 def ordered(images: list[dict[str, Any]],
             newest_first: bool = False) -> list[dict[str, Any]]:
     """``images`` (metadata) in the order they were taken: by
@@ -94,113 +85,117 @@ def list_images(store: store_base.ImageStore,
     """The images of ``store`` (of ``guest``, a domain name, when given),
     oldest first, as :func:`summary` says.
     """
-    return [summary(doc) for doc in ordered(_images(store))
+    return [summary(doc) for doc in ordered(Catalog(store).images)
             if guest is None or doc.get('source_domain') == guest]
 
 
-def find(store: store_base.ImageStore, ref: str) -> dict[str, Any]:
-    """The metadata of the image ``ref`` names (id, image file path, or
-    a name only one image has).
+class Catalog:
+    """The images of a store of chains, as its metadata says, read once."""
 
-    :raises ImageNotFound: none does.
-    :raises InvalidInput: several images have that name.
-    """
-    images = _images(store)
-    wanted = ref
-    if os.sep in ref:
-        wanted = os.path.basename(os.path.dirname(os.path.abspath(ref)))
-    if uuidutils.is_uuid_like(wanted):
-        found = [d for d in images if d.get('id') == wanted]
-    else:
-        found = [d for d in images if d.get('name') == ref]
-    if len(found) > 1:
-        raise exception.InvalidInput(
-            reason='%d images are named %r: name one by its id (%s)' % (
-                len(found), ref, ', '.join(d['id'] for d in found)))
-    if not found:
-        raise exception.ImageNotFound(image=ref, store=store)
-    return found[0]
-
-
-def path_of(store: store_base.ImageStore, doc: dict[str, Any],
-            name: str | None = None) -> str:
-    """The path of the image file of ``doc`` (or of the file ``name``
-    beside it).
-    """
-    directory = store.local_directory()
-    assert directory is not None, 'a store of chains keeps a directory'
-    return os.path.join(directory, doc['id'], name or store.image_file(
-        store_base.ImageMeta('', doc['format'])))
-
-
-def chain(store: store_base.ImageStore,
-          doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """``doc`` and the images it is backed by, newest first."""
-    by_id = {d['id']: d for d in _images(store)}
-    found, seen = [doc], {doc['id']}
-    parent = doc.get('incremental_of')
-    while parent:
-        if parent in seen or parent not in by_id:
+    def __init__(self, store: store_base.ImageStore) -> None:
+        if not store.HOLDS_CHAINS:
             raise exception.InvalidInput(
-                reason='the chain of image %s is broken at %s: run '
-                       '"nova-snapshot-ext verify %s"' % (
-                           doc['id'], parent, doc['id']))
-        seen.add(parent)
-        found.append(by_id[parent])
-        parent = by_id[parent].get('incremental_of')
-    return found
+                reason='%s does not keep chains of images: list, show, '
+                       'delete, restore and revert work on the directory '
+                       'store (--store file or file:///DIR)' % store)
+        self.store = store
+        self.images = store.list()
+        self.by_id = {d['id']: d for d in self.images}
 
+    def find(self, ref: str) -> dict[str, Any]:
+        """The metadata of the image ``ref`` names (id, image file path,
+        or a name only one image has).
 
-def group(store: store_base.ImageStore,
-          doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The images of ``doc``'s ``--all-disks`` group, in the order of the
-    guest's disks; ``[doc]`` for an image of one disk.
-    """
-    group_id = doc.get('snapshot_group')
-    if not group_id:
-        return [doc]
-    members = [d for d in _images(store)
-               if d.get('snapshot_group') == group_id]
-    order = str(doc.get('snapshot_disks') or '').split(',')
+        :raises ImageNotFound: none does.
+        :raises InvalidInput: several images have that name.
+        """
+        wanted = ref
+        if os.sep in ref:
+            wanted = os.path.basename(os.path.dirname(os.path.abspath(ref)))
+        if uuidutils.is_uuid_like(wanted):
+            found = [d for d in self.images if d.get('id') == wanted]
+        else:
+            found = [d for d in self.images if d.get('name') == ref]
+        if len(found) > 1:
+            raise exception.InvalidInput(
+                reason='%d images are named %r: name one by its id (%s)' % (
+                    len(found), ref, ', '.join(d['id'] for d in found)))
+        if not found:
+            raise exception.ImageNotFound(image=ref, store=self.store)
+        return found[0]
 
-    def place(d: dict[str, Any]) -> int:
-        disk = str(d.get('source_disk'))
-        return order.index(disk) if disk in order else len(order)
+    def path_of(self, doc: dict[str, Any], name: str | None = None) -> str:
+        """The path of the image file of ``doc`` (or of the file ``name``
+        beside it).
+        """
+        directory = self.store.local_directory()
+        assert directory is not None, 'a store of chains keeps a directory'
+        return os.path.join(directory, doc['id'], name or
+                            self.store.image_file(
+                                store_base.ImageMeta('', doc['format'])))
 
-    return sorted(members, key=place)
+    def chain(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """``doc`` and the images it is backed by, newest first."""
+        found, seen = [doc], {doc['id']}
+        parent = doc.get('incremental_of')
+        while parent:
+            if parent in seen or parent not in self.by_id:
+                raise exception.InvalidInput(
+                    reason='the chain of image %s is broken at %s: run '
+                           '"nova-snapshot-ext verify %s"' % (
+                               doc['id'], parent, doc['id']))
+            seen.add(parent)
+            found.append(self.by_id[parent])
+            parent = self.by_id[parent].get('incremental_of')
+        return found
 
+    def group(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """The images of ``doc``'s ``--all-disks`` group, in the order of
+        the guest's disks; ``[doc]`` for an image of one disk.
+        """
+        group_id = doc.get('snapshot_group')
+        if not group_id:
+            return [doc]
+        members = [d for d in self.images
+                   if d.get('snapshot_group') == group_id]
+        order = str(doc.get('snapshot_disks') or '').split(',')
 
-def dependents(store: store_base.ImageStore,
-               doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The images whose chain holds ``doc``, newest first."""
-    images = _images(store)
-    children: dict[str, list[dict[str, Any]]] = {}
-    for d in images:
-        if d.get('incremental_of'):
-            children.setdefault(d['incremental_of'], []).append(d)
-    found: list[dict[str, Any]] = []
-    todo = [doc['id']]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.append(child)
-                todo.append(child['id'])
-    return ordered(found, newest_first=True)
+        def place(d: dict[str, Any]) -> int:
+            disk = str(d.get('source_disk'))
+            return order.index(disk) if disk in order else len(order)
+
+        return sorted(members, key=place)
+
+    def dependents(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """The images whose chain holds ``doc``, newest first."""
+        children: dict[str, list[dict[str, Any]]] = {}
+        for d in self.images:
+            if d.get('incremental_of'):
+                children.setdefault(d['incremental_of'], []).append(d)
+        found: list[dict[str, Any]] = []
+        todo = [doc['id']]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                if child not in found:
+                    found.append(child)
+                    todo.append(child['id'])
+        return ordered(found, newest_first=True)
 
 
 def show(store: store_base.ImageStore, ref: str) -> dict[str, Any]:
     """Everything recorded about the image ``ref`` names, with its file,
     its chain (ids, newest first), its group and its dependents.
     """
-    doc = find(store, ref)
+    cat = Catalog(store)
+    doc = cat.find(ref)
     shown = dict(doc)
     shown.update(
-        path=path_of(store, doc),
-        chain=[d['id'] for d in chain(store, doc)],
-        group_images=[d['id'] for d in group(store, doc)
+        path=cat.path_of(doc),
+        chain=[d['id'] for d in cat.chain(doc)],
+        group_images=[d['id'] for d in cat.group(doc)
                       if d.get('snapshot_group')],
-        dependents=[d['id'] for d in dependents(store, doc)],
-        domain_xml=os.path.exists(path_of(store, doc, file_store.DOMAIN_XML)))
+        dependents=[d['id'] for d in cat.dependents(doc)],
+        domain_xml=os.path.exists(cat.path_of(doc, file_store.DOMAIN_XML)))
     return shown
 
 
@@ -211,8 +206,9 @@ def delete(store: store_base.ImageStore, ref: str,
 
     :raises ImageHasDependents: it has some and they are not to go.
     """
-    doc = find(store, ref)
-    doomed = dependents(store, doc)
+    cat = Catalog(store)
+    doc = cat.find(ref)
+    doomed = cat.dependents(doc)
     if doomed and not with_dependents:
         raise exception.ImageHasDependents(
             image=doc['id'], count=len(doomed),
@@ -220,7 +216,7 @@ def delete(store: store_base.ImageStore, ref: str,
     deleted: list[str] = []
     for d in doomed + [doc]:
         store.delete(d['id'])
-        if os.path.lexists(os.path.dirname(path_of(store, d))):
+        if os.path.lexists(os.path.dirname(cat.path_of(d))):
             # NOTE: the store logged why; what it is the base of, if
             # anything, is gone already, and nothing older is touched.
             raise exception.ImageDeleteFailed(
@@ -277,11 +273,12 @@ def collect_expired(conf: cfg.ConfigOpts, store: store_base.ImageStore,
     now = datetime.datetime.now(datetime.timezone.utc)
     going: set[str] = set()
     actions = []
-    for doc in ordered(store.list(), newest_first=True):
+    cat = Catalog(store)
+    for doc in ordered(cat.images, newest_first=True):
         if not _expired(doc, now):
             continue
         target = 'image %s (%r)' % (doc['id'], doc.get('name'))
-        needed = [d['id'] for d in dependents(store, doc)
+        needed = [d['id'] for d in cat.dependents(doc)
                   if d['id'] not in going]
         if needed:
             actions.append(undo.Action(

@@ -38,6 +38,7 @@ import re
 import time
 from typing import Any
 
+import libvirt
 from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import uuidutils
@@ -50,7 +51,9 @@ from nova_snapshot_ext.journal import locks
 from nova_snapshot_ext.journal import undo
 from nova_snapshot_ext.libvirt import definition
 from nova_snapshot_ext.libvirt import disks as disks_mod
+from nova_snapshot_ext.libvirt import domain
 from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext import model
 from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
@@ -60,12 +63,6 @@ LOG = logging.getLogger(__name__)
 
 #: A new domain's name: also part of its files' names.
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$')
-
-Progress = Callable[[str, float], None]
-
-
-def no_progress(stage: str, fraction: float) -> None:
-    pass
 
 
 @dataclasses.dataclass
@@ -96,9 +93,9 @@ def restore(conf: cfg.ConfigOpts, ref: str, name: str,
             store: store_base.ImageStore | None = None,
             disk_dir: str | None = None, start: bool = False,
             host: host_mod.Host | None = None,
-            progress: Progress = no_progress) -> Restored:
-    """Restore the image ``ref`` names (see :func:`catalog.find`) as the
-    new domain ``name``.
+            progress: model.Progress = model.no_progress) -> Restored:
+    """Restore the image ``ref`` names (see :meth:`catalog.Catalog.find`)
+    as the new domain ``name``.
 
     :raises SnapshotError: with a message for the operator; nothing is
         left of the restore.
@@ -109,14 +106,15 @@ def restore(conf: cfg.ConfigOpts, ref: str, name: str,
             reason='%r cannot name a new domain: use 1 to 64 letters, '
                    'digits and _.+- (not first)' % name)
     store = store or store_base.load(conf, 'file')
-    doc = catalog.find(store, ref)
-    members = catalog.group(store, doc)
-    xml = _recorded_xml(store, members[0])
+    cat = catalog.Catalog(store)
+    doc = cat.find(ref)
+    members = cat.group(doc)
+    xml = _recorded_xml(cat, members[0])
     with contextlib.ExitStack() as owned:
         host = host or owned.enter_context(contextlib.closing(
             host_mod.Host(conf.snapshot_libvirt.connection_uri)))
         _check_free(host, name)
-        plans = _plan(store, xml, members, name, disk_dir)
+        plans = _plan(cat, xml, members, name, disk_dir)
         uuid = uuidutils.generate_uuid()
         with locks.guest_lock(conf, uuid, name), journal.opened(
                 conf.snapshot.journal_directory, uuid, name, host.uri,
@@ -133,8 +131,8 @@ def restore(conf: cfg.ConfigOpts, ref: str, name: str,
         notes=notes)
 
 
-def _recorded_xml(store: store_base.ImageStore, doc: dict[str, Any]) -> str:
-    path = catalog.path_of(store, doc, file_store.DOMAIN_XML)
+def _recorded_xml(cat: catalog.Catalog, doc: dict[str, Any]) -> str:
+    path = cat.path_of(doc, file_store.DOMAIN_XML)
     try:
         with open(path) as f:
             return f.read()
@@ -143,8 +141,7 @@ def _recorded_xml(store: store_base.ImageStore, doc: dict[str, Any]) -> str:
             reason='image %s has no domain XML (it was taken by an earlier '
                    'release): write its disk with "qemu-img convert -f %s '
                    '%s DISK" and define a domain for it by hand' % (
-                       doc['id'], doc['format'], catalog.path_of(store,
-                                                                 doc)))
+                       doc['id'], doc['format'], cat.path_of(doc)))
 
 
 def _check_free(host: host_mod.Host, name: str) -> None:
@@ -157,7 +154,7 @@ def _check_free(host: host_mod.Host, name: str) -> None:
                'name' % (name, host.uri))
 
 
-def _plan(store: store_base.ImageStore, xml: str,
+def _plan(cat: catalog.Catalog, xml: str,
           members: list[dict[str, Any]], name: str,
           disk_dir: str | None) -> list[_Plan]:
     """Where each image of the snapshot goes."""
@@ -189,7 +186,7 @@ def _plan(store: store_base.ImageStore, xml: str,
             raise exception.InvalidInput(
                 reason='--disk-dir %s is not a directory' % directory)
         plans.append(_Plan(definition.NewDisk(old.target, path, fmt),
-                           catalog.path_of(store, doc), doc['format'],
+                           cat.path_of(doc), doc['format'],
                            doc['id']))
     return plans
 
@@ -197,36 +194,26 @@ def _plan(store: store_base.ImageStore, xml: str,
 def _make(conf: cfg.ConfigOpts, j: journal.Journal, host: host_mod.Host,
           xml: str, name: str, uuid: str, plans: list[_Plan],
           disk_dir: str | None, start: bool,
-          progress: Progress) -> list[str]:
+          progress: model.Progress) -> list[str]:
     """Write the disks, define the domain and start it, each undone if
     a later one fails; the notes of the rewritten XML.
     """
     with contextlib.ExitStack() as undo_stack:
         for n, plan in enumerate(plans):
-            step = j.add(journal.RESTORE_DISK, path=plan.new.path)
-            undo_stack.callback(_drop_disk, j, step, plan.new.path)
-            private.create(plan.new.path)
-            j.reached(journal.RESTORE_DISK)
-
-            def disk_progress(f: float, n: int = n) -> None:
-                progress('restore', (n + f) / len(plans))
-
-            qemu_img.convert(conf, plan.source, plan.source_format,
-                             plan.new.path, plan.new.format,
-                             progress=disk_progress)
-            with open(plan.new.path, 'rb+') as f:
-                os.fsync(f.fileno())
-            durable.fsync_dir(os.path.dirname(plan.new.path))
+            write_disk(conf, j, journal.RESTORE_DISK, plan.source,
+                       plan.source_format, plan.new.path, plan.new.format,
+                       undo_stack,
+                       disk_progress(progress, 'restore', n, len(plans)))
         files_dir = disk_dir or os.path.dirname(plans[0].new.path)
         new_xml, notes = definition.rewrite(
             xml, name, uuid, [p.new for p in plans], files_dir)
         step = j.add(journal.RESTORE_DOMAIN, uuid=uuid, name=name)
         undo_stack.callback(_drop_step_domain, j, step, host, uuid, name)
-        libvirt_call(name, 'define', lambda: host.call(
+        domain.translated(name, 'define', lambda: host.call(
             lambda conn: conn.defineXML(new_xml)))
         j.reached(journal.RESTORE_DOMAIN)
         if start:
-            libvirt_call(name, 'start', lambda: host.call(
+            domain.translated(name, 'start', lambda: host.call(
                 lambda conn: conn.lookupByUUIDString(uuid).create()))
         undo_stack.pop_all()
     for s in j.steps:
@@ -234,18 +221,39 @@ def _make(conf: cfg.ConfigOpts, j: journal.Journal, host: host_mod.Host,
     return notes
 
 
-def libvirt_call(name: str, action: str, call: Callable[[], Any]) -> Any:
-    """``call()``, its libvirt error translated (``action`` of ``name``)."""
-    try:
-        return call()
-    except exception.SnapshotError:
-        raise
-    except Exception as e:  # noqa: B902 - libvirt's, translated
-        raise exception.LibvirtFailed(action=action, guest=name,
-                                      reason=' '.join(str(e).split()))
+def disk_progress(progress: model.Progress, stage: str, n: int,
+                  of: int) -> Callable[[float], None]:
+    """The progress of the ``n``-th of ``of`` disks, as ``stage``."""
+    return lambda f: progress(stage, (n + f) / of)
 
 
-def _drop_disk(j: journal.Journal, step: journal.Step, path: str) -> None:
+def write_disk(conf: cfg.ConfigOpts, j: journal.Journal, kind: str,
+               source: str, source_format: str, path: str, fmt: str,
+               undo_stack: contextlib.ExitStack,
+               progress: Callable[[float], None],
+               like: str | None = None) -> None:
+    """``source`` (with its backing chain) written standalone into the
+    new private file ``path``, synced. The file is journaled as ``kind``
+    before it is made, and removed by ``undo_stack`` if a later step
+    fails.
+
+    :param like: a file whose owner and mode ``path`` takes.
+    """
+    step = j.add(kind, path=path)
+    undo_stack.callback(_drop_file, j, step, path)
+    private.create(path)
+    j.reached(kind)
+    qemu_img.convert(conf, source, source_format, path, fmt,
+                     progress=progress)
+    if like is not None:
+        st = os.stat(like)
+        os.chown(path, st.st_uid, st.st_gid)
+        os.chmod(path, st.st_mode & 0o7777)
+    durable.fsync_file(path)
+    durable.fsync_dir(os.path.dirname(path))
+
+
+def _drop_file(j: journal.Journal, step: journal.Step, path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     j.done(step)
@@ -256,13 +264,15 @@ def drop_domain(host: Any, uuid: str, name: str) -> None:
     def drop(conn: Any) -> None:
         try:
             dom = conn.lookupByUUIDString(uuid)
-        except Exception:  # noqa: B902 - none: nothing to do
-            return
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return
+            raise
         if dom.isActive():
             dom.destroy()
         dom.undefineFlags(0)
 
-    libvirt_call(name, 'undefine', lambda: host.call(drop))
+    domain.translated(name, 'undefine', lambda: host.call(drop))
 
 
 def _drop_step_domain(j: journal.Journal, step: journal.Step,
@@ -280,12 +290,8 @@ def _drop_step_domain(j: journal.Journal, step: journal.Step,
 # -- recover ----------------------------------------------------------------
 def undo_restore_disk(r: undo.Recovering, step: journal.Step) -> None:
     """``restore_disk``: remove the disk file a restore was writing."""
-    path = str(step.data.get('path') or '')
-    if not os.path.isabs(path) or not os.path.lexists(path):
-        r.act(undo.NOTHING, path or '(no path)', 'there is no such file')
-        return
-    r.act('remove', path, 'its restore did not end',
-          run=lambda: os.unlink(path))
+    undo.remove_path(r, step, lambda name: True,
+                     'disk of a restore that did not end')
 
 
 def undo_restore_domain(r: undo.Recovering, step: journal.Step) -> None:

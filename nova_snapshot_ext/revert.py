@@ -50,11 +50,11 @@ from nova_snapshot_ext.journal import durable
 from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.journal import locks
 from nova_snapshot_ext.journal import undo
+from nova_snapshot_ext.libvirt import domain as domain_mod
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext.libvirt import host as host_mod
-from nova_snapshot_ext import private
+from nova_snapshot_ext import model
 from nova_snapshot_ext import restore
-from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
 
 LOG = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Reverted:
 def revert(conf: cfg.ConfigOpts, domain: str, ref: str,
            store: store_base.ImageStore | None = None, force: bool = False,
            keep_old: bool = False, host: host_mod.Host | None = None,
-           progress: restore.Progress = restore.no_progress) -> Reverted:
+           progress: model.Progress = model.no_progress) -> Reverted:
     """Revert guest ``domain``'s disks to the image ``ref`` names.
 
     :raises SnapshotError: with a message for the operator; the guest's
@@ -88,8 +88,9 @@ def revert(conf: cfg.ConfigOpts, domain: str, ref: str,
     """
     started = time.monotonic()
     store = store or store_base.load(conf, 'file')
-    doc = catalog.find(store, ref)
-    members = catalog.group(store, doc)
+    cat = catalog.Catalog(store)
+    doc = cat.find(ref)
+    members = cat.group(doc)
     with contextlib.ExitStack() as owned:
         host = host or owned.enter_context(contextlib.closing(
             host_mod.Host(conf.snapshot_libvirt.connection_uri)))
@@ -104,12 +105,12 @@ def revert(conf: cfg.ConfigOpts, domain: str, ref: str,
             for action in recovery.recover_guest(conf, host, guest.uuid):
                 if action.verb not in recovery.QUIET:
                     LOG.warning('%s', action.line())
-            swaps = _plan(guest, members)
+            swaps = _plan(cat, guest, members)
             stopped = _stop(guest, force)
             with journal.opened(conf.snapshot.journal_directory, guest.uuid,
                                 guest.name, host.uri, store.spec,
                                 uuidutils.generate_uuid()) as j:
-                _write(conf, j, store, swaps, progress)
+                _write(conf, j, swaps, progress)
                 for swap in swaps:
                     checkpoints.Registry(
                         conf.state_path, guest.uuid, swap['target']
@@ -133,7 +134,7 @@ def revert(conf: cfg.ConfigOpts, domain: str, ref: str,
         seconds=round(time.monotonic() - started, 3))
 
 
-def _plan(guest: guest_mod.Guest,
+def _plan(cat: catalog.Catalog, guest: guest_mod.Guest,
           members: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Which disk of the guest each image replaces."""
     disks = {d.target: d for d in guest.disks()}
@@ -155,7 +156,8 @@ def _plan(guest: guest_mod.Guest,
                            'is not ours' % (path, guest.name))
         swaps.append({'target': target, 'disk': disk.path, 'new': new,
                       'old': old, 'format': disk.format, 'image': doc['id'],
-                      'source': doc})
+                      'source': cat.path_of(doc),
+                      'source_format': doc['format']})
     return swaps
 
 
@@ -171,46 +173,27 @@ def _stop(guest: guest_mod.Guest, force: bool) -> bool:
                    'it' % (guest.name, state, ' with a managed save'
                            if saved else ''))
     if state != guest_mod.SHUTOFF:
-        restore.libvirt_call(guest.name, 'stop', guest.dom.destroy)
+        domain_mod.translated(guest.name, 'stop', guest.dom.destroy)
     if saved:
-        restore.libvirt_call(guest.name, 'remove the managed save of',
-                             lambda: guest.dom.managedSaveRemove(0))
+        domain_mod.translated(guest.name, 'remove the managed save of',
+                              lambda: guest.dom.managedSaveRemove(0))
     return state != guest_mod.SHUTOFF
 
 
 def _write(conf: cfg.ConfigOpts, j: journal.Journal,
-           store: store_base.ImageStore, swaps: list[dict[str, Any]],
-           progress: restore.Progress) -> None:
+           swaps: list[dict[str, Any]], progress: model.Progress) -> None:
     """Each disk's new content beside it, synced, with the old disk's
     owner and mode; all removed if one fails.
     """
     with contextlib.ExitStack() as undo_stack:
         for n, swap in enumerate(swaps):
-            new = swap['new']
-            step = j.add(journal.REVERT_DISK, path=new)
-            undo_stack.callback(_drop, j, step, new)
-            private.create(new)
-            j.reached(journal.REVERT_DISK)
-
-            def disk_progress(f: float, n: int = n) -> None:
-                progress('revert', (n + f) / len(swaps))
-
-            qemu_img.convert(conf, catalog.path_of(store, swap['source']),
-                             swap['source']['format'], new, swap['format'],
-                             progress=disk_progress)
-            st = os.stat(swap['disk'])
-            os.chown(new, st.st_uid, st.st_gid)
-            os.chmod(new, st.st_mode & 0o7777)
-            with open(new, 'rb+') as f:
-                os.fsync(f.fileno())
-            durable.fsync_dir(os.path.dirname(new))
+            restore.write_disk(
+                conf, j, journal.REVERT_DISK, swap['source'],
+                swap['source_format'], swap['new'], swap['format'],
+                undo_stack,
+                restore.disk_progress(progress, 'revert', n, len(swaps)),
+                like=swap['disk'])
         undo_stack.pop_all()
-
-
-def _drop(j: journal.Journal, step: journal.Step, path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    j.done(step)
 
 
 def finish_swap(data: dict[str, Any],
@@ -239,12 +222,8 @@ def undo_revert_disk(r: undo.Recovering, step: journal.Step) -> None:
     """``revert_disk``: remove a disk's new content, the swap not begun
     (a begun swap is finished first, which renames the file away).
     """
-    path = str(step.data.get('path') or '')
-    if not path.endswith(NEW_SUFFIX) or not os.path.lexists(path):
-        r.act(undo.NOTHING, path or '(no path)', 'there is no such file')
-        return
-    r.act('remove', path, 'its revert did not swap the disks',
-          run=lambda: os.unlink(path))
+    undo.remove_path(r, step, lambda name: name.endswith(NEW_SUFFIX),
+                     'new content of a revert that did not swap the disks')
 
 
 def undo_revert_swap(r: undo.Recovering, step: journal.Step) -> None:

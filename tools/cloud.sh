@@ -134,7 +134,7 @@ function cmd_install {
     local recipe pip=("$VENV/bin/pip" install -c "$TOOLS_DIR/cloud-constraints.txt")
     mkdir -p "$LOG"
     # The system's Python, which every user may run: nova-compute runs as
-    # nova, and a Python of root's (pyenv's, below /root) is not nova's.
+    # nova, and a Python in root's home directory is not nova's.
     recipe=$({ cat "$TOOLS_DIR/cloud-requirements.txt" \
         "$TOOLS_DIR/cloud-constraints.txt"; "$PYTHON" --version; } \
         | sha256sum | cut -d' ' -f1)

@@ -145,6 +145,12 @@ def _owner_to_keep(path: str) -> tuple[int, int] | None:
     return st.st_uid, st.st_gid
 
 
+def fsync_file(path: str) -> None:
+    """Make the content of the file ``path`` durable."""
+    with open(path, 'rb+') as f:
+        os.fsync(f.fileno())
+
+
 def fsync_dir(path: str) -> None:
     """Make a rename or an unlink in directory ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

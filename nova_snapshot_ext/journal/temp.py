@@ -36,4 +36,4 @@ def ours(name: str) -> bool:
 
 def undo_temp_dir(r: undo.Recovering, step: journal.Step) -> None:
     """``temp_dir``: remove the directory."""
-    undo.remove_dir(r, step, ours, 'temporary directory')
+    undo.remove_path(r, step, ours, 'temporary directory')

@@ -28,6 +28,7 @@ does (or deliberately does not do) with ``r.act``.
 """
 
 from collections.abc import Callable
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -144,10 +145,10 @@ def short(data: dict[str, Any]) -> str:
     return text[:200]
 
 
-def remove_dir(r: Recovering, step: journal.Step, ours: Callable[[str], bool],
-               what: str) -> None:
-    """Undo a step that made a directory: remove it, when its name says
-    it is one of ours (``ours`` of its base name).
+def remove_path(r: Recovering, step: journal.Step,
+                ours: Callable[[str], bool], what: str) -> None:
+    """Undo a step that made a directory or a file (its ``path``): remove
+    it, when its name says it is one of ours (``ours`` of its base name).
     """
     path = str(step.data.get('path') or '')
     if not os.path.isabs(path) or not ours(os.path.basename(
@@ -157,5 +158,12 @@ def remove_dir(r: Recovering, step: journal.Step, ours: Callable[[str], bool],
     if not os.path.lexists(path):
         r.act(NOTHING, path, 'already gone')
         return
-    r.act('remove', path, what,
-          run=lambda: shutil.rmtree(path, ignore_errors=True))
+    r.act('remove', path, what, run=lambda: _remove(path))
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

@@ -27,7 +27,7 @@ Every libvirt error is turned into an exception of
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import libvirt
 from oslo_log import log as logging
@@ -56,6 +56,19 @@ def connection_lost(error: libvirt.libvirtError) -> bool:
         return True
     return (code in _RPC_LOST_CODES and
             error.get_error_domain() in _RPC_DOMAINS)
+
+
+T = TypeVar('T')
+
+
+def translated(guest: str, action: str, call: Callable[[], T]) -> T:
+    """``call()``, a libvirt error it raises turned into one of ours
+    (:func:`translate`).
+    """
+    try:
+        return call()
+    except libvirt.libvirtError as e:
+        raise translate(e, guest, action)
 
 
 def translate(error: libvirt.libvirtError, guest: str, action: str,

@@ -151,8 +151,7 @@ class FilePendingImage(base.PendingImage):
         if sha256 is None:
             sha256 = sync_and_hash(self.path)
         else:
-            with open(self.path, 'rb+') as f:
-                os.fsync(f.fileno())
+            durable.fsync_file(self.path)
         info = qemu_img.info(self.store.conf, self.path,
                              self.meta.disk_format)
         location = os.path.join(self.final,
@@ -380,5 +379,5 @@ class FileStore(base.ImageStore):
 
 def undo_store_partial(r: undo.Recovering, step: journal.Step) -> None:
     """``store_partial``: remove the image being written."""
-    undo.remove_dir(r, step, lambda name: name.startswith('.') and
-                    name.endswith(PARTIAL_SUFFIX), 'partial image')
+    undo.remove_path(r, step, lambda name: name.startswith('.') and
+                     name.endswith(PARTIAL_SUFFIX), 'partial image')

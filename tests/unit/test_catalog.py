@@ -57,10 +57,11 @@ def store(conf, tmp_path):
 
 
 def test_chain_and_dependents(store):
-    doc = catalog.find(store, IDS[2])
-    assert [d['id'] for d in catalog.chain(store, doc)] == IDS[2::-1]
-    base = catalog.find(store, IDS[0])
-    assert [d['id'] for d in catalog.dependents(store, base)] == [
+    cat = catalog.Catalog(store)
+    doc = cat.find(IDS[2])
+    assert [d['id'] for d in cat.chain(doc)] == IDS[2::-1]
+    base = cat.find(IDS[0])
+    assert [d['id'] for d in cat.dependents(base)] == [
         IDS[3], IDS[2], IDS[1]]
     shown = catalog.show(store, os.path.join(
         store.directory, IDS[1], 'image.qcow2'))
@@ -71,10 +72,10 @@ def test_chain_and_dependents(store):
 
 def test_a_name_shared_by_two_images_names_neither(store):
     with pytest.raises(exception.InvalidInput, match='2 images'):
-        catalog.find(store, 'same')
-    assert catalog.find(store, 'img-4')['id'] == IDS[4]
+        catalog.Catalog(store).find('same')
+    assert catalog.Catalog(store).find('img-4')['id'] == IDS[4]
     with pytest.raises(exception.ImageNotFound):
-        catalog.find(store, 'nothing')
+        catalog.Catalog(store).find('nothing')
 
 
 def test_delete_refuses_an_image_others_need(store):
@@ -199,7 +200,7 @@ def test_an_unreadable_path_does_not_stop_finding_an_undo(monkeypatch):
     from nova_snapshot_ext import plugins
 
     def refuse(*args, **kwargs):
-        raise PermissionError(13, 'Permission denied', '/root/python.zip')
+        raise PermissionError(13, 'Permission denied', 'lib/python311.zip')
 
     monkeypatch.setattr(plugins.driver, 'DriverManager', refuse)
     assert undo.handler('restore_disk').__name__ == 'undo_restore_disk'
