@@ -30,6 +30,7 @@ does (or deliberately does not do) with ``r.act``.
 from collections.abc import Callable
 import contextlib
 import dataclasses
+import functools
 import os
 import shutil
 from typing import Any, Protocol, TypeVar
@@ -126,9 +127,10 @@ class Recovering(Protocol):
 Handler = Callable[[Recovering, journal.Step], None]
 
 
+@functools.cache
 def handler(kind: str) -> Handler | None:
     """The undo a plugin declared for steps of ``kind``; None when no
-    installed plugin knows the kind.
+    installed plugin knows the kind. Looked up once per process.
     """
     return plugins.load(NAMESPACE, kind)
 

@@ -39,6 +39,7 @@ from nova_snapshot_ext.cleanup import recovery
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.journal import locks
+from nova_snapshot_ext.journal import undo
 from tests.functional.conftest import make_conf
 from tests.functional.test_cli import cli
 
@@ -152,6 +153,10 @@ def test_root_first_then_the_nova_user(conf_file, workdir, state,
     # nova-compute, as the user: the same locks, a journal of its own
     # written and recovered, root's skipped with one warning line.
     scratch = os.path.join(state, 'snap-nova')
+    # NOTE: nova-compute reads the package installed for it; this process
+    # runs from a checkout that may be root's alone (a clone in a 0700
+    # directory), so the undo's entry point is looked up before the switch.
+    undo.handler(journal.TEMP_DIR)
     seen = as_user(lambda: _nova_compute(conf, guest_uuid, qcow2_guest.name,
                                          scratch))
     assert 'error' not in seen, seen.get('traceback')
