@@ -58,7 +58,7 @@
 #                          in zone local), etc/tempest-rbd.conf (zone rbd)
 #   venv/                  every service, the openstack client and Tempest
 #                          (tools/cloud-requirements.txt, pinned by
-#                          tools/cloud-constraints.txt) and this project
+#                          tools/openstack-constraints.txt) and this project
 #   etc/ log/ run/ ...     each service's configuration, log and pid
 #
 # Passwords are made at random by "up", kept in $CLOUD_DIR/secrets (mode
@@ -131,12 +131,12 @@ function secret {
 }
 
 function cmd_install {
-    local recipe pip=("$VENV/bin/pip" install -c "$TOOLS_DIR/cloud-constraints.txt")
+    local recipe pip=("$VENV/bin/pip" install -c "$TOOLS_DIR/openstack-constraints.txt")
     mkdir -p "$LOG"
     # The system's Python, which every user may run: nova-compute runs as
     # nova, and a Python in root's home directory is not nova's.
     recipe=$({ cat "$TOOLS_DIR/cloud-requirements.txt" \
-        "$TOOLS_DIR/cloud-constraints.txt"; "$PYTHON" --version; } \
+        "$TOOLS_DIR/openstack-constraints.txt"; "$PYTHON" --version; } \
         | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$VENV/recipe" 2>/dev/null)" != "$recipe" ]; then
         log "installing the services into $VENV (a few minutes)"
