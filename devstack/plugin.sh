@@ -122,6 +122,14 @@ function configure_nova_snapshot_ext {
     # Nova's own defaults (and the signature ones it never copies).
     iniset "$NOVA_CONF" DEFAULT non_inheritable_image_properties \
         "$_NSE_NON_INHERITABLE"
+    if [[ -n ${NOVA_SNAPSHOT_EXT_STATE_PATH:-} ]]; then
+        # The directories init_nova_snapshot_ext_dirs makes, elsewhere
+        # than their defaults (below /var/lib/nova-snapshot-ext).
+        local state=$NOVA_SNAPSHOT_EXT_STATE_PATH
+        iniset "$NOVA_CONF" snapshot lock_path "$state/locks"
+        iniset "$NOVA_CONF" snapshot journal_directory "$state/snapshots"
+        iniset "$NOVA_CONF" snapshot temp_directory "$state/tmp"
+    fi
 
     if _nse_ceph_for nova; then
         # Nova's guest disks are in Ceph.  devstack-plugin-ceph gives

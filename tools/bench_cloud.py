@@ -19,7 +19,7 @@ with ``compute_driver = libvirt.LibvirtDriver`` (the baseline) and with
 (the command's own time, as a user waits for it), seconds the guest was
 not running (its libvirt domain state, sampled every 0.1 s on the host's
 libvirtd), peak bytes staged on the compute host (Nova's
-``instances/snapshots`` and our ``$state_path/tmp``) and peak RSS of
+``instances/snapshots`` and our ``[snapshot] temp_directory``) and peak RSS of
 nova-compute, both sampled every 0.1 s.
 
 Run with the cloud's venv, after ``tools/cloud.sh up`` (``tox -e bench``
@@ -104,7 +104,7 @@ class Sampler(runner.Sampler):
         self.dom = self.lv.lookupByUUIDString(server_id)
         state = os.path.join(CLOUD_DIR, 'nova-' + host)
         self.stage_dirs = [os.path.join(state, 'instances', 'snapshots'),
-                           os.path.join(state, 'tmp')]
+                           os.path.join(state, 'snapshot-ext', 'tmp')]
         with open(os.path.join(CLOUD_DIR, 'run',
                                'nova-compute-%s.pid' % host)) as f:
             self.pid = int(f.read())

@@ -13,63 +13,30 @@
 # under the License.
 
 # A real one-node OpenStack on the test stack's libvirtd and Ceph, from
-# Debian packages and PyPI only (no devstack, no git clones, no systemd),
-# with this project's Nova driver on its compute hosts, configured by our
-# devstack plugin's own functions.  Run as root, after tools/stack.sh up.
-# README.rst ("A one-node cloud") says what it runs and how to use it.
+# Debian packages and PyPI only (no devstack, no git clones, no systemd);
+# its compute hosts run this project's driver, configured by our devstack
+# plugin.  Run as root, after tools/stack.sh up.  README.rst ("A one-node
+# cloud") says what runs and how to use it.
 #
-#   tools/cloud.sh up       build and start a fresh cloud
-#   tools/cloud.sh down     stop every service, delete the servers' domains
-#                           and the cloud's data; the venv stays
-#   tools/cloud.sh status   exit 0 if every service runs, 3 otherwise
-#   tools/cloud.sh restart SERVICE   stop and start one service (the
-#                           names are those of the pid files in
-#                           $CLOUD_DIR/run, e.g. nova-compute-local)
+#   tools/cloud.sh up|down|status|install
+#   tools/cloud.sh restart SERVICE   (a pid file's name in $CLOUD_DIR/run)
 #
-# All on 127.0.0.1: MariaDB (own datadir, TCP $CLOUD_DB_PORT), RabbitMQ;
-# Keystone (:5000), Glance (:9292, tools/glance.sh instance "cloud",
-# stores file1 and rbd1, the default, in pool cloud-images), Placement
-# (:8778), Neutron (:9696, no agents: servers boot with no NIC) and the
-# Nova API (:8774) under uWSGI; nova-conductor, nova-scheduler and three
-# nova-compute services with our driver:
-#   local, local2  instance disks are qcow2 files; availability zone
-#                  "local", where a server without a zone goes (to host
-#                  local while it has room: the scheduler packs by RAM,
-#                  and local reserves more of it).  nova-compute runs as
-#                  the system user nova (groups libvirt, libvirt-qemu),
-#                  its nova.conf files root:nova 0640, its oslo.privsep
-#                  helpers through sudo ($SUDOERS allows exactly the
-#                  venv's privsep-helper, while the cloud is up).
-#   rbd            [libvirt] images_type = rbd (pool cloud-vms), zone
-#                  "rbd"; nova-compute runs as root.
-# Each host has a libvirtd of its own (hostname nse-cloud-HOST, in a
-# private mount and UTS namespace, with the stack's libvirt and QEMU):
-# Nova names a compute node after its libvirtd's hostname, and refuses a
-# new compute service on a libvirtd with domains already (the functional
-# tests' guests on the stack's).  A Ceph manager answers Nova's "ceph df".
-# The test image "nse-guest" (tools/build-guest.sh's guest, with its
-# kernel and ramdisk images) and the flavors "nse.tiny" and "nse.small".
+# All on 127.0.0.1: MariaDB, RabbitMQ, a Ceph manager (for "ceph df"),
+# Keystone, Glance (tools/glance.sh instance "cloud"), Placement, Neutron
+# (no agents), Nova's API, conductor and scheduler; nova-compute on hosts
+# local and local2 (qcow2 disks, zone local, as the user nova, privsep
+# helpers through sudo) and rbd (disks in pool cloud-vms, zone rbd, as
+# root), each with a libvirtd of its own (hostname nse-cloud-HOST, in a
+# private mount and UTS namespace): Nova names a node after its
+# libvirtd's hostname.  In $CLOUD_DIR (default $STACK_DIR/cloud):
+# openrc, admin-openrc, cli.conf (the command line on host rbd), the
+# Tempest workspace tempest/, venv/ (tools/cloud-requirements.txt), and
+# each service's etc/, log/, run/.  Passwords are made by "up", kept in
+# $CLOUD_DIR/secrets (0600) and the configuration, never on a command line.
 #
-# Output in $CLOUD_DIR (default $STACK_DIR/cloud):
-#   openrc, admin-openrc   "source" one before running openstack
-#   cli.conf               nova-snapshot-ext's --config-file on host rbd
-#                          (venv/bin/nova-snapshot-ext gc --store glance)
-#   tempest/               a Tempest workspace: etc/tempest.conf (servers
-#                          in zone local), etc/tempest-rbd.conf (zone rbd)
-#   venv/                  every service, the openstack client and Tempest
-#                          (tools/cloud-requirements.txt, pinned by
-#                          tools/openstack-constraints.txt) and this project
-#   etc/ log/ run/ ...     each service's configuration, log and pid
-#
-# Passwords are made at random by "up", kept in $CLOUD_DIR/secrets (mode
-# 0600) and in the configuration files, never on a command line.
-#
-# Environment:
-#   STACK_DIR   see tools/stack.sh
-#   CLOUD_DIR   default $STACK_DIR/cloud
-#   CLOUD_DB_PORT  default 13306
-#   CLOUD_PYTHON   the venv's Python (default /usr/bin/python3; any user
-#                  must be able to run it)
+# Environment: STACK_DIR, CLOUD_DIR, CLOUD_DB_PORT (default 13306),
+# CLOUD_PYTHON (the venv's Python, default /usr/bin/python3: every user
+# must be able to run it).
 
 set -euo pipefail
 
@@ -584,11 +551,7 @@ function compute_conf {
     # QEMU (libvirt-qemu) passes through state and instances to the
     # disks; the rest is nova-compute's own.
     install -d -o "$user" -g "$user" -m 0755 "$state" "$state/instances"
-    install -d -o "$user" -g "$user" -m 0750 "$state/locks" \
-        "$state/snapshot-locks"
-    install -d -o "$user" -g "$user" -m 0700 "$state/snapshot-journals"
-    # The snapshots' temporary files: QEMU opens them by name.
-    install -d -o "$user" -g libvirt-qemu -m 0710 "$state/snapshot-tmp"
+    install -d -o "$user" -g "$user" -m 0750 "$state/locks"
     [ -e "$LOG/nova-compute-$host.log" ] \
         || install -m 0640 -o "$user" -g "$user" /dev/null \
             "$LOG/nova-compute-$host.log"
@@ -614,14 +577,6 @@ images_rbd_glance_store_name = rbd1
 rbd_user = admin
 rbd_secret_uuid = $CEPH_SECRET_UUID")
 
-# Three compute hosts on one machine: each its own journals, locks and
-# temporary files (on a real host they are host-wide, shared with
-# nova-snapshot-ext there).
-[snapshot]
-journal_directory = $state/snapshot-journals
-lock_path = $state/snapshot-locks
-temp_directory = $state/snapshot-tmp
-
 # The venv's privsep-helper, as root: through sudo when nova-compute runs
 # as $NOVA_USER (no rootwrap installed).
 [nova_sys_admin]
@@ -631,11 +586,13 @@ helper_command = $(helper_command "$host")
 helper_command = $(helper_command "$host")
 CONF
     # The rest is the devstack plugin's, as in a devstack run: the driver,
-    # [snapshot] and with Ceph [snapshot_rbd].  On the rbd host the clones
-    # are flattened later, by "nova-snapshot-ext gc" (cli.conf): the image
-    # is active at once.
+    # [snapshot] with its directories (made for a non-root nova-compute):
+    # three hosts on one machine, each its own ones; with Ceph
+    # [snapshot_rbd], whose clones are flattened later, by
+    # "nova-snapshot-ext gc" (cli.conf): the image is active at once.
     devstack_plugin "$host" post-config NOVA_CONF="$conf" \
-        NOVA_SNAPSHOT_EXT_RBD_FLATTEN=deferred STACK_USER=root
+        NOVA_SNAPSHOT_EXT_RBD_FLATTEN=deferred STACK_USER="$user" \
+        NOVA_SNAPSHOT_EXT_STATE_PATH="$state/snapshot-ext"
 }
 
 # devstack_plugin HOST PHASE [VAR=VALUE...]: run PHASE of "stack" of the
@@ -669,8 +626,8 @@ function cli_conf {
     umask 077
     cat > "$CLOUD_DIR/cli.conf" <<CONF
 [snapshot]
-journal_directory = $CLOUD_DIR/nova-rbd/snapshot-journals
-lock_path = $CLOUD_DIR/nova-rbd/snapshot-locks
+journal_directory = $CLOUD_DIR/nova-rbd/snapshot-ext/snapshots
+lock_path = $CLOUD_DIR/nova-rbd/snapshot-ext/locks
 
 [snapshot_rbd]
 ceph_conf = $CEPH_CONF
@@ -832,7 +789,7 @@ function cmd_up {
     start_rabbitmq
     start_ceph_mgr
     start_keystone
-    "$VENV/bin/python" "$TOOLS_DIR/cloud_setup.py" identity
+    (cd "$ROOT" && "$VENV/bin/python" -m tools.cloud_setup identity)
     start_glance
     start_placement
     start_neutron
@@ -852,7 +809,7 @@ function cmd_up {
     for host in "${COMPUTE_HOSTS[@]}"; do
         await "$READY_TIMEOUT" "nova-compute on host $host" compute_up "$host"
     done
-    "$VENV/bin/python" "$TOOLS_DIR/cloud_setup.py" resources
+    (cd "$ROOT" && "$VENV/bin/python" -m tools.cloud_setup resources)
     # Our plugin's Tempest options, by the devstack plugin: the direct
     # snapshot tests boot their server on the rbd host.
     local tempest_conf=$CLOUD_DIR/tempest/etc/tempest.conf

@@ -10,12 +10,11 @@
 #    implied. See the License for the specific language governing
 #    permissions and limitations under the License.
 
-"""What tools/cloud.sh makes through the cloud's own APIs.
-
-    cloud_setup.py identity    projects, users, roles, the catalog, the
-                               openrc files (Keystone must run)
-    cloud_setup.py resources   aggregates, flavors, the test images, the
-                               Tempest workspace (every service must run)
+"""What tools/cloud.sh makes through the cloud's own APIs, from the top
+of the repository: ``python -m tools.cloud_setup identity`` (projects,
+users, roles, the catalog, the openrc files; Keystone must run), then
+``resources`` (aggregates, flavors, the test images, the Tempest
+workspace; every service must run).
 
 Run with the cloud's venv; reads $CLOUD_DIR/secrets. Passwords go from
 that file to the APIs and into files of mode 0600, never onto a command
@@ -29,9 +28,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import openstack
+
+from tests import polling
 
 STACK_DIR = os.environ.get('STACK_DIR', '/var/tmp/nova-snapshot-ext-stack')
 CLOUD_DIR = os.environ.get('CLOUD_DIR', os.path.join(STACK_DIR, 'cloud'))
@@ -98,17 +98,14 @@ def restart_compute(host, extra=None, timeout=180):
     restarted = datetime.datetime.now(datetime.timezone.utc).replace(
         tzinfo=None).isoformat()
     conn = connect()
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def up():
         services = list(conn.compute.services(binary='nova-compute',
                                               host=host))
-        if (services and services[0].state == 'up'
-                and (services[0].updated_at or '') > restarted):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError('nova-compute on %s is not up %d s after its '
-                               'restart' % (host, timeout))
-        time.sleep(2)
+        return (services and services[0].state == 'up'
+                and (services[0].updated_at or '') > restarted)
+    polling.wait_until(up, timeout, interval=2, message='nova-compute on '
+                       '%s is not up after its restart' % host)
 
 
 def write_private(path, text):
@@ -240,25 +237,22 @@ def tempest(image, flavors):
                     # wants another host (unshelve to a host) finds
                     # local2 there: Nova moves no server across zones.
                     'compute_volume_common_az': 'local'},
-        'compute-feature-enabled': {
-            'snapshot': 'true', 'pause': 'true', 'suspend': 'true',
-            'shelve': 'true', 'console_output': 'true',
-            'resize': 'false', 'cold_migration': 'false',
-            'live_migration': 'false', 'vnc_console': 'false',
-            'serial_console': 'false', 'spice_console': 'false',
-            'rescue': 'false', 'interface_attach': 'false',
-            'attach_encrypted_volume': 'false',
-            'config_drive': 'false', 'metadata_service': 'false'},
+        'compute-feature-enabled': dict(dict.fromkeys((
+            'snapshot', 'pause', 'suspend', 'shelve', 'console_output'),
+            'true'), **dict.fromkeys((
+                'resize', 'cold_migration', 'live_migration', 'vnc_console',
+                'serial_console', 'spice_console', 'rescue',
+                'interface_attach', 'attach_encrypted_volume',
+                'config_drive', 'metadata_service'), 'false')),
         'image': {'region': REGION, 'build_timeout': '300'},
         'image-feature-enabled': {'api_v1': 'false', 'api_v2': 'true',
                                   'do_secure_hash': 'true'},
         'network': {'region': REGION},
         'placement': {'region': REGION},
         'validation': {'run_validation': 'false'},
-        'service_available': {'nova': 'true', 'glance': 'true',
-                              'neutron': 'true', 'placement': 'true',
-                              'cinder': 'false', 'swift': 'false',
-                              'horizon': 'false'},
+        'service_available': dict(dict.fromkeys((
+            'nova', 'glance', 'neutron', 'placement'), 'true'),
+            **dict.fromkeys(('cinder', 'swift', 'horizon'), 'false')),
     }
     conf.read_dict(settings)
     text = io.StringIO()

@@ -279,7 +279,7 @@ def test_compute_killed_mid_snapshot_and_started_again(demo, admin,
                           capture_output=True, text=True, check=True)
     assert 'No current block job' in jobs.stdout, jobs.stdout
     host_dir = os.path.join(conftest.CLOUD_DIR, 'nova-local')
-    for sub in ('snapshot-journals', 'instances/snapshots'):
+    for sub in ('snapshot-ext/snapshots', 'instances/snapshots'):
         path = os.path.join(host_dir, sub)
         assert not os.path.isdir(path) or os.listdir(path) == [], path
     # Usable: the next snapshot works.

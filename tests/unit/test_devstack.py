@@ -409,6 +409,18 @@ def test_post_config_makes_the_shared_dirs_for_a_non_root_nova(
               NOVA_SNAPSHOT_EXT_STATE_PATH=str(state))
 
 
+def test_post_config_puts_the_snapshot_dirs_below_the_state_path(
+        stack, tmp_path):
+    state = tmp_path / 'nse'
+    stack.run('post-config', STACK_USER='root',
+              NOVA_SNAPSHOT_EXT_STATE_PATH=str(state))
+    assert dict(stack.nova()['snapshot']) == {
+        'method': 'auto', 'quiesce': 'auto',
+        'lock_path': '%s/locks' % state,
+        'journal_directory': '%s/snapshots' % state,
+        'temp_directory': '%s/tmp' % state}
+
+
 def test_post_config_without_a_qemu_group_lets_anyone_through_tmp(
         stack, tmp_path):
     state = tmp_path / 'var-lib-nse'
