@@ -89,6 +89,7 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext.libvirt import domain as lv_domain
 from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext import policy
+from nova_snapshot_ext import retry
 from nova_snapshot_ext import snapshot
 from nova_snapshot_ext.stores import base as store_base
 from tests.functional import ceph_stack
@@ -170,14 +171,8 @@ def reconnect() -> libvirt.virConnect:
     """A new connection to libvirtd, waiting up to :data:`RECONNECT`
     seconds for it to answer (the functional tests restart it).
     """
-    deadline = time.monotonic() + RECONNECT
-    while True:
-        try:
-            return stack(guest_mod.connect)
-        except BenchError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(1.0)
+    return retry.call(stack, guest_mod.connect, on=BenchError,
+                      timeout=RECONNECT, interval=1.0)
 
 
 def on_guest(data_mb: int, measure, keep: bool = False, rbd: bool = False,
