@@ -62,6 +62,9 @@ class SnapshotRequest:
     #: Every disk of the guest, one image each, at one point in time
     #: (the command line's); otherwise the root disk only.
     all_disks: bool = False
+    #: The guest's memory too, at the point in time of every disk, the
+    #: guest running on (the command line's; implies ``all_disks``).
+    memory: bool = False
     #: Only the blocks changed since the guest's last incremental
     #: snapshot in the (directory) store, backed by its image.
     incremental: bool = False

@@ -76,6 +76,8 @@ class Restored:
     started: bool
     seconds: float
     notes: list[str]
+    #: It resumed the snapshot's memory (it runs where the guest was).
+    resumed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,20 +117,26 @@ def restore(conf: cfg.ConfigOpts, ref: str, name: str,
             host_mod.Host(conf.snapshot_libvirt.connection_uri)))
         _check_free(host, name)
         plans = _plan(cat, xml, members, name, disk_dir)
-        uuid = uuidutils.generate_uuid()
+        uuid, memory = uuidutils.generate_uuid(), None
+        notes: list[str] = []
+        if members[0].get('memory'):
+            memory, xml, notes = _resumable(host, cat, members[0], xml,
+                                            name)
+            uuid = members[0]['source_uuid'] if memory else uuid
         with locks.guest_lock(conf, uuid, name), journal.opened(
                 conf.snapshot.journal_directory, uuid, name, host.uri,
                 store.spec, uuidutils.generate_uuid()) as j:
-            notes = _make(conf, j, host, xml, name, uuid, plans, disk_dir,
-                          start, progress)
+            notes += _make(conf, j, host, xml, name, uuid, plans, disk_dir,
+                           start, progress, memory)
     LOG.info('Restored image %(image)s as domain %(name)s', {
         'image': doc['id'], 'name': name})
     return Restored(
         domain=name, uuid=uuid, image=doc['id'],
         disks=[{'target': p.new.target, 'path': p.new.path,
                 'format': p.new.format, 'image': p.image} for p in plans],
-        started=start, seconds=round(time.monotonic() - started, 3),
-        notes=notes)
+        started=start or memory is not None,
+        seconds=round(time.monotonic() - started, 3), notes=notes,
+        resumed=memory is not None)
 
 
 def _recorded_xml(cat: catalog.Catalog, doc: dict[str, Any]) -> str:
@@ -142,6 +150,37 @@ def _recorded_xml(cat: catalog.Catalog, doc: dict[str, Any]) -> str:
                    'release): write its disk with "qemu-img convert -f %s '
                    '%s DISK" and define a domain for it by hand' % (
                        doc['id'], doc['format'], cat.path_of(doc)))
+
+
+def _resumable(host: host_mod.Host, cat: catalog.Catalog,
+               doc: dict[str, Any], xml: str, name: str
+               ) -> tuple[str | None, str, list[str]]:
+    """Whether the new domain can resume the memory of image ``doc``: its
+    memory file and the domain XML saved with it, or None, the recorded
+    XML and why not. The memory is of the guest's name and UUID (libvirt
+    resumes it under those only): it resumes as that guest, once no
+    domain here has its UUID.
+    """
+    uuid, old = str(doc.get('source_uuid')), doc.get('source_domain')
+    if name != old:
+        return None, xml, [
+            'the memory was not resumed: it resumes only as %s, the guest '
+            'it is of; restore --as %s once that guest is gone, or revert '
+            'it' % (old, old)]
+    try:
+        owner = host.call(lambda conn: conn.lookupByUUIDString(uuid).name())
+    except libvirt.libvirtError:
+        owner = None
+    if owner is not None:
+        return None, xml, [
+            'the memory was not resumed: it is of %s (UUID %s), which is '
+            'still defined here; revert %s to resume it, or restore again '
+            'once it is gone' % (owner, uuid, owner)]
+    memory = cat.path_of(doc, file_store.MEMORY)
+    saved = domain.translated(doc.get('source_domain') or uuid,
+                              'read the saved memory of', lambda: host.call(
+                                  lambda c: c.saveImageGetXMLDesc(memory, 0)))
+    return memory, saved, []
 
 
 def _check_free(host: host_mod.Host, name: str) -> None:
@@ -194,9 +233,10 @@ def _plan(cat: catalog.Catalog, xml: str,
 def _make(conf: cfg.ConfigOpts, j: journal.Journal, host: host_mod.Host,
           xml: str, name: str, uuid: str, plans: list[_Plan],
           disk_dir: str | None, start: bool,
-          progress: model.Progress) -> list[str]:
-    """Write the disks, define the domain and start it, each undone if
-    a later one fails; the notes of the rewritten XML.
+          progress: model.Progress, memory: str | None) -> list[str]:
+    """Write the disks, define the domain and start it (resume
+    ``memory``), each undone if a later one fails; the notes of the
+    rewritten XML.
     """
     with contextlib.ExitStack() as undo_stack:
         for n, plan in enumerate(plans):
@@ -206,13 +246,17 @@ def _make(conf: cfg.ConfigOpts, j: journal.Journal, host: host_mod.Host,
                        disk_progress(progress, 'restore', n, len(plans)))
         files_dir = disk_dir or os.path.dirname(plans[0].new.path)
         new_xml, notes = definition.rewrite(
-            xml, name, uuid, [p.new for p in plans], files_dir)
+            xml, name, uuid, [p.new for p in plans], files_dir,
+            same_guest=memory is not None)
         step = j.add(journal.RESTORE_DOMAIN, uuid=uuid, name=name)
         undo_stack.callback(_drop_step_domain, j, step, host, uuid, name)
         domain.translated(name, 'define', lambda: host.call(
             lambda conn: conn.defineXML(new_xml)))
         j.reached(journal.RESTORE_DOMAIN)
-        if start:
+        if memory is not None:
+            domain.translated(name, 'resume', lambda: host.call(
+                lambda conn: conn.restoreFlags(memory, new_xml, 0)))
+        elif start:
             domain.translated(name, 'start', lambda: host.call(
                 lambda conn: conn.lookupByUUIDString(uuid).create()))
         undo_stack.pop_all()

@@ -56,6 +56,7 @@ from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import restore
 from nova_snapshot_ext.stores import base as store_base
+from nova_snapshot_ext.stores import file as file_store
 
 LOG = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class Reverted:
     stopped: bool
     kept_old: list[str]
     seconds: float
+    #: It resumed the image's memory: the guest runs where it was.
+    resumed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,6 +127,7 @@ def revert(conf: cfg.ConfigOpts, domain: str, ref: str,
                     journal.REVERT_SWAP))
                 for s in j.steps:
                     j.done(s)
+            resumed = _resume(host, guest, cat, doc)
     LOG.info('Reverted %(guest)s to image %(image)s', {
         'guest': guest.name, 'image': doc['id']})
     return Reverted(
@@ -131,7 +135,21 @@ def revert(conf: cfg.ConfigOpts, domain: str, ref: str,
         disks=[{k: s[k] for k in ('target', 'disk', 'image')}
                for s in swaps],
         kept_old=[s['old'] for s in swaps] if keep_old else [],
-        seconds=round(time.monotonic() - started, 3))
+        seconds=round(time.monotonic() - started, 3), resumed=resumed)
+
+
+def _resume(host: host_mod.Host, guest: guest_mod.Guest,
+            cat: catalog.Catalog, doc: dict[str, Any]) -> bool:
+    """Resume the memory of an image taken with it, on the disks just
+    reverted to the same point in time; whether there was one.
+    """
+    root = cat.group(doc)[0]
+    if not root.get('memory'):
+        return False
+    memory = cat.path_of(root, file_store.MEMORY)
+    domain_mod.translated(guest.name, 'resume', lambda: host.call(
+        lambda conn: conn.restoreFlags(memory, None, 0)))
+    return True
 
 
 def _plan(cat: catalog.Catalog, guest: guest_mod.Guest,

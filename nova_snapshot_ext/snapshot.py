@@ -93,6 +93,10 @@ def _resolve(conf: cfg.ConfigOpts, request: SnapshotRequest) -> dict:
     if request.keep < 0:
         raise exception.InvalidInput(
             reason='keep is a number of images, at least 1')
+    if request.memory and (request.incremental or request.image_id):
+        raise exception.InvalidInput(
+            reason='a snapshot with memory is of every disk, into new '
+                   'images of the directory store; it is not incremental')
     if request.all_disks and request.image_id:
         raise exception.InvalidInput(
             reason='an existing image record holds one disk; it cannot be '
@@ -144,8 +148,8 @@ def take_snapshot(request: SnapshotRequest,
     validate_name(request.name)
     validate_properties(request.metadata)
     options = _resolve(conf, request)
-    store = store or store_base.load(conf, request.store)
-    store.check()
+    store = _checked_store(request, store or store_base.load(
+        conf, request.store))
 
     def checked_progress(stage: str, fraction: float) -> None:
         cancel.check()
@@ -167,6 +171,16 @@ def take_snapshot(request: SnapshotRequest,
         return result
 
 
+def _checked_store(request: SnapshotRequest,
+                   store: store_base.ImageStore) -> store_base.ImageStore:
+    if request.memory and not store.KEEPS_MEMORY:
+        raise exception.InvalidInput(
+            reason='store %s keeps no memory: a snapshot with memory goes '
+                   'to the directory store' % store)
+    store.check()
+    return store
+
+
 def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,
           host: host_mod.Host, store: store_base.ImageStore,
           backends: backend_base.Backends, cancel: cancel_mod.Cancel,
@@ -175,7 +189,8 @@ def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,
     guest = host.get_guest(request.guest)
     cancel.guest = guest.name
     disk = guest.root_disk(request.root_any_device)
-    disks = guest.disks() if request.all_disks else [disk]
+    group = request.all_disks or request.memory
+    disks = guest.disks() if group else [disk]
     refusals.check_state(guest.name, guest.power_state())
     for other in disks:
         refusals.check_disk(guest.name, other, host.uri,
@@ -202,7 +217,7 @@ def _take(conf: cfg.ConfigOpts, request: SnapshotRequest, options: dict,
                 uuidutils.generate_uuid(), check=cancel.check):
             if request.incremental:
                 return incremental.snapshot(backend, job)
-            if request.all_disks:
+            if group:
                 return all_disks.snapshot(
                     backends, job, disks,
                     {d.target: options['image_format'] or

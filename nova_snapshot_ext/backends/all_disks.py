@@ -41,6 +41,7 @@ from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import finish
 from nova_snapshot_ext.backends import local
+from nova_snapshot_ext.backends import memory
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import journal
@@ -63,7 +64,8 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
     """
     started = time.monotonic()
     backend = _backend(backends, job, disks)
-    plan = _plan(backend, job)
+    plan = (_memory_plan(backends, job, disks) if job.request.memory
+            else _plan(backend, job))
     LOG.info('Snapshot of %(guest)s, disks %(disks)s: %(method)s, because '
              '%(reason)s', {'guest': job.guest.name,
                             'disks': ', '.join(d.target for d in disks),
@@ -72,7 +74,9 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
             for d in disks]
     group = uuidutils.generate_uuid()
     outcome = steps.Outcome()
-    if plan.method == policy.LIVE:
+    if job.request.memory:
+        outcome.live_style, outcome.live_reason = 'memory', plan.reason
+    elif plan.method == policy.LIVE:
         outcome.live_style, outcome.live_reason = local.live_choice(job)
     with contextlib.ExitStack() as stack:
         pendings = [stack.enter_context(job.store.begin(
@@ -80,7 +84,13 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
             job.conf.snapshot.temp_directory)) for j in jobs]
         for j, pending in zip(jobs, pendings):
             local.check_space(j, policy.COLD, pending.path)
-        if plan.method == policy.LIVE:
+        if job.request.memory:
+            with memory.frozen(job, disks, str(pendings[0].memory_path),
+                               outcome):
+                for j, pending in zip(jobs, pendings):
+                    steps.convert(j, j.disk.path, j.disk.format,
+                                  pending.path)
+        elif plan.method == policy.LIVE:
             with backup.exported(job, outcome,
                                  [d.target for d in disks]) as export:
                 for j, pending in zip(jobs, pendings):
@@ -127,6 +137,25 @@ def _plan(backend: base.ImageBackend,
                                                reason=why)
     cold = policy.choose(facts, policy.COLD)
     return policy.Plan(cold.method, why)
+
+
+def _memory_plan(backends: base.Backends, job: model.SnapshotJob,
+                 disks: list[disks_mod.Disk]) -> policy.Plan:
+    for disk in disks:
+        if base.MEMORY not in backends.for_disk(disk).capabilities:
+            raise exception.UnsupportedDisk(
+                guest=job.guest.name,
+                reason='a snapshot with memory needs backends with '
+                       'capability "%s", and %s is a %s disk, whose backend '
+                       'lacks it' % (base.MEMORY, disk.target,
+                                     base.backend_name_for(disk)))
+    if job.method == policy.COLD:
+        raise exception.InvalidInput(
+            reason='a snapshot with memory is live: the guest runs on')
+    memory.check(job, disks)
+    return policy.Plan(policy.LIVE, 'with memory: it was saved live, and '
+                       'each disk read from its own file while an overlay '
+                       'took the guest\'s writes')
 
 
 def _meta(job: model.SnapshotJob, plan: policy.Plan, group: str,

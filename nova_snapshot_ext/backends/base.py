@@ -30,7 +30,8 @@ What else it can take part in it declares in
 :attr:`ImageBackend.capabilities`: :data:`GROUP` (``--all-disks``: its
 disks copied with the guest's others at one point in time) and
 :data:`CHANGED_BLOCKS` (``--incremental``: the blocks changed since a
-checkpoint read from a libvirt backup job); the orchestrator composes
+checkpoint read from a libvirt backup job) and :data:`MEMORY`
+(``--memory``: its disks with the guest's memory); the orchestrator composes
 those modes from the capabilities and refuses a backend that lacks one
 with one line naming it.
 The shared steps (quiesce, managed save, temporary directory, convert)
@@ -89,6 +90,10 @@ GROUP = 'group'
 #: Capability: the backend can write only the blocks changed since a
 #: libvirt checkpoint, from a backup job's dirty bitmap.
 CHANGED_BLOCKS = 'changed-blocks'
+#: Capability: the backend's disks can move onto a qcow2 overlay file for
+#: a moment, so that a snapshot with memory can read them at its point in
+#: time (``--memory``).
+MEMORY = 'memory'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +122,7 @@ class ImageBackend(metaclass=abc.ABCMeta):
     #: The entry point name.
     name: ClassVar[str] = ''
     #: What else it can take part in: :data:`GROUP`,
-    #: :data:`CHANGED_BLOCKS`.
+    #: :data:`CHANGED_BLOCKS`, :data:`MEMORY`.
     capabilities: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, conf: cfg.ConfigOpts, wrap: Wrap = no_wrap) -> None:

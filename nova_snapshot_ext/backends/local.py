@@ -58,7 +58,7 @@ class FileBackend(base.ImageBackend):
 
     #: Disk formats (libvirt ``<driver type>``) this backend reads.
     disk_formats: ClassVar[tuple[str, ...]] = ()
-    capabilities = frozenset((base.GROUP, base.CHANGED_BLOCKS))
+    capabilities = frozenset((base.GROUP, base.CHANGED_BLOCKS, base.MEMORY))
 
     def inspect(self, job: model.SnapshotJob) -> base.Support:
         disk = job.disk

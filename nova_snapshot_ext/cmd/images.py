@@ -116,6 +116,7 @@ def cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
         lambda done: ['restored image %s as %s (%s)%s in %.2f s' % (
             done.image, done.domain, ', '.join(
                 '%s: %s' % (d['target'], d['path']) for d in done.disks),
+            ', resumed from its memory' if done.resumed else
             ', started' if done.started else '', done.seconds)] + [
             '  note: %s' % note for note in done.notes])
 
@@ -124,11 +125,11 @@ def cmd_revert(args: argparse.Namespace, out: TextIO) -> int:
     return _done(args, out, lambda report: revert.revert(
         nse_conf.CONF, args.domain, args.image, store=_store(args),
         force=args.force, keep_old=args.keep_old, progress=report),
-        lambda done: ['reverted %s to image %s (%s)%s in %.2f s; it is shut '
-                      'off' % (done.domain, done.image,
-                               ', '.join(d['target'] for d in done.disks),
-                               ', stopped first' if done.stopped else '',
-                               done.seconds)] + [
+        lambda done: ['reverted %s to image %s (%s)%s in %.2f s; it %s' % (
+            done.domain, done.image,
+            ', '.join(d['target'] for d in done.disks),
+            ', stopped first' if done.stopped else '', done.seconds,
+            'runs on from its memory' if done.resumed else 'is shut off')] + [
             '  kept the old disk as %s' % old for old in done.kept_old])
 
 

@@ -121,7 +121,7 @@ def cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
         image_format=args.image_format, store=args.store,
         quiesce=args.quiesce, image_id=args.image_id,
         metadata=dict(args.properties), all_disks=args.all_disks,
-        incremental=args.incremental, keep=args.keep)
+        incremental=args.incremental, keep=args.keep, memory=args.memory)
     snapshot.validate_properties(request.metadata)
     if args.expire_after:
         request.metadata['expires_at'] = catalog.expiry(args.expire_after)

@@ -132,6 +132,11 @@ def _snapshot(sub: Any) -> argparse.ArgumentParser:
                       help='an image of every disk, all at one point in '
                            'time (the others named NAME-<disk>); by '
                            'default the root disk only')
+    snap.add_argument('--memory', action='store_true',
+                      help='the guest\'s memory too, with every disk at '
+                           'one point in time, the guest running on '
+                           '(directory store); restore and revert resume '
+                           'the guest where it was')
     snap.add_argument('--expire-after', type=_duration, metavar='DURATION',
                       help='the image expires this long after it is taken '
                            '(seconds, or a number with s, m, h or d): its '

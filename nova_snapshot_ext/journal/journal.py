@@ -87,13 +87,16 @@ REVERT_DISK = 'revert_disk'      # path: a disk's new content being written
 REVERT_SWAP = 'revert_swap'      # disks: [{disk, new, old}], keep_old: the
 #                                   swap of old disks for new, finished
 #                                   (never undone) once journaled
+MEMORY_OVERLAY = 'memory_overlay'  # disks: [{target, disk, format,
+#                                   overlay}]: the overlays a snapshot
+#                                   with memory moves the disks onto
 #: Steps that make nothing themselves but tell recovery how to treat the
 #: others (a registered location makes the clone Glance's image).
 MARKERS = (LOCATION,)
 KINDS = (TEMP_DIR, STORE_PARTIAL, GLANCE_IMAGE, LOCATION, BLOCK_JOB,
          BACKUP_JOB, CHECKPOINT, DOMAIN_XML, MANAGED_SAVE, FREEZE, RBD_SNAP,
          RBD_CLONE, GROUP_IMAGE, RESTORE_DISK, RESTORE_DOMAIN, REVERT_DISK,
-         REVERT_SWAP)
+         REVERT_SWAP, MEMORY_OVERLAY)
 
 #: Test hook: the name of a step kind. After the first step of that kind
 #: is made, the process stops itself (SIGSTOP), so that a test can kill

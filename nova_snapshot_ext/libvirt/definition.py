@@ -39,11 +39,15 @@ class NewDisk:
 
 
 def rewrite(xml: str, name: str, uuid: str, disks: list[NewDisk],
-            files_dir: str) -> tuple[str, list[str]]:
+            files_dir: str, same_guest: bool = False
+            ) -> tuple[str, list[str]]:
     """The XML of the new domain, and notes on what else changed.
 
     :param files_dir: where the new domain's own files go (logs written
         by path).
+    :param same_guest: the domain resumes the old one's memory, which
+        knows its MAC addresses and disk serial numbers: they are kept
+        (its UUID is the caller's to keep).
     """
     root = ET.fromstring(xml)
     notes: list[str] = []
@@ -55,9 +59,9 @@ def rewrite(xml: str, name: str, uuid: str, disks: list[NewDisk],
     devices = root.find('devices')
     if devices is None:
         devices = ET.SubElement(root, 'devices')
-    _disks(devices, {d.target: d for d in disks}, notes)
+    _disks(devices, {d.target: d for d in disks}, notes, same_guest)
     for iface in devices.findall('interface'):
-        for mac in iface.findall('mac'):
+        for mac in iface.findall('mac') if not same_guest else []:
             iface.remove(mac)
     for chardev in list(devices):
         _chardev(chardev, name, files_dir)
@@ -78,7 +82,7 @@ def _set(root: ET.Element, tag: str, text: str) -> None:
 
 
 def _disks(devices: ET.Element, new: dict[str, NewDisk],
-           notes: list[str]) -> None:
+           notes: list[str], same_guest: bool) -> None:
     for disk in devices.findall('disk'):
         target = disk.find('target')
         dev = target.get('dev', '') if target is not None else ''
@@ -91,8 +95,11 @@ def _disks(devices: ET.Element, new: dict[str, NewDisk],
         disk.set('type', 'file')
         if disk.get('device') == 'lun':
             disk.set('device', 'disk')
+        kept = ('serial', 'wwn') if same_guest else ()
         for tag in ('source', 'backingStore', 'auth', 'encryption',
                     'shareable', 'serial', 'wwn'):
+            if tag in kept:
+                continue
             for el in disk.findall(tag):
                 disk.remove(el)
         driver = disk.find('driver')

@@ -53,6 +53,7 @@ from nova_snapshot_ext.libvirt.domain import connection_lost  # noqa: F401
 from nova_snapshot_ext.libvirt.domain import DONE
 from nova_snapshot_ext.libvirt.domain import REPEAT
 from nova_snapshot_ext.libvirt.domain import translate  # noqa: F401
+from nova_snapshot_ext.libvirt import memory
 from nova_snapshot_ext import retry
 
 LOG = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ SAVE_JOB_WAIT = 60
 _BACKUP_OPERATION = getattr(libvirt, 'VIR_DOMAIN_JOB_OPERATION_BACKUP', 9)
 
 
-class Guest(backup.BackupCalls):
+class Guest(backup.BackupCalls, memory.MemoryCalls):
     """A libvirt domain seen through the operations a snapshot needs."""
 
     # -- state ---------------------------------------------------------

@@ -186,6 +186,17 @@ def create_qcow2(path: str, size: int,
         raise exception.ConversionFailed(reason=_stderr(e))
 
 
+def commit(overlay: str) -> None:
+    """Write the qcow2 ``overlay`` into its backing file (``qemu-img
+    commit``), e.g. an overlay a guest no longer runs on.
+    """
+    try:
+        processutils.execute('qemu-img', 'commit', '-q', '-f', 'qcow2',
+                             overlay)
+    except processutils.ProcessExecutionError as e:
+        raise exception.ConversionFailed(reason=_stderr(e))
+
+
 def convert_cmd(conf: cfg.ConfigOpts, src: str, src_fmt: str, dst: str,
                 dst_fmt: str, compress: bool = False,
                 image_opts: bool = False, rate_mib: int = 0,

@@ -85,6 +85,9 @@ class PendingImage(metaclass=abc.ABCMeta):
     path: str
     #: The image's id in the store.
     image_id: str | None
+    #: Where a snapshot with memory saves the guest's memory, to be kept
+    #: with the image; None when the store keeps no memory.
+    memory_path: str | None = None
     #: What the store records about the image; changes made before the
     #: commit are recorded.
     meta: ImageMeta
@@ -216,6 +219,8 @@ class ImageStore(metaclass=abc.ABCMeta):
     #: The store keeps the guest's domain XML with each image
     #: (``ImageMeta.domain_xml``), for ``restore``.
     KEEPS_DOMAIN_XML = False
+    #: It keeps a guest's memory with an image (``--memory``).
+    KEEPS_MEMORY = False
 
     def __init__(self, conf: cfg.ConfigOpts, spec: str) -> None:
         self.conf = conf

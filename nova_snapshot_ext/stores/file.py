@@ -20,6 +20,8 @@ Layout of the store directory::
     <directory>/<image id>/metadata.json      name, format, sizes, sha256,
                                               method, reason, domain, time
     <directory>/<image id>/domain.xml         the domain XML (for restore)
+    <directory>/<image id>/memory.save        the guest's memory (a
+                                              snapshot with --memory)
     <directory>/.<image id>.partial/          an image being written
     <directory>/.<image id>.<tag>.deleting/   an image being deleted
     <directory>/<image id>/*.flat             a flatten in progress
@@ -69,6 +71,8 @@ DELETING_SUFFIX = '.deleting'
 METADATA = 'metadata.json'
 #: The domain XML the snapshot saw, beside its image.
 DOMAIN_XML = 'domain.xml'
+#: The guest's memory (libvirt's save image), beside its root image.
+MEMORY = 'memory.save'
 #: Suffix of the files of a flatten in progress.
 FLAT_SUFFIX = '.flat'
 
@@ -122,6 +126,7 @@ class FilePendingImage(base.PendingImage):
         private.mkdir(self.partial)
         journal.current().reached(journal.STORE_PARTIAL)
         self.path = os.path.join(self.partial, store.image_file(meta))
+        self.memory_path = os.path.join(self.partial, MEMORY)
         try:
             # NOTE: made empty and private now, the image keeps its mode
             # whoever writes it (qemu-img, a stream).
@@ -176,8 +181,16 @@ class FilePendingImage(base.PendingImage):
                 datetime.timezone.utc).isoformat(timespec='seconds'),
         }
         doc.update(self.meta.properties)
-        _write_metadata(os.path.join(self.partial, METADATA), doc)
         written = [self.path, os.path.join(self.partial, METADATA)]
+        memory = os.path.join(self.partial, MEMORY)
+        if os.path.exists(memory):
+            doc.update(memory=True, memory_size=os.stat(memory).st_size)
+            if os.stat(memory).st_uid == os.geteuid():
+                # NOTE: libvirtd wrote it; as root's (for another user),
+                # it is root's alone already.
+                durable.fsync_file(memory)
+                written.append(memory)
+        _write_metadata(written[1], doc)
         if self.meta.domain_xml:
             written.append(os.path.join(self.partial, DOMAIN_XML))
             _write_file(written[-1], self.meta.domain_xml)
@@ -207,6 +220,7 @@ class FileStore(base.ImageStore):
     HOLDS_CHAINS = True
     READBACK = 'chain'
     KEEPS_DOMAIN_XML = True
+    KEEPS_MEMORY = True
 
     def __init__(self, conf: cfg.ConfigOpts, spec: str) -> None:
         super().__init__(conf, spec)

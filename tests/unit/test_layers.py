@@ -32,7 +32,7 @@ LAYERS = [
     ('exception', 'retry', 'plugins', 'conf', 'private'),
     ('journal',),
     ('storage', 'libvirt.disks', 'libvirt.definition', 'libvirt.domain',
-     'libvirt.backup',
+     'libvirt.backup', 'libvirt.memory',
      'libvirt.guest', 'libvirt.refusals', 'libvirt.sharing'),
     ('libvirt.host', 'stores.base'),
     ('stores',),
