@@ -108,17 +108,27 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
     return root
 
 
-def _backend(backends: base.Backends, job: model.SnapshotJob,
-             disks: list[disks_mod.Disk]) -> base.ImageBackend:
+def _require(backends: base.Backends, job: model.SnapshotJob,
+             disks: list[disks_mod.Disk], capability: str,
+             what: str) -> None:
+    """Refuse a disk whose backend lacks ``capability``, which ``what``
+    needs.
+    """
     for disk in disks:
-        if base.GROUP not in backends.for_disk(disk).capabilities:
+        if capability not in backends.for_disk(disk).capabilities:
             raise exception.UnsupportedDisk(
                 guest=job.guest.name,
-                reason='all disks are copied at one point in time by '
-                       'backends with capability "%s", and %s is a %s disk, '
-                       'whose backend lacks it' % (
-                           base.GROUP, disk.target,
+                reason='%s needs backends with capability "%s", and %s is '
+                       'a %s disk, whose backend lacks it' % (
+                           what, capability, disk.target,
                            base.backend_name_for(disk)))
+
+
+def _backend(backends: base.Backends, job: model.SnapshotJob,
+             disks: list[disks_mod.Disk]) -> base.ImageBackend:
+    _require(backends, job, disks, base.GROUP,
+             'a snapshot of all disks at one point in time')
+    for disk in disks:
         backends.for_disk(disk).inspect(dataclasses.replace(job, disk=disk))
     return backends.for_disk(disks[0])
 
@@ -141,14 +151,7 @@ def _plan(backend: base.ImageBackend,
 
 def _memory_plan(backends: base.Backends, job: model.SnapshotJob,
                  disks: list[disks_mod.Disk]) -> policy.Plan:
-    for disk in disks:
-        if base.MEMORY not in backends.for_disk(disk).capabilities:
-            raise exception.UnsupportedDisk(
-                guest=job.guest.name,
-                reason='a snapshot with memory needs backends with '
-                       'capability "%s", and %s is a %s disk, whose backend '
-                       'lacks it' % (base.MEMORY, disk.target,
-                                     base.backend_name_for(disk)))
+    _require(backends, job, disks, base.MEMORY, 'a snapshot with memory')
     if job.method == policy.COLD:
         raise exception.InvalidInput(
             reason='a snapshot with memory is live: the guest runs on')
