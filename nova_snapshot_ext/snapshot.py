@@ -38,6 +38,7 @@ from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.journal import locks
 from nova_snapshot_ext.libvirt import host as host_mod
 from nova_snapshot_ext.libvirt import refusals
+from nova_snapshot_ext import metrics
 from nova_snapshot_ext.model import no_progress
 from nova_snapshot_ext.model import Progress
 from nova_snapshot_ext.model import SnapshotJob
@@ -142,6 +143,24 @@ def take_snapshot(request: SnapshotRequest,
         as it was and nothing is left in the store or on disk.
     """
     conf = conf or nse_conf.CONF
+    spec = str(store.spec if store is not None else
+               request.store or conf.snapshot.default_store)
+    try:
+        result = _snapshot(request, conf, host, progress, store, backends,
+                           cancel, host_slots)
+    except BaseException as e:
+        metrics.record(conf, spec, error=e)
+        raise
+    metrics.record(conf, spec, result=result)
+    return result
+
+
+def _snapshot(request: SnapshotRequest, conf: cfg.ConfigOpts,
+              host: host_mod.Host | None, progress: Progress,
+              store: store_base.ImageStore | None,
+              backends: backend_base.Backends | None,
+              cancel: cancel_mod.Cancel | None,
+              host_slots: bool) -> SnapshotResult:
     cancel = cancel or cancel_mod.Cancel(conf.snapshot.timeout)
     # NOTE: the guest as asked for, until its domain is looked up.
     cancel.guest = cancel.guest or request.guest

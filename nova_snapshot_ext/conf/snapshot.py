@@ -209,6 +209,17 @@ overrides it. The limit is checked between steps and as the copy, the
 conversion and the upload progress; one libvirt or storage call that hangs
 is not interrupted.
 """),
+    cfg.StrOpt(
+        'metrics_file',
+        help="""
+Write figures of the host's snapshots to this file in the Prometheus text
+format, for the node exporter's textfile collector (a ``.prom`` file in
+its ``--collector.textfile.directory``): snapshots by method, result and
+store, their duration, bytes stored and the guests' pauses, and when the
+last one ended. Every snapshot, of the command line or of nova-compute,
+writes the file again whole; the counters are kept in ``state_path``
+across restarts. Unset (the default): no figures are kept.
+"""),
     cfg.BoolOpt(
         'verify',
         default=False,

@@ -129,6 +129,16 @@ def guest_lock(conf: cfg.ConfigOpts, guest_uuid: str,
 
 
 @contextlib.contextmanager
+def shared_file_lock(conf: cfg.ConfigOpts, name: str) -> Iterator[None]:
+    """Hold the host-wide lock ``name`` for the block, waiting for it
+    (e.g. around a file that several processes update).
+    """
+    with lockutils.lock(name, external=True,
+                        lock_path=_lock_file(lock_path(conf), name)):
+        yield
+
+
+@contextlib.contextmanager
 def host_slot(conf: cfg.ConfigOpts,
               check: Callable[[], None] | None = None) -> Iterator[None]:
     """One of ``[snapshot] max_concurrent`` host-wide slots for the block,

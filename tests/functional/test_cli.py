@@ -21,6 +21,7 @@ import subprocess
 import sys
 
 import libvirt
+from prometheus_client import parser
 import pytest
 
 from tests.functional import glance_stack
@@ -211,3 +212,37 @@ def test_refused_token_is_one_line_and_leaves_nothing(
     assert glance_stack.image_ids(url, glance_stack.MEMBER_HEADERS) == []
     tmp = os.path.join(workdir, 'state', 'tmp')
     assert not os.path.isdir(tmp) or os.listdir(tmp) == []
+
+
+def test_every_snapshot_adds_to_the_metrics_file(conf_file, workdir,
+                                                 qcow2_guest):
+    prom = os.path.join(workdir, 'textfile', 'nova_snapshot_ext.prom')
+    with open(conf_file, 'a') as f:
+        f.write('[snapshot]\nmetrics_file = %s\n' % prom)
+    sizes = {}
+    for method in ('live', 'cold'):
+        done = cli(conf_file, 'snapshot', qcow2_guest.name, '--name', 'm',
+                   '--method', method, '--json')
+        assert done.returncode == 0, done.stderr
+        sizes[method] = json.loads(done.stdout)['size']
+    assert cli(conf_file, 'snapshot', 'nse-no-such-guest', '--name',
+               'm').returncode == 1
+
+    with open(prom) as f:
+        figures = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in parser.text_string_to_metric_families(
+                       f.read()) for s in family.samples}
+
+    def total(method, result):
+        return figures[('nova_snapshot_ext_snapshots_total', (
+            ('method', method), ('result', result), ('store', 'file')))]
+
+    assert total('live', 'ok') == total('cold', 'ok') == 1
+    assert total('none', 'GuestNotFound') == 1
+    cold = (('method', 'cold'),)
+    assert figures[('nova_snapshot_ext_snapshot_seconds_count', cold)] == 1
+    assert figures[('nova_snapshot_ext_snapshot_seconds_sum', cold)] > 0
+    assert figures[('nova_snapshot_ext_guest_paused_seconds_total',
+                    cold)] > 0
+    assert figures[('nova_snapshot_ext_snapshot_bytes_total', cold)] == \
+        sizes['cold']

@@ -39,7 +39,7 @@ LAYERS = [
     # NOTE: below every backend: recover and gc find the undo of a step
     # and the collectors through entry points (journal/undo.py).
     ('cleanup',),
-    ('policy', 'model', 'verify', 'catalog'),
+    ('policy', 'model', 'verify', 'catalog', 'metrics'),
     ('backends.steps',),
     ('backends.finish',),
     ('backends.base',),
