@@ -26,6 +26,7 @@ made is undone).
 import argparse
 from collections.abc import Callable, Iterator, Sequence
 import contextlib
+import dataclasses
 import json
 import logging as std_logging
 import signal
@@ -156,6 +157,8 @@ def cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    if args.nova:
+        return _check_nova(args, out)
     conf = nse_conf.CONF
     host = host_mod.Host(conf.snapshot_libvirt.connection_uri)
     try:
@@ -177,6 +180,26 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         out.write('%(name)s: %(state)s, %(backend)s disk %(disk)s -> '
                   '%(method)s: %(reason)s\n' % g)
     return 0
+
+
+def _check_nova(args: argparse.Namespace, out: TextIO) -> int:
+    """``check --nova``: Nova is imported only here, where it must be."""
+    try:
+        from nova_snapshot_ext.virt import preflight
+    except ImportError as e:
+        raise exception.InvalidInput(
+            reason='check --nova runs in nova-compute\'s Python '
+                   'environment, and Nova is not in this one (%s): %s' % (
+                       sys.prefix, e))
+    findings = preflight.check(args.nova_config or ['/etc/nova/nova.conf'],
+                               args.user)
+    if args.json or args.sub_json:
+        json.dump({'findings': [dataclasses.asdict(f) for f in findings]},
+                  out, sort_keys=True)
+        out.write('\n')
+    else:
+        out.write(''.join(f.line() + '\n' for f in findings))
+    return 0 if all(f.ok for f in findings) else 1
 
 
 def _report(args: argparse.Namespace, out: TextIO, actions: list[Any],

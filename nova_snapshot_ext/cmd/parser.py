@@ -158,6 +158,17 @@ def _check(sub: Any) -> argparse.ArgumentParser:
                        help='the store a snapshot would go to (whether a '
                             'direct snapshot is possible depends on it); '
                             'default: [snapshot] default_store')
+    check.add_argument('--nova', action='store_true',
+                       help='instead, check this compute host for the '
+                            'Nova driver: shim, compute_driver, options, '
+                            'directories, libvirt, Ceph, Glance (run it in '
+                            'nova-compute\'s environment)')
+    check.add_argument('--nova-config', action='append', metavar='FILE',
+                       help='with --nova: nova-compute\'s configuration '
+                            'file (repeatable; default /etc/nova/nova.conf)')
+    check.add_argument('--user', metavar='USER',
+                       help='with --nova: the user nova-compute runs as '
+                            '(default: this one)')
     return check
 
 
