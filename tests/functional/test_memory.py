@@ -167,6 +167,25 @@ def test_a_killed_snapshot_with_memory_leaves_the_guest_on_its_own_disks(
         g.start()
 
 
+def test_bad_input_is_one_line_and_leaves_nothing(mconf, mguest):
+    g = running(mguest)
+    cli = Cli(mconf)
+    images = cli('list', g.name).stdout
+    g.dom.destroy()
+    for args, words in [
+            ((), 'no memory to save'),
+            (('--incremental',), 'not incremental'),
+            (('--store', 'glance+http://127.0.0.1:9'), 'keeps no memory')]:
+        done = cli('snapshot', g.name, '--name', 'bad', '--memory', *args,
+                   rc=1)
+        assert done.stderr.count('\n') == 1 and words in done.stderr, \
+            done.stderr
+    assert cli('list', g.name).stdout == images
+    assert overlays(g) == []
+    assert journal.paths(mconf.snapshot.journal_directory) == []
+    assert g.dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
+
+
 def test_restore_resumes_the_memory_as_the_guest_once_it_is_gone(
         mconf, mguest, new_name, workdir, conn):  # noqa: F811
     g = running(mguest)
