@@ -117,7 +117,7 @@ function cmd_install {
     # mode: the module it puts into nova.virt is the one Nova loads).
     quietly "$LOG/pip.log" "${pip[@]}" --force-reinstall --no-deps "$ROOT"
     quietly "$LOG/pip.log" "${pip[@]}" "$ROOT"
-    bash "$TOOLS_DIR/link-ceph-bindings.sh" "$VENV"
+    link_bindings "$VENV"
 }
 
 function make_secrets {

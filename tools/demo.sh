@@ -36,7 +36,7 @@ require_root "it starts libvirtd, Ceph and Glance"
 bash tools/install-deps.sh
 VENV=${DEMO_VENV:-$ROOT/.venv-demo}
 ensure_venv "$VENV" nova-snapshot-ext -e "$ROOT"
-bash tools/link-ceph-bindings.sh "$VENV"
+link_bindings "$VENV"
 
 trap 'bash tools/stack.sh down' EXIT
 NSE_SKIP_INSTALL=1 bash tools/stack.sh up

@@ -43,6 +43,14 @@ function ensure_venv {
     fi
 }
 
+# link_bindings VENV: Debian's rados, rbd and nbd modules (not on PyPI)
+# made importable in VENV by the package's own install step
+# (nova-snapshot-ext-link-bindings), run from this source tree.
+function link_bindings {
+    PYTHONPATH=$(dirname "${BASH_SOURCE[0]}")/.. \
+        python3 -m nova_snapshot_ext.cmd.bindings "$1" > /dev/null
+}
+
 # iniset FILE SECTION OPTION VALUE, as devstack's (crudini keeps the
 # file's comments, mode and owner).
 function iniset {

@@ -210,7 +210,7 @@ function cmd_start {
     fi
     [ -x "$GLANCE_VENV/bin/uwsgi" ] || cmd_install
     if [ -n "${GLANCE_CEPH_CONF:-}" ]; then
-        bash "$TOOLS_DIR/link-ceph-bindings.sh" "$GLANCE_VENV"
+        link_bindings "$GLANCE_VENV"
     fi
     mkdir -p "$d"
     port=${GLANCE_PORT:-$(free_port)}

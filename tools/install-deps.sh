@@ -40,7 +40,8 @@ PACKAGES=(
     qemu-utils
     # nbdcopy: streams a backup job's NBD export into an upload;
     # libnbd's Python bindings: incremental snapshots read the changed
-    # blocks of an export (linked into venvs by link-ceph-bindings.sh)
+    # blocks of an export (linked into venvs by
+    # nova-snapshot-ext-link-bindings)
     libnbd-bin
     python3-libnbd
     # building libvirt-python (sdist only on PyPI) in a venv
@@ -50,7 +51,7 @@ PACKAGES=(
     python3-dev
     python3-venv
     # tools/ceph.sh: one mon, one OSD; the rados and rbd Python modules
-    # (not on PyPI: tools/link-ceph-bindings.sh links them into venvs);
+    # (not on PyPI: nova-snapshot-ext-link-bindings links them into venvs);
     # QEMU's rbd block driver
     ceph-mon
     ceph-osd
