@@ -147,8 +147,14 @@ def _resume(host: host_mod.Host, guest: guest_mod.Guest,
     if not root.get('memory'):
         return False
     memory = cat.path_of(root, file_store.MEMORY)
-    domain_mod.translated(guest.name, 'resume', lambda: host.call(
-        lambda conn: conn.restoreFlags(memory, None, 0)))
+    try:
+        domain_mod.translated(guest.name, 'resume', lambda: host.call(
+            lambda conn: conn.restoreFlags(memory, None, 0)))
+    except exception.SnapshotError as e:
+        raise exception.InvalidInput(
+            reason='the disks of %s were reverted to image %s, but its '
+                   'memory was not resumed (%s): start it to boot from '
+                   'them' % (guest.name, doc['id'], e))
     return True
 
 
