@@ -16,7 +16,7 @@
 # install what the tests need, bring the real stack up, run the style,
 # unit and functional tests, and take the stack down again.
 #
-#   tools/run-tests.sh [TOX ENVS]   default: pep8,mypy,py3,functional,nova,tempest,docs,cloud
+#   tools/run-tests.sh [TOX ENVS]   default: pep8,mypy,py3,functional,nova,nova33,tempest,docs,cloud
 #
 # With "cloud" among them, the one-node cloud (tools/cloud.sh up) is built
 # while the other environments run, and tox -e cloud runs last.
@@ -28,7 +28,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-ENVS=${1:-pep8,mypy,py3,functional,nova,tempest,docs,cloud}
+ENVS=${1:-pep8,mypy,py3,functional,nova,nova33,tempest,docs,cloud}
 
 # shellcheck source=tools/functions.sh
 source tools/functions.sh
