@@ -164,7 +164,9 @@ def measure_memory(args, guest, workdir: str) -> runner.Runner:
                      m.group(1), args.ram_mb * 1024), guest.inactive_xml())
     xml = xml.replace('no_timer_check', 'no_timer_check tinyguest.readback')
     guest.dom = guest.conn.defineXML(xml)
-    guest.start()
+    # NOTE: the guest reads all its data at boot, which takes a while
+    # under TCG.
+    guest.start(timeout=900)
     conf = conftest.make_conf(workdir)
     store = 'file://' + os.path.join(workdir, 'images')
     pauses = Pauses(guest.name)

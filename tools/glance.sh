@@ -239,6 +239,11 @@ function run_uwsgi {
     deadline=$((SECONDS + READY_TIMEOUT))
     while true; do
         if ! pid=$(instance_pid "$name"); then
+            # NOTE: just spawned, it may still be setsid, before its exec.
+            if alive "$(cat "$d/glance.pid")" setsid; then
+                sleep 0.1
+                continue
+            fi
             tail -n 30 "$d/log/uwsgi.log" "$d/log/glance-api.log" >&2 || true
             die "$name died while starting"
         fi
