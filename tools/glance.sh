@@ -232,16 +232,20 @@ function cmd_restart {
 # run_uwsgi NAME: start the configured instance NAME, wait until it
 # answers.
 function run_uwsgi {
-    local name=$1 d=$GLANCE_TOP/$1 pid endpoint code deadline
+    local name=$1 d=$GLANCE_TOP/$1 pid endpoint code deadline started
     endpoint=$(cat "$d/endpoint")
     OS_GLANCE_CONFIG_DIR=$d/conf spawn "$d/glance.pid" \
-        "$d/log/uwsgi.stdout" "$GLANCE_VENV/bin/uwsgi" --ini "$d/conf/uwsgi.ini"
+        "$d/log/uwsgi.stdout" "$GLANCE_VENV/bin/uwsgi" --ini \
+        "$d/conf/uwsgi.ini" --pidfile "$d/glance.pid"
+    started=$SECONDS
     deadline=$((SECONDS + READY_TIMEOUT))
     while true; do
         if ! pid=$(instance_pid "$name"); then
-            # NOTE: just spawned, it may still be setsid, before its exec.
-            if alive "$(cat "$d/glance.pid")" setsid; then
-                sleep 0.1
+            # NOTE: until the uWSGI master writes its own pid (--pidfile),
+            # the file holds the spawned process's, which may not be uwsgi
+            # yet (a shell, setsid) or may have forked it and exited.
+            if [ $((SECONDS - started)) -lt 10 ]; then
+                sleep 0.2
                 continue
             fi
             tail -n 30 "$d/log/uwsgi.log" "$d/log/glance-api.log" >&2 || true
