@@ -53,6 +53,7 @@ from nova_snapshot_ext.libvirt import definition
 from nova_snapshot_ext.libvirt import disks as disks_mod
 from nova_snapshot_ext.libvirt import domain
 from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext.libvirt import memory as memory_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qemu_img
@@ -254,8 +255,7 @@ def _make(conf: cfg.ConfigOpts, j: journal.Journal, host: host_mod.Host,
             lambda conn: conn.defineXML(new_xml)))
         j.reached(journal.RESTORE_DOMAIN)
         if memory is not None:
-            domain.translated(name, 'resume', lambda: host.call(
-                lambda conn: conn.restoreFlags(memory, new_xml, 0)))
+            memory_mod.resume(host, name, memory, new_xml)
         elif start:
             domain.translated(name, 'start', lambda: host.call(
                 lambda conn: conn.lookupByUUIDString(uuid).create()))

@@ -53,6 +53,7 @@ from nova_snapshot_ext.journal import undo
 from nova_snapshot_ext.libvirt import domain as domain_mod
 from nova_snapshot_ext.libvirt import guest as guest_mod
 from nova_snapshot_ext.libvirt import host as host_mod
+from nova_snapshot_ext.libvirt import memory as memory_mod
 from nova_snapshot_ext import model
 from nova_snapshot_ext import restore
 from nova_snapshot_ext.stores import base as store_base
@@ -127,7 +128,7 @@ def revert(conf: cfg.ConfigOpts, domain: str, ref: str,
                     journal.REVERT_SWAP))
                 for s in j.steps:
                     j.done(s)
-            resumed = _resume(host, guest, cat, doc)
+            resumed = _resume(host, guest, cat, members[0], doc['id'])
     LOG.info('Reverted %(guest)s to image %(image)s', {
         'guest': guest.name, 'image': doc['id']})
     return Reverted(
@@ -139,22 +140,21 @@ def revert(conf: cfg.ConfigOpts, domain: str, ref: str,
 
 
 def _resume(host: host_mod.Host, guest: guest_mod.Guest,
-            cat: catalog.Catalog, doc: dict[str, Any]) -> bool:
-    """Resume the memory of an image taken with it, on the disks just
-    reverted to the same point in time; whether there was one.
+            cat: catalog.Catalog, root: dict[str, Any], image: str) -> bool:
+    """Resume the memory of the group's root image, if it was taken with
+    it, on the disks just reverted to the same point in time; whether
+    there was one.
     """
-    root = cat.group(doc)[0]
     if not root.get('memory'):
         return False
-    memory = cat.path_of(root, file_store.MEMORY)
     try:
-        domain_mod.translated(guest.name, 'resume', lambda: host.call(
-            lambda conn: conn.restoreFlags(memory, None, 0)))
+        memory_mod.resume(host, guest.name,
+                          cat.path_of(root, file_store.MEMORY))
     except exception.SnapshotError as e:
         raise exception.InvalidInput(
             reason='the disks of %s were reverted to image %s, but its '
                    'memory was not resumed (%s): start it to boot from '
-                   'them' % (guest.name, doc['id'], e))
+                   'them' % (guest.name, image, e))
     return True
 
 

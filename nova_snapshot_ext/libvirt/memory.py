@@ -30,6 +30,7 @@ The memory file is libvirt's save image: ``virDomainRestoreFlags``
 resumes it, on disks that hold the same point in time.
 """
 
+from typing import Any
 import xml.etree.ElementTree as ET
 
 import libvirt
@@ -98,6 +99,16 @@ def pointed_back(xml: str, target: str, path: str, fmt: str) -> str:
         for chain in disk.findall('backingStore'):
             disk.remove(chain)
     return ET.tostring(root, encoding='unicode')
+
+
+def resume(host: Any, name: str, memory: str,
+           xml: str | None = None) -> None:
+    """Start domain ``name`` from ``memory`` (a save image), on disks at
+    its point in time, with ``xml`` instead of the saved XML if given;
+    ``host`` is a ``nova_snapshot_ext.libvirt.host.Host``.
+    """
+    domain.translated(name, 'resume', lambda: host.call(
+        lambda conn: conn.restoreFlags(memory, xml, 0)))
 
 
 class MemoryCalls(domain.Domain):
