@@ -23,6 +23,7 @@ needs the package installed: it reads the options through the
 
 extensions = [
     'oslo_config.sphinxext',
+    'reno.sphinxext',
 ]
 
 project = 'nova-snapshot-ext'
