@@ -224,6 +224,15 @@ def glance(action):
                     'cloud'], env=env, check=True, capture_output=True)
 
 
+def rbd(*args):
+    """``rbd ARGS --format json`` on the stack's Ceph: its answer."""
+    env = dict(os.environ, CEPH_CONF=os.path.join(STACK_DIR, 'ceph',
+                                                  'ceph.conf'))
+    return json.loads(subprocess.run(
+        ['rbd', *args, '--format', 'json'], env=env, check=True,
+        capture_output=True, text=True).stdout)
+
+
 def cloud_sh(*args):
     subprocess.run(['bash', os.path.join(TOOLS, 'cloud.sh'), *args],
                    check=True, capture_output=True)

@@ -180,18 +180,11 @@ def test_shelve_offload_on_the_rbd_host_leaves_no_disk(demo, images,
 
 
 def _rbd_ls(pool):
-    env = dict(os.environ, CEPH_CONF=os.path.join(
-        conftest.STACK_DIR, 'ceph', 'ceph.conf'))
-    return subprocess.run(['rbd', 'ls', pool], env=env, check=True,
-                          capture_output=True, text=True).stdout.split()
+    return conftest.rbd('ls', pool)
 
 
 def _rbd_info(spec):
-    env = dict(os.environ, CEPH_CONF=os.path.join(
-        conftest.STACK_DIR, 'ceph', 'ceph.conf'))
-    return json.loads(subprocess.run(
-        ['rbd', 'info', '--format', 'json', spec], env=env, check=True,
-        capture_output=True, text=True).stdout)
+    return conftest.rbd('info', spec)
 
 
 def test_other_servers_answer_during_a_snapshot(demo, admin, local_server,
