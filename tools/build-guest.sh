@@ -72,7 +72,6 @@ set -euo pipefail
 # shellcheck source=tools/functions.sh
 source "$(dirname "${BASH_SOURCE[0]}")/functions.sh"
 
-STACK_DIR=${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}
 GUEST_DIR=${GUEST_DIR:-$STACK_DIR/guest}
 CACHE_DIR=$STACK_DIR/cache
 CTR_SLOTS=${CTR_SLOTS:-256}

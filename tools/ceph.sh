@@ -36,7 +36,6 @@ set -euo pipefail
 TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tools/functions.sh
 source "$TOOLS_DIR/functions.sh"
-STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
 NAME=${2:-main}
 [[ "$NAME" =~ ^[a-z][a-z0-9-]*$ ]] || die "bad cluster name '$NAME'"
 if [ "$NAME" = main ]; then

@@ -44,7 +44,6 @@ TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$TOOLS_DIR/.." && pwd)
 # shellcheck source=tools/functions.sh
 source "$TOOLS_DIR/functions.sh"
-STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
 CLOUD_DIR=$(realpath -m -- "${CLOUD_DIR:-$STACK_DIR/cloud}")
 VENV=$CLOUD_DIR/venv
 PYTHON=${CLOUD_PYTHON:-/usr/bin/python3}
@@ -98,21 +97,11 @@ function secret {
 }
 
 function cmd_install {
-    local recipe pip=("$VENV/bin/pip" install -c "$TOOLS_DIR/openstack-constraints.txt")
+    local pip=("$VENV/bin/pip" install -c "$TOOLS_DIR/openstack-constraints.txt")
     mkdir -p "$LOG"
     # The system's Python, which every user may run: nova-compute runs as
     # nova, and a Python in root's home directory is not nova's.
-    recipe=$({ cat "$TOOLS_DIR/cloud-requirements.txt" \
-        "$TOOLS_DIR/openstack-constraints.txt"; "$PYTHON" --version; } \
-        | sha256sum | cut -d' ' -f1)
-    if [ "$(cat "$VENV/recipe" 2>/dev/null)" != "$recipe" ]; then
-        log "installing the services into $VENV (a few minutes)"
-        rm -rf "$VENV"
-        "$PYTHON" -m venv "$VENV"
-        "$VENV/bin/pip" install -q -U pip
-        "${pip[@]}" -q -r "$TOOLS_DIR/cloud-requirements.txt"
-        echo "$recipe" > "$VENV/recipe"
-    fi
+    venv_from "$VENV" "$PYTHON" "$TOOLS_DIR/cloud-requirements.txt"
     # This project, as Nova's compute hosts install it (not in develop
     # mode: the module it puts into nova.virt is the one Nova loads).
     quietly "$LOG/pip.log" "${pip[@]}" --force-reinstall --no-deps "$ROOT"

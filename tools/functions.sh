@@ -32,6 +32,9 @@ function require_root {
     [ "$(id -u)" = 0 ] || die "run as root ($1)"
 }
 
+# Where the stack, its Glance, its Ceph and the cloud keep their state.
+STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
+
 # ensure_venv VENV COMMAND PIP_ARGS...: create VENV and pip install
 # PIP_ARGS into it, unless VENV/bin/COMMAND already exists.
 function ensure_venv {
@@ -41,6 +44,26 @@ function ensure_venv {
         python3 -m venv "$venv"
         "$venv/bin/pip" install -q "$@"
     fi
+}
+
+# venv_from VENV PYTHON REQUIREMENTS: VENV made by PYTHON with the
+# packages of REQUIREMENTS at the versions of openstack-constraints.txt;
+# made again from nothing whenever one of the three changed (VENV/recipe
+# holds their sha256).
+function venv_from {
+    local venv=$1 python=$2 reqs=$3 recipe
+    local constraints
+    constraints=$(dirname "${BASH_SOURCE[0]}")/openstack-constraints.txt
+    recipe=$({ cat "$reqs" "$constraints"; "$python" --version; } \
+        | sha256sum | cut -d' ' -f1)
+    [ "$(cat "$venv/recipe" 2>/dev/null)" != "$recipe" ] || return 0
+    log "installing $(basename "$reqs") into $venv (a few minutes)"
+    rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install -q -U pip
+    "$venv/bin/pip" install -q -c "$constraints" -r "$reqs"
+    echo "$recipe" > "$venv/recipe"
 }
 
 # link_bindings VENV: Debian's rados, rbd and nbd modules (not on PyPI)

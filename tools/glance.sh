@@ -64,7 +64,6 @@ set -euo pipefail
 TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tools/functions.sh
 source "$TOOLS_DIR/functions.sh"
-STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
 GLANCE_TOP=$STACK_DIR/glance
 GLANCE_VENV=$(realpath -m -- "${GLANCE_VENV:-$GLANCE_TOP/venv}")
 REQUIREMENTS=$TOOLS_DIR/glance-requirements.txt
@@ -75,19 +74,7 @@ function check_name {
 }
 
 function cmd_install {
-    local stamp=$GLANCE_VENV/.requirements
-    if [ -x "$GLANCE_VENV/bin/uwsgi" ] \
-            && cmp -s "$REQUIREMENTS" "$stamp"; then
-        log "venv up to date in $GLANCE_VENV"
-        return 0
-    fi
-    rm -rf "$GLANCE_VENV"
-    mkdir -p "$(dirname "$GLANCE_VENV")"
-    log "installing into $GLANCE_VENV"
-    python3 -m venv "$GLANCE_VENV"
-    "$GLANCE_VENV/bin/pip" install -q -r "$REQUIREMENTS"
-    cp "$REQUIREMENTS" "$stamp"
-    log "installed"
+    venv_from "$GLANCE_VENV" python3 "$REQUIREMENTS"
 }
 
 # http_code URL: the HTTP status of GET URL, 000 when nothing answers.

@@ -42,7 +42,7 @@ ensure_venv "$TOX_VENV" tox 'tox>=4.0.0'
 # Everything down at the end; the cloud's service logs outlive it, in
 # .ci-logs/cloud-log.
 function teardown {
-    local log=${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}/cloud/log
+    local log=$STACK_DIR/cloud/log
     rm -rf .ci-logs/cloud-log
     cp -r "$log" .ci-logs/cloud-log 2> /dev/null || true
     bash tools/cloud.sh down > /dev/null 2>&1 || true

@@ -57,7 +57,6 @@ set -euo pipefail
 TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tools/functions.sh
 source "$TOOLS_DIR/functions.sh"
-STACK_DIR=$(realpath -m -- "${STACK_DIR:-/var/tmp/nova-snapshot-ext-stack}")
 GUEST_DIR=$(realpath -m -- "${GUEST_DIR:-$STACK_DIR/guest}")
 LV_DIR=$STACK_DIR/libvirt
 URI=qemu:///system
