@@ -362,6 +362,7 @@ class Live:
         #: Bytes and writes of the last change between two incremental
         #: snapshots.
         self.changed = (0, 0)
+        self.only = re.compile(args.cases) if args.cases else None
         self.images = {}
         for fmt in UPLOAD:
             self.images[fmt] = os.path.join(self.outdir, 'equal.' + fmt)
@@ -369,6 +370,10 @@ class Live:
                        self.disks.path, self.images[fmt])
 
     def cases(self) -> list[runner.Case]:
+        return [case for case in self._cases()
+                if self.only is None or self.only.search(case[0])]
+
+    def _cases(self) -> list[runner.Case]:
         return [
             ('raw read', lambda: self.runner.record(RAW_READ,
                                                     self.raw_read())),
@@ -918,6 +923,10 @@ def _options(parser: argparse.ArgumentParser) -> None:
                              'cold: it is dropped before each case, which '
                              'then reads its data from the disk (default: '
                              '%(default)s)')
+    parser.add_argument('--cases', metavar='REGEX',
+                        help='run only the cases whose name matches (e.g. '
+                             '"plain|backup -> directory"); the others are '
+                             'left out of the table')
     parser.add_argument('--keep', action='store_true',
                         help='keep the work directories (disks, serial '
                              'logs, state) for debugging')
