@@ -43,6 +43,7 @@ from oslo_log import log as logging
 from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.journal import durable
 from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.journal import undo
 from nova_snapshot_ext.libvirt import backup as backup_mod
@@ -100,9 +101,10 @@ def read_export(job: model.SnapshotJob, export: backup_mod.Export,
                 lambda f: job.progress('convert', f),
                 algorithms=('sha256',))) as body:
             try:
-                with private.open_new(out_path, 'wb') as f:
+                with private.open_new(out_path, 'wb') as f, \
+                        contextlib.closing(durable.WriteBehind(f)) as out:
                     for chunk in body:
-                        f.write(chunk)
+                        out.write(chunk)
             except OSError as e:
                 raise exception.ConversionFailed(
                     tool='the qcow2 stream',

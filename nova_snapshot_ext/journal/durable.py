@@ -20,12 +20,13 @@ a reader never sees half of it and recovery can tell the leftover of a
 dead writer from the file a live one is writing.
 """
 
+from concurrent import futures
 import contextlib
 import json
 import os
 import socket
 import tempfile
-from typing import Any
+from typing import IO, Any
 
 
 def process_start(pid: int) -> int | None:
@@ -158,3 +159,45 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class WriteBehind:
+    """Writes to the binary file ``f`` that reach the disk while writing
+    goes on: each time ``every`` more bytes were written, a thread
+    ``fdatasync``\\ s the file, so that the ``fsync`` which makes it
+    durable at the end waits for the last part only, not the whole file.
+    A writer that is faster than the disk waits for the previous flush
+    before it starts the next, so no more than about ``2 * every`` bytes
+    are ever waiting in the page cache. Close it (even after a failure)
+    to wait for the thread.
+    """
+
+    EVERY = 64 << 20
+
+    def __init__(self, f: IO, every: int = EVERY) -> None:
+        self.f = f
+        self.every = every
+        self._unflushed = 0
+        self._pool = futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix='write-behind')
+        self._flushing: futures.Future | None = None
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.f.write(data)
+        self._unflushed += len(data)
+        if self._unflushed >= self.every:
+            self._wait()
+            self.f.flush()
+            self._flushing = self._pool.submit(os.fdatasync, self.f.fileno())
+            self._unflushed = 0
+
+    def _wait(self) -> None:
+        if self._flushing is not None:
+            flushing, self._flushing = self._flushing, None
+            flushing.result()
+
+    def close(self) -> None:
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
