@@ -239,3 +239,17 @@ def test_host_tested_versions_are_debian_packages():
         upstream = re.sub(r'^\d+:', '', out.stdout).split('+')[0]
         tested = rows[name].split()[0]
         assert (upstream + '.').startswith(tested + '.'), (name, upstream)
+
+
+def test_the_debian_package_is_the_newest_release():
+    """Releases are git tags (doc/source/releasenotes.rst), from which
+    pbr takes the Python package's version; the Debian package's
+    changelog names the newest one.
+    """
+    tags = subprocess.run(
+        ['git', 'tag', '--list', '--sort=-v:refname', '[0-9]*.[0-9]*.[0-9]*'],
+        cwd=TOP, check=True, capture_output=True, text=True).stdout.split()
+    assert tags, 'no release tag (MAJOR.MINOR.PATCH) in the repository'
+    with open(TOP / 'contrib' / 'debian' / 'changelog') as f:
+        top = re.match(r'nova-snapshot-ext \(([^)]+)\)', f.readline())
+    assert top and top.group(1) == tags[0]
