@@ -41,6 +41,7 @@ import tempfile
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import pacing
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import durable
@@ -101,10 +102,15 @@ def read_export(job: model.SnapshotJob, export: backup_mod.Export,
                 lambda f: job.progress('convert', f),
                 algorithms=('sha256',))) as body:
             try:
+                pacer = _pacer(job)
+                if pacer is not None:
+                    stream.rate = pacer.rate
                 with private.open_new(out_path, 'wb') as f, \
                         contextlib.closing(durable.WriteBehind(f)) as out:
                     for chunk in body:
                         out.write(chunk)
+                        if pacer is not None:
+                            stream.rate = pacer.tick() or stream.rate
             except OSError as e:
                 raise exception.ConversionFailed(
                     tool='the qcow2 stream',
@@ -124,6 +130,16 @@ def streams_qcow2(job: model.SnapshotJob) -> bool:
 
 def _rate_mib(job: model.SnapshotJob) -> int:
     return job.conf.snapshot_libvirt.live_copy_bandwidth
+
+
+def _pacer(job: model.SnapshotJob) -> pacing.GuestFirst | None:
+    """What paces the read by the guest's writes, if asked for."""
+    share = job.conf.snapshot_libvirt.live_copy_guest_share
+    if not share:
+        return None
+    target = job.disk.target
+    return pacing.GuestFirst(lambda: job.guest.writes(target), share,
+                             ceiling=_rate_mib(job) * 1024 * 1024)
 
 
 @contextlib.contextmanager

@@ -86,6 +86,29 @@ the backup job's export into an image file (not the stream into Glance,
 which Glance's upload paces): the guest's writes share the disk and QEMU's
 event loop with that read, and an unlimited read can slow them to a tenth.
 """),
+    cfg.FloatOpt(
+        'live_copy_guest_share',
+        default=0.0,
+        min=0.0,
+        max=1.0,
+        help="""
+Guest first: with ``live_copy_style = backup``, pace the read of the
+backup job's export into an image file so that the guest keeps at least
+this share of its own disk write rate (e.g. 0.8). The engine watches the
+guest's write requests (libvirt's block statistics) every 0.25 s, halves
+the read's rate when the guest falls below the share and raises it by half
+when it does not; a guest that does not write is not waited for. The
+snapshot takes longer when the guest is busy. 0 (the default) turns it
+off: the export is read as fast as it can be, up to
+``live_copy_bandwidth``. Not used for images streamed into Glance or
+written by qemu-img (raw and compressed images), which
+``live_copy_bandwidth`` alone limits.
+
+Related options:
+
+* ``[snapshot_libvirt] live_copy_bandwidth``: also the ceiling of the
+  paced rate.
+"""),
 ]
 
 

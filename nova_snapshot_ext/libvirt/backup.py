@@ -113,6 +113,11 @@ class BackupCalls(domain.Domain):
         """
         return disks.targets_of(self.xml())  # type: ignore[attr-defined]
 
+    def writes(self, dev: str) -> int:
+        """The write requests the guest made to disk ``dev`` so far."""
+        stats = self._call('read the I/O statistics of', 'blockStats', dev)
+        return int(stats[2])
+
     def qemu_owner(self) -> tuple[int, int]:
         """The user and group the guest's QEMU runs as (its DAC label),
         which must be able to make the NBD socket; root when unlabelled.

@@ -66,7 +66,7 @@ class Stream:
     the caller failed) before the handle.
 
     :param rate: read the export at most this many bytes a second (0: no
-        limit).
+        limit); :attr:`rate` may be changed while the stream is read.
     :raises ConversionFailed: the export failed (here or when read).
     """
 
@@ -176,7 +176,7 @@ class Stream:
         handle, nbd = self.handle, self.nbd
         virtual = self.layout.virtual_size
         flight: collections.deque = collections.deque()
-        started, done = time.monotonic(), 0
+        started, done, rate = time.monotonic(), 0, self.rate
         requests = self._requests()
         with nbd_client.errors(nbd):
             while True:
@@ -204,7 +204,10 @@ class Stream:
                 del buf
                 yield data
                 done += len(data)
-                if self.rate:
-                    ahead = done / self.rate - (time.monotonic() - started)
+                if self.rate != rate:
+                    # NOTE: a new rate (GuestFirst) counts from now on.
+                    rate, started, done = self.rate, time.monotonic(), 0
+                if rate:
+                    ahead = done / rate - (time.monotonic() - started)
                     if ahead > 0 and self._stop.wait(ahead):
                         return
