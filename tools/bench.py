@@ -43,7 +43,8 @@ directory store, the plain convert + fsync + sha256:
   live, qcow2, into a directory store, ``[snapshot_libvirt]
   live_copy_style`` ``blockcopy`` (mirror into a delta, then convert) or
   ``backup`` (libvirt's backup API, pull mode); backup again with
-  ``live_copy_bandwidth`` capped.
+  ``live_copy_bandwidth`` capped, and again guest first
+  (``live_copy_guest_share``).
 * **Glance: upload alone, raw / qcow2**: the Glance store uploading an
   existing image equal to the snapshot: the baseline of ours into Glance.
 * **ours -> Glance**: ``backup`` raw (streamed, no file on the host),
@@ -96,6 +97,7 @@ from tests.functional import ceph_stack
 from tests.functional import conftest
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
+from tools import bench_charts
 from tools import bench_runner as runner
 
 MiB = runner.MiB
@@ -130,6 +132,9 @@ MIRROR_DIR, BACKUP_DIR, BACKUP_RAW, BACKUP_QCOW2, MIRROR_QCOW2 = (
 #: set to :data:`CAP_MIB` MiB/s: what sparing the guest's I/O costs.
 CAP_MIB = 400
 BACKUP_DIR_CAPPED = 'ours backup -> directory, %d MiB/s cap' % CAP_MIB
+#: Ours backup -> directory with [snapshot_libvirt] live_copy_guest_share.
+SHARE = 0.8
+BACKUP_DIR_GUEST = 'ours backup -> directory, guest first %.1f' % SHARE
 UPLOAD = {'raw': 'Glance: upload alone, raw (baseline)',
           'qcow2': 'Glance: upload alone, qcow2'}
 #: The full incremental snapshot that starts a chain, and the one after
@@ -138,8 +143,8 @@ INC_FULL = 'ours incremental: full (chain start)'
 INC_AFTER = 'ours incremental after 1% change'
 CHANGED = 0.01
 ROWS = (RAW_READ, PLAIN, DURABLE, MANUAL, MIRROR_DIR, BACKUP_DIR,
-        BACKUP_DIR_CAPPED, UPLOAD['raw'], UPLOAD['qcow2'], BACKUP_RAW,
-        BACKUP_QCOW2, MIRROR_QCOW2, INC_FULL, INC_AFTER)
+        BACKUP_DIR_CAPPED, BACKUP_DIR_GUEST, UPLOAD['raw'], UPLOAD['qcow2'],
+        BACKUP_RAW, BACKUP_QCOW2, MIRROR_QCOW2, INC_FULL, INC_AFTER)
 #: The issue's targets; incremental after 1% change / the full one:
 #: time and image bytes.
 BACKUP_OVER_DURABLE = 1.10
@@ -317,6 +322,22 @@ class Counter:
         return (self.read() - before) / (time.monotonic() - started)
 
 
+class Trace(runner.Sampler):
+    """The guest's counter every 0.1 s, for the charts."""
+
+    def __init__(self, counter: Counter) -> None:
+        super().__init__()
+        self.counter = counter
+        self.samples: list[tuple[float, int]] = []
+
+    def sample(self) -> None:
+        self.samples.append((time.monotonic(), self.counter.read()))
+
+    def since(self, zero: float) -> list[list[float]]:
+        """[seconds after ``zero``, counter] of every sample."""
+        return [[round(at - zero, 3), value] for at, value in self.samples]
+
+
 def milestones(events: list[tuple[float, str]], started: float,
                ended: float) -> list[tuple[str, float]]:
     """The time between the first and the last progress call of each
@@ -382,7 +403,12 @@ class Live:
         ] + [(UPLOAD[fmt], functools.partial(self.upload, fmt))
              for fmt in UPLOAD] + [
             (v[0], functools.partial(self.ours, *v)) for v in OURS] + [
-            (BACKUP_DIR_CAPPED, self.capped),
+            (BACKUP_DIR_CAPPED, functools.partial(
+                self.tuned, BACKUP_DIR_CAPPED, 'live_copy_bandwidth',
+                CAP_MIB)),
+            (BACKUP_DIR_GUEST, functools.partial(
+                self.tuned, BACKUP_DIR_GUEST, 'live_copy_guest_share',
+                SHARE)),
             ('ours incremental', self.incremental)]
 
     def warm_up(self) -> None:
@@ -501,14 +527,13 @@ class Live:
         self.check_size(UPLOAD[fmt], size)
         self.runner.record(UPLOAD[fmt], seconds)
 
-    def capped(self) -> None:
-        self.conf.set_override('live_copy_bandwidth', CAP_MIB,
-                               group='snapshot_libvirt')
+    def tuned(self, row: str, option: str, value: float) -> None:
+        """Ours backup -> directory with one [snapshot_libvirt] option."""
+        self.conf.set_override(option, value, group='snapshot_libvirt')
         try:
-            self.ours(BACKUP_DIR_CAPPED, 'backup', 'file', 'qcow2')
+            self.ours(row, 'backup', 'file', 'qcow2')
         finally:
-            self.conf.clear_override('live_copy_bandwidth',
-                                     group='snapshot_libvirt')
+            self.conf.clear_override(option, group='snapshot_libvirt')
 
     def ours(self, row: str, style: str, store: str, fmt: str) -> None:
         self.drop(store, self.take(row, style, store, fmt))
@@ -529,7 +554,25 @@ class Live:
         # NOTE: the idle window, right before, about as long as the job.
         window = self.runner.samples.get(
             row, [2.0 + 3.0 * self.data / 1024 ** 3])
-        idle = self.counter.rate(min(IDLE_MAX, window[-1]))
+        trace = Trace(self.counter)
+        with trace:
+            idle = self.counter.rate(min(IDLE_MAX, window[-1]))
+            result, figures = self._take(row, style, store, fmt, request,
+                                         events, incremental)
+        started, ended = figures.pop('started'), figures.pop('ended')
+        self.runner.record(row, ended - started, idle=idle,
+                           rate=figures['during'] / idle if idle else 0.0,
+                           trace=trace.since(started), **figures)
+        self.runner.stage(row, 'result.seconds', result.seconds)
+        for name, seconds in milestones(events, started, ended):
+            self.runner.stage(row, name, seconds)
+        return result
+
+    def _take(self, row: str, style: str, store: str, fmt: str,
+              request: snapshot.SnapshotRequest,
+              events: list[tuple[float, str]], incremental: bool
+              ) -> tuple[snapshot.SnapshotResult, dict]:
+        """The snapshot of :meth:`take`, checked, and its figures."""
         result = None
         try:
             with Staged(self.conf.snapshot.temp_directory) as staged:
@@ -558,14 +601,10 @@ class Live:
             if result is not None:
                 self.drop(store, result)
             raise
-        self.runner.record(row, ended - started, staged=staged.peak,
-                           scratch=staged.peak_scratch, image=result.size,
-                           idle=idle, during=during, calls=calls,
-                           rate=during / idle if idle else 0.0)
-        self.runner.stage(row, 'result.seconds', result.seconds)
-        for name, seconds in milestones(events, started, ended):
-            self.runner.stage(row, name, seconds)
-        return result
+        return result, dict(started=started, ended=ended,
+                            staged=staged.peak,
+                            scratch=staged.peak_scratch, image=result.size,
+                            during=during, calls=calls)
 
     def incremental(self) -> None:
         """A full incremental snapshot (the start of a chain), then
@@ -700,6 +739,7 @@ class Live:
                     ('scratch_peak_bytes', 'scratch'),
                     ('image_bytes', 'image'))})
                 r.update(libvirt_calls=run.extra(row, 'calls', list),
+                         trace=run.extra(row, 'trace', lambda t: t[-1]),
                          guest_writes_idle=round(run.extra(row, 'idle'), 3),
                          guest_writes_during=round(run.extra(row, 'during'),
                                                    3),
@@ -738,7 +778,8 @@ class Live:
             ('guest write rate during %s / idle >= %.2f' % (row, GUEST_RATE),
              functools.partial(lambda r: rows[r]['guest_rate'], row),
              lambda v: v >= GUEST_RATE)
-            for row in [r for r, *_ in OURS] + [BACKUP_DIR_CAPPED]]
+            for row in [r for r, *_ in OURS] + [BACKUP_DIR_CAPPED,
+                                                BACKUP_DIR_GUEST]]
         met = []
         for target, value, test in targets:
             try:
@@ -918,6 +959,9 @@ def compare(args) -> dict:
            'disk_factor': args.disk_factor, 'cache': args.cache,
            'sizes': sizes}
     runner.write_json(args.json, out)
+    if args.charts:
+        for path in bench_charts.write(out, args.charts):
+            print('chart: %s' % path)
     return out
 
 
@@ -940,6 +984,9 @@ def _options(parser: argparse.ArgumentParser) -> None:
                         help='run only the cases whose name matches (e.g. '
                              '"plain|backup -> directory"); the others are '
                              'left out of the table')
+    parser.add_argument('--charts', metavar='DIR',
+                        help='also draw PNG charts into DIR (see '
+                             'tools/bench_charts.py)')
     parser.add_argument('--keep', action='store_true',
                         help='keep the work directories (disks, serial '
                              'logs, state) for debugging')
