@@ -138,6 +138,21 @@ def test_live_qcow2(conf, qcow2_guest, style):
     assert_guest_as_before(qcow2_guest, before)
 
 
+def test_guest_first_keeps_the_image_whole(conf, qcow2_guest):
+    """With the read paced by the guest's writes, the image is still the
+    whole disk at one point in time, hashed as written.
+    """
+    conf.set_override('live_copy_style', 'backup', group='snapshot_libvirt')
+    conf.set_override('live_copy_guest_share', 0.8,
+                      group='snapshot_libvirt')
+    before = GuestBefore(qcow2_guest)
+    result = take(conf, qcow2_guest, method='live')
+    assert (result.method, result.live_copy_style) == ('live', 'backup')
+    assert result.downtime == 0
+    assert_good_image(result, qcow2_guest, conf)
+    assert_guest_as_before(qcow2_guest, before)
+
+
 @pytest.mark.parametrize('style,fmt', [('backup', 'raw'),
                                        ('backup', 'qcow2'),
                                        ('blockcopy', 'raw'),
