@@ -249,7 +249,10 @@ def test_the_debian_package_is_the_newest_release():
     tags = subprocess.run(
         ['git', 'tag', '--list', '--sort=-v:refname', '[0-9]*.[0-9]*.[0-9]*'],
         cwd=TOP, check=True, capture_output=True, text=True).stdout.split()
-    assert tags, 'no release tag (MAJOR.MINOR.PATCH) in the repository'
+    if not tags:
+        # NOTE: a checkout without the history's tags (a shallow clone, a
+        # source tarball) cannot tell the newest release.
+        pytest.skip('no release tags in this checkout')
     with open(TOP / 'contrib' / 'debian' / 'changelog') as f:
         top = re.match(r'nova-snapshot-ext \(([^)]+)\)', f.readline())
     assert top and top.group(1) == tags[0]
