@@ -14,6 +14,7 @@
 
 """Plugin lookup shared by image backends and image stores."""
 
+import functools
 from importlib import metadata
 from typing import Any, cast
 
@@ -26,7 +27,16 @@ def names(namespace: str, manager: Any = None) -> list[str]:
     """
     if manager is not None:
         return sorted(manager.names())
-    return sorted({ep.name for ep in metadata.entry_points(group=namespace)})
+    return list(_installed(namespace))
+
+
+@functools.lru_cache(maxsize=None)
+def _installed(namespace: str) -> tuple[str, ...]:
+    # NOTE: entry points are read from every distribution on sys.path,
+    # once per process: a plugin installed later takes a restart, as
+    # with stevedore's own cache.
+    return tuple(sorted({ep.name for ep in
+                         metadata.entry_points(group=namespace)}))
 
 
 def load(namespace: str, name: str, manager: Any = None) -> Any:

@@ -58,6 +58,14 @@ def _outcome(state: tenacity.RetryCallState) -> tenacity.Future:
     return state.outcome
 
 
+def _wait(interval: float, max_interval: float | None
+          ) -> tenacity.wait.wait_base:
+    """``interval``, or from it doubling up to ``max_interval``."""
+    if max_interval is None:
+        return tenacity.wait_fixed(interval)
+    return tenacity.wait_exponential(multiplier=interval, max=max_interval)
+
+
 def call(fn: Callable[..., T], *args: Any,
          on: type[BaseException] | tuple[type[BaseException], ...],
          unless: type[BaseException] | tuple[type[BaseException], ...] = (),
@@ -78,17 +86,11 @@ def call(fn: Callable[..., T], *args: Any,
         stops.append(tenacity.stop_after_attempt(max(1, attempts)))
     if timeout is not None:
         stops.append(tenacity.stop_after_delay(timeout))
-    wait: tenacity.wait.wait_base
-    if max_interval is None:
-        wait = tenacity.wait_fixed(interval)
-    else:
-        wait = tenacity.wait_exponential(multiplier=interval,
-                                         max=max_interval)
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(
             lambda e: isinstance(e, on) and not isinstance(e, unless)),
         stop=tenacity.stop_any(*stops) if stops else tenacity.stop_never,
-        wait=wait, sleep=_sleep, reraise=True,
+        wait=_wait(interval, max_interval), sleep=_sleep, reraise=True,
         before_sleep=lambda state: LOG.debug(
             'Trying %(fn)s again after: %(err)s',
             {'fn': getattr(fn, '__name__', fn),
@@ -97,15 +99,19 @@ def call(fn: Callable[..., T], *args: Any,
 
 
 def poll(fn: Callable[[], T], done: Callable[[T], bool], *,
-         timeout: float, interval: float) -> T:
+         timeout: float, interval: float,
+         max_interval: float | None = None) -> T:
     """Call ``fn`` every ``interval`` seconds until ``done(result)`` or
     ``timeout`` seconds have passed.
 
+    :param max_interval: the pause doubles at each try up to this
+        (default: it stays ``interval``): quick for what is often done
+        at once, light on what takes long.
     :returns: the last result, done or not.
     """
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_result(lambda result: not done(result)),
         stop=tenacity.stop_after_delay(timeout),
-        wait=tenacity.wait_fixed(interval), sleep=_sleep,
+        wait=_wait(interval, max_interval), sleep=_sleep,
         retry_error_callback=lambda state: _outcome(state).result())
     return retrying(fn)

@@ -40,6 +40,7 @@ from oslo_log import log as logging
 from oslo_utils import uuidutils
 
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.journal import durable
 from nova_snapshot_ext import model
 from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import qemu_img
@@ -181,7 +182,7 @@ def _file_member(store: store_base.ImageStore, image_id: str,
     report.members.append(member)
     try:
         member['size'] = os.stat(path).st_size
-        member['sha256'] = file_store.sha256_of(path)
+        member['sha256'] = durable.sha256_of(path)
     except OSError as e:
         raise _Damaged('%s cannot be read (%s)' % (path, e.strerror or e))
     _compare(member['size'], doc.get('size'), 'size', 'metadata.json')

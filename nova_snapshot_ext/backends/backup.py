@@ -117,6 +117,7 @@ def read_export(job: model.SnapshotJob, export: backup_mod.Export,
                     reason='cannot write %s: %s' % (out_path,
                                                     e.strerror or e))
             outcome.hashed[out_path] = body.hexdigest('sha256')
+            outcome.virtual_sizes[out_path] = stream.layout.virtual_size
         job.progress('convert', 1.0)
 
 

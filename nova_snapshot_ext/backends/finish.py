@@ -62,6 +62,7 @@ def commit(job: model.SnapshotJob, pending: store_base.PendingImage,
         job.progress('upload', f)
 
     if stream is None:
+        pending.meta.virtual_size = outcome.virtual_sizes.get(pending.path)
         sha256 = outcome.hashed.get(pending.path)
         if sha256 is not None:
             return pending.commit_hashed(sha256, progress)

@@ -235,8 +235,6 @@ def _incremental(job: model.SnapshotJob, out_path: str,
     by its image; returns '' or, when libvirt refused the checkpoint
     (nothing is made then), why.
     """
-    size = int(qemu_img.info(job.conf, job.disk.path, job.disk.format,
-                             force_share=True)['virtual-size'])
     parent = os.path.join('..', found.image_id,
                           job.store.image_file(
                               store_base.ImageMeta('', 'qcow2')))
@@ -246,11 +244,12 @@ def _incremental(job: model.SnapshotJob, out_path: str,
                              checkpoint=checkpoint) as export:
             began = True
             journal.current().reached(journal.CHECKPOINT)
-            qemu_img.create_qcow2(out_path, size, (parent, 'qcow2'))
             job.progress('convert', 0.0)
-            changed_blocks.copy_changed(
+            outcome.virtual_sizes[out_path] = changed_blocks.copy_changed(
                 export.uri(job.disk.target),
                 export.bitmap(job.disk.target), out_path,
+                lambda size: qemu_img.create_qcow2(out_path, size,
+                                                   (parent, 'qcow2')),
                 lambda f: job.progress('convert', f))
             job.progress('convert', 1.0)
     except exception.LibvirtFailed as e:

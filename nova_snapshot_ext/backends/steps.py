@@ -77,6 +77,9 @@ class Outcome:
         #: Image file -> its sha256, for the files the copy hashed as it
         #: wrote them.
         self.hashed: dict[str, str] = {}
+        #: Image file -> its virtual size, for the files whose writer
+        #: knows it.
+        self.virtual_sizes: dict[str, int] = {}
 
 
 def check_quiesce(job: model.SnapshotJob) -> bool:

@@ -22,6 +22,7 @@ dead writer from the file a live one is writing.
 
 from concurrent import futures
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -144,6 +145,23 @@ def _owner_to_keep(path: str) -> tuple[int, int] | None:
     if st.st_uid == 0:
         return None
     return st.st_uid, st.st_gid
+
+
+def sha256_of(path: str) -> str:
+    with open(path, 'rb') as f:
+        return hashlib.file_digest(f, 'sha256').hexdigest()
+
+
+def sync_and_hash(path: str) -> str:
+    """fsync ``path`` and return its sha256, side by side: hashing is
+    CPU-bound and reads the file from the page cache, the fsync waits for
+    the disk.
+    """
+    with futures.ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(sha256_of, path)
+        with open(path, 'rb+') as f:
+            os.fsync(f.fileno())
+        return digest.result()
 
 
 def fsync_file(path: str) -> None:

@@ -183,7 +183,8 @@ class BackupCalls(domain.Domain):
         # returns; a job still there must stay in the journal, for
         # ``recover`` to end it.
         if not retry.poll(lambda: self.backup_socket() is None, bool,
-                          timeout=timeout, interval=0.05):
+                          timeout=timeout, interval=0.005,
+                          max_interval=0.2):
             raise exception.LibvirtFailed(
                 action='end the backup job of', guest=self.name,
                 reason='it is still there %d s after it was asked to end; '

@@ -34,11 +34,13 @@ CHUNK = 4 * 1024 * 1024
 
 
 def copy_changed(uri: str, context: str, overlay: str,
+                 create: Callable[[int], None],
                  progress: Callable[[float], None] | None = None) -> int:
     """Write the changed blocks of export ``uri`` (``context`` names its
-    dirty bitmap) into the qcow2 image ``overlay`` at their offsets.
+    dirty bitmap) into the qcow2 image ``overlay`` at their offsets,
+    which ``create(the export's size)`` makes first.
 
-    :returns: the number of changed bytes copied.
+    :returns: the export's size (the overlay's virtual size).
     :raises ConversionFailed: the export or the overlay failed.
     """
     nbd = nbd_client.require_libnbd('incremental snapshots')
@@ -49,9 +51,12 @@ def copy_changed(uri: str, context: str, overlay: str,
             raise exception.ConversionFailed(
                 tool=nbd_client.LIBNBD,
                 reason='the export has no %s context' % context)
+        size = src.get_size()
+        create(size)
         dst = nbd_client.serve_qcow2(nbd, overlay)
         with nbd_client.errors(nbd):
-            return _copy(src, dst, context, progress)
+            _copy(src, dst, context, size, progress)
+        return size
     finally:
         # NOTE: closing a handle (when its last reference goes) ends the
         # connection and waits for the qemu-nbd it started, which holds
@@ -59,9 +64,9 @@ def copy_changed(uri: str, context: str, overlay: str,
         del src, dst
 
 
-def _copy(src: Any, dst: Any, context: str,
+def _copy(src: Any, dst: Any, context: str, size: int,
           progress: Callable[[float], None] | None) -> int:
-    extents = nbd_client.changed_extents(src, context, src.get_size())
+    extents = nbd_client.changed_extents(src, context, size)
     total = sum(length for _, length in extents) or 1
     done = 0
     for offset, length in extents:

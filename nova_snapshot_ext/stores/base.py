@@ -55,6 +55,9 @@ class ImageMeta:
     #: The guest's domain XML, for a store that keeps it beside the image
     #: (the directory store: ``restore`` defines a guest from it).
     domain_xml: str | None = None
+    #: The image's virtual size, when its writer knows it: a store may
+    #: take it instead of probing the image it is given.
+    virtual_size: int | None = None
 
 
 @dataclasses.dataclass

@@ -40,10 +40,8 @@ only, or also by ``[snapshot_file_store] file_group``
 (:mod:`nova_snapshot_ext.private`).
 """
 
-from concurrent import futures
 import contextlib
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -76,23 +74,6 @@ DOMAIN_XML = 'domain.xml'
 MEMORY = 'memory.save'
 #: Suffix of the files of a flatten in progress.
 FLAT_SUFFIX = '.flat'
-
-
-def sha256_of(path: str) -> str:
-    with open(path, 'rb') as f:
-        return hashlib.file_digest(f, 'sha256').hexdigest()
-
-
-def sync_and_hash(path: str) -> str:
-    """fsync ``path`` and return its sha256, side by side: hashing is
-    CPU-bound and reads the file from the page cache, the fsync waits for
-    the disk.
-    """
-    with futures.ThreadPoolExecutor(max_workers=1) as pool:
-        digest = pool.submit(sha256_of, path)
-        with open(path, 'rb+') as f:
-            os.fsync(f.fileno())
-        return digest.result()
 
 
 def _write_metadata(path: str, doc: dict[str, Any]) -> None:
@@ -153,13 +134,22 @@ class FilePendingImage(base.PendingImage):
             raise exception.StoreWriteFailed(store=self.store,
                                              reason=e.strerror or str(e))
 
+    def _virtual_size(self) -> int:
+        """The image's virtual size: its writer's word, a raw file's
+        size, or else what ``qemu-img info`` finds.
+        """
+        if self.meta.virtual_size is not None:
+            return self.meta.virtual_size
+        if self.meta.disk_format == 'raw':
+            return os.stat(self.path).st_size
+        return int(qemu_img.info(self.store.conf, self.path,
+                                 self.meta.disk_format)['virtual-size'])
+
     def _commit(self, sha256: str | None) -> base.StoredImage:
         if sha256 is None:
-            sha256 = sync_and_hash(self.path)
+            sha256 = durable.sync_and_hash(self.path)
         else:
             durable.fsync_file(self.path)
-        info = qemu_img.info(self.store.conf, self.path,
-                             self.meta.disk_format)
         location = os.path.join(self.final,
                                 self.store.image_file(self.meta))
         stored = base.StoredImage(
@@ -168,7 +158,7 @@ class FilePendingImage(base.PendingImage):
             reference=location,
             disk_format=self.meta.disk_format,
             size=os.stat(self.path).st_size,
-            virtual_size=int(info['virtual-size']),
+            virtual_size=self._virtual_size(),
             sha256=sha256)
         doc = {
             'id': stored.id,
@@ -363,7 +353,8 @@ class FileStore(base.ImageStore):
         qemu_img.convert(self.conf, image, doc['format'], flat,
                          doc['format'])
         private.restrict(flat, gid)
-        doc.update(sha256=sync_and_hash(flat), size=os.stat(flat).st_size,
+        doc.update(sha256=durable.sync_and_hash(flat),
+                   size=os.stat(flat).st_size,
                    flattened_from=doc.get('incremental_of'),
                    incremental_of=None)
         _write_metadata(meta_path + FLAT_SUFFIX, doc)

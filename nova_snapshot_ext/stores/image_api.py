@@ -145,7 +145,7 @@ class APIPendingImage(base.UploadedImage):
                ) -> base.StoredImage:
         with open(self.path, 'rb') as f:
             return self.commit_stream(f, os.path.getsize(self.path),
-                                      progress)
+                                      progress, self.meta.virtual_size)
 
     def commit_stream(self, stream: BinaryIO, size: int,
                       progress: base.Progress | None = None,

@@ -124,6 +124,9 @@ def test_a_chain_of_incremental_images(conf, inc_guest):
     second = whole_disk(inc, g, first.last)
     meta = metadata(inc)
     assert meta['incremental_of'] == full.image_id
+    # Recorded from the export's size, not probed: still the disk's.
+    assert meta['virtual_size'] == inc.virtual_size == \
+        info['virtual-size'] == g.disks.size
     assert meta['checkpoint'] == 'nse-' + inc.image_id
 
     g.wait_counter(second.last + 600)

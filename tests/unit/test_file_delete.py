@@ -27,6 +27,7 @@ import pytest
 
 from nova_snapshot_ext.cleanup import gc
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.journal import durable
 from nova_snapshot_ext.stores import file as file_store
 from nova_snapshot_ext import verify
 from tests import polling
@@ -76,7 +77,7 @@ def _image(directory, image_id, files=0):
         with open(os.path.join(path, 'chunk-%05d' % n), 'wb') as f:
             f.write(b'x')
     doc = {'id': image_id, 'name': image_id[:4], 'format': 'raw',
-           'size': 4096, 'sha256': file_store.sha256_of(
+           'size': 4096, 'sha256': durable.sha256_of(
                os.path.join(path, 'image.raw')),
            'created_at': '2026-01-01T00:00:00+00:00'}
     with open(os.path.join(path, file_store.METADATA), 'w') as f:

@@ -30,6 +30,7 @@ import pytest
 
 from nova_snapshot_ext.cmd import main as cli
 from nova_snapshot_ext import exception
+from nova_snapshot_ext.journal import durable
 from nova_snapshot_ext import model
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import file as file_store
@@ -52,7 +53,7 @@ def _image(store_dir, fmt='qcow2', backing=None, data=b'guest data'):
     processutils.execute('qemu-io', '-f', fmt, '-c',
                          'write -P 0x5a 0 64k', str(path))
     doc = {'id': image_id, 'format': fmt, 'size': path.stat().st_size,
-           'sha256': file_store.sha256_of(str(path)),
+           'sha256': durable.sha256_of(str(path)),
            'incremental_of': backing}
     (directory / 'metadata.json').write_text(json.dumps(doc))
     return image_id
