@@ -72,7 +72,6 @@ the end, whatever happens, SIGTERM included.
 import argparse
 import functools
 import hashlib
-import json
 import os
 import platform
 import re
@@ -287,57 +286,6 @@ class Staged(runner.Sampler):
         self.peak_scratch = max(self.peak_scratch, scratch)
 
 
-class Counter:
-    """The guest's counter, read from where its counter sectors lie in
-    disk.qcow2 (the guest wrote each of them before it printed its first
-    counter, so they are allocated and stay where they are).
-    """
-
-    def __init__(self, disks: guest_mod.Disks) -> None:
-        start = disks.size - guest_mod.SLOTS * guest_mod.SECTOR
-        extents = json.loads(runner.run(
-            'qemu-img', 'map', '-U', '-f', 'qcow2', '--output=json',
-            '--start-offset', str(start), disks.path))
-        self.extents = [(e['offset'], e['length']) for e in extents
-                        if e['data'] and e['depth'] == 0 and 'offset' in e]
-        if sum(n for _, n in self.extents) != disks.size - start:
-            raise BenchError('the counter sectors are not all in %s: %s' % (
-                disks.path, extents))
-        self.path = disks.path
-
-    def read(self) -> int:
-        last = 0
-        with open(self.path, 'rb', buffering=0) as f:
-            for offset, length in self.extents:
-                data = os.pread(f.fileno(), length, offset)
-                for at in range(0, len(data), guest_mod.SECTOR):
-                    if data[at:at + 4] == b'CTR ':
-                        last = max(last, int(data[at + 4:at + 16]))
-        return last
-
-    def rate(self, seconds: float) -> float:
-        """Counter increments per second over an idle window."""
-        before, started = self.read(), time.monotonic()
-        time.sleep(seconds)
-        return (self.read() - before) / (time.monotonic() - started)
-
-
-class Trace(runner.Sampler):
-    """The guest's counter every 0.1 s, for the charts."""
-
-    def __init__(self, counter: Counter) -> None:
-        super().__init__()
-        self.counter = counter
-        self.samples: list[tuple[float, int]] = []
-
-    def sample(self) -> None:
-        self.samples.append((time.monotonic(), self.counter.read()))
-
-    def since(self, zero: float) -> list[list[float]]:
-        """[seconds after ``zero``, counter] of every sample."""
-        return [[round(at - zero, 3), value] for at, value in self.samples]
-
-
 def milestones(events: list[tuple[float, str]], started: float,
                ended: float) -> list[tuple[str, float]]:
     """The time between the first and the last progress call of each
@@ -379,7 +327,7 @@ class Live:
         self.runner = runner.Runner(
             args.repeat, '%d MiB, ' % data_mb, args.cache,
             after=self.check_running)
-        self.counter = Counter(self.disks)
+        self.counter = runner.Counter(self.disks.path, self.disks.size)
         #: Bytes and writes of the last change between two incremental
         #: snapshots.
         self.changed = (0, 0)
@@ -556,7 +504,7 @@ class Live:
         # NOTE: the idle window, right before, about as long as the job.
         window = self.runner.samples.get(
             row, [2.0 + 3.0 * self.data / 1024 ** 3])
-        trace = Trace(self.counter)
+        trace = runner.Trace(self.counter)
         with trace:
             idle = self.counter.rate(min(IDLE_MAX, window[-1]))
             result, figures = self._take(row, style, store, fmt, request,

@@ -21,7 +21,10 @@ DIR``), or of its ``--json`` file afterwards::
   during one snapshot of each variant (time 0: the snapshot's call), for
   each data size;
 * ``time-vs-size.png``: the median seconds of each variant against the
-  data size, when the run measured more than one size.
+  data size, when the run measured more than one size;
+* ``cloud.png``, from ``tools/bench_cloud.py --json``: Nova's own driver
+  against ours, seconds to an active image and the guest's write rate
+  during the snapshot, for each host and size.
 
 matplotlib draws them, without a display (its Agg backend).
 """
@@ -93,10 +96,50 @@ def time_vs_size(sizes: list[dict], path: str) -> None:
     pyplot.close(fig)
 
 
+def cloud(rows: dict, path: str) -> None:
+    """Stock against ours in the cloud: two panels of bars, seconds to
+    active and the guest's write rate, a group per host and size.
+    """
+    groups = sorted({(r['host'], r['data_mb']) for r in rows.values()})
+    drivers = list(dict.fromkeys(r['driver'] for r in rows.values()))
+    fig, axes = pyplot.subplots(1, 2, figsize=(11, 4.5))
+    width = 0.8 / len(drivers)
+    for i, driver in enumerate(drivers):
+        found = {(r['host'], r['data_mb']): r for r in rows.values()
+                 if r['driver'] == driver}
+        at = [g + (i - (len(drivers) - 1) / 2) * width
+              for g in range(len(groups))]
+        axes[0].bar(at, [found[g]['seconds'] if g in found else 0
+                         for g in groups], width, label=driver)
+        axes[1].bar(at, [100 * _guest(found.get(g)) for g in groups],
+                    width, label=driver)
+    for ax, label in zip(axes, ('seconds to an active image',
+                                'guest write rate during it, % of idle')):
+        ax.set_xticks(range(len(groups)),
+                      ['%s\n%d MiB' % g for g in groups])
+        ax.set_ylabel(label)
+        ax.legend(fontsize='small')
+    fig.suptitle("Nova's own libvirt driver against ours, one-node cloud")
+    fig.tight_layout()
+    fig.savefig(path)
+    pyplot.close(fig)
+
+
+def _guest(row: dict | None) -> float:
+    """The median guest rate of ``row``'s runs; 0 when not measured."""
+    rates = sorted(r['guest'] for r in (row or {}).get('runs', [])
+                   if r.get('guest') is not None)
+    return rates[len(rates) // 2] if rates else 0.0
+
+
 def write(figures: dict, directory: str) -> list[str]:
     """The charts of a run's ``figures`` in ``directory``: their paths."""
     os.makedirs(directory, exist_ok=True)
     made = []
+    if figures.get('kind') == 'cloud':
+        made.append(os.path.join(directory, 'cloud.png'))
+        cloud(figures['rows'], made[-1])
+        return made
     for size in figures['sizes']:
         path = os.path.join(directory, 'guest-rate-%dMiB.png'
                             % size['data_mb'])

@@ -12,32 +12,58 @@
 
 """Nova's own libvirt driver against ours, in one run on the one-node cloud.
 
-For a server with 64 MiB and 1 GiB of data on its disk, on the local
-(qcow2) and the rbd compute host, ``openstack server image create --wait``
-with ``compute_driver = libvirt.LibvirtDriver`` (the baseline) and with
-``nova_snapshot_ext.SnapshotLibvirtDriver``: seconds to an active image
-(the command's own time, as a user waits for it), seconds the guest was
-not running (its libvirt domain state, sampled every 0.1 s on the host's
-libvirtd), peak bytes staged on the compute host (Nova's
-``instances/snapshots`` and our ``[snapshot] temp_directory``) and peak RSS of
-nova-compute, both sampled every 0.1 s.
+For a server with each ``--sizes`` MiB of random data on its disk (1 and
+4 GiB by default), on the local (qcow2) and the rbd compute host, a
+snapshot through the compute API (``createImage``, what ``openstack
+server image create`` asks for) with ``compute_driver =
+libvirt.LibvirtDriver`` (the baseline) and with
+``nova_snapshot_ext.SnapshotLibvirtDriver``:
+
+* **to active**: seconds from the request to an active image, its status
+  polled every :data:`POLL` seconds (the command's ``--wait`` looks every
+  5 s);
+* **not running**: seconds the guest was not running (its libvirt domain
+  state, sampled every 0.1 s on the host's libvirtd);
+* **guest**: the guest's write rate during the snapshot against an idle
+  window of :data:`IDLE` seconds just before (its counter, read from its
+  disk file: local hosts only);
+* **staged**: peak bytes under Nova's ``instances/snapshots`` and our
+  ``[snapshot] temp_directory`` on the compute host, and **compute RSS**,
+  the peak RSS of nova-compute (and how much above its RSS before the
+  request), both sampled every 0.1 s.
+
+On the rbd host ours runs twice: with ``[snapshot_rbd] flatten = inline``
+(the image is flat when it is active, as Nova's) and with the cloud's
+``deferred`` (``nova-snapshot-ext gc`` flattens it later). The memstore
+OSD holds 4 GiB: the rbd host takes the sizes up to :data:`RBD_MAX_MIB`.
+Images of the local hosts' servers are in Glance's file store.
+
+``--at-once N`` (16 by default, 0: none) then boots N servers with the
+smallest size, spread over ``--hosts``, and snapshots them all at once
+(the compute API, one thread each) with each driver in turn: the seconds
+to the last active image and each image's own.
+
+``python -m tools.bench_charts FILE DIR`` draws the ``--json`` FILE:
+stock against ours (``cloud.png``).
 
 Run with the cloud's venv, after ``tools/cloud.sh up`` (``tox -e bench``
 does)::
 
-    $CLOUD_DIR/venv/bin/python tools/bench_cloud.py [--sizes 64,1024] \
-        [--hosts local,rbd] [--repeat 1] [--json FILE]
+    $CLOUD_DIR/venv/bin/python tools/bench_cloud.py [--sizes 1024,4096] \
+        [--hosts local,rbd] [--repeat 1] [--at-once 16] [--json FILE]
 
 Each compute host is restarted with the driver under test
 (``$CLOUD_DIR/etc/nova-compute-HOST-extra.conf``) and put back at the end.
 """
 
+from concurrent import futures
 import functools
 import os
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 
 import libvirt
 
@@ -49,33 +75,39 @@ from tools import bench_runner as runner  # noqa: E402
 from tools import cloud_setup  # noqa: E402
 
 CLOUD_DIR = cloud_setup.CLOUD_DIR
-DRIVERS = [('stock', 'libvirt.LibvirtDriver'),
-           ('ours', 'nova_snapshot_ext.SnapshotLibvirtDriver')]
+STOCK = 'libvirt.LibvirtDriver'
+OURS = 'nova_snapshot_ext.SnapshotLibvirtDriver'
+#: label, compute_driver, more of nova-compute's configuration.
+DRIVERS = [('stock', STOCK, ''),
+           ('ours', OURS, '[snapshot_rbd]\nflatten = inline\n')]
+#: Only on the rbd host: the cloud's own setting.
+DEFERRED = ('ours deferred', OURS, '')
 HOSTS = ['local', 'rbd']
 FLAVOR = 'nse.bench'
+#: Seconds between two looks at the image's status.
+POLL = 0.2
+#: Seconds of the guest's idle write rate before each snapshot.
+IDLE = 5.0
+#: The largest data the rbd host's server takes (memstore OSD: 4 GiB).
+RBD_MAX_MIB = 1024
+#: Glance store of the images of the servers of each kind of host.
+STORES = {'local': 'file1', 'local2': 'file1', 'rbd': 'rbd1'}
 
 
-def openstack(*args, rc='openrc'):
-    env = dict(os.environ)
-    with open(os.path.join(CLOUD_DIR, rc)) as f:
-        for line in f:
-            key, _, value = line.strip()[len('export '):].partition('=')
-            env[key] = value
-    command = os.path.join(os.path.dirname(sys.executable), 'openstack')
-    return subprocess.run([command, *args], env=env, check=True,
-                          capture_output=True, text=True).stdout
-
-
-def use_driver(host, driver):
-    """HOST's nova-compute with DRIVER (None: the cloud's own)."""
+def use_driver(host, driver=None, more=''):
+    """HOST's nova-compute with DRIVER and MORE configuration (None: the
+    cloud's own).
+    """
     cloud_setup.restart_compute(
         host, None if driver is None
-        else '[DEFAULT]\ncompute_driver = %s\n' % driver)
+        else '[DEFAULT]\ncompute_driver = %s\n%s' % (driver, more))
 
 
-def data_image(conn, size_mib):
-    """A copy of the test image with SIZE MiB of random data on it."""
-    name = 'nse-bench-%d' % size_mib
+def data_image(conn, size_mib, store):
+    """A copy of the test image with SIZE MiB of random data on it, in
+    Glance's STORE.
+    """
+    name = 'nse-bench-%d-%s' % (size_mib, store)
     image = conn.image.find_image(name)
     if image is not None:
         return image
@@ -84,14 +116,45 @@ def data_image(conn, size_mib):
         k: v for k, v in guest.items() if k in ('kernel_id', 'ramdisk_id')
         and v})
     with tempfile.TemporaryDirectory(dir='/var/tmp') as tmp:
-        # NOTE: within the bench flavor's 4 GB root disk.
-        disk = runner.random_qcow2(tmp, size_mib, max(2 * size_mib, 1024))
+        # NOTE: within the bench flavor's root disk.
+        disk = runner.random_qcow2(tmp, size_mib, disk_mib(size_mib))
         return conn.image.create_image(
             name=name, filename=disk, disk_format='qcow2',
             container_format='bare', visibility='public', wait=True,
-            timeout=600, kernel_id=props['kernel_id'],
+            timeout=1800, stores=[store], kernel_id=props['kernel_id'],
             ramdisk_id=props['ramdisk_id'],
             os_command_line=cloud_setup.GUEST_CMDLINE)
+
+
+def disk_mib(size_mib):
+    return max(2 * size_mib, 1024)
+
+
+def delete_data_images(conn):
+    for image in conn.image.images():
+        if image.name.startswith('nse-bench-') and \
+                image.name.split('-')[-1] in STORES.values():
+            conn.image.delete_image(image)
+
+
+def guest_counter(dom):
+    """The counter of the guest of DOM, read from its root disk file;
+    None when its disk is not a file (rbd). Waits for the guest to have
+    written its counter sectors.
+    """
+    disk = ET.fromstring(dom.XMLDesc(0)).find("./devices/disk[@device='disk']")
+    path = disk.find('source').get('file')
+    if path is None:
+        return None
+    size = dom.blockInfo(disk.find('target').get('dev'))[0]
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return runner.Counter(path, size)
+        except runner.BenchError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 class Sampler(runner.Sampler):
@@ -110,6 +173,7 @@ class Sampler(runner.Sampler):
             self.pid = int(f.read())
         self.not_running = 0.0
         self.staged = self.rss = 0
+        self.rss_before = self.read_rss()
         self.last = time.monotonic()
 
     def sample(self):
@@ -119,50 +183,137 @@ class Sampler(runner.Sampler):
         self.last = now
         self.staged = max(self.staged, sum(runner.allocated(d)[0]
                                            for d in self.stage_dirs))
+        self.rss = max(self.rss, self.read_rss())
+
+    def read_rss(self):
         try:
             with open('/proc/%d/status' % self.pid) as f:
-                self.rss = max([self.rss] + [
-                    int(line.split()[1]) * 1024 for line in f
-                    if line.startswith('VmRSS:')])
+                return max([0] + [int(line.split()[1]) * 1024 for line in f
+                                  if line.startswith('VmRSS:')])
         except OSError:
-            pass
+            return 0
 
     def __exit__(self, *exc):
         super().__exit__(*exc)
         self.lv.close()
 
 
-def bench_flavor(conn):
+def bench_flavor(conn, disk_gb):
     """nse.tiny's memory with room on its root disk for the data."""
     flavor = conn.compute.find_flavor(FLAVOR)
+    if flavor is not None and flavor.disk < disk_gb:
+        conn.compute.delete_flavor(flavor)
+        flavor = None
     if flavor is None:
         flavor = conn.compute.create_flavor(name=FLAVOR, ram=192, vcpus=1,
-                                            disk=4, is_public=True)
+                                            disk=disk_gb, is_public=True)
     return flavor
 
 
+def boot(conn, name, host, size):
+    """A server with SIZE MiB of data on HOST (not waited for)."""
+    zone = next(z for z, hosts in cloud_setup.ZONES.items() if host in hosts)
+    return conn.compute.create_server(
+        name=name, image_id=data_image(conn, size, STORES[host]).id,
+        flavor_id=bench_flavor(conn, -(-disk_mib(size) // 1024)).id,
+        networks='none', availability_zone='%s:%s' % (zone, host))
+
+
 def measure(conn, run, row, host, size, label):
-    name = 'nse-bench-%s-%s' % (host, label)
-    server = conn.compute.create_server(
-        name=name, image_id=data_image(conn, size).id,
-        flavor_id=bench_flavor(conn).id,
-        networks='none', availability_zone=host)
-    server = conn.compute.wait_for_server(server, wait=600)
+    name = 'nse-bench-%s-%s' % (host, label.replace(' ', '-'))
+    server = conn.compute.wait_for_server(boot(conn, name, host, size),
+                                          wait=900)
     try:
-        time.sleep(5)
         with Sampler(server.id, host) as sampler:
+            counter = guest_counter(sampler.dom)
+            idle = counter.rate(IDLE) if counter else time.sleep(IDLE)
+            before = counter.read() if counter else 0
             started = time.monotonic()
-            openstack('server', 'image', 'create', '--wait', '--name',
-                      name + '-snap', server.id, rc='admin-openrc')
+            image_id = conn.compute.create_server_image(
+                server, name + '-snap').id
+            snap = conn.image.wait_for_status(
+                conn.image.get_image(image_id), 'active',
+                failures=['killed'], interval=POLL, wait=3600)
             seconds = time.monotonic() - started
-        snap = conn.image.find_image(name + '-snap')
+            during = (counter.read() - before) / seconds if counter else 0
         method = (snap.properties or {}).get('snapshot_method', '-')
         conn.image.delete_image(snap)
         run.record(row, seconds, down=sampler.not_running,
-                   staged=sampler.staged, rss=sampler.rss, method=method)
+                   staged=sampler.staged, rss=sampler.rss,
+                   rss_growth=sampler.rss - sampler.rss_before, method=method,
+                   guest=during / idle if idle else None)
     finally:
         conn.compute.delete_server(server)
         conn.compute.wait_for_delete(server, wait=300)
+
+
+def variants(host):
+    return DRIVERS + ([DEFERRED] if host == 'rbd' else [])
+
+
+def single(conn, run, args):
+    """One server at a time: the rows, each with its stock baseline."""
+    rows = {}
+    for host in args.hosts:
+        sizes = [s for s in args.sizes if host != 'rbd' or s <= RBD_MAX_MIB]
+        for label, driver, more in variants(host):
+            use_driver(host, driver, more)
+            cases = []
+            for size in sizes:
+                row = '%s %d MiB %s' % (host, size, label)
+                rows[row] = (host, size, label, '%s %d MiB %s' % (
+                    host, size, DRIVERS[0][0]))
+                cases.append((row, functools.partial(
+                    measure, conn, run, row, host, size, label)))
+            run.run(cases)
+    return rows
+
+
+def snap_and_wait(server_id, name):
+    """Seconds from the compute API's createImage to an active image."""
+    conn = cloud_setup.connect()
+    started = time.monotonic()
+    image = conn.image.get_image(conn.compute.create_server_image(
+        server_id, name).id)
+    conn.image.wait_for_status(image, 'active', failures=['killed'],
+                               interval=POLL, wait=3600)
+    seconds = time.monotonic() - started
+    conn.image.delete_image(image)
+    return seconds
+
+
+def at_once(conn, run, args):
+    """``--at-once`` servers spread over the hosts, snapshotted at once
+    with each driver in turn.
+    """
+    size = min(args.sizes)
+    hosts = [args.hosts[i % len(args.hosts)] for i in range(args.at_once)]
+    servers = []
+    try:
+        for i, host in enumerate(hosts):
+            servers.append(boot(conn, 'nse-bench-%d-%s' % (i, host), host,
+                                size))
+        servers = [conn.compute.wait_for_server(s, wait=1800)
+                   for s in servers]
+        for label, driver, more in DRIVERS:
+            for host in sorted(set(hosts)):
+                use_driver(host, driver, more)
+            row = '%d servers at once, %d MiB, %s' % (
+                len(servers), size, label)
+
+            def case(row=row):
+                started = time.monotonic()
+                with futures.ThreadPoolExecutor(len(servers)) as pool:
+                    each = list(pool.map(
+                        lambda s: snap_and_wait(s.id, s.name + '-snap'),
+                        servers))
+                run.record(row, time.monotonic() - started, each=each)
+            run.run([(row, case)])
+    finally:
+        for server in servers:
+            conn.compute.delete_server(server)
+        for server in servers:
+            conn.compute.wait_for_delete(server, wait=300)
 
 
 def measure_all(args):
@@ -171,49 +322,66 @@ def measure_all(args):
                                 % CLOUD_DIR)
     conn = cloud_setup.connect()
     run = runner.Runner(args.repeat)
-    rows = {}
     try:
-        for host in args.hosts.split(','):
-            for label, driver in DRIVERS:
-                use_driver(host, driver)
-                cases = []
-                for size in args.sizes:
-                    row = '%s %d MiB %s' % (host, size, label)
-                    rows[row] = (host, size, label, '%s %d MiB %s' % (
-                        host, size, DRIVERS[0][0]))
-                    cases.append((row, functools.partial(
-                        measure, conn, run, row, host, size, label)))
-                run.run(cases)
+        rows = single(conn, run, args)
+        if args.at_once:
+            at_once(conn, run, args)
     finally:
-        for host in HOSTS:
-            use_driver(host, None)
-        for size in args.sizes:
-            image = conn.image.find_image('nse-bench-%d' % size)
-            if image is not None:
-                conn.image.delete_image(image)
+        for host in set(HOSTS + args.hosts):
+            use_driver(host)
+        delete_data_images(conn)
         flavor = conn.compute.find_flavor(FLAVOR)
         if flavor is not None:
             conn.compute.delete_flavor(flavor)
-    print('\n'.join(runner.table([[
+    print(report(run, rows))
+    figures = run.figures()
+    runner.write_json(args.json, {'kind': 'cloud', 'rows': {
+        row: dict(figures.pop(row), host=host, data_mb=size, driver=label,
+                  baseline=base, runs=run.extras[row])
+        for row, (host, size, label, base) in rows.items()}, 'at_once': {
+        row: dict(f, runs=run.extras[row]) for row, f in figures.items()}})
+
+
+def _pct(value):
+    return '-' if value is None else '%.0f%%' % (100 * value)
+
+
+def report(run, rows):
+    lines = runner.table([[
         'host', 'data', 'driver', 'method', 'to active', 'x stock',
-        'not running', 'staged', 'compute RSS']] + [[
+        'not running', 'guest', 'staged', 'compute RSS', 'growth']] + [[
             host, '%dM' % size, label, ','.join(sorted(set(run.extra(
                 row, 'method', list)))), '%.1fs' % run.median(row),
             '%.2f' % run.ratio(row, base), '%.1fs' % run.extra(row, 'down'),
+            _pct(run.extra(row, 'guest', lambda v: None if None in v
+                           else statistics.median(v))),
             '%.0fM' % (run.extra(row, 'staged', max) / runner.MiB),
-            '%.0fM' % (run.extra(row, 'rss', max) / runner.MiB)]
-        for row, (host, size, label, base) in rows.items()])))
-    runner.write_json(args.json, {row: dict(figures, runs=run.extras[row])
-                                  for row, figures in run.figures().items()})
+            '%.0fM' % (run.extra(row, 'rss', max) / runner.MiB),
+            '+%.0fM' % (run.extra(row, 'rss_growth', max) / runner.MiB)]
+        for row, (host, size, label, base) in rows.items()])
+    many = [row for row in run.samples if row not in rows]
+    if many:
+        lines += [''] + runner.table([[
+            'at once', 'all active', 'each: median', 'max']] + [[
+                row, '%.1fs' % run.median(row),
+                '%.1fs' % run.extra(row, 'each', lambda v: statistics.median(
+                    x for e in v for x in e)),
+                '%.1fs' % run.extra(row, 'each', lambda v: max(
+                    x for e in v for x in e))] for row in many])
+    return '\n'.join(lines)
 
 
 def main(argv=None):
     # NOTE: each run boots a server: one of each unless asked.
+    def more(parser):
+        parser.add_argument('--hosts', default=','.join(HOSTS),
+                            type=lambda text: text.split(','),
+                            help='compute hosts, comma separated')
+        parser.add_argument('--at-once', type=int, default=16,
+                            help='servers snapshotted at once (0: none)')
     args = runner.options(
-        'tools/bench_cloud.py', __doc__.splitlines()[0], argv, [64, 1024],
-        repeat=1, others=False, more=lambda p: p.add_argument(
-            '--hosts', default=','.join(HOSTS),
-            help='compute hosts, comma separated'))
+        'tools/bench_cloud.py', __doc__.splitlines()[0], argv, [1024, 4096],
+        repeat=1, others=False, more=more)
     return runner.main(lambda: measure_all(args))
 
 

@@ -16,8 +16,10 @@
 ``--repeat`` times, interleaved; their samples and medians; a table of
 each figure beside the baseline measured in the same run; the options
 they share; how a benchmark ends (one line and a status, cleanups run on
-SIGTERM). Only the standard library and libvirt's bindings, so that
-tools/bench_cloud.py runs it with the cloud's venv.
+SIGTERM); a test guest's counter, read from its disk. Only the
+standard library, libvirt's bindings and the test guest's module (which
+needs no more), so that tools/bench_cloud.py runs it with the cloud's
+venv.
 """
 
 import argparse
@@ -32,6 +34,8 @@ import threading
 import time
 
 import libvirt
+
+from tests.functional import guest as guest_mod
 
 MiB = 1024 * 1024
 #: A row whose (max - min) / median is above this is called noisy.
@@ -149,6 +153,58 @@ class Sampler(threading.Thread):
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self.join()
+
+
+class Counter:
+    """The counter of a test guest (``tests/functional/guest.py``),
+    read from where its counter sectors lie in ``path``, its qcow2 disk of
+    ``size`` bytes (the guest wrote each of them before it printed its
+    first counter, so they are allocated and stay where they are).
+    """
+
+    def __init__(self, path: str, size: int) -> None:
+        start = size - guest_mod.SLOTS * guest_mod.SECTOR
+        extents = json.loads(run(
+            'qemu-img', 'map', '-U', '-f', 'qcow2', '--output=json',
+            '--start-offset', str(start), path))
+        self.extents = [(e['offset'], e['length']) for e in extents
+                        if e['data'] and e['depth'] == 0 and 'offset' in e]
+        if sum(n for _, n in self.extents) != size - start:
+            raise BenchError('the counter sectors are not all in %s: %s' % (
+                path, extents))
+        self.path = path
+
+    def read(self) -> int:
+        last = 0
+        with open(self.path, 'rb', buffering=0) as f:
+            for offset, length in self.extents:
+                data = os.pread(f.fileno(), length, offset)
+                for at in range(0, len(data), guest_mod.SECTOR):
+                    if data[at:at + 4] == b'CTR ':
+                        last = max(last, int(data[at + 4:at + 16]))
+        return last
+
+    def rate(self, seconds: float) -> float:
+        """Counter increments per second over an idle window."""
+        before, started = self.read(), time.monotonic()
+        time.sleep(seconds)
+        return (self.read() - before) / (time.monotonic() - started)
+
+
+class Trace(Sampler):
+    """The guest's counter every 0.1 s, for the charts."""
+
+    def __init__(self, counter: Counter) -> None:
+        super().__init__()
+        self.counter = counter
+        self.samples: list[tuple[float, int]] = []
+
+    def sample(self) -> None:
+        self.samples.append((time.monotonic(), self.counter.read()))
+
+    def since(self, zero: float) -> list[list[float]]:
+        """[seconds after ``zero``, counter] of every sample."""
+        return [[round(at - zero, 3), value] for at, value in self.samples]
 
 
 class Runner:

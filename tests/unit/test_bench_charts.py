@@ -67,3 +67,30 @@ def test_one_size_draws_no_size_chart(tmp_path):
     figures['sizes'] = figures['sizes'][:1]
     made = bench_charts.write(figures, str(tmp_path))
     assert [p.rsplit('/', 1)[1] for p in made] == ['guest-rate-64MiB.png']
+
+
+def _cloud_row(host, size, driver, seconds, guests):
+    return {'host': host, 'data_mb': size, 'driver': driver,
+            'seconds': seconds, 'runs': [{'guest': g} for g in guests]}
+
+
+def test_the_cloud_run_draws_stock_against_ours(tmp_path):
+    rows = {'local 1024 MiB stock': _cloud_row('local', 1024, 'stock', 30,
+                                               [0.4, 0.5, 0.9]),
+            'local 1024 MiB ours': _cloud_row('local', 1024, 'ours', 9,
+                                              [0.8]),
+            'rbd 1024 MiB ours': _cloud_row('rbd', 1024, 'ours', 4,
+                                            [None])}
+    made = bench_charts.write({'kind': 'cloud', 'rows': rows,
+                               'at_once': {}}, str(tmp_path))
+    assert [p.rsplit('/', 1)[1] for p in made] == ['cloud.png']
+    assert image.imread(made[0]).shape[:2] == (450, 1100)
+
+
+def test_the_cloud_chart_shows_the_median_guest_rate_or_none():
+    assert bench_charts._guest(_cloud_row('local', 64, 'stock', 1,
+                                          [0.4, 0.9, 0.5])) == 0.5
+    # The rbd host's guest rate is not measured: no bar.
+    assert bench_charts._guest(_cloud_row('rbd', 64, 'ours', 1,
+                                          [None])) == 0.0
+    assert bench_charts._guest(None) == 0.0
