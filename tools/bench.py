@@ -195,8 +195,10 @@ def on_guest(data_mb: int, measure, keep: bool = False, rbd: bool = False,
         conn, d, 'vms', n)) if rbd else dict(fmt='qcow2', disk_mb=disk_mb)
     guest = None
     try:
-        print('preparing %d MiB of data and booting %s%s' % (
-            data_mb, guest_mod.PREFIX, tag), file=sys.stderr, flush=True)
+        # NOTE: one write: tools.bench_scale boots guests in threads.
+        sys.stderr.write('preparing %d MiB of data and booting %s%s\n' % (
+            data_mb, guest_mod.PREFIX, tag))
+        sys.stderr.flush()
         guest = guest_mod.TestGuest(conn, workdir, tag, data_mb=data_mb,
                                     **disks)
         guest.start()
