@@ -36,8 +36,12 @@ from nova_snapshot_ext.storage import qcow2_layout
 #: Bytes read at a time (a cluster multiple), and reads in flight.
 CHUNK = 4 << 20
 DEPTH = 4
-#: Chunks read ahead of the caller at most.
-AHEAD = 8
+#: Chunks read ahead of the caller at most (more gained nothing at
+#: 1 GiB, into a file or Glance: tools/bench).
+AHEAD = 2
+#: Read buffers at most: those in flight and ahead, and the two the
+#: caller may hold. Made as needed: a caller that keeps up needs fewer.
+BUFFERS = DEPTH + AHEAD + 2
 
 
 def _native(name: str) -> Any:
@@ -89,8 +93,7 @@ class Stream:
         # NOTE: Any: the native modules are loaded at run time (_native).
         self._free: Any = queue.Queue()
         self._used: list[bytearray] = []
-        for _ in range(DEPTH + AHEAD + 2):
-            self._free.put(bytearray(CHUNK))
+        self._made = 0
         self._queue: Any = queue.Queue(maxsize=AHEAD)
         self._stop = threading.Event()
         self._thread: Any = None
@@ -145,12 +148,17 @@ class Stream:
             self._put(None)
 
     def _take(self) -> bytearray | None:
-        """A free buffer; None when the stream was closed."""
+        """A free buffer, a new one while fewer than :data:`BUFFERS` were
+        made; None when the stream was closed.
+        """
         while not self._stop.is_set():
             try:
-                return self._free.get(timeout=0.2)
+                return self._free.get(block=self._made >= BUFFERS,
+                                      timeout=0.2)
             except queue.Empty:
-                continue
+                if self._made < BUFFERS:
+                    self._made += 1
+                    return bytearray(CHUNK)
         return None
 
     def _put(self, item: Any) -> bool:
