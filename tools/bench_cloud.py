@@ -38,10 +38,12 @@ On the rbd host ours runs twice: with ``[snapshot_rbd] flatten = inline``
 OSD holds 4 GiB: the rbd host takes the sizes up to :data:`RBD_MAX_MIB`.
 Images of the local hosts' servers are in Glance's file store.
 
-``--at-once N`` (16 by default, 0: none) then boots N servers with the
-smallest size, spread over ``--hosts``, and snapshots them all at once
-(the compute API, one thread each) with each driver in turn: the seconds
-to the last active image and each image's own.
+``--at-once N`` (16 by default, 0: none) then boots N servers with
+``--at-once-mb`` (64) MiB of data, spread over ``--hosts``, and
+snapshots them all at once (the compute API, one thread each) with each
+driver in turn, ``--at-once-repeat`` (1) times: the seconds to the last
+active image and each image's own. Nova's ``max_concurrent_snapshots``
+(5 per host) applies to both drivers.
 
 ``python -m tools.bench_charts FILE DIR`` draws the ``--json`` FILE:
 stock against ours (``cloud.png``).
@@ -50,7 +52,8 @@ Run with the cloud's venv, after ``tools/cloud.sh up`` (``tox -e bench``
 does)::
 
     $CLOUD_DIR/venv/bin/python tools/bench_cloud.py [--sizes 1024,4096] \
-        [--hosts local,rbd] [--repeat 1] [--at-once 16] [--json FILE]
+        [--hosts local,rbd] [--repeat 1] [--at-once 16] [--at-once-mb 64] \\
+        [--at-once-repeat 1] [--json FILE]
 
 Each compute host is restarted with the driver under test
 (``$CLOUD_DIR/etc/nova-compute-HOST-extra.conf``) and put back at the end.
@@ -63,14 +66,14 @@ import statistics
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 
-import libvirt
+import openstack
 
 # NOTE: run as a script, with the cloud's venv: the repository's top
 # makes the tools package importable.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
+from tools import bench_cloud_host as host_probe  # noqa: E402
 from tools import bench_runner as runner  # noqa: E402
 from tools import cloud_setup  # noqa: E402
 
@@ -118,12 +121,30 @@ def data_image(conn, size_mib, store):
     with tempfile.TemporaryDirectory(dir='/var/tmp') as tmp:
         # NOTE: within the bench flavor's root disk.
         disk = runner.random_qcow2(tmp, size_mib, disk_mib(size_mib))
-        return conn.image.create_image(
+        image = conn.image.create_image(
             name=name, filename=disk, disk_format='qcow2',
             container_format='bare', visibility='public', wait=True,
             timeout=1800, stores=[store], kernel_id=props['kernel_id'],
             ramdisk_id=props['ramdisk_id'],
             os_command_line=cloud_setup.GUEST_CMDLINE)
+        # NOTE: an import into a given store ends after the call.
+        return conn.image.wait_for_status(image, 'active', failures=[
+            'killed'], interval=1, wait=1800)
+
+
+def delete_image(conn, image):
+    """Delete IMAGE, again while Glance refuses (an image registered by
+    location is active before Glance's own task hashing its data ends,
+    and Glance fails a delete meanwhile).
+    """
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return conn.image.delete_image(image)
+        except openstack.exceptions.HttpException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def disk_mib(size_mib):
@@ -135,67 +156,6 @@ def delete_data_images(conn):
         if image.name.startswith('nse-bench-') and \
                 image.name.split('-')[-1] in STORES.values():
             conn.image.delete_image(image)
-
-
-def guest_counter(dom):
-    """The counter of the guest of DOM, read from its root disk file;
-    None when its disk is not a file (rbd). Waits for the guest to have
-    written its counter sectors.
-    """
-    disk = ET.fromstring(dom.XMLDesc(0)).find("./devices/disk[@device='disk']")
-    path = disk.find('source').get('file')
-    if path is None:
-        return None
-    size = dom.blockInfo(disk.find('target').get('dev'))[0]
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            return runner.Counter(path, size)
-        except runner.BenchError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
-
-
-class Sampler(runner.Sampler):
-    """The guest's domain state, bytes staged and nova-compute's RSS."""
-
-    def __init__(self, server_id, host):
-        super().__init__()
-        self.lv = libvirt.open('qemu+unix:///system?socket=%s' % os.path.join(
-            CLOUD_DIR, 'libvirt-' + host, 'run', 'libvirt-sock'))
-        self.dom = self.lv.lookupByUUIDString(server_id)
-        state = os.path.join(CLOUD_DIR, 'nova-' + host)
-        self.stage_dirs = [os.path.join(state, 'instances', 'snapshots'),
-                           os.path.join(state, 'snapshot-ext', 'tmp')]
-        with open(os.path.join(CLOUD_DIR, 'run',
-                               'nova-compute-%s.pid' % host)) as f:
-            self.pid = int(f.read())
-        self.not_running = 0.0
-        self.staged = self.rss = 0
-        self.rss_before = self.read_rss()
-        self.last = time.monotonic()
-
-    def sample(self):
-        now = time.monotonic()
-        if self.dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
-            self.not_running += now - self.last
-        self.last = now
-        self.staged = max(self.staged, sum(runner.allocated(d)[0]
-                                           for d in self.stage_dirs))
-        self.rss = max(self.rss, self.read_rss())
-
-    def read_rss(self):
-        try:
-            with open('/proc/%d/status' % self.pid) as f:
-                return max([0] + [int(line.split()[1]) * 1024 for line in f
-                                  if line.startswith('VmRSS:')])
-        except OSError:
-            return 0
-
-    def __exit__(self, *exc):
-        super().__exit__(*exc)
-        self.lv.close()
 
 
 def bench_flavor(conn, disk_gb):
@@ -224,8 +184,8 @@ def measure(conn, run, row, host, size, label):
     server = conn.compute.wait_for_server(boot(conn, name, host, size),
                                           wait=900)
     try:
-        with Sampler(server.id, host) as sampler:
-            counter = guest_counter(sampler.dom)
+        with host_probe.Sampler(server.id, host) as sampler:
+            counter = host_probe.guest_counter(sampler.dom)
             idle = counter.rate(IDLE) if counter else time.sleep(IDLE)
             before = counter.read() if counter else 0
             started = time.monotonic()
@@ -237,7 +197,7 @@ def measure(conn, run, row, host, size, label):
             seconds = time.monotonic() - started
             during = (counter.read() - before) / seconds if counter else 0
         method = (snap.properties or {}).get('snapshot_method', '-')
-        conn.image.delete_image(snap)
+        delete_image(conn, snap)
         run.record(row, seconds, down=sampler.not_running,
                    staged=sampler.staged, rss=sampler.rss,
                    rss_growth=sampler.rss - sampler.rss_before, method=method,
@@ -278,15 +238,15 @@ def snap_and_wait(server_id, name):
     conn.image.wait_for_status(image, 'active', failures=['killed'],
                                interval=POLL, wait=3600)
     seconds = time.monotonic() - started
-    conn.image.delete_image(image)
+    delete_image(conn, image)
     return seconds
 
 
 def at_once(conn, run, args):
-    """``--at-once`` servers spread over the hosts, snapshotted at once
-    with each driver in turn.
+    """``--at-once`` servers with ``--at-once-mb`` of data, spread over
+    the hosts, snapshotted at once with each driver in turn.
     """
-    size = min(args.sizes)
+    size = args.at_once_mb
     hosts = [args.hosts[i % len(args.hosts)] for i in range(args.at_once)]
     servers = []
     try:
@@ -322,10 +282,12 @@ def measure_all(args):
                                 % CLOUD_DIR)
     conn = cloud_setup.connect()
     run = runner.Runner(args.repeat)
+    # NOTE: a run of many servers takes minutes: one unless asked.
+    many = runner.Runner(args.at_once_repeat)
     try:
         rows = single(conn, run, args)
         if args.at_once:
-            at_once(conn, run, args)
+            at_once(conn, many, args)
     finally:
         for host in set(HOSTS + args.hosts):
             use_driver(host)
@@ -333,20 +295,21 @@ def measure_all(args):
         flavor = conn.compute.find_flavor(FLAVOR)
         if flavor is not None:
             conn.compute.delete_flavor(flavor)
-    print(report(run, rows))
+    print(report(run, rows, many))
     figures = run.figures()
     runner.write_json(args.json, {'kind': 'cloud', 'rows': {
-        row: dict(figures.pop(row), host=host, data_mb=size, driver=label,
+        row: dict(figures[row], host=host, data_mb=size, driver=label,
                   baseline=base, runs=run.extras[row])
         for row, (host, size, label, base) in rows.items()}, 'at_once': {
-        row: dict(f, runs=run.extras[row]) for row, f in figures.items()}})
+        row: dict(f, runs=many.extras[row])
+        for row, f in many.figures().items()}})
 
 
 def _pct(value):
     return '-' if value is None else '%.0f%%' % (100 * value)
 
 
-def report(run, rows):
+def report(run, rows, many):
     lines = runner.table([[
         'host', 'data', 'driver', 'method', 'to active', 'x stock',
         'not running', 'guest', 'staged', 'compute RSS', 'growth']] + [[
@@ -359,15 +322,14 @@ def report(run, rows):
             '%.0fM' % (run.extra(row, 'rss', max) / runner.MiB),
             '+%.0fM' % (run.extra(row, 'rss_growth', max) / runner.MiB)]
         for row, (host, size, label, base) in rows.items()])
-    many = [row for row in run.samples if row not in rows]
-    if many:
+    if many.samples:
         lines += [''] + runner.table([[
             'at once', 'all active', 'each: median', 'max']] + [[
-                row, '%.1fs' % run.median(row),
-                '%.1fs' % run.extra(row, 'each', lambda v: statistics.median(
+                row, '%.1fs' % many.median(row),
+                '%.1fs' % many.extra(row, 'each', lambda v: statistics.median(
                     x for e in v for x in e)),
-                '%.1fs' % run.extra(row, 'each', lambda v: max(
-                    x for e in v for x in e))] for row in many])
+                '%.1fs' % many.extra(row, 'each', lambda v: max(
+                    x for e in v for x in e))] for row in many.samples])
     return '\n'.join(lines)
 
 
@@ -379,6 +341,10 @@ def main(argv=None):
                             help='compute hosts, comma separated')
         parser.add_argument('--at-once', type=int, default=16,
                             help='servers snapshotted at once (0: none)')
+        parser.add_argument('--at-once-mb', type=int, default=64,
+                            help='MiB of data of each of them')
+        parser.add_argument('--at-once-repeat', type=int, default=1,
+                            help='runs of them (default: %(default)s)')
     args = runner.options(
         'tools/bench_cloud.py', __doc__.splitlines()[0], argv, [1024, 4096],
         repeat=1, others=False, more=more)
