@@ -159,13 +159,13 @@ def delete_data_images(conn):
 
 
 def bench_flavor(conn, disk_gb):
-    """nse.tiny's memory with room on its root disk for the data."""
-    flavor = conn.compute.find_flavor(FLAVOR)
-    if flavor is not None and flavor.disk < disk_gb:
-        conn.compute.delete_flavor(flavor)
-        flavor = None
+    """nse.tiny's memory with a root disk of DISK_GB: no more, or the
+    rbd host's small pool would not take it.
+    """
+    name = '%s-%d' % (FLAVOR, disk_gb)
+    flavor = conn.compute.find_flavor(name)
     if flavor is None:
-        flavor = conn.compute.create_flavor(name=FLAVOR, ram=192, vcpus=1,
+        flavor = conn.compute.create_flavor(name=name, ram=192, vcpus=1,
                                             disk=disk_gb, is_public=True)
     return flavor
 
@@ -211,9 +211,10 @@ def variants(host):
     return DRIVERS + ([DEFERRED] if host == 'rbd' else [])
 
 
-def single(conn, run, args):
-    """One server at a time: the rows, each with its stock baseline."""
-    rows = {}
+def single(conn, run, args, rows):
+    """One server at a time; ``rows`` gets each row's host, size, driver
+    and stock baseline.
+    """
     for host in args.hosts:
         sizes = [s for s in args.sizes if host != 'rbd' or s <= RBD_MAX_MIB]
         for label, driver, more in variants(host):
@@ -226,7 +227,6 @@ def single(conn, run, args):
                 cases.append((row, functools.partial(
                     measure, conn, run, row, host, size, label)))
             run.run(cases)
-    return rows
 
 
 def snap_and_wait(server_id, name):
@@ -284,23 +284,29 @@ def measure_all(args):
     run = runner.Runner(args.repeat)
     # NOTE: a run of many servers takes minutes: one unless asked.
     many = runner.Runner(args.at_once_repeat)
+    rows = {}
     try:
-        rows = single(conn, run, args)
+        single(conn, run, args, rows)
         if args.at_once:
             at_once(conn, many, args)
+    except BaseException:
+        # NOTE: what was measured is not lost.
+        print(report(run, rows, many), file=sys.stderr)
+        raise
     finally:
         for host in set(HOSTS + args.hosts):
             use_driver(host)
         delete_data_images(conn)
-        flavor = conn.compute.find_flavor(FLAVOR)
-        if flavor is not None:
-            conn.compute.delete_flavor(flavor)
+        for flavor in conn.compute.flavors():
+            if flavor.name.startswith(FLAVOR + '-'):
+                conn.compute.delete_flavor(flavor)
     print(report(run, rows, many))
     figures = run.figures()
     runner.write_json(args.json, {'kind': 'cloud', 'rows': {
         row: dict(figures[row], host=host, data_mb=size, driver=label,
                   baseline=base, runs=run.extras[row])
-        for row, (host, size, label, base) in rows.items()}, 'at_once': {
+        for row, (host, size, label, base) in rows.items()
+        if row in figures}, 'at_once': {
         row: dict(f, runs=many.extras[row])
         for row, f in many.figures().items()}})
 
@@ -321,7 +327,8 @@ def report(run, rows, many):
             '%.0fM' % (run.extra(row, 'staged', max) / runner.MiB),
             '%.0fM' % (run.extra(row, 'rss', max) / runner.MiB),
             '+%.0fM' % (run.extra(row, 'rss_growth', max) / runner.MiB)]
-        for row, (host, size, label, base) in rows.items()])
+        for row, (host, size, label, base) in rows.items()
+        if row in run.samples and base in run.samples])
     if many.samples:
         lines += [''] + runner.table([[
             'at once', 'all active', 'each: median', 'max']] + [[
