@@ -34,9 +34,12 @@ libvirt.LibvirtDriver`` (the baseline) and with
 
 On the rbd host ours runs twice: with ``[snapshot_rbd] flatten = inline``
 (the image is flat when it is active, as Nova's) and with the cloud's
-``deferred`` (``nova-snapshot-ext gc`` flattens it later). The memstore
-OSD holds 4 GiB: the rbd host takes the sizes up to :data:`RBD_MAX_MIB`.
-Images of the local hosts' servers are in Glance's file store.
+``deferred`` (``nova-snapshot-ext gc`` flattens it later). The rbd host
+takes the sizes up to :data:`RBD_MAX_MIB`. Images of the local hosts'
+servers are in Glance's file store; every snapshot goes to Glance's
+default store, rbd: the stack's memstore OSD must hold the largest
+snapshot (4 GiB by default: ``CEPH_OSD_BYTES=10737418240 tools/stack.sh
+up`` for 4 GiB of data).
 
 ``--at-once N`` (16 by default, 0: none) then boots N servers with
 ``--at-once-mb`` (64) MiB of data, spread over ``--hosts``, and
@@ -91,7 +94,8 @@ FLAVOR = 'nse.bench'
 POLL = 0.2
 #: Seconds of the guest's idle write rate before each snapshot.
 IDLE = 5.0
-#: The largest data the rbd host's server takes (memstore OSD: 4 GiB).
+#: The largest data of the rbd host's servers (a snapshot doubles it in
+#: the memstore OSD).
 RBD_MAX_MIB = 1024
 #: Glance store of the images of the servers of each kind of host.
 STORES = {'local': 'file1', 'local2': 'file1', 'rbd': 'rbd1'}
