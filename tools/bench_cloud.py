@@ -90,6 +90,7 @@ DRIVERS = [('stock', STOCK, ''),
 DEFERRED = ('ours deferred', OURS, '')
 HOSTS = ['local', 'rbd']
 FLAVOR = 'nse.bench'
+FLAVOR_RAM = 192
 #: Seconds between two looks at the image's status.
 POLL = 0.2
 #: Seconds of the guest's idle write rate before each snapshot.
@@ -169,7 +170,7 @@ def bench_flavor(conn, disk_gb):
     name = '%s-%d' % (FLAVOR, disk_gb)
     flavor = conn.compute.find_flavor(name)
     if flavor is None:
-        flavor = conn.compute.create_flavor(name=name, ram=192, vcpus=1,
+        flavor = conn.compute.create_flavor(name=name, ram=FLAVOR_RAM, vcpus=1,
                                             disk=disk_gb, is_public=True)
     return flavor
 
@@ -253,7 +254,13 @@ def at_once(conn, run, args):
     size = args.at_once_mb
     hosts = [args.hosts[i % len(args.hosts)] for i in range(args.at_once)]
     servers = []
+    project, quotas = conn.current_project_id, {}
     try:
+        old = conn.get_compute_quotas(project)
+        quotas = {k: old[k] for k in ('instances', 'cores', 'ram')}
+        # NOTE: the project's own quota (10 servers) would refuse them.
+        conn.set_compute_quotas(project, **{k: max(v, (len(hosts) + 2) * (
+            FLAVOR_RAM if k == 'ram' else 1)) for k, v in quotas.items()})
         for i, host in enumerate(hosts):
             servers.append(boot(conn, 'nse-bench-%d-%s' % (i, host), host,
                                 size))
@@ -278,6 +285,8 @@ def at_once(conn, run, args):
             conn.compute.delete_server(server)
         for server in servers:
             conn.compute.wait_for_delete(server, wait=300)
+        if quotas:
+            conn.set_compute_quotas(project, **quotas)
 
 
 def measure_all(args):
@@ -296,6 +305,7 @@ def measure_all(args):
     except BaseException:
         # NOTE: what was measured is not lost.
         print(report(run, rows, many), file=sys.stderr)
+        save(args.json, run, rows, many)
         raise
     finally:
         for host in set(HOSTS + args.hosts):
@@ -305,8 +315,13 @@ def measure_all(args):
             if flavor.name.startswith(FLAVOR + '-'):
                 conn.compute.delete_flavor(flavor)
     print(report(run, rows, many))
+    save(args.json, run, rows, many)
+
+
+def save(path, run, rows, many):
+    """The figures of the run, as JSON in PATH (None: nowhere)."""
     figures = run.figures()
-    runner.write_json(args.json, {'kind': 'cloud', 'rows': {
+    runner.write_json(path, {'kind': 'cloud', 'rows': {
         row: dict(figures[row], host=host, data_mb=size, driver=label,
                   baseline=base, runs=run.extras[row])
         for row, (host, size, label, base) in rows.items()

@@ -144,14 +144,18 @@ def _pacer(job: model.SnapshotJob) -> pacing.GuestFirst | None:
 
 
 @contextlib.contextmanager
-def _qcow2_of(job: model.SnapshotJob, export: backup_mod.Export
+def _qcow2_of(job: model.SnapshotJob, export: backup_mod.Export,
+              chunk: int = qcow2_stream.CHUNK
               ) -> Iterator[qcow2_stream.Stream]:
-    """The qcow2 image of the export of the job's disk, as a stream."""
+    """The qcow2 image of the export of the job's disk, as a stream read
+    ``chunk`` bytes at a time.
+    """
     nbd = nbd_client.libnbd()
     handle = nbd_client.connect(nbd, export.uri(job.disk.target))
     try:
         stream = qcow2_stream.Stream(nbd, handle,
-                                     rate=_rate_mib(job) * 1024 * 1024)
+                                     rate=_rate_mib(job) * 1024 * 1024,
+                                     chunk=chunk)
         try:
             yield stream
         finally:
@@ -172,7 +176,7 @@ def backup_stream(job: model.SnapshotJob, commit: base.Commit,
     """
     if job.image_format == 'qcow2':
         with exported(job, outcome) as export:
-            with _qcow2_of(job, export) as stream:
+            with _qcow2_of(job, export, qcow2_stream.SMALL_CHUNK) as stream:
                 return commit(stream, stream.size,
                               stream.layout.virtual_size)
     conf, disk = job.conf, job.disk

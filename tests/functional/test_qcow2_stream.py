@@ -89,8 +89,10 @@ def _serve(path, sock):
     return proc
 
 
+@pytest.mark.parametrize('chunk', [qcow2_stream.CHUNK,
+                                   qcow2_stream.SMALL_CHUNK])
 @pytest.mark.parametrize('case', sorted(CASES))
-def test_image_is_valid_and_equal(nbd, tmp_path, case):
+def test_image_is_valid_and_equal(nbd, tmp_path, case, chunk):
     size, writes = CASES[case]
     raw, out = str(tmp_path / 'source.raw'), str(tmp_path / 'image.qcow2')
     _source(raw, size, writes)
@@ -98,7 +100,7 @@ def test_image_is_valid_and_equal(nbd, tmp_path, case):
     try:
         handle = nbd_client.connect(
             nbd, 'nbd+unix:///disk?socket=%s' % (tmp_path / 'sock'))
-        stream = qcow2_stream.Stream(nbd, handle)
+        stream = qcow2_stream.Stream(nbd, handle, chunk=chunk)
         # NOTE: written as the file store writes it, hashed on the way.
         body = upload_body.UploadBody(out, stream, stream.size, None,
                                       algorithms=('sha256',))
