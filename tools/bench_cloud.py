@@ -299,7 +299,8 @@ def measure_all(args):
     many = runner.Runner(args.at_once_repeat)
     rows = {}
     try:
-        single(conn, run, args, rows)
+        if not args.only_at_once:
+            single(conn, run, args, rows)
         if args.at_once:
             at_once(conn, many, args)
     except BaseException:
@@ -335,7 +336,7 @@ def _pct(value):
 
 
 def report(run, rows, many):
-    lines = runner.table([[
+    lines = [] if not run.samples else runner.table([[
         'host', 'data', 'driver', 'method', 'to active', 'x stock',
         'not running', 'guest', 'staged', 'compute RSS', 'growth']] + [[
             host, '%dM' % size, label, ','.join(sorted(set(run.extra(
@@ -349,7 +350,7 @@ def report(run, rows, many):
         for row, (host, size, label, base) in rows.items()
         if row in run.samples and base in run.samples])
     if many.samples:
-        lines += [''] + runner.table([[
+        lines += [''] * bool(lines) + runner.table([[
             'at once', 'all active', 'each: median', 'max']] + [[
                 row, '%.1fs' % many.median(row),
                 '%.1fs' % many.extra(row, 'each', lambda v: statistics.median(
@@ -371,6 +372,8 @@ def main(argv=None):
                             help='MiB of data of each of them')
         parser.add_argument('--at-once-repeat', type=int, default=1,
                             help='runs of them (default: %(default)s)')
+        parser.add_argument('--only-at-once', action='store_true',
+                            help='no server alone')
     args = runner.options(
         'tools/bench_cloud.py', __doc__.splitlines()[0], argv, [1024, 4096],
         repeat=1, others=False, more=more)
