@@ -194,11 +194,7 @@ def measure(conn, run, row, host, size, label):
             idle = counter.rate(IDLE) if counter else time.sleep(IDLE)
             before = counter.read() if counter else 0
             started = time.monotonic()
-            image_id = conn.compute.create_server_image(
-                server, name + '-snap').id
-            snap = conn.image.wait_for_status(
-                conn.image.get_image(image_id), 'active',
-                failures=['killed'], interval=POLL, wait=3600)
+            snap = snapshot(conn, server.id, name + '-snap')
             seconds = time.monotonic() - started
             during = (counter.read() - before) / seconds if counter else 0
         method = (snap.properties or {}).get('snapshot_method', '-')
@@ -234,14 +230,21 @@ def single(conn, run, args, rows):
             run.run(cases)
 
 
+def snapshot(conn, server_id, name):
+    """The image NAME of the server through the compute API's
+    createImage, once active (its status polled every :data:`POLL` s).
+    """
+    image_id = conn.compute.create_server_image(server_id, name).id
+    return conn.image.wait_for_status(
+        conn.image.get_image(image_id), 'active', failures=['killed'],
+        interval=POLL, wait=3600)
+
+
 def snap_and_wait(server_id, name):
     """Seconds from the compute API's createImage to an active image."""
     conn = cloud_setup.connect()
     started = time.monotonic()
-    image = conn.image.get_image(conn.compute.create_server_image(
-        server_id, name).id)
-    conn.image.wait_for_status(image, 'active', failures=['killed'],
-                               interval=POLL, wait=3600)
+    image = snapshot(conn, server_id, name)
     seconds = time.monotonic() - started
     delete_image(conn, image)
     return seconds

@@ -65,7 +65,7 @@ def copy_changed(uri: str, context: str, overlay: str,
 
 
 def _copy(src: Any, dst: Any, context: str, size: int,
-          progress: Callable[[float], None] | None) -> int:
+          progress: Callable[[float], None] | None) -> None:
     extents = nbd_client.changed_extents(src, context, size)
     total = sum(length for _, length in extents) or 1
     done = 0
@@ -84,4 +84,3 @@ def _copy(src: Any, dst: Any, context: str, size: int,
                 progress(done / total)
     dst.flush()
     dst.shutdown()
-    return done
