@@ -97,6 +97,7 @@ from tests.functional import conftest
 from tests.functional import glance_stack
 from tests.functional import guest as guest_mod
 from tools import bench_charts
+from tools import bench_memory
 from tools import bench_runner as runner
 
 MiB = runner.MiB
@@ -797,6 +798,7 @@ def report(sizes: list[dict], facts: dict, args) -> str:
         'host: libvirt %(libvirt)s, QEMU %(qemu)s, qemu-img %(qemu_img)s, '
         '%(cores)s cores (%(cpu)s), %(ram_gib)s GiB RAM, Linux %(kernel)s'
         % facts,
+        'memory: %s' % facts.get('memory', 'not recorded'),
         'guest: TCG, 1 vCPU, writing its counter all along; other active '
         'guests: %s; load average before %s, after %s' % (
             ', '.join(facts['others']) or 'none',
@@ -888,6 +890,7 @@ def host_facts() -> dict:
         'ram_gib': round(os.sysconf('SC_PAGE_SIZE') *
                          os.sysconf('SC_PHYS_PAGES') / 1024 ** 3, 1),
         'load_before': os.getloadavg(), 'others': others,
+        'memory': bench_memory.state,
     }
 
 

@@ -36,6 +36,7 @@ import time
 import libvirt
 
 from tests.functional import guest as guest_mod
+from tools import bench_memory
 
 MiB = 1024 * 1024
 #: A row whose (max - min) / median is above this is called noisy.
@@ -380,11 +381,14 @@ def write_json(path: str | None, figures: dict) -> None:
 
 def main(measure: Callable[[], object]) -> int:
     """Run a benchmark: one line and a status for every way it can end.
-    SIGTERM unwinds like Ctrl-C, so that its cleanups run.
+    SIGTERM unwinds like Ctrl-C, so that its cleanups run. The memory
+    the machine would give back to its host is held for the run
+    (:mod:`tools.bench_memory`).
     """
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        measure()
+        with bench_memory.held():
+            measure()
     except BenchError as e:
         print('bench: error: %s' % e, file=sys.stderr)
         return 1

@@ -325,6 +325,7 @@ def report(figs: dict, facts: dict, repeat: int) -> str:
             figs['guests'], figs['data_mb'], DISK_FACTOR, STYLE),
         'host: libvirt %(libvirt)s, QEMU %(qemu)s, %(cores)s cores '
         '(%(cpu)s), %(ram_gib)s GiB RAM, Linux %(kernel)s' % facts,
+        'memory: %s' % facts.get('memory', 'not recorded'),
         'guests: TCG, 1 vCPU each, writing their counters all along; other '
         'active guests before: %s; load average before %s, after %s' % (
             ', '.join(facts['others']) or 'none',
