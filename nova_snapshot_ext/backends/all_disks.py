@@ -39,6 +39,7 @@ from oslo_utils import uuidutils
 
 from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import export_copy
 from nova_snapshot_ext.backends import finish
 from nova_snapshot_ext.backends import local
 from nova_snapshot_ext.backends import memory
@@ -94,7 +95,7 @@ def snapshot(backends: base.Backends, job: model.SnapshotJob,
             with backup.exported(job, outcome,
                                  [d.target for d in disks]) as export:
                 for j, pending in zip(jobs, pendings):
-                    backup.read_export(j, export, pending.path, outcome)
+                    export_copy.read_export(j, export, pending.path, outcome)
         else:
             with steps.suspended(job, outcome):
                 for j, pending in zip(jobs, pendings):

@@ -17,10 +17,11 @@
 The guest's filesystems are frozen (when quiesce applies), a pull-mode
 backup job begins (:mod:`nova_snapshot_ext.libvirt.backup`), and they are
 thawed at once: the job's export is the disk as it was at that moment.
-``qemu-img convert`` reads the export over NBD once, skipping what the
+The image's writer reads the export over NBD once, skipping what the
 disk does not hold (NBD block status), and writes the image once, where
-the store wants it. The job then ends; its scratch file held only the
-blocks the guest overwrote meanwhile.
+the store wants it (:mod:`.export_copy`), or streams it into an upload.
+The job then ends; its scratch file held only the blocks the guest
+overwrote meanwhile.
 
 Pull mode rather than push: push writes a qcow2 of libvirt's choosing
 that would then be converted or copied again for any other format or a
@@ -41,20 +42,17 @@ import tempfile
 from oslo_log import log as logging
 
 from nova_snapshot_ext.backends import base
-from nova_snapshot_ext.backends import pacing
+from nova_snapshot_ext.backends import export_copy
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
-from nova_snapshot_ext.journal import durable
 from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext.journal import undo
 from nova_snapshot_ext.libvirt import backup as backup_mod
 from nova_snapshot_ext import model
-from nova_snapshot_ext import private
 from nova_snapshot_ext.storage import nbd as nbd_client
 from nova_snapshot_ext.storage import qcow2_stream
 from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
-from nova_snapshot_ext.stores import upload_body
 
 LOG = logging.getLogger(__name__)
 
@@ -76,92 +74,7 @@ def backup_copy(job: model.SnapshotJob, out_path: str,
     job: one point in time, the guest never paused.
     """
     with exported(job, outcome) as export:
-        read_export(job, export, out_path, outcome)
-
-
-def read_export(job: model.SnapshotJob, export: backup_mod.Export,
-                out_path: str, outcome: steps.Outcome) -> None:
-    """Write the export of the job's disk into ``out_path``, in the
-    job's image format, at most at ``[snapshot_libvirt]
-    live_copy_bandwidth``: the guest's own I/O shares the disk and
-    QEMU's event loop with the export.
-
-    An uncompressed qcow2 image is written front to back and hashed as
-    it is written (its hash goes into ``outcome``); other images are
-    written by ``qemu-img convert``.
-    """
-    target = job.disk.target
-    if not streams_qcow2(job):
-        steps.convert(job, export.uri(target), 'raw', out_path,
-                      rate_mib=_rate_mib(job))
-        return
-    with _qcow2_of(job, export) as stream:
-        job.progress('convert', 0.0)
-        with contextlib.closing(upload_body.UploadBody(
-                out_path, stream, stream.size,
-                lambda f: job.progress('convert', f),
-                algorithms=('sha256',))) as body:
-            try:
-                pacer = _pacer(job)
-                if pacer is not None:
-                    stream.rate = pacer.rate
-                with private.open_new(out_path, 'wb') as f, \
-                        contextlib.closing(durable.WriteBehind(f)) as out:
-                    for chunk in body:
-                        out.write(chunk)
-                        if pacer is not None:
-                            stream.rate = pacer.tick() or stream.rate
-            except OSError as e:
-                raise exception.ConversionFailed(
-                    tool='the qcow2 stream',
-                    reason='cannot write %s: %s' % (out_path,
-                                                    e.strerror or e))
-            outcome.hashed[out_path] = body.hexdigest('sha256')
-            outcome.virtual_sizes[out_path] = stream.layout.virtual_size
-        job.progress('convert', 1.0)
-
-
-def streams_qcow2(job: model.SnapshotJob) -> bool:
-    """Whether the job's image is a qcow2 this module writes front to
-    back: uncompressed, and libnbd's Python bindings are here.
-    """
-    return (job.image_format == 'qcow2' and not job.conf.snapshot.compress
-            and nbd_client.libnbd() is not None)
-
-
-def _rate_mib(job: model.SnapshotJob) -> int:
-    return job.conf.snapshot_libvirt.live_copy_bandwidth
-
-
-def _pacer(job: model.SnapshotJob) -> pacing.GuestFirst | None:
-    """What paces the read by the guest's writes, if asked for."""
-    share = job.conf.snapshot_libvirt.live_copy_guest_share
-    if not share:
-        return None
-    target = job.disk.target
-    return pacing.GuestFirst(lambda: job.guest.writes(target), share,
-                             ceiling=_rate_mib(job) * 1024 * 1024)
-
-
-@contextlib.contextmanager
-def _qcow2_of(job: model.SnapshotJob, export: backup_mod.Export,
-              chunk: int = qcow2_stream.CHUNK
-              ) -> Iterator[qcow2_stream.Stream]:
-    """The qcow2 image of the export of the job's disk, as a stream read
-    ``chunk`` bytes at a time.
-    """
-    nbd = nbd_client.libnbd()
-    handle = nbd_client.connect(nbd, export.uri(job.disk.target))
-    try:
-        stream = qcow2_stream.Stream(nbd, handle,
-                                     rate=_rate_mib(job) * 1024 * 1024,
-                                     chunk=chunk)
-        try:
-            yield stream
-        finally:
-            stream.close()
-    finally:
-        nbd_client.disconnect(nbd, handle)
+        export_copy.read_export(job, export, out_path, outcome)
 
 
 def backup_stream(job: model.SnapshotJob, commit: base.Commit,
@@ -176,7 +89,8 @@ def backup_stream(job: model.SnapshotJob, commit: base.Commit,
     """
     if job.image_format == 'qcow2':
         with exported(job, outcome) as export:
-            with _qcow2_of(job, export, qcow2_stream.SMALL_CHUNK) as stream:
+            with export_copy.qcow2_of(
+                    job, export, chunk=qcow2_stream.SMALL_CHUNK) as stream:
                 return commit(stream, stream.size,
                               stream.layout.virtual_size)
     conf, disk = job.conf, job.disk

@@ -56,6 +56,7 @@ from oslo_utils import uuidutils
 from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
 from nova_snapshot_ext.backends import checkpoints
+from nova_snapshot_ext.backends import export_copy
 from nova_snapshot_ext.backends import finish
 from nova_snapshot_ext.backends import local
 from nova_snapshot_ext.backends import retention
@@ -64,8 +65,6 @@ from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import journal
 from nova_snapshot_ext import model
 from nova_snapshot_ext import policy
-from nova_snapshot_ext.storage import changed_blocks
-from nova_snapshot_ext.storage import qemu_img
 from nova_snapshot_ext.stores import base as store_base
 
 LOG = logging.getLogger(__name__)
@@ -194,7 +193,7 @@ def _full(job: model.SnapshotJob, out_path: str, checkpoint: str,
     local.check_space(job, policy.COLD, out_path)
     with backup.exported(job, outcome, checkpoint=checkpoint) as export:
         journal.current().reached(journal.CHECKPOINT)
-        backup.read_export(job, export, out_path, outcome)
+        export_copy.read_export(job, export, out_path, outcome)
 
 
 def _backup_outcome(job: model.SnapshotJob,
@@ -244,14 +243,8 @@ def _incremental(job: model.SnapshotJob, out_path: str,
                              checkpoint=checkpoint) as export:
             began = True
             journal.current().reached(journal.CHECKPOINT)
-            job.progress('convert', 0.0)
-            outcome.virtual_sizes[out_path] = changed_blocks.copy_changed(
-                export.uri(job.disk.target),
-                export.bitmap(job.disk.target), out_path,
-                lambda size: qemu_img.create_qcow2(out_path, size,
-                                                   (parent, 'qcow2')),
-                lambda f: job.progress('convert', f))
-            job.progress('convert', 1.0)
+            export_copy.read_changed(job, export, out_path, outcome,
+                                     (parent, 'qcow2'))
     except exception.LibvirtFailed as e:
         if began:
             raise

@@ -38,6 +38,7 @@ from typing import ClassVar
 
 from nova_snapshot_ext.backends import backup
 from nova_snapshot_ext.backends import base
+from nova_snapshot_ext.backends import export_copy
 from nova_snapshot_ext.backends import steps
 from nova_snapshot_ext import exception
 from nova_snapshot_ext.journal import journal
@@ -101,7 +102,7 @@ class FileBackend(base.ImageBackend):
         if job.image_format == 'raw':
             streams = nbd_client.can_read_to_pipe()
         else:
-            streams = backup.streams_qcow2(job)
+            streams = export_copy.streams_qcow2(job)
         style, reason = live_choice(job)
         if style != 'backup' or not streams:
             return None

@@ -92,16 +92,6 @@ def connect(nbd: Any, uri: str, context: str = ALLOCATION) -> Any:
     return _connected(nbd, how)
 
 
-def serve_qcow2(nbd: Any, path: str) -> Any:
-    """A libnbd handle connected to the qcow2 image ``path``, which a
-    ``qemu-nbd`` serves to this handle alone (socket activation): it ends
-    with the connection, and holds the image's lock until then.
-    """
-    return _connected(nbd, lambda handle: (
-        handle.connect_systemd_socket_activation(
-            ['qemu-nbd', '--format', 'qcow2', '--cache', 'none', path])))
-
-
 def _connected(nbd: Any, how: Callable[[Any], None]) -> Any:
     """A new handle that ``how`` connected."""
     handle = nbd.NBD()
@@ -109,7 +99,7 @@ def _connected(nbd: Any, how: Callable[[Any], None]) -> Any:
         how(handle)
     except nbd.Error as e:
         # NOTE: the traceback keeps this frame, not the handle (whose
-        # connection, or qemu-nbd, ends when it goes).
+        # connection ends when it goes).
         handle = None
         raise exception.ConversionFailed(tool=LIBNBD, reason=str(e))
     return handle

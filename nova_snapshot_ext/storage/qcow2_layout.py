@@ -22,13 +22,14 @@ table, the refcount table and blocks and the L2 tables first, then the
 data clusters in the order of the disk.
 
 The image is qcow2 version 3 (``compat=1.1``) with 64 KiB clusters and
-16-bit refcounts, qemu-img's defaults, no backing file, no compression:
+16-bit refcounts, qemu-img's defaults, no compression:
 ::
 
     header | L1 | refcount table | refcount blocks | L2 tables | data
 
 What the disk does not hold is unallocated in the image: it reads as
-zeros.
+zeros, or, in an image with a backing file (an overlay: its name and
+format follow the header, in its first cluster), as the backing file.
 """
 
 from collections.abc import Iterator
@@ -47,6 +48,11 @@ COPIED = 1 << 63
 MAGIC = 0x514649fb
 #: The version 3 header without its optional fields.
 HEADER = struct.Struct('>IIQIIQIIQQIIQQQQII')
+#: A header extension's type and length; that of the backing file's
+#: format; the end of the extensions.
+EXTENSION = struct.Struct('>II')
+BACKING_FORMAT = 0xe2792aca
+END = 0
 
 
 def _clusters(n_bytes: int) -> int:
@@ -69,12 +75,15 @@ class Layout:
     refcount_blocks: int
     l2_tables: tuple[int, ...]
     data_offset: int
+    #: The backing file's name (as the image records it) and format.
+    backing: tuple[str, str] | None = None
 
     @classmethod
-    def plan(cls, virtual_size: int,
-             extents: list[tuple[int, int]]) -> 'Layout':
+    def plan(cls, virtual_size: int, extents: list[tuple[int, int]],
+             backing: tuple[str, str] | None = None) -> 'Layout':
         """The layout of an image of ``virtual_size`` bytes whose data is
-        ``extents`` ((offset, length), in order, not overlapping).
+        ``extents`` ((offset, length), in order, not overlapping), backed
+        by ``backing`` (name, format) if given.
         """
         runs: list[tuple[int, int]] = []
         for offset, length in extents:
@@ -110,7 +119,8 @@ class Layout:
                    refcount_table_clusters=table,
                    refcount_blocks=blocks, l2_tables=tuple(l2_tables),
                    data_offset=(table_offset + (table + blocks +
-                                                len(l2_tables)) * CLUSTER))
+                                                len(l2_tables)) * CLUSTER),
+                   backing=backing)
 
     @property
     def data_clusters(self) -> int:
@@ -131,13 +141,26 @@ class Layout:
         return self._blocks_offset + self.refcount_blocks * CLUSTER
 
     def header(self) -> bytes:
+        """The first cluster: the header, its extensions (the backing
+        file's format), their end, and the backing file's name.
+
+        :raises ValueError: the backing file's name and format do not fit.
+        """
+        extensions = name = b''
+        if self.backing is not None:
+            name, fmt = (x.encode() for x in self.backing)
+            extensions = (EXTENSION.pack(BACKING_FORMAT, len(fmt)) +
+                          fmt.ljust(-(-len(fmt) // 8) * 8, b'\0'))
+        extensions += EXTENSION.pack(END, 0)
+        name_offset = HEADER.size + len(extensions)
+        if name_offset + len(name) > CLUSTER:
+            raise ValueError('a backing file name of %d bytes' % len(name))
         head = HEADER.pack(
-            MAGIC, 3, 0, 0, CLUSTER_BITS, self.virtual_size, 0,
-            self.l1_size, self.l1_offset, self.refcount_table_offset,
-            self.refcount_table_clusters, 0, 0,
+            MAGIC, 3, name_offset if name else 0, len(name), CLUSTER_BITS,
+            self.virtual_size, 0, self.l1_size, self.l1_offset,
+            self.refcount_table_offset, self.refcount_table_clusters, 0, 0,
             0, 0, 0, REFCOUNT_ORDER, HEADER.size)
-        # NOTE: the zeros after it end the (empty) list of extensions.
-        return head.ljust(CLUSTER, b'\0')
+        return (head + extensions + name).ljust(CLUSTER, b'\0')
 
     def metadata(self) -> Iterator[bytes]:
         """Everything before the data, in order, a cluster or a table at

@@ -21,9 +21,14 @@ from the export in the disk's order (the NBD client's pieces are in
 :mod:`nova_snapshot_ext.storage.nbd`). Such a stream can be hashed as it is
 written and uploaded with no local file. Clusters the export reports as
 reading zeros (``NBD_STATE_ZERO``) are neither read nor written.
+
+An overlay is written the same way: the caller names its extents (the
+blocks that changed) and its backing file; everything else is left to
+the backing file.
 """
 
 import collections
+from collections.abc import Callable
 from collections.abc import Iterator
 import importlib
 import sys
@@ -77,20 +82,27 @@ class Stream:
         limit); :attr:`rate` may be changed while the stream is read.
     :param chunk: bytes of each read (:data:`CHUNK` or
         :data:`SMALL_CHUNK`); :data:`BUFFERS` of them at most in memory.
+    :param extents: what the image holds ((offset, length), in order),
+        given the export's size; by default what the export holds.
+    :param backing: the image's backing file (name, format).
     :raises ConversionFailed: the export failed (here or when read).
     """
 
     def __init__(self, nbd: Any, handle: Any, rate: int = 0,
-                 chunk: int = CHUNK) -> None:
+                 chunk: int = CHUNK,
+                 extents: Callable[[int], list[tuple[int, int]]] |
+                 None = None,
+                 backing: tuple[str, str] | None = None) -> None:
         self.nbd = nbd
         self.chunk = chunk
         self.handle = handle
         with nbd_client.errors(nbd):
             size = handle.get_size()
-            extents = (nbd_client.data_extents(handle, size)
-                       if handle.can_meta_context(nbd_client.ALLOCATION)
-                       else [(0, size)])
-        self.layout = qcow2_layout.Layout.plan(size, extents)
+            held = (extents(size) if extents is not None else
+                    nbd_client.data_extents(handle, size)
+                    if handle.can_meta_context(nbd_client.ALLOCATION)
+                    else [(0, size)])
+        self.layout = qcow2_layout.Layout.plan(size, held, backing)
         self.size = self.layout.size
         self.rate = rate
         self._chunks = self._generate()

@@ -105,3 +105,35 @@ def test_refcount_blocks_count_themselves():
     layout = q.Layout.plan(4 * GiB, [(0, data * K)])
     assert layout.refcount_blocks == 2
     assert layout.size // K > q.REFCOUNT_ENTRIES
+
+
+def test_backing_file_after_its_format():
+    layout = q.Layout.plan(GiB, [(0, K)], ('../a/image.qcow2', 'qcow2'))
+    header = layout.header()
+    fields = q.HEADER.unpack_from(header)
+    name_offset, name_size = fields[2], fields[3]
+    # the format's extension (5 bytes, padded to 8), then the end
+    assert q.EXTENSION.unpack_from(header, 104) == (0xe2792aca, 5)
+    assert header[112:120] == b'qcow2\0\0\0'
+    assert q.EXTENSION.unpack_from(header, 120) == (0, 0)
+    assert (name_offset, name_size) == (128, 16)
+    assert header[128:144] == b'../a/image.qcow2'
+    assert header[144:] == bytes(K - 144)
+    # the rest of the image is laid out as without a backing file
+    assert layout.data_offset == q.Layout.plan(GiB, [(0, K)]).data_offset
+
+
+def test_no_backing_file_ends_the_extensions_at_once():
+    header = q.Layout.plan(GiB, []).header()
+    assert q.HEADER.unpack_from(header)[2:4] == (0, 0)
+    assert header[104:] == bytes(K - 104)
+
+
+def test_a_backing_file_name_too_long_is_refused():
+    layout = q.Layout.plan(GiB, [], ('x' * K, 'qcow2'))
+    try:
+        layout.header()
+    except ValueError as e:
+        assert 'backing file name' in str(e)
+    else:
+        raise AssertionError('a header past its cluster')
