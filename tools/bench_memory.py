@@ -63,6 +63,13 @@ def _write(path: str, value: object) -> None:
         f.write('%s\n' % value)
 
 
+def _restore(parameters: str, saved: dict[str, str]) -> None:
+    """Write back the ``saved`` values of ``parameters``."""
+    for name, value in saved.items():
+        with contextlib.suppress(OSError):
+            _write(os.path.join(parameters, name), value)
+
+
 def available() -> int:
     """Bytes of memory available (``MemAvailable``), 0 if not known."""
     try:
@@ -111,8 +118,7 @@ def held(parameters: str = PARAMETERS,
             saved[name] = _read(path)
             _write(path, HOLD[name])
     except OSError as e:
-        for name, value in saved.items():
-            _write(os.path.join(parameters, name), value)
+        _restore(parameters, saved)
         state = ('free page reporting: on, not held (%s); figures may '
                  'vary with it' % (e.strerror or e))
         yield state
@@ -127,6 +133,4 @@ def held(parameters: str = PARAMETERS,
                  'touched first in %.1f s' % (size / 1024 ** 3, seconds))
         yield state
     finally:
-        for name, value in saved.items():
-            with contextlib.suppress(OSError):
-                _write(os.path.join(parameters, name), value)
+        _restore(parameters, saved)

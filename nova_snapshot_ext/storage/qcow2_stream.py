@@ -98,10 +98,12 @@ class Stream:
         self.handle = handle
         with nbd_client.errors(nbd):
             size = handle.get_size()
-            held = (extents(size) if extents is not None else
-                    nbd_client.data_extents(handle, size)
-                    if handle.can_meta_context(nbd_client.ALLOCATION)
-                    else [(0, size)])
+            if extents is not None:
+                held = extents(size)
+            elif handle.can_meta_context(nbd_client.ALLOCATION):
+                held = nbd_client.data_extents(handle, size)
+            else:
+                held = [(0, size)]
         self.layout = qcow2_layout.Layout.plan(size, held, backing)
         self.size = self.layout.size
         self.rate = rate
